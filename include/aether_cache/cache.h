@@ -1,0 +1,140 @@
+/* libaethercache: the handle, its options, stats and scheduler counters. */
+#ifndef ACACHE_CACHE_H
+#define ACACHE_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "common.h"
+#include "buffer.h"
+
+ACACHE_BEGIN_DECL
+
+/**
+ * The library handle. One handle may be shared by any number of threads:
+ * every function taking an `acache *` is safe to call concurrently on the
+ * same handle, except acache_close(), which must be the last call (see
+ * docs/threading.md).
+ */
+typedef struct acache acache;
+
+/** Clock hook: seconds since the epoch, as a double (tests set fixed times). */
+typedef double (*acache_clock_fn)(void *payload);
+
+/**
+ * Options for acache_open(). Initialise with ACACHE_OPTIONS_INIT or
+ * acache_options_init(); zero/NULL fields take the documented defaults.
+ * Strings are copied by acache_open() (the encryption key is wiped after use).
+ * Fields are only ever appended, with ACACHE_OPTIONS_VERSION bumped.
+ */
+typedef struct acache_options {
+    unsigned int version;        /* ACACHE_OPTIONS_VERSION, always first */
+    const char *store_uri;       /* NULL = "memory://"; or redis://, rediss-less
+                                    redis://[:pw@]host[:port][/db], unix:///path */
+    const char *catalog_uri;     /* NULL = no catalog; json:///path, a path, or
+                                    postgresql://... */
+    uint32_t default_ttl_s;      /* affinity TTL; 0 = 300 */
+    int32_t l1_ttl_ms;           /* L1 cache in front of Redis; 0 = 3000, <0 = off */
+    int32_t l1_max_entries;      /* 0 = 1000, <0 = off */
+    uint32_t connect_timeout_ms; /* 0 = 2000 */
+    uint32_t command_timeout_ms; /* 0 = 2000 */
+    const char *encryption_key;  /* Aether ENCRYPTION_KEY (Fernet key or
+                                    passphrase); NULL = no decryption */
+    int use_dev_encryption_key;  /* nonzero: with no encryption_key, use Aether's
+                                    development default passphrase */
+    uint32_t mapping_list_cap;   /* model-mapping stats entries listed; 0 = 100 */
+    uint32_t mapping_ttl_s;      /* model-mapping cache TTL reported; 0 = 300 */
+    acache_clock_fn clock;       /* NULL = wall clock */
+    void *clock_payload;
+} acache_options;
+
+#define ACACHE_OPTIONS_VERSION 1
+#define ACACHE_OPTIONS_INIT {.version = ACACHE_OPTIONS_VERSION}
+
+/**
+ * Initialise `opts` to the defaults for `version` (FFI callers that cannot
+ * expand ACACHE_OPTIONS_INIT).
+ * @return ACACHE_OK, or ACACHE_EINVALID for an unknown version.  Since: 0.1
+ */
+ACACHE_EXTERN int acache_options_init(acache_options *opts, unsigned int version);
+
+/** sizeof(acache_options) of the loaded library, for FFI allocation. */
+ACACHE_EXTERN size_t acache_options_size(void);
+
+/**
+ * Open a handle on the store and catalog named by `opts` (NULL = defaults).
+ * Connects to Redis/PostgreSQL now, so a bad URI or a server that is down
+ * fails here with ACACHE_ESTORE / ACACHE_ECATALOG.
+ * @param out receives the handle; close with acache_close().
+ * @return ACACHE_OK, ACACHE_EINVALID, ACACHE_ESTORE, ACACHE_ECATALOG,
+ *         ACACHE_ECRYPTO (unusable encryption key) or ACACHE_ENOMEM.
+ * Thread-safety: safe from any thread.   Since: 0.1
+ */
+ACACHE_EXTERN int acache_open(acache **out, const acache_options *opts);
+
+/** Close a handle and free everything it owns. NULL is a no-op. No other call
+ *  on the handle may run concurrently or follow.  Since: 0.1 */
+ACACHE_EXTERN void acache_close(acache *c);
+
+/** "memory" or "redis" (static text).  Since: 0.1 */
+ACACHE_EXTERN const char *acache_store_type(const acache *c);
+
+/** Affinity counters since the handle was opened (affinity.md "stats"). */
+typedef struct acache_stats {
+    unsigned int version;         /* set by the caller: ACACHE_STATS_VERSION */
+    uint64_t total_affinities;    /* pins newly created */
+    uint64_t cache_hits;
+    uint64_t cache_misses;
+    double cache_hit_rate;        /* hits / (hits + misses), 0.0 when none */
+    uint64_t cache_invalidations;
+    uint64_t provider_switches;
+    uint64_t key_switches;
+    uint64_t malformed_records;   /* unreadable values met by get/list */
+    int64_t active_affinities;    /* records stored now; -1 if it could not be counted */
+    uint32_t default_ttl_s;
+} acache_stats;
+
+#define ACACHE_STATS_VERSION 1
+
+/**
+ * Fill `out` (whose version the caller sets) with this handle's counters and
+ * the number of stored records (a SCAN on Redis: O(N), not for the hot path).
+ * @return ACACHE_OK, ACACHE_EINVALID (version), or ACACHE_ESTORE (then
+ *         active_affinities is -1 and the counters are still filled).
+ * Thread-safety: safe concurrently.   Since: 0.1
+ */
+ACACHE_EXTERN int acache_stats_get(acache_stats *out, acache *c);
+
+/* ---- scheduler counters (affinity.md "Scheduler counters") ---- */
+
+/** A candidate batch of `batch_size` was pulled.  Since: 0.1 */
+ACACHE_EXTERN void acache_scheduler_record_batch(acache *c, uint64_t batch_size);
+/** `count` candidates were enumerated.  Since: 0.1 */
+ACACHE_EXTERN void acache_scheduler_record_candidates(acache *c, uint64_t count);
+/** A cache hit (hit != 0) or miss seen while scheduling.  Since: 0.1 */
+ACACHE_EXTERN void acache_scheduler_record_cache(acache *c, int hit);
+/** A candidate was rejected for concurrency.  Since: 0.1 */
+ACACHE_EXTERN void acache_scheduler_record_concurrency_denied(acache *c);
+/** Remember the last request's api_format and model (copied; NULL keeps). */
+ACACHE_EXTERN void acache_scheduler_record_request(acache *c, const char *api_format,
+                                                   const char *model_name);
+
+/* ---- JSON / text renderings (admin-api.md), for FFI and HTTP ---- */
+
+/**
+ * Stats response body: {"status":"ok","data":{scheduler, cache_reservation_ratio,
+ * dynamic_reservation, affinity_stats, scheduler_metrics}}.
+ * @param out filled with NUL-terminated JSON; release with acache_buf_dispose().
+ * @return ACACHE_OK or ACACHE_ENOMEM (a store failure leaves
+ *         active_affinities null rather than failing).   Since: 0.1
+ */
+ACACHE_EXTERN int acache_stats_json(acache_buf *out, acache *c);
+
+/** Config response body (admin-api.md "Config").  Since: 0.1 */
+ACACHE_EXTERN int acache_config_json(acache_buf *out, acache *c);
+
+/** Prometheus text exposition (format 0.0.4) of the scheduler and affinity
+ *  metrics, in admin-api.md order.  Since: 0.1 */
+ACACHE_EXTERN int acache_metrics_text(acache_buf *out, acache *c);
+
+ACACHE_END_DECL
+#endif

@@ -1,0 +1,159 @@
+/* libaethercache backend authors: the store vtable (memory, redis, yours).
+ *
+ * A store keeps string keys with optional TTLs. Affinity records live under
+ * `cache_affinity:{affinity_key}:{api_format}:{model_name}`; their values are
+ * JSON (affinity.md), but the vtable deals in parsed records so that a store
+ * may keep them in any form (the memory store keeps structs, Redis keeps
+ * Aether's JSON). The read-modify-write operations (affinity_touch,
+ * affinity_delete_if) must be atomic with respect to every other writer of
+ * the same store, including other processes.
+ *
+ * Threading: the core calls every slot concurrently from many threads; the
+ * backend synchronises (the memory store uses a lock, Redis a connection pool).
+ */
+#ifndef ACACHE_SYS_STORE_H
+#define ACACHE_SYS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../common.h"
+#include "../buffer.h"
+#include "../cache.h"
+
+ACACHE_BEGIN_DECL
+
+#define ACACHE_AFFINITY_PREFIX "cache_affinity:"
+
+/** A parsed affinity value. Strings are borrowed; NULL when the value lacks
+ *  the field (older writers omit api_format / model_name). */
+typedef struct acache_record {
+    const char *provider_id;
+    const char *endpoint_id;
+    const char *key_id;
+    const char *api_format;
+    const char *model_name;
+    double created_at;
+    double expire_at;
+    int64_t request_count;
+} acache_record;
+
+/** One scanned entry. For affinity scans `record` is NULL when the value was
+ *  unreadable (malformed JSON, not an object, missing provider/endpoint/key):
+ *  the core skips and counts it. For raw scans `value` is the stored bytes
+ *  (NULL when the key vanished between SCAN and MGET, or values not asked for). */
+typedef struct acache_entry {
+    const char *key;
+    size_t key_len;
+    const acache_record *record; /* affinity scans only */
+    const char *value;           /* raw scans only */
+    size_t value_len;
+} acache_entry;
+
+/** Receives scanned entries in batches (borrowed for the call only).
+ *  Return 0 to go on, nonzero to stop (that value is returned by the scan). */
+typedef int (*acache_entry_batch_cb)(const acache_entry *entries, size_t n, void *payload);
+
+/** Receives a record borrowed for the duration of the call. */
+typedef void (*acache_record_cb)(const acache_record *rec, void *payload);
+
+/** Inputs of an atomic touch (affinity.md "set / touch"). */
+typedef struct acache_touch_req {
+    const char *key; /* full storage key */
+    const char *provider_id;
+    const char *endpoint_id;
+    const char *key_id;
+    const char *api_format;
+    const char *model_name;
+    double now;    /* seconds since epoch */
+    uint32_t ttl_s;
+} acache_touch_req;
+
+/** Filters of an atomic compare-and-delete; NULL fields match anything. */
+typedef struct acache_match {
+    const char *provider_id;
+    const char *endpoint_id;
+    const char *key_id;
+} acache_match;
+
+typedef struct acache_store acache_store;
+
+struct acache_store {
+    unsigned int version; /* ACACHE_STORE_VERSION */
+    const char *scheme;   /* "memory", "redis": static string */
+
+    /* --- affinity records --- */
+
+    /** Read and parse one record; `cb` sees it while it is valid.
+     *  @return OK, ENOTFOUND (absent), ACACHE_ERROR with a message when the
+     *  value is unreadable (the core counts it as malformed), ESTORE. */
+    int (*affinity_get)(acache_store *self, const char *key, acache_record_cb cb,
+                        void *payload);
+
+    /** Atomic create / refresh / switch. `*result` receives an
+     *  acache_touch_result; `cb` (may be NULL) sees the record written. A live
+     *  pin is one whose expire_at > req->now. */
+    int (*affinity_touch)(acache_store *self, const acache_touch_req *req, int *result,
+                          acache_record_cb cb, void *payload);
+
+    /** Atomic compare-and-delete of `n` keys: each is deleted if it exists and
+     *  matches `m` (an unreadable value never matches a non-empty filter, and
+     *  is deleted when all filters are NULL). `*deleted` = how many went. */
+    int (*affinity_delete_if)(acache_store *self, const char *const *keys, size_t n,
+                              const acache_match *m, size_t *deleted);
+
+    /** Every affinity record whose key starts with the literal `prefix`
+     *  (glob characters in it are not patterns), in batches. */
+    int (*affinity_scan)(acache_store *self, const char *prefix,
+                         acache_entry_batch_cb cb, void *payload);
+
+    /* --- raw keys (model-mapping cache, test loading) --- */
+
+    /** Raw value of `key` into `out`. @return OK, ENOTFOUND, ESTORE. */
+    int (*get)(acache_store *self, const char *key, acache_buf *out);
+    /** Store raw bytes; ttl_s 0 = no expiry. Affinity keys written this way
+     *  are read back as Aether JSON. */
+    int (*set)(acache_store *self, const char *key, const char *value, size_t len,
+               uint32_t ttl_s);
+    /** Delete keys (batched UNLINK); `*deleted` = how many existed. */
+    int (*del)(acache_store *self, const char *const *keys, size_t n, size_t *deleted);
+    /** Keys starting with the literal `prefix`, in batches, with values when
+     *  `with_values` (SCAN + MGET), else value = NULL. Never KEYS. */
+    int (*scan)(acache_store *self, const char *prefix, int with_values,
+                acache_entry_batch_cb cb, void *payload);
+    /** Remaining TTL in seconds of `n` keys (pipelined): -1 no expiry,
+     *  -2 missing, as Redis TTL answers. */
+    int (*ttl)(acache_store *self, const char *const *keys, size_t n, int64_t *out);
+
+    /** Free the backend and everything it owns. Required. */
+    void (*free)(acache_store *self);
+    /* version 2 slots go below; the core checks `version` before using them */
+};
+
+#define ACACHE_STORE_VERSION 1
+#define ACACHE_STORE_VERSION_MIN 1
+
+/**
+ * Open a handle on a store you built (instead of options.store_uri). The
+ * handle owns `store` after a successful call (freed by acache_close()); on
+ * failure the caller keeps it. opts->store_uri is ignored.
+ * @return ACACHE_OK, ACACHE_EINVALID (version outside
+ *         [ACACHE_STORE_VERSION_MIN, ACACHE_STORE_VERSION] or a required slot
+ *         NULL), or what acache_open() returns.   Since: 0.1
+ */
+ACACHE_EXTERN int acache_open_with_store(acache **out, const acache_options *opts,
+                                         acache_store *store);
+
+/** The handle's store (borrowed), e.g. for tests that load raw values. */
+ACACHE_EXTERN acache_store *acache_get_store(acache *c);
+
+/** Parse an Aether affinity JSON value. `cb` sees the record while valid.
+ *  @return OK, or ACACHE_ERROR (with a message) when unreadable. */
+ACACHE_EXTERN int acache_record_parse(const char *json, size_t len, acache_record_cb cb,
+                                      void *payload);
+
+/** Render a record as Aether writes it (Python json.dumps field order and
+ *  separators). @return OK or ENOMEM. */
+ACACHE_EXTERN int acache_record_render(acache_buf *out, const acache_record *rec);
+
+ACACHE_END_DECL
+#endif

@@ -1,0 +1,323 @@
+/* Helpers shared by the usage analyses: Python-compatible rounding,
+ * percentile_cont, timestamps, row collection and the batched users look-up. */
+#include <libpq-fe.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../catalog/postgres.h"
+#include "analysis.h"
+
+double acache__round_py(double x, int digits)
+{
+    /* glibc prints the exact binary value rounded half-to-even, which is
+     * what Python's round() does; floor(x*10^d+0.5) is not (2.125 -> 2.13).
+     * Both calls use the same locale, so the round trip is exact. */
+    char buf[512];
+    if (!isfinite(x))
+        return x;
+    snprintf(buf, sizeof buf, "%.*f", digits, x);
+    return strtod(buf, NULL);
+}
+
+void acache__fmt_fixed(char *buf, size_t size, int digits, double x)
+{
+    snprintf(buf, size, "%.*f", digits, x);
+    for (char *p = buf; *p; p++)
+        if (*p == ',')
+            *p = '.';
+}
+
+double acache__percentile_cont(const double *v, size_t n, double p)
+{
+    double pos = p * (double)(n - 1);
+    double lo = floor(pos), hi = ceil(pos);
+    size_t l = (size_t)lo, h = (size_t)hi;
+    if (l == h)
+        return v[l];
+    return v[l] + (pos - lo) * (v[h] - v[l]);
+}
+
+void acache__fmt_iso_utc(char *buf, size_t size, int64_t us)
+{
+    int64_t secs = us / 1000000, frac = us % 1000000;
+    if (frac < 0) {
+        frac += 1000000;
+        secs -= 1;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (frac)
+        snprintf(buf, size, "%s.%06lld+00:00", base, (long long)frac);
+    else
+        snprintf(buf, size, "%s+00:00", base);
+}
+
+void acache__fmt_pg_ts(char *buf, size_t size, int64_t us)
+{
+    int64_t secs = us / 1000000, frac = us % 1000000;
+    if (frac < 0) {
+        frac += 1000000;
+        secs -= 1;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(buf, size, "%s.%06lld+00", base, (long long)frac);
+}
+
+int64_t acache__seconds_to_us(double s)
+{
+    return (int64_t)llround(s * 1e6);
+}
+
+const char *acache__opt_str(const char *s)
+{
+    return (s && *s) ? s : NULL;
+}
+
+int acache__analysis_begin(acache *c, const char *what, int hours, int64_t *since_us)
+{
+    if (!c)
+        return acache_error_set(ACACHE_EINVALID, "%s: handle is NULL", what);
+    if (hours < 1 || hours > 720)
+        return acache_error_set(ACACHE_EINVALID, "%s: hours must be 1..720, got %d", what,
+                                hours);
+    if (!c->catalog)
+        return acache_error_set(ACACHE_EUNSUPPORTED,
+                                "%s: no catalog configured (usage rows needed)", what);
+    if (!c->catalog->usage_scan && !acache__analysis_use_sql(c))
+        return acache_error_set(ACACHE_EUNSUPPORTED,
+                                "%s: the catalog has no usage rows", what);
+    *since_us = acache__seconds_to_us(acache__now(c)) - (int64_t)hours * 3600 * 1000000;
+    return ACACHE_OK;
+}
+
+int acache__analysis_use_sql(acache *c)
+{
+    return c->catalog && acache__catalog_is_postgres(c->catalog);
+}
+
+double acache__gap_minutes(int64_t earlier_us, int64_t later_us)
+{
+    return (double)(later_us - earlier_us) / 60000000.0;
+}
+
+/* ---- usage rows ---- */
+
+typedef struct {
+    acache__urows *rows;
+    int group_by_key, want_model;
+} collect_ctx;
+
+static int collect_cb(const acache_cat_usage *row, void *payload)
+{
+    collect_ctx *x = payload;
+    const char *g = x->group_by_key ? row->api_key_id : row->user_id;
+    if (!g || !row->id)
+        return 0;
+    acache__urows *r = x->rows;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        acache__urow *nv = acache__realloc(r->v, cap * sizeof *nv);
+        if (!nv)
+            return acache__oom();
+        r->v = nv;
+        r->cap = cap;
+    }
+    acache__urow *u = &r->v[r->n];
+    memset(u, 0, sizeof *u);
+    u->group = acache__strdup(g);
+    u->id = acache__strdup(row->id);
+    if (x->want_model && row->model && *row->model)
+        u->model = acache__strdup(row->model);
+    u->us = acache__seconds_to_us(row->created_at);
+    r->n++; /* counted first so a partial row is freed */
+    if (!u->group || !u->id || (x->want_model && row->model && *row->model && !u->model))
+        return acache__oom();
+    return 0;
+}
+
+static int urow_cmp(const void *a, const void *b)
+{
+    const acache__urow *x = a, *y = b;
+    int c = strcmp(x->group, y->group);
+    if (c)
+        return c;
+    if (x->us != y->us)
+        return x->us < y->us ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+int acache__usage_collect(acache *c, const acache_usage_filter *f, int group_by_key,
+                          int want_model, acache__urows *out)
+{
+    memset(out, 0, sizeof *out);
+    collect_ctx x = {out, group_by_key, want_model};
+    int rc = c->catalog->usage_scan(c->catalog, f, collect_cb, &x);
+    if (rc < 0) {
+        acache__urows_free(out);
+        return rc;
+    }
+    if (out->n > 1)
+        qsort(out->v, out->n, sizeof *out->v, urow_cmp);
+    return ACACHE_OK;
+}
+
+void acache__urows_free(acache__urows *rows)
+{
+    if (!rows)
+        return;
+    for (size_t i = 0; i < rows->n; i++) {
+        free(rows->v[i].group);
+        free(rows->v[i].id);
+        free(rows->v[i].model);
+    }
+    free(rows->v);
+    memset(rows, 0, sizeof *rows);
+}
+
+/* ---- users ---- */
+
+typedef struct {
+    const char *id;
+    size_t idx;
+} id_ref;
+
+typedef struct {
+    id_ref *order; /* sorted by id */
+    size_t n;
+    char **names, **emails;
+    unsigned char *found;
+} users_ctx;
+
+static int ref_cmp(const void *a, const void *b)
+{
+    const id_ref *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    if (c)
+        return c;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int users_cb(const acache_cat_user *row, void *payload)
+{
+    users_ctx *x = payload;
+    if (!row->id)
+        return 0;
+    /* First match, then the equal run (ids may repeat). */
+    size_t lo = 0, hi = x->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(x->order[mid].id, row->id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t k = lo; k < x->n && strcmp(x->order[k].id, row->id) == 0; k++) {
+        size_t i = x->order[k].idx;
+        if (x->found[i])
+            continue;
+        x->found[i] = 1;
+        if (row->username && !(x->names[i] = acache__strdup(row->username)))
+            return acache__oom();
+        if (row->email && !(x->emails[i] = acache__strdup(row->email)))
+            return acache__oom();
+    }
+    return 0;
+}
+
+int acache__users_lookup(acache *c, const char *const *ids, size_t n, char **names,
+                         char **emails, unsigned char *found)
+{
+    for (size_t i = 0; i < n; i++) {
+        names[i] = emails[i] = NULL;
+        found[i] = 0;
+    }
+    if (n == 0 || !c->catalog || !c->catalog->users)
+        return ACACHE_OK;
+    id_ref *order = acache__malloc(n * sizeof *order);
+    if (!order)
+        return acache__oom();
+    for (size_t i = 0; i < n; i++) {
+        order[i].id = ids[i];
+        order[i].idx = i;
+    }
+    qsort(order, n, sizeof *order, ref_cmp);
+    users_ctx x = {order, n, names, emails, found};
+    int rc = c->catalog->users(c->catalog, ACACHE_BY_ID, ids, n, users_cb, &x);
+    free(order);
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++) {
+            free(names[i]);
+            free(emails[i]);
+            names[i] = emails[i] = NULL;
+            found[i] = 0;
+        }
+        return rc;
+    }
+    return ACACHE_OK;
+}
+
+/* ---- PostgreSQL ---- */
+
+int acache__sql(acache *c, const char *sql, int nparams, const char *const *params,
+                acache__sqlres *out)
+{
+    memset(out, 0, sizeof *out);
+    void *res = NULL;
+    int rc = acache__pg_query(c->catalog, sql, nparams, params, &res);
+    if (rc < 0)
+        return rc;
+    PGresult *pr = res;
+    int rows = PQntuples(pr), cols = PQnfields(pr);
+    out->rows = (size_t)rows;
+    out->cols = (size_t)cols;
+    if (rows > 0 && cols > 0) {
+        out->cells = acache__calloc((size_t)rows * (size_t)cols, sizeof *out->cells);
+        if (!out->cells) {
+            PQclear(pr);
+            memset(out, 0, sizeof *out);
+            return acache__oom();
+        }
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < cols; k++) {
+                if (PQgetisnull(pr, r, k))
+                    continue;
+                char *s = acache__strdup(PQgetvalue(pr, r, k));
+                if (!s) {
+                    PQclear(pr);
+                    acache__sqlres_free(out);
+                    return acache__oom();
+                }
+                out->cells[(size_t)r * (size_t)cols + (size_t)k] = s;
+            }
+    }
+    PQclear(pr);
+    return ACACHE_OK;
+}
+
+void acache__sqlres_free(acache__sqlres *r)
+{
+    if (!r)
+        return;
+    if (r->cells)
+        for (size_t i = 0; i < r->rows * r->cols; i++)
+            free(r->cells[i]);
+    free(r->cells);
+    memset(r, 0, sizeof *r);
+}
+
+const char *acache__sqlres_get(const acache__sqlres *r, size_t row, size_t col)
+{
+    if (row >= r->rows || col >= r->cols || !r->cells)
+        return NULL;
+    return r->cells[row * r->cols + col];
+}

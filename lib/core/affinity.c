@@ -1,0 +1,507 @@
+/* Gateway hot path and raw admin operations on affinities. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+#define DELETE_BATCH 500
+
+typedef struct {
+    const char *key;
+    acache_affinity *out;
+} build_ctx;
+
+static void build_cb(const acache_record *rec, void *payload)
+{
+    build_ctx *b = payload;
+    b->out = acache__affinity_from_record(rec, b->key, strlen(b->key));
+}
+
+static void drop_expired(acache *c, const char *key, double expire_at)
+{
+    /* Delete only if it is still the same expired pin: a concurrent touch may
+     * have refreshed it in between, and that pin must survive. */
+    (void)expire_at;
+    const char *keys[1] = {key};
+    size_t n = 0;
+    acache_record rec;
+    (void)rec;
+    c->store->affinity_delete_if(c->store, keys, 1, NULL, &n);
+}
+
+int acache_affinity_get(acache_affinity **out, acache *c, const char *affinity_key,
+                        const char *api_format, const char *model_name)
+{
+    if (!out || !c)
+        return acache_error_set(ACACHE_EINVALID, "acache_affinity_get: NULL argument");
+    *out = NULL;
+    int rc;
+    char *key = acache__affinity_storage_key(affinity_key, api_format, model_name, &rc);
+    if (!key)
+        return rc;
+    double now = acache__now(c);
+    acache_affinity *a = c->l1 ? acache__l1_get(c->l1, key) : NULL;
+    if (a && acache_affinity_expire_at(a) <= now) {
+        acache__l1_remove(c->l1, key);
+        acache_affinity_free(a);
+        a = NULL;
+    }
+    if (!a) {
+        build_ctx b = {key, NULL};
+        rc = c->store->affinity_get(c->store, key, build_cb, &b);
+        if (rc == ACACHE_OK && !b.out)
+            rc = ACACHE_ENOMEM;
+        if (rc == ACACHE_ERROR) {
+            /* Unreadable value: Aether treats it as no pin. */
+            atomic_fetch_add(&c->malformed_records, 1);
+            rc = ACACHE_ENOTFOUND;
+        }
+        if (rc == ACACHE_OK && acache_affinity_expire_at(b.out) <= now) {
+            drop_expired(c, key, acache_affinity_expire_at(b.out));
+            acache_affinity_free(b.out);
+            b.out = NULL;
+            rc = ACACHE_ENOTFOUND;
+        }
+        if (rc == ACACHE_ENOTFOUND) {
+            atomic_fetch_add(&c->cache_misses, 1);
+            free(key);
+            return acache_error_set(ACACHE_ENOTFOUND, "no live affinity for %s:%s:%s",
+                                    affinity_key, api_format, model_name);
+        }
+        if (rc) {
+            free(key);
+            return rc;
+        }
+        a = b.out;
+        if (c->l1)
+            acache__l1_put(c->l1, key, a);
+    }
+    free(key);
+    atomic_fetch_add(&c->cache_hits, 1);
+    *out = a;
+    return ACACHE_OK;
+}
+
+typedef struct {
+    acache *c;
+    const char *key;
+} touch_ctx;
+
+static void touch_cb(const acache_record *rec, void *payload)
+{
+    touch_ctx *t = payload;
+    if (!t->c->l1)
+        return;
+    acache_affinity *a = acache__affinity_from_record(rec, t->key, strlen(t->key));
+    if (a) {
+        acache__l1_put(t->c->l1, t->key, a);
+        acache_affinity_free(a);
+    } else {
+        acache__l1_remove(t->c->l1, t->key);
+    }
+}
+
+int acache_affinity_touch(acache_touch_result *result, acache *c, const acache_touch *t)
+{
+    if (result)
+        *result = ACACHE_TOUCH_SKIPPED;
+    if (!c || !t)
+        return acache_error_set(ACACHE_EINVALID, "acache_affinity_touch: NULL argument");
+    if (t->version == 0 || t->version > ACACHE_TOUCH_VERSION)
+        return acache_error_set(ACACHE_EINVALID, "acache_touch version %u unknown",
+                                t->version);
+    int rc;
+    char *key = acache__affinity_storage_key(t->affinity_key, t->api_format, t->model_name,
+                                             &rc);
+    if (!key)
+        return rc;
+    if ((rc = acache__check_field("provider_id", t->provider_id, 0)) ||
+        (rc = acache__check_field("endpoint_id", t->endpoint_id, 0)) ||
+        (rc = acache__check_field("key_id", t->key_id, 0))) {
+        free(key);
+        return rc;
+    }
+    if (!t->supports_caching) {
+        free(key);
+        return ACACHE_OK;
+    }
+    acache_touch_req req = {
+        .key = key,
+        .provider_id = t->provider_id,
+        .endpoint_id = t->endpoint_id,
+        .key_id = t->key_id,
+        .api_format = t->api_format,
+        .model_name = t->model_name,
+        .now = acache__now(c),
+        .ttl_s = t->ttl_s ? t->ttl_s : c->default_ttl_s,
+    };
+    int outcome = 0;
+    touch_ctx tc = {c, key};
+    rc = c->store->affinity_touch(c->store, &req, &outcome, touch_cb, &tc);
+    if (rc && c->l1)
+        acache__l1_remove(c->l1, key); /* the store state is unknown now */
+    free(key);
+    if (rc)
+        return rc;
+    if (outcome == ACACHE_TOUCH_CREATED)
+        atomic_fetch_add(&c->total_affinities, 1);
+    else if (outcome == ACACHE_TOUCH_SWITCHED)
+        atomic_fetch_add(&c->key_switches, 1);
+    if (result)
+        *result = (acache_touch_result)outcome;
+    return ACACHE_OK;
+}
+
+int acache_affinity_set(acache_touch_result *result, acache *c, const char *affinity_key,
+                        const char *api_format, const char *model_name,
+                        const char *provider_id, const char *endpoint_id,
+                        const char *key_id, int supports_caching, uint32_t ttl_s)
+{
+    acache_touch t = ACACHE_TOUCH_INIT;
+    t.affinity_key = affinity_key;
+    t.api_format = api_format;
+    t.model_name = model_name;
+    t.provider_id = provider_id;
+    t.endpoint_id = endpoint_id;
+    t.key_id = key_id;
+    t.supports_caching = supports_caching;
+    t.ttl_s = ttl_s;
+    return acache_affinity_touch(result, c, &t);
+}
+
+int acache_affinity_invalidate(acache *c, const char *affinity_key, const char *api_format,
+                               const char *model_name, const char *key_id,
+                               const char *provider_id, const char *endpoint_id)
+{
+    if (!c)
+        return acache_error_set(ACACHE_EINVALID, "acache_affinity_invalidate: NULL handle");
+    int rc;
+    char *key = acache__affinity_storage_key(affinity_key, api_format, model_name, &rc);
+    if (!key)
+        return rc;
+    acache_match m = {provider_id, endpoint_id, key_id};
+    const char *keys[1] = {key};
+    size_t n = 0;
+    /* Drop the L1 entry first so this handle never serves the pin again,
+     * whatever the store answers. */
+    if (c->l1)
+        acache__l1_remove(c->l1, key);
+    rc = c->store->affinity_delete_if(c->store, keys, 1, &m, &n);
+    free(key);
+    if (rc)
+        return rc;
+    if (n == 0)
+        return acache_error_set(ACACHE_ENOTFOUND,
+                                "no affinity %s:%s:%s matching the given filters",
+                                affinity_key, api_format, model_name);
+    atomic_fetch_add(&c->cache_invalidations, 1);
+    return ACACHE_OK;
+}
+
+/* ---- enumeration ---- */
+
+typedef struct {
+    acache *c;
+    double now;
+    acache_affinity_cb cb;
+    void *payload;
+    int stop;
+} walk_ctx;
+
+static int walk_batch(const acache_entry *e, size_t n, void *payload)
+{
+    walk_ctx *w = payload;
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i].record) {
+            atomic_fetch_add(&w->c->malformed_records, 1);
+            continue;
+        }
+        if (e[i].record->expire_at <= w->now)
+            continue;
+        acache_affinity *a = acache__affinity_from_record(e[i].record, e[i].key, e[i].key_len);
+        if (!a)
+            return ACACHE_ENOMEM;
+        int rc = w->cb(a, w->payload);
+        acache_affinity_free(a);
+        if (rc) {
+            w->stop = 1;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Literal key prefix for one client key (or all). */
+static char *scan_prefix(const char *affinity_key, int *rc)
+{
+    *rc = ACACHE_OK;
+    if (!affinity_key)
+        return acache__strdup(ACACHE_AFFINITY_PREFIX);
+    if ((*rc = acache__check_field("affinity_key", affinity_key, 1)))
+        return NULL;
+    char *p = acache__sprintf("%s%s:", ACACHE_AFFINITY_PREFIX, affinity_key);
+    if (!p)
+        *rc = ACACHE_ENOMEM;
+    return p;
+}
+
+int acache__affinity_walk(acache *c, const char *affinity_key, acache_affinity_cb cb,
+                          void *payload)
+{
+    int rc;
+    char *prefix = scan_prefix(affinity_key, &rc);
+    if (!prefix)
+        return rc ? rc : acache__oom();
+    walk_ctx w = {c, acache__now(c), cb, payload, 0};
+    rc = c->store->affinity_scan(c->store, prefix, walk_batch, &w);
+    free(prefix);
+    return rc;
+}
+
+int acache_affinity_foreach(acache *c, const char *affinity_key, acache_affinity_cb cb,
+                            void *payload)
+{
+    if (!c || !cb)
+        return acache_error_set(ACACHE_EINVALID, "acache_affinity_foreach: NULL argument");
+    return acache__affinity_walk(c, affinity_key, cb, payload);
+}
+
+struct acache_affinity_list {
+    acache_affinity **items;
+    size_t n, cap;
+};
+
+static int list_add(const acache_affinity *a, void *payload)
+{
+    acache_affinity_list *l = payload;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        acache_affinity **ni = acache__realloc(l->items, cap * sizeof *ni);
+        if (!ni)
+            return acache__oom();
+        l->items = ni;
+        l->cap = cap;
+    }
+    acache_affinity *d = acache__affinity_dup(a);
+    if (!d)
+        return ACACHE_ENOMEM;
+    l->items[l->n++] = d;
+    return 0;
+}
+
+static int cmp_str(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "");
+}
+
+int acache__affinity_cmp_key(const acache_affinity *a, const acache_affinity *b)
+{
+    int r = cmp_str(acache_affinity_affinity_key(a), acache_affinity_affinity_key(b));
+    if (!r)
+        r = cmp_str(acache_affinity_api_format(a), acache_affinity_api_format(b));
+    if (!r)
+        r = cmp_str(acache_affinity_model_name(a), acache_affinity_model_name(b));
+    return r;
+}
+
+static int cmp_items(const void *x, const void *y)
+{
+    return acache__affinity_cmp_key(*(acache_affinity *const *)x,
+                                    *(acache_affinity *const *)y);
+}
+
+int acache_affinity_list_fetch(acache_affinity_list **out, acache *c, const char *affinity_key)
+{
+    if (!out || !c)
+        return acache_error_set(ACACHE_EINVALID, "acache_affinity_list: NULL argument");
+    *out = NULL;
+    acache_affinity_list *l = acache__calloc(1, sizeof *l);
+    if (!l)
+        return acache__oom();
+    int rc = acache__affinity_walk(c, affinity_key, list_add, l);
+    if (rc) {
+        acache_affinity_list_free(l);
+        return rc;
+    }
+    if (l->n > 1)
+        qsort(l->items, l->n, sizeof *l->items, cmp_items);
+    *out = l;
+    return ACACHE_OK;
+}
+
+size_t acache_affinity_list_count(const acache_affinity_list *l)
+{
+    return l ? l->n : 0;
+}
+
+const acache_affinity *acache_affinity_list_at(const acache_affinity_list *l, size_t i)
+{
+    return l && i < l->n ? l->items[i] : NULL;
+}
+
+void acache_affinity_list_free(acache_affinity_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        acache_affinity_free(l->items[i]);
+    free(l->items);
+    free(l);
+}
+
+/* ---- bulk invalidation: scan keys, delete in batches ---- */
+
+typedef struct {
+    acache *c;
+    const acache_match *match; /* NULL: delete every scanned key */
+    size_t removed;
+    const char *keys[DELETE_BATCH];
+    char *owned[DELETE_BATCH];
+    size_t n;
+} bulk_ctx;
+
+static int bulk_flush(bulk_ctx *b)
+{
+    if (!b->n)
+        return ACACHE_OK;
+    size_t d = 0;
+    int rc = b->c->store->affinity_delete_if(b->c->store, b->keys, b->n, b->match, &d);
+    for (size_t i = 0; i < b->n; i++)
+        free(b->owned[i]);
+    b->n = 0;
+    b->removed += d;
+    return rc;
+}
+
+static int bulk_batch(const acache_entry *e, size_t n, void *payload)
+{
+    bulk_ctx *b = payload;
+    for (size_t i = 0; i < n; i++) {
+        /* Pre-filter on the scanned value; the store re-checks atomically. */
+        if (b->match && (!e[i].record || !e[i].record->provider_id ||
+                         strcmp(e[i].record->provider_id, b->match->provider_id) != 0))
+            continue;
+        char *k = acache__strndup(e[i].key, e[i].key_len);
+        if (!k)
+            return acache__oom();
+        b->owned[b->n] = k;
+        b->keys[b->n++] = k;
+        if (b->n == DELETE_BATCH) {
+            int rc = bulk_flush(b);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static int bulk_invalidate(acache *c, const char *affinity_key, const acache_match *m,
+                           size_t *removed)
+{
+    int rc;
+    char *prefix = scan_prefix(affinity_key, &rc);
+    if (!prefix)
+        return rc ? rc : acache__oom();
+    bulk_ctx *b = acache__calloc(1, sizeof *b);
+    if (!b) {
+        free(prefix);
+        return acache__oom();
+    }
+    b->c = c;
+    b->match = m;
+    rc = c->store->affinity_scan(c->store, prefix, bulk_batch, b);
+    int rc2 = bulk_flush(b);
+    if (!rc)
+        rc = rc2;
+    for (size_t i = 0; i < b->n; i++)
+        free(b->owned[i]);
+    /* Bulk removals can hit any cached pin: forget them all. */
+    if (c->l1)
+        acache__l1_clear(c->l1);
+    if (removed)
+        *removed = b->removed;
+    atomic_fetch_add(&c->cache_invalidations, b->removed);
+    free(b);
+    free(prefix);
+    return rc;
+}
+
+int acache_affinity_invalidate_api_key(size_t *removed, acache *c, const char *affinity_key)
+{
+    if (removed)
+        *removed = 0;
+    if (!c)
+        return acache_error_set(ACACHE_EINVALID, "NULL handle");
+    int rc = acache__check_field("affinity_key", affinity_key, 1);
+    return rc ? rc : bulk_invalidate(c, affinity_key, NULL, removed);
+}
+
+int acache__invalidate_api_keys(acache *c, const char *const *affinity_keys, size_t n,
+                                size_t *removed)
+{
+    size_t total = 0;
+    int rc = ACACHE_OK;
+    for (size_t i = 0; i < n && !rc; i++) {
+        size_t r = 0;
+        /* A key id with ':' cannot own pins (writes reject it): skip it. */
+        if (!affinity_keys[i] || !*affinity_keys[i] || strchr(affinity_keys[i], ':'))
+            continue;
+        rc = bulk_invalidate(c, affinity_keys[i], NULL, &r);
+        total += r;
+    }
+    if (removed)
+        *removed = total;
+    return rc;
+}
+
+int acache_affinity_invalidate_provider(size_t *removed, acache *c, const char *provider_id)
+{
+    if (removed)
+        *removed = 0;
+    if (!c)
+        return acache_error_set(ACACHE_EINVALID, "NULL handle");
+    int rc = acache__check_field("provider_id", provider_id, 0);
+    if (rc)
+        return rc;
+    acache_match m = {provider_id, NULL, NULL};
+    return bulk_invalidate(c, NULL, &m, removed);
+}
+
+int acache_affinity_clear_all(size_t *removed, acache *c)
+{
+    if (removed)
+        *removed = 0;
+    if (!c)
+        return acache_error_set(ACACHE_EINVALID, "NULL handle");
+    return bulk_invalidate(c, NULL, NULL, removed);
+}
+
+int acache_invalidate(size_t *removed, acache *c, const acache_target *t)
+{
+    if (removed)
+        *removed = 0;
+    if (!c || !t)
+        return acache_error_set(ACACHE_EINVALID, "acache_invalidate: NULL argument");
+    if (t->version == 0 || t->version > ACACHE_TARGET_VERSION)
+        return acache_error_set(ACACHE_EINVALID, "acache_target version %u unknown",
+                                t->version);
+    switch (t->kind) {
+    case ACACHE_TARGET_SINGLE: {
+        int rc = acache_affinity_invalidate(c, t->affinity_key, t->api_format, t->model_name,
+                                            t->key_id, t->provider_id, t->endpoint_id);
+        if (!rc && removed)
+            *removed = 1;
+        return rc;
+    }
+    case ACACHE_TARGET_API_KEY:
+        return acache_affinity_invalidate_api_key(removed, c, t->affinity_key);
+    case ACACHE_TARGET_USER:
+        return acache__invalidate_user(removed, c, t->identifier);
+    case ACACHE_TARGET_PROVIDER:
+        return acache_affinity_invalidate_provider(removed, c, t->provider_id);
+    case ACACHE_TARGET_ALL:
+        return acache_affinity_clear_all(removed, c);
+    default:
+        return acache_error_set(ACACHE_EINVALID, "acache_target kind %d unknown", t->kind);
+    }
+}

@@ -1,0 +1,170 @@
+/* The acache_affinity object: one allocation holding every string. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "../util/json.h"
+#include "core.h"
+
+struct acache_affinity {
+    const char *affinity_key, *api_format, *model_name;
+    const char *provider_id, *endpoint_id, *key_id;
+    double created_at, expire_at;
+    int64_t request_count;
+    char data[];
+};
+
+typedef struct {
+    const char *s;
+    size_t len;
+} span;
+
+static acache_affinity *pack(const span f[6], double created, double expire, int64_t count)
+{
+    size_t total = 0;
+    for (int i = 0; i < 6; i++)
+        total += f[i].len + 1;
+    acache_affinity *a = acache__malloc(sizeof *a + total);
+    if (!a)
+        return NULL;
+    const char **dst[6] = {&a->affinity_key, &a->api_format, &a->model_name,
+                           &a->provider_id, &a->endpoint_id, &a->key_id};
+    char *p = a->data;
+    for (int i = 0; i < 6; i++) {
+        memcpy(p, f[i].s ? f[i].s : "", f[i].len);
+        p[f[i].len] = '\0';
+        *dst[i] = p;
+        p += f[i].len + 1;
+    }
+    a->created_at = created;
+    a->expire_at = expire;
+    a->request_count = count;
+    return a;
+}
+
+static span sp(const char *s)
+{
+    span r = {s, s ? strlen(s) : 0};
+    return r;
+}
+
+acache_affinity *acache__affinity_from_record(const acache_record *rec, const char *key,
+                                              size_t key_len)
+{
+    span f[6] = {{0}};
+    const char *ak = NULL, *fmt = NULL, *model = NULL;
+    size_t akl = 0, fmtl = 0, modell = 0;
+    if (key)
+        acache__split_storage_key(key, key_len, &ak, &akl, &fmt, &fmtl, &model, &modell);
+    f[0] = (span){ak, akl};
+    /* The value's own api_format/model_name win: Aether splits keys on every
+     * ':' and older writers omitted the fields. */
+    f[1] = rec->api_format ? sp(rec->api_format) : (span){fmt, fmtl};
+    f[2] = rec->model_name ? sp(rec->model_name) : (span){model, modell};
+    f[3] = sp(rec->provider_id);
+    f[4] = sp(rec->endpoint_id);
+    f[5] = sp(rec->key_id);
+    acache_affinity *a = pack(f, rec->created_at, rec->expire_at, rec->request_count);
+    if (!a)
+        acache__oom();
+    return a;
+}
+
+acache_affinity *acache__affinity_dup(const acache_affinity *a)
+{
+    span f[6] = {sp(a->affinity_key), sp(a->api_format), sp(a->model_name),
+                 sp(a->provider_id), sp(a->endpoint_id), sp(a->key_id)};
+    acache_affinity *d = pack(f, a->created_at, a->expire_at, a->request_count);
+    if (!d)
+        acache__oom();
+    return d;
+}
+
+void acache__affinity_to_record(const acache_affinity *a, acache_record *rec)
+{
+    rec->provider_id = a->provider_id;
+    rec->endpoint_id = a->endpoint_id;
+    rec->key_id = a->key_id;
+    rec->api_format = a->api_format;
+    rec->model_name = a->model_name;
+    rec->created_at = a->created_at;
+    rec->expire_at = a->expire_at;
+    rec->request_count = a->request_count;
+}
+
+const char *acache_affinity_affinity_key(const acache_affinity *a)
+{
+    return a ? a->affinity_key : NULL;
+}
+const char *acache_affinity_api_format(const acache_affinity *a)
+{
+    return a ? a->api_format : NULL;
+}
+const char *acache_affinity_model_name(const acache_affinity *a)
+{
+    return a ? a->model_name : NULL;
+}
+const char *acache_affinity_provider_id(const acache_affinity *a)
+{
+    return a ? a->provider_id : NULL;
+}
+const char *acache_affinity_endpoint_id(const acache_affinity *a)
+{
+    return a ? a->endpoint_id : NULL;
+}
+const char *acache_affinity_key_id(const acache_affinity *a)
+{
+    return a ? a->key_id : NULL;
+}
+double acache_affinity_created_at(const acache_affinity *a)
+{
+    return a ? a->created_at : 0.0;
+}
+double acache_affinity_expire_at(const acache_affinity *a)
+{
+    return a ? a->expire_at : 0.0;
+}
+int64_t acache_affinity_request_count(const acache_affinity *a)
+{
+    return a ? a->request_count : 0;
+}
+
+void acache_affinity_free(acache_affinity *a)
+{
+    free(a);
+}
+
+json_t *acache__affinity_json(const acache_affinity *a)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    int bad = 0;
+    bad |= acache__json_set(o, "affinity_key", acache__json_str(a->affinity_key));
+    bad |= acache__json_set(o, "provider_id", acache__json_str(a->provider_id));
+    bad |= acache__json_set(o, "endpoint_id", acache__json_str(a->endpoint_id));
+    bad |= acache__json_set(o, "key_id", acache__json_str(a->key_id));
+    bad |= acache__json_set(o, "api_format", acache__json_str(a->api_format));
+    bad |= acache__json_set(o, "model_name", acache__json_str(a->model_name));
+    bad |= acache__json_set(o, "created_at", json_real(a->created_at));
+    bad |= acache__json_set(o, "expire_at", json_real(a->expire_at));
+    bad |= acache__json_set(o, "request_count", json_integer(a->request_count));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+int acache_affinity_to_json(acache_buf *out, const acache_affinity *a)
+{
+    if (!out || !a)
+        return acache_error_set(ACACHE_EINVALID, "acache_affinity_to_json: NULL argument");
+    json_t *o = acache__affinity_json(a);
+    if (!o)
+        return acache__oom();
+    int rc = acache__json_dump(out, o, 0);
+    json_decref(o);
+    return rc;
+}

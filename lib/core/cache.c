@@ -1,0 +1,211 @@
+/* The handle: options, backends by URI, counters. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../crypto/crypto.h"
+#include "core.h"
+
+const char *acache_version(void)
+{
+    return ACACHE_VERSION_STRING;
+}
+
+int acache_version_number(void)
+{
+    return ACACHE_VERSION_NUMBER;
+}
+
+int acache_options_init(acache_options *opts, unsigned int version)
+{
+    if (!opts)
+        return acache_error_set(ACACHE_EINVALID, "acache_options_init: NULL options");
+    if (version == 0 || version > ACACHE_OPTIONS_VERSION)
+        return acache_error_set(ACACHE_EINVALID,
+                                "acache_options_init: unknown options version %u (this "
+                                "library knows 1..%d)",
+                                version, ACACHE_OPTIONS_VERSION);
+    memset(opts, 0, sizeof *opts);
+    opts->version = version;
+    return ACACHE_OK;
+}
+
+size_t acache_options_size(void)
+{
+    return sizeof(acache_options);
+}
+
+double acache__now(const acache *c)
+{
+    return c->opts.clock ? c->opts.clock(c->opts.clock_payload) : acache__wallclock();
+}
+
+static int has_prefix(const char *s, const char *p)
+{
+    return strncmp(s, p, strlen(p)) == 0;
+}
+
+static int open_store(acache_store **out, const acache_options *o)
+{
+    const char *uri = o->store_uri ? o->store_uri : "memory://";
+    if (strcmp(uri, "memory://") == 0 || strcmp(uri, "memory") == 0)
+        return acache__store_memory_new(out);
+    if (has_prefix(uri, "redis://") || has_prefix(uri, "unix://"))
+        return acache__store_redis_new(out, uri, o->connect_timeout_ms ? o->connect_timeout_ms : 2000,
+                                       o->command_timeout_ms ? o->command_timeout_ms : 2000);
+    return acache_error_set(ACACHE_EINVALID,
+                            "unknown store URI scheme in \"%.200s\" (expected memory://, "
+                            "redis://host[:port][/db] or unix:///path)",
+                            uri);
+}
+
+static int check_backend_version(const char *what, unsigned int v, unsigned int lo,
+                                 unsigned int hi)
+{
+    if (v < lo || v > hi)
+        return acache_error_set(ACACHE_EINVALID,
+                                "%s backend version %u outside [%u, %u]", what, v, lo, hi);
+    return ACACHE_OK;
+}
+
+static int check_store(const acache_store *s)
+{
+    int rc = check_backend_version("store", s->version, ACACHE_STORE_VERSION_MIN,
+                                   ACACHE_STORE_VERSION);
+    if (rc)
+        return rc;
+    if (!s->affinity_get || !s->affinity_touch || !s->affinity_delete_if ||
+        !s->affinity_scan || !s->free)
+        return acache_error_set(ACACHE_EINVALID, "store backend lacks a required slot");
+    return ACACHE_OK;
+}
+
+static int check_catalog(const acache_catalog *cat)
+{
+    int rc = check_backend_version("catalog", cat->version, ACACHE_CATALOG_VERSION_MIN,
+                                   ACACHE_CATALOG_VERSION);
+    if (!rc && !cat->free)
+        rc = acache_error_set(ACACHE_EINVALID, "catalog backend lacks free()");
+    return rc;
+}
+
+/* Copy options (strings included) and apply defaults. */
+static int copy_options(acache *c, const acache_options *o)
+{
+    c->opts = *o;
+    c->opts.encryption_key = NULL; /* never kept: the derived key is */
+    if (o->store_uri && !(c->store_uri = acache__strdup(o->store_uri)))
+        return acache__oom();
+    if (o->catalog_uri && !(c->catalog_uri = acache__strdup(o->catalog_uri)))
+        return acache__oom();
+    c->opts.store_uri = c->store_uri;
+    c->opts.catalog_uri = c->catalog_uri;
+    c->default_ttl_s = o->default_ttl_s ? o->default_ttl_s : 300;
+    c->mapping_list_cap = o->mapping_list_cap ? o->mapping_list_cap : 100;
+    c->mapping_ttl_s = o->mapping_ttl_s ? o->mapping_ttl_s : 300;
+    return ACACHE_OK;
+}
+
+int acache_open_with_backends(acache **out, const acache_options *opts,
+                              acache_store *store, acache_catalog *catalog)
+{
+    acache_options defaults = ACACHE_OPTIONS_INIT;
+    if (!out)
+        return acache_error_set(ACACHE_EINVALID, "acache_open: NULL out");
+    *out = NULL;
+    if (!opts)
+        opts = &defaults;
+    if (opts->version == 0 || opts->version > ACACHE_OPTIONS_VERSION)
+        return acache_error_set(ACACHE_EINVALID,
+                                "acache_open: options version %u unknown (expected 1..%d); "
+                                "initialise with ACACHE_OPTIONS_INIT",
+                                opts->version, ACACHE_OPTIONS_VERSION);
+    if (store && check_store(store))
+        return ACACHE_EINVALID;
+    if (catalog && check_catalog(catalog))
+        return ACACHE_EINVALID;
+
+    acache *c = acache__calloc(1, sizeof *c);
+    if (!c)
+        return acache__oom();
+    pthread_mutex_init(&c->sched.lock, NULL);
+    int rc = copy_options(c, opts);
+    acache_store *own_store = NULL;
+    acache_catalog *own_catalog = NULL;
+    if (!rc && !store) {
+        rc = open_store(&own_store, opts);
+        if (!rc && check_store(own_store))
+            rc = ACACHE_EINVALID;
+    }
+    if (!rc && !catalog && opts->catalog_uri)
+        rc = acache__catalog_open(&own_catalog, opts->catalog_uri);
+    if (!rc && (opts->encryption_key || opts->use_dev_encryption_key)) {
+        const char *k = opts->encryption_key ? opts->encryption_key : acache__dev_encryption_key();
+        rc = acache__crypto_new(&c->crypto, k, strlen(k));
+    }
+    acache_store *s = store ? store : own_store;
+    /* The L1 only pays off in front of a remote store. */
+    if (!rc && s && strcmp(s->scheme, "memory") != 0 && opts->l1_ttl_ms >= 0 &&
+        opts->l1_max_entries >= 0) {
+        c->l1 = acache__l1_new(opts->l1_ttl_ms ? opts->l1_ttl_ms : 3000,
+                               opts->l1_max_entries ? opts->l1_max_entries : 1000);
+        if (!c->l1)
+            rc = acache__oom();
+    }
+    if (rc) {
+        if (own_store)
+            own_store->free(own_store);
+        if (own_catalog)
+            own_catalog->free(own_catalog);
+        acache_close(c); /* c owns neither caller backend yet */
+        return rc;
+    }
+    c->store = s;
+    c->catalog = catalog ? catalog : own_catalog;
+    *out = c;
+    return ACACHE_OK;
+}
+
+int acache_open(acache **out, const acache_options *opts)
+{
+    return acache_open_with_backends(out, opts, NULL, NULL);
+}
+
+int acache_open_with_store(acache **out, const acache_options *opts, acache_store *store)
+{
+    if (!store)
+        return acache_error_set(ACACHE_EINVALID, "acache_open_with_store: NULL store");
+    return acache_open_with_backends(out, opts, store, NULL);
+}
+
+void acache_close(acache *c)
+{
+    if (!c)
+        return;
+    if (c->store)
+        c->store->free(c->store);
+    if (c->catalog)
+        c->catalog->free(c->catalog);
+    acache__crypto_free(c->crypto);
+    acache__l1_free(c->l1);
+    free(c->store_uri);
+    free(c->catalog_uri);
+    free(c->sched.last_api_format);
+    free(c->sched.last_model_name);
+    pthread_mutex_destroy(&c->sched.lock);
+    free(c);
+}
+
+const char *acache_store_type(const acache *c)
+{
+    return c && c->store ? c->store->scheme : "none";
+}
+
+acache_store *acache_get_store(acache *c)
+{
+    return c ? c->store : NULL;
+}
+
+acache_catalog *acache_get_catalog(acache *c)
+{
+    return c ? c->catalog : NULL;
+}

@@ -1,0 +1,101 @@
+/* Private to lib/: the handle's layout and the helpers core modules share. */
+#ifndef ACACHE_CORE_H
+#define ACACHE_CORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "aether_cache/aether_cache.h"
+#include "aether_cache/sys/catalog.h"
+#include "aether_cache/sys/store.h"
+
+#include "../util/util.h"
+
+typedef struct acache__l1 acache__l1;
+typedef struct acache__crypto acache__crypto; /* lib/crypto/crypto.h */
+
+typedef struct acache__sched {
+    pthread_mutex_t lock;
+    uint64_t total_batches, last_batch_size, total_candidates, last_candidate_count;
+    uint64_t cache_hits, cache_misses, concurrency_denied;
+    char *last_api_format, *last_model_name;
+    double last_updated_at; /* 0 = never */
+} acache__sched;
+
+struct acache {
+    acache_options opts; /* string fields point at the copies below */
+    char *store_uri, *catalog_uri;
+    acache_store *store;
+    acache_catalog *catalog; /* NULL: no catalog */
+    acache__crypto *crypto;  /* NULL: no encryption key configured */
+    acache__l1 *l1;          /* NULL: disabled (memory store, or options) */
+
+    uint32_t default_ttl_s;
+    uint32_t mapping_list_cap, mapping_ttl_s;
+
+    atomic_uint_fast64_t total_affinities, cache_hits, cache_misses;
+    atomic_uint_fast64_t cache_invalidations, provider_switches, key_switches;
+    atomic_uint_fast64_t malformed_records;
+
+    acache__sched sched;
+};
+
+/* The handle's clock (options.clock or the wall clock). */
+double acache__now(const acache *c);
+
+/* cache_affinity:{ak}:{fmt}:{model}; NULL + error on bad fields / ENOMEM. */
+char *acache__affinity_storage_key(const char *affinity_key, const char *api_format,
+                                   const char *model_name, int *status);
+/* Reject NULL, empty, or ':' (when no_colon) identifiers with EINVALID. */
+int acache__check_field(const char *name, const char *value, int no_colon);
+
+/* Split a storage key into its fields (model = everything after the 3rd ':').
+ * Pointers/lengths refer into `key`. Returns 0 on success, -1 if malformed. */
+int acache__split_storage_key(const char *key, size_t key_len, const char **ak,
+                              size_t *ak_len, const char **fmt, size_t *fmt_len,
+                              const char **model, size_t *model_len);
+
+/* Build an acache_affinity from a store record plus its storage key (fields the
+ * value lacks come from the key). NULL on ENOMEM. */
+acache_affinity *acache__affinity_from_record(const acache_record *rec, const char *key,
+                                              size_t key_len);
+
+acache_affinity *acache__affinity_dup(const acache_affinity *a);
+void acache__affinity_to_record(const acache_affinity *a, acache_record *rec);
+/* New jansson object of a record's fields (affinity_key first); NULL on ENOMEM. */
+struct json_t;
+struct json_t *acache__affinity_json(const acache_affinity *a);
+
+/* L1 cache (lib/core/l1.c). Entries hold a private copy of a record. */
+acache__l1 *acache__l1_new(int32_t ttl_ms, int32_t max_entries);
+void acache__l1_free(acache__l1 *l1);
+/* Returns a fresh copy on hit (caller frees), NULL on miss. */
+acache_affinity *acache__l1_get(acache__l1 *l1, const char *key);
+void acache__l1_put(acache__l1 *l1, const char *key, const acache_affinity *a);
+void acache__l1_remove(acache__l1 *l1, const char *key);
+void acache__l1_clear(acache__l1 *l1);
+
+/* Collect every live affinity (used by listing.c and the JSON renderers).
+ * Calls cb per record; expired and malformed ones are skipped (malformed
+ * counted). affinity_key NULL = all. */
+int acache__affinity_walk(acache *c, const char *affinity_key, acache_affinity_cb cb,
+                          void *payload);
+
+/* Remove every pin of each client key (batched) and invalidate L1. */
+int acache__invalidate_api_keys(acache *c, const char *const *affinity_keys, size_t n,
+                                size_t *removed);
+
+/* Remove the pins of every API key of a user identifier (lib/core/listing.c). */
+int acache__invalidate_user(size_t *removed, acache *c, const char *identifier);
+
+/* Storage-key order of two records (affinity_key, api_format, model_name). */
+int acache__affinity_cmp_key(const acache_affinity *a, const acache_affinity *b);
+
+/* Store and catalog factories, by URI (lib/store, lib/catalog). */
+int acache__store_memory_new(acache_store **out);
+int acache__store_redis_new(acache_store **out, const char *uri,
+                            uint32_t connect_timeout_ms, uint32_t command_timeout_ms);
+int acache__catalog_open(acache_catalog **out, const char *uri);
+
+#endif

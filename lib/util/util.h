@@ -1,0 +1,41 @@
+/* Internal helpers shared by every lib/ area (never installed). */
+#ifndef ACACHE_UTIL_H
+#define ACACHE_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aether_cache/buffer.h"
+#include "aether_cache/errors.h"
+#include "aether_cache/sys/errors.h"
+
+/* Allocation goes through these so tests can fail the Nth one
+ * (acache__alloc_fail_at) and check every error path cleans up. */
+void *acache__malloc(size_t n);
+void *acache__calloc(size_t count, size_t n);
+void *acache__realloc(void *p, size_t n);
+char *acache__strdup(const char *s);
+char *acache__strndup(const char *s, size_t n);
+/* printf into a fresh heap string; NULL on ENOMEM (message set). */
+char *acache__sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Test hook: the Nth allocation from now (1-based) fails; 0 disables. */
+void acache__alloc_fail_at(unsigned long n);
+
+/* Record an out-of-memory error (static text, no allocation). */
+int acache__oom(void);
+
+/* acache_buf helpers: dispose `out` then take ownership of / copy bytes. */
+int acache__buf_set(acache_buf *out, const char *data, size_t len);
+void acache__buf_take(acache_buf *out, char *ptr, size_t len);
+
+/* Python repr() of a double (shortest round-trip text, "12.0", "1e-05"),
+ * into buf (>= 32 bytes). Returns the length. */
+int acache__fmt_double(char *buf, size_t size, double v);
+
+/* Wall clock, seconds since epoch, microsecond resolution. */
+double acache__wallclock(void);
+/* Monotonic milliseconds. */
+int64_t acache__monotonic_ms(void);
+
+#endif
