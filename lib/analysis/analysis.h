@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../catalog/internal.h"
 #include "../core/core.h"
 
 /* Python round(x, digits) on a double: half-to-even on the exact binary

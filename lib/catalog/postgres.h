@@ -4,6 +4,9 @@
 
 #include "aether_cache/sys/catalog.h"
 
+/* acache__usage_min_us() and acache__utf8_valid() live there. */
+#include "internal.h"
+
 /* Connect to `uri` (postgresql://... or postgres://...) now.
  * ACACHE_OK, ACACHE_ECATALOG (cannot connect) or ACACHE_ENOMEM. */
 int acache__catalog_pg_new(acache_catalog **out, const char *uri);

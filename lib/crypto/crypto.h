@@ -80,9 +80,9 @@ char *acache__b64url_encode(const unsigned char *bin, size_t len);
 
 /* Length (1-4) of the strict UTF-8 sequence (as Python's decoder accepts:
  * no overlongs, no surrogates, <= U+10FFFF) at s[0..n), or 0 if invalid. */
-size_t acache__utf8_seq_len(const unsigned char *s, size_t n);
+size_t acache__utf8_strict_seq_len(const unsigned char *s, size_t n);
 /* Nonzero when s[0..n) is entirely strict UTF-8. */
-int acache__utf8_valid(const unsigned char *s, size_t n);
+int acache__utf8_strict_valid(const unsigned char *s, size_t n);
 
 /* Aether's mask over `len` bytes (code points; each invalid UTF-8 byte counts
  * as one character and is shown as U+FFFD). ACACHE_ENOTFOUND when key is

@@ -336,7 +336,7 @@ int acache__crypto_decrypt(acache__crypto *k, const char *stored, size_t len, ch
     acache__secret_free(token, token_len);
     if (rc != ACACHE_OK)
         return rc;
-    if (!acache__utf8_valid(p, n)) {
+    if (!acache__utf8_strict_valid(p, n)) {
         acache__secret_free(p, n);
         return acache_error_set(ACACHE_ECRYPTO, "decrypted key: not valid UTF-8");
     }

@@ -11,7 +11,7 @@
 #define REPLACEMENT "\xef\xbf\xbd"
 #define REPLACEMENT_LEN 3
 
-size_t acache__utf8_seq_len(const unsigned char *s, size_t n)
+size_t acache__utf8_strict_seq_len(const unsigned char *s, size_t n)
 {
     if (n == 0)
         return 0;
@@ -45,11 +45,11 @@ size_t acache__utf8_seq_len(const unsigned char *s, size_t n)
     return need;
 }
 
-int acache__utf8_valid(const unsigned char *s, size_t n)
+int acache__utf8_strict_valid(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
-        size_t l = acache__utf8_seq_len(s + i, n - i);
+        size_t l = acache__utf8_strict_seq_len(s + i, n - i);
         if (l == 0)
             return 0;
         i += l;
@@ -72,7 +72,7 @@ static size_t emit(char *dst, const unsigned char *key, size_t len, size_t keep_
             o += STARS_LEN;
             starred = 1;
         }
-        size_t l = acache__utf8_seq_len(key + i, len - i);
+        size_t l = acache__utf8_strict_seq_len(key + i, len - i);
         if (idx < keep_head || idx >= skip_to) {
             if (l == 0) {
                 if (dst)
@@ -104,7 +104,7 @@ int acache__mask(acache_buf *out, const char *key, size_t len, unsigned int pref
 
     size_t chars = 0;
     for (size_t i = 0; i < len; chars++) {
-        size_t l = acache__utf8_seq_len(k + i, len - i);
+        size_t l = acache__utf8_strict_seq_len(k + i, len - i);
         i += l ? l : 1;
     }
     size_t prefix = prefix_len, suffix = suffix_len;

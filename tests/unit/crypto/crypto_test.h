@@ -13,6 +13,7 @@
 
 #include "aether_cache/aether_cache.h"
 #include "crypto/crypto.h"
+#include "util/util.h"
 
 /* NULs are allowed in the vectors' strings; the one 2^64-1 timestamp does not
  * fit jansson's integers, so integers load as reals (the tests take exact
@@ -79,7 +80,7 @@ static inline uint64_t ct_rfc3339(const char *s)
     return (uint64_t)((long long)timegm(&tm) - off);
 }
 
-/* A fresh heap copy of a Fernet key text decoded the way Python does. */
+/* The 32 bytes of a Fernet key text, decoded the way Python does. */
 static inline void ct_fernet_key(unsigned char key[32], const char *text)
 {
     unsigned char *raw = NULL;

@@ -1,0 +1,214 @@
+"""Locating and loading libaethercache, and declaring the C prototypes.
+
+ctypes needs every signature spelled out: without argtypes/restype a
+size_t or double would be passed as an int and 64-bit values truncated.
+"""
+import ctypes
+import ctypes.util
+import os
+import subprocess
+
+from . import _constants as K
+
+__all__ = ["lib", "Buf", "Options", "ClockFn", "BINDING_VERSION", "library_path"]
+
+BINDING_VERSION = K.ACACHE_VERSION_STRING
+
+c_char_p = ctypes.c_char_p
+c_void_p = ctypes.c_void_p
+c_int = ctypes.c_int
+c_uint = ctypes.c_uint
+c_size_t = ctypes.c_size_t
+c_double = ctypes.c_double
+c_int64 = ctypes.c_int64
+c_uint32 = ctypes.c_uint32
+c_uint64 = ctypes.c_uint64
+P = ctypes.POINTER
+
+
+class Buf(ctypes.Structure):
+    """acache_buf (buffer.h); always released with acache_buf_dispose()."""
+    _fields_ = [("ptr", c_void_p), ("size", c_size_t), ("reserved", c_size_t)]
+
+
+ClockFn = ctypes.CFUNCTYPE(c_double, c_void_p)
+
+
+class Options(ctypes.Structure):
+    """acache_options version 1 (cache.h). Appended fields of a newer
+    library are covered by allocating acache_options_size() bytes."""
+    _fields_ = [
+        ("version", c_uint),
+        ("store_uri", c_char_p),
+        ("catalog_uri", c_char_p),
+        ("default_ttl_s", c_uint32),
+        ("l1_ttl_ms", ctypes.c_int32),
+        ("l1_max_entries", ctypes.c_int32),
+        ("connect_timeout_ms", c_uint32),
+        ("command_timeout_ms", c_uint32),
+        ("encryption_key", c_char_p),
+        ("use_dev_encryption_key", c_int),
+        ("mapping_list_cap", c_uint32),
+        ("mapping_ttl_s", c_uint32),
+        ("clock", ClockFn),
+        ("clock_payload", c_void_p),
+    ]
+
+
+class Stats(ctypes.Structure):
+    """acache_stats version 1 (cache.h)."""
+    _fields_ = [
+        ("version", c_uint),
+        ("total_affinities", c_uint64),
+        ("cache_hits", c_uint64),
+        ("cache_misses", c_uint64),
+        ("cache_hit_rate", c_double),
+        ("cache_invalidations", c_uint64),
+        ("provider_switches", c_uint64),
+        ("key_switches", c_uint64),
+        ("malformed_records", c_uint64),
+        ("active_affinities", c_int64),
+        ("default_ttl_s", c_uint32),
+    ]
+
+
+def _pkg_config_libdir():
+    try:
+        out = subprocess.run(
+            ["pkg-config", "--variable=libdir", "aether-cache"],
+            capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    libdir = out.stdout.strip()
+    if out.returncode != 0 or not libdir:
+        return None
+    for name in sorted(os.listdir(libdir)) if os.path.isdir(libdir) else []:
+        if name.startswith("libaethercache.so"):
+            return os.path.join(libdir, name)
+    return None
+
+
+def library_path():
+    """ACACHE_LIBRARY, else pkg-config's libdir, else the linker search path."""
+    explicit = os.environ.get("ACACHE_LIBRARY")
+    if explicit:
+        return explicit
+    return _pkg_config_libdir() or ctypes.util.find_library("aethercache")
+
+
+# (name, restype, argtypes) of every function the binding calls.
+_PROTOS = [
+    ("acache_version", c_char_p, []),
+    ("acache_version_number", c_int, []),
+    ("acache_strerror", c_char_p, [c_int]),
+    ("acache_last_error", c_char_p, []),
+    ("acache_clear_error", None, []),
+    ("acache_buf_dispose", None, [P(Buf)]),
+    ("acache_options_init", c_int, [c_void_p, c_uint]),
+    ("acache_options_size", c_size_t, []),
+    ("acache_open", c_int, [P(c_void_p), c_void_p]),
+    ("acache_close", None, [c_void_p]),
+    ("acache_store_type", c_char_p, [c_void_p]),
+    ("acache_stats_get", c_int, [P(Stats), c_void_p]),
+    ("acache_stats_json", c_int, [P(Buf), c_void_p]),
+    ("acache_config_json", c_int, [P(Buf), c_void_p]),
+    ("acache_metrics_text", c_int, [P(Buf), c_void_p]),
+    ("acache_scheduler_record_batch", None, [c_void_p, c_uint64]),
+    ("acache_scheduler_record_candidates", None, [c_void_p, c_uint64]),
+    ("acache_scheduler_record_cache", None, [c_void_p, c_int]),
+    ("acache_scheduler_record_concurrency_denied", None, [c_void_p]),
+    ("acache_scheduler_record_request", None, [c_void_p, c_char_p, c_char_p]),
+    # affinity.h
+    ("acache_affinity_get", c_int, [P(c_void_p), c_void_p, c_char_p, c_char_p, c_char_p]),
+    ("acache_affinity_free", None, [c_void_p]),
+    ("acache_affinity_to_json", c_int, [P(Buf), c_void_p]),
+    ("acache_affinity_set", c_int, [P(c_int), c_void_p, c_char_p, c_char_p, c_char_p,
+                                    c_char_p, c_char_p, c_char_p, c_int, c_uint32]),
+    ("acache_affinity_invalidate", c_int, [c_void_p, c_char_p, c_char_p, c_char_p,
+                                           c_char_p, c_char_p, c_char_p]),
+    ("acache_affinity_invalidate_api_key", c_int, [P(c_size_t), c_void_p, c_char_p]),
+    ("acache_affinity_invalidate_provider", c_int, [P(c_size_t), c_void_p, c_char_p]),
+    ("acache_affinity_clear_all", c_int, [P(c_size_t), c_void_p]),
+    # admin.h
+    ("acache_affinity_list_json", c_int, [P(Buf), c_void_p, c_char_p]),
+    ("acache_clear_single_json", c_int, [P(Buf), c_void_p, c_char_p, c_char_p,
+                                         c_char_p, c_char_p]),
+    ("acache_http_status", c_int, [c_int]),
+    # listing.h
+    ("acache_list_affinities_json", c_int, [P(Buf), c_void_p, c_char_p, c_int64, c_int64]),
+    ("acache_resolve_user", c_int, [P(Buf), c_void_p, c_char_p]),
+    ("acache_user_affinity_json", c_int, [P(Buf), c_void_p, c_char_p]),
+    ("acache_clear_user_json", c_int, [P(Buf), c_void_p, c_char_p]),
+    # mapping.h
+    ("acache_model_mapping_stats_json", c_int, [P(Buf), c_void_p]),
+    ("acache_model_mapping_clear_all", c_int, [P(c_size_t), c_void_p]),
+    ("acache_model_mapping_clear_model", c_int, [P(c_uint), c_void_p, c_char_p]),
+    ("acache_model_mapping_clear_provider", c_int, [P(c_uint), c_void_p, c_char_p,
+                                                    c_char_p]),
+    # analysis.h
+    ("acache_ttl_analysis_json", c_int, [P(Buf), c_void_p, c_int, c_char_p, c_char_p]),
+    ("acache_hit_analysis_json", c_int, [P(Buf), c_void_p, c_int, c_char_p, c_char_p]),
+    ("acache_interval_timeline_json", c_int, [P(Buf), c_void_p, c_int, c_int, c_char_p,
+                                              c_int]),
+    # crypto.h
+    ("acache_mask_key", c_int, [P(Buf), c_char_p, c_size_t, c_uint, c_uint]),
+    ("acache_decrypt_and_mask", c_int, [P(Buf), c_void_p, c_char_p]),
+    ("acache_decrypt_and_mask_with_key", c_int, [P(Buf), c_char_p, c_char_p]),
+]
+
+# The record getters, read once per get() into a frozen dataclass.
+_GETTERS = [
+    ("acache_affinity_affinity_key", c_char_p),
+    ("acache_affinity_api_format", c_char_p),
+    ("acache_affinity_model_name", c_char_p),
+    ("acache_affinity_provider_id", c_char_p),
+    ("acache_affinity_endpoint_id", c_char_p),
+    ("acache_affinity_key_id", c_char_p),
+    ("acache_affinity_created_at", c_double),
+    ("acache_affinity_expire_at", c_double),
+    ("acache_affinity_request_count", c_int64),
+]
+
+
+def _load():
+    path = library_path()
+    if not path:
+        raise ImportError(
+            "aether_cache: libaethercache not found (set ACACHE_LIBRARY to the "
+            "path of libaethercache.so, or install it where pkg-config finds it)")
+    try:
+        dll = ctypes.CDLL(path)
+    except OSError as e:
+        raise ImportError("aether_cache: cannot load %s: %s" % (path, e)) from e
+    missing = []
+    for name, restype, argtypes in _PROTOS:
+        fn = getattr(dll, name, None)
+        if fn is None:
+            missing.append(name)
+            continue
+        fn.restype = restype
+        fn.argtypes = argtypes
+    for name, restype in _GETTERS:
+        fn = getattr(dll, name, None)
+        if fn is None:
+            missing.append(name)
+            continue
+        fn.restype = restype
+        fn.argtypes = [c_void_p]
+    if "acache_version" in missing:
+        raise ImportError("aether_cache: %s is not libaethercache" % path)
+    loaded = dll.acache_version().decode()
+    if loaded.split(".")[:2] != BINDING_VERSION.split(".")[:2]:
+        raise ImportError(
+            "aether_cache: binding %s needs libaethercache %s.x, but %s is %s"
+            % (BINDING_VERSION, ".".join(BINDING_VERSION.split(".")[:2]), path, loaded))
+    if missing:
+        raise ImportError("aether_cache: %s lacks %s" % (path, ", ".join(missing)))
+    if ctypes.sizeof(Options) > dll.acache_options_size():
+        raise ImportError("aether_cache: acache_options of %s is smaller than the "
+                          "binding's (%d < %d)" % (path, dll.acache_options_size(),
+                                                   ctypes.sizeof(Options)))
+    return dll
+
+
+lib = _load()

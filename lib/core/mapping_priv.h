@@ -1,0 +1,31 @@
+/* Private to lib/ and the tests: the model-mapping functions without the
+ * "Redis only" gate.
+ *
+ * The public acache_model_mapping_* functions answer "unavailable" /
+ * ACACHE_EUNSUPPORTED on any store but Redis, as Aether does. These
+ * entry points run the same logic on whatever store the handle has (any
+ * store with the raw get/set/del/scan/ttl slots), so unit tests can fill the
+ * memory store with Aether's keys and check the logic without a server. */
+#ifndef ACACHE_MAPPING_PRIV_H
+#define ACACHE_MAPPING_PRIV_H
+
+#include <stddef.h>
+
+#include "aether_cache/aether_cache.h"
+
+int acache__model_mapping_stats_any_store(acache_model_mapping_stats **out, acache *c);
+int acache__model_mapping_stats_json_any_store(acache_buf *out, acache *c);
+int acache__model_mapping_clear_all_any_store(size_t *deleted, acache *c);
+int acache__model_mapping_clear_all_json_any_store(acache_buf *out, acache *c);
+int acache__model_mapping_clear_model_any_store(unsigned int *cleared, acache *c,
+                                                const char *model_name);
+int acache__model_mapping_clear_model_json_any_store(acache_buf *out, acache *c,
+                                                     const char *model_name);
+int acache__model_mapping_clear_provider_any_store(unsigned int *cleared, acache *c,
+                                                   const char *provider_id,
+                                                   const char *global_model_id);
+int acache__model_mapping_clear_provider_json_any_store(acache_buf *out, acache *c,
+                                                        const char *provider_id,
+                                                        const char *global_model_id);
+
+#endif

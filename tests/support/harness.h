@@ -1,0 +1,31 @@
+/* Opens handles on the backend a test binary is built for: the unit binary
+ * uses memory://, the integration binary a private redis-server started once
+ * per test process (Criterion forks one process per test). */
+#ifndef ACACHE_TEST_HARNESS_H
+#define ACACHE_TEST_HARNESS_H
+
+#include <aether_cache/aether_cache.h>
+#include <aether_cache/sys/store.h>
+
+/* The store URI for this binary ("memory://" or the private Redis). */
+const char *th_store_uri(void);
+/* 1 when running on Redis. */
+int th_is_redis(void);
+
+/* A controllable clock: th_open() wires it into the options. */
+void th_set_time(double t);
+void th_advance(double seconds);
+double th_time(void);
+
+/* Open a handle on this binary's store with the test clock. `opts` may be
+ * NULL; store_uri/clock are filled in. Asserts success. */
+acache *th_open(acache_options *opts);
+
+/* Load one line of ../shared/testdata/aether-redis jsonl-style data
+ * ({"key","value","ttl"}) into the handle's store with a raw SET. */
+void th_load_jsonl(acache *c, const char *path);
+
+/* Shared test-data path (ACACHE_SHARED_DIR "/testdata/..."). */
+#define TH_TESTDATA(rel) ACACHE_SHARED_DIR "/testdata/" rel
+
+#endif

@@ -1,0 +1,47 @@
+/* Test support: the private PostgreSQL started by tests/support/with-postgres.sh.
+ *
+ * Integration tests run under with-postgres.sh, which exports
+ * ACACHE_TEST_PG_URI. Each test gets a database of its own (t_<random>) so
+ * tests running in parallel never see each other's rows. Every helper
+ * aborts the current Criterion test on failure.
+ */
+#ifndef ACACHE_TEST_PG_SERVER_H
+#define ACACHE_TEST_PG_SERVER_H
+
+#include <stddef.h>
+
+/* URI of the shared server's maintenance database (fails the test when the
+ * binary was not started through with-postgres.sh). */
+const char *acache_test_pg_base_uri(void);
+
+/* Create a fresh database on `base_uri` (NULL = the shared server), load
+ * tests/support/aether_fixture.sql into it, and return its URI (free with
+ * acache_test_pg_drop_db). */
+char *acache_test_pg_new_db(const char *base_uri);
+/* Drop the database made by acache_test_pg_new_db and free `uri`. */
+void acache_test_pg_drop_db(char *uri);
+
+/* Run SQL text (several statements allowed, no parameters). */
+void acache_test_pg_exec(const char *uri, const char *sql);
+/* Run one parameterised statement (text parameters, NULL = SQL NULL). */
+void acache_test_pg_execp(const char *uri, const char *sql, int nparams,
+                          const char *const *params);
+/* Insert every row of a catalog JSON file (docs/catalog-format.md) into the
+ * fixture tables, so the JSON and PostgreSQL catalogs hold the same data. */
+void acache_test_pg_seed_json(const char *uri, const char *json_path);
+
+/* A server of the test's own (for stop/start tests), made by
+ * tests/support/pg-instance.sh; never the shared one. */
+typedef struct acache_test_pg_instance {
+    char dir[512];
+    int port;
+    char uri[256]; /* postgresql://postgres@127.0.0.1:PORT/postgres */
+} acache_test_pg_instance;
+
+void acache_test_pg_instance_create(acache_test_pg_instance *inst);
+void acache_test_pg_instance_stop(const acache_test_pg_instance *inst);
+void acache_test_pg_instance_start(const acache_test_pg_instance *inst);
+/* Stop and remove it; safe to call twice. */
+void acache_test_pg_instance_destroy(acache_test_pg_instance *inst);
+
+#endif

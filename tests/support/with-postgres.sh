@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# with-postgres.sh COMMAND [ARGS...]
+# Start a private PostgreSQL 15 (temp dir, free loopback port, no fsync), run
+# COMMAND with ACACHE_TEST_PG_* describing it, then always stop the server and
+# remove its directory. Exits with COMMAND's status. No PostgreSQL installed
+# is a failure, not a skip.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [[ $# -eq 0 ]]; then
+    echo "usage: with-postgres.sh COMMAND [ARGS...]" >&2
+    exit 2
+fi
+
+if ! out=$("$here/pg-instance.sh" create); then
+    echo "with-postgres.sh: FAILED to start PostgreSQL (see above)" >&2
+    exit 1
+fi
+read -r dir port <<<"$out"
+
+cleanup() {
+    "$here/pg-instance.sh" destroy "$dir" || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+export ACACHE_TEST_PG_URI="postgresql://postgres@127.0.0.1:$port/postgres"
+export ACACHE_TEST_PG_PORT=$port
+export ACACHE_TEST_PG_DIR=$dir
+export ACACHE_TEST_PG_DATADIR=$dir/data
+# Tests that need a server of their own (stop/start mid-run) make one with this
+# instead of disturbing the shared one.
+export ACACHE_TEST_PG_INSTANCE=$here/pg-instance.sh
+pgctl=$(ls /usr/lib/postgresql/15/bin/pg_ctl 2>/dev/null || command -v pg_ctl || true)
+export ACACHE_TEST_PG_CTL=${pgctl:-pg_ctl}
+
+set +e
+"$@"
+rc=$?
+set -e
+exit $rc
