@@ -46,6 +46,9 @@ typedef struct bench_data {
     size_t target_pins;   /* pins on target_provider */
 } bench_data;
 
+/* The id the data set uses for (tag, idx): tags 0x0a affinity (API) keys,
+ * 0x0b providers, 0x0c provider keys, 0x0d models, 0x0e endpoints; buf >= 37. */
+void bench_uuid(char *buf, unsigned tag, uint64_t idx);
 void bench_data_init(bench_data *d, size_t n);
 /* Pin i's storage key and Aether JSON value into the buffers; returns the value length. */
 size_t bench_pin(const bench_data *d, size_t i, char *key, size_t keycap, size_t *keylen,
@@ -55,5 +58,12 @@ size_t bench_pin(const bench_data *d, size_t i, char *key, size_t keycap, size_t
 long bench_load(redisContext *c, const bench_data *d, size_t every);
 /* Pipelined SCAN + UNLINK of cache_affinity:* (setup only). Returns count or -1. */
 long bench_raw_clear(redisContext *c);
+
+/* ---- optional PostgreSQL sections (bench_pg.c) ---- */
+struct acache;
+/* Enriched listing vs unenriched (issue 3). `redis_uri` holds the N pins. */
+void bench_pg_listing(const char *redis_uri, const bench_data *d, int runs);
+/* Model-mapping stats and TTL analysis (issue 4). */
+void bench_mapping(const char *redis_uri, redisContext *r, int runs);
 
 #endif

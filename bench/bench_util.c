@@ -331,7 +331,7 @@ static uint64_t mix(uint64_t x)
 }
 
 /* A UUID-shaped id, distinct per (tag, idx). */
-static void uuid(char *buf, unsigned tag, uint64_t idx)
+void bench_uuid(char *buf, unsigned tag, uint64_t idx)
 {
     snprintf(buf, 37, "%08x-%04x-4%03x-8%03x-%012llx",
              (unsigned)(mix(idx * 131 + tag) & 0xffffffffu), tag & 0xffff,
@@ -350,7 +350,7 @@ void bench_data_init(bench_data *d, size_t n)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     d->now = (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
-    uuid(d->target_provider, 0x0b, 0);
+    bench_uuid(d->target_provider, 0x0b, 0);
     for (size_t i = 0; i < n; i++) {
         char key[160], val[512];
         size_t kl;
@@ -370,11 +370,11 @@ size_t bench_pin(const bench_data *d, size_t i, char *key, size_t keycap, size_t
     size_t key_i = prov_i + N_PROVIDERS * (size_t)((h >> 20) % KEYS_PER_PROVIDER);
     size_t ep_i = prov_i * N_FORMATS + fmt_i;
     char ak[40], model[40], prov[40], ep[40], pk[40];
-    uuid(ak, 0x0a, ak_i);
-    uuid(model, 0x0d, model_i);
-    uuid(prov, 0x0b, prov_i);
-    uuid(ep, 0x0e, ep_i);
-    uuid(pk, 0x0c, key_i);
+    bench_uuid(ak, 0x0a, ak_i);
+    bench_uuid(model, 0x0d, model_i);
+    bench_uuid(prov, 0x0b, prov_i);
+    bench_uuid(ep, 0x0e, ep_i);
+    bench_uuid(pk, 0x0c, key_i);
     int kl = snprintf(key, keycap, "cache_affinity:%s:%s:%s", ak, formats[fmt_i], model);
     *keylen = (size_t)kl;
     /* Python json.dumps layout, as Aether writes it. Pins live an hour so that

@@ -71,6 +71,14 @@ ACACHE_EXTERN int acache_affinity_list_json(acache_buf *out, acache *c,
  */
 ACACHE_EXTERN int acache_http_status(int status);
 
+/**
+ * Re-indent a JSON document produced by this library (`indent` spaces, 0 =
+ * one line), keeping its numbers in the same Python-style text.
+ * @return ACACHE_OK, ACACHE_EINVALID (not JSON), ACACHE_ENOMEM.  Since: 0.1
+ */
+ACACHE_EXTERN int acache_json_reformat(acache_buf *out, const char *json, size_t len,
+                                       int indent);
+
 /** Error body {"detail": message} with JSON escaping.  Since: 0.1 */
 ACACHE_EXTERN int acache_error_json(acache_buf *out, const char *message);
 

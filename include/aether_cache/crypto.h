@@ -2,10 +2,10 @@
 #ifndef ACACHE_CRYPTO_H
 #define ACACHE_CRYPTO_H
 
-#include <stddef.h>
-#include "common.h"
 #include "buffer.h"
 #include "cache.h"
+#include "common.h"
+#include <stddef.h>
 
 ACACHE_BEGIN_DECL
 
@@ -57,7 +57,8 @@ ACACHE_EXTERN int acache_decrypt_and_mask(acache_buf *out, acache *c, const char
  *         encryption_key is NULL, ACACHE_ECRYPTO when it is empty.
  * Thread-safety: safe from any thread.   Since: 0.1
  */
-ACACHE_EXTERN int acache_decrypt_and_mask_with_key(acache_buf *out, const char *encryption_key,
+ACACHE_EXTERN int acache_decrypt_and_mask_with_key(acache_buf *out,
+                                                   const char *encryption_key,
                                                    const char *stored);
 
 ACACHE_END_DECL

@@ -509,3 +509,17 @@ int acache_error_json(acache_buf *out, const char *message)
         return acache_error_set(ACACHE_EINVALID, "acache_error_json: NULL buffer");
     return dump_owned(out, json_pack("{s:o}", "detail", acache__json_str(message ? message : "")));
 }
+
+int acache_json_reformat(acache_buf *out, const char *json, size_t len, int indent)
+{
+    if (!out || !json)
+        return acache_error_set(ACACHE_EINVALID, "acache_json_reformat: NULL argument");
+    json_error_t err;
+    json_t *root = json_loadb(json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+    if (!root)
+        return acache_error_set(ACACHE_EINVALID, "not JSON: %s (line %d, column %d)", err.text,
+                                err.line, err.column);
+    int rc = acache__json_dump(out, root, indent < 0 ? 0 : indent > 16 ? 16 : indent);
+    json_decref(root);
+    return rc;
+}

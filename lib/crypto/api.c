@@ -4,7 +4,8 @@
 #include "../core/core.h"
 #include "crypto.h"
 
-int acache__crypto_decrypt_and_mask(acache__crypto *k, const char *stored, acache_buf *out)
+int acache__crypto_decrypt_and_mask(acache__crypto *k, const char *stored,
+                                    acache_buf *out)
 {
     if (!stored || !*stored)
         return ACACHE_ENOTFOUND;
@@ -18,8 +19,8 @@ int acache__crypto_decrypt_and_mask(acache__crypto *k, const char *stored, acach
     return rc;
 }
 
-int acache_mask_key(acache_buf *out, const char *key, size_t key_len, unsigned int prefix_len,
-                    unsigned int suffix_len)
+int acache_mask_key(acache_buf *out, const char *key, size_t key_len,
+                    unsigned int prefix_len, unsigned int suffix_len)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "mask: out is NULL");
@@ -29,7 +30,8 @@ int acache_mask_key(acache_buf *out, const char *key, size_t key_len, unsigned i
 int acache_decrypt_and_mask(acache_buf *out, acache *c, const char *stored)
 {
     if (!out || !c)
-        return acache_error_set(ACACHE_EINVALID, "decrypt_and_mask: out or handle is NULL");
+        return acache_error_set(ACACHE_EINVALID,
+                                "decrypt_and_mask: out or handle is NULL");
     if (!stored || !*stored)
         return ACACHE_ENOTFOUND;
     if (!c->crypto)

@@ -86,8 +86,9 @@ int acache__b64_decode_lenient(unsigned char **out, size_t *out_len, const char 
         bin = acache__malloc(cap);
         if (!bin) {
             rc = acache__oom();
-        } else if (n > 0 && sodium_base642bin(bin, cap, clean, n, NULL, &bin_len, NULL,
-                                              sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0) {
+        } else if (n > 0 &&
+                   sodium_base642bin(bin, cap, clean, n, NULL, &bin_len, NULL,
+                                     sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0) {
             /* Unreachable after the filter above; kept as a guard. */
             *why = "base64 decoding failed";
             rc = ACACHE_ECRYPTO;

@@ -39,14 +39,15 @@ void acache__crypto_key_export(const acache__crypto *k, unsigned char out[32],
  * use `*plain_len`; release with acache__secret_free(*plain, *plain_len).
  * Returns ACACHE_OK, ACACHE_ECRYPTO (reason in the last error, never the
  * secret) or ACACHE_ENOMEM. Safe concurrently on one key. */
-int acache__crypto_decrypt(acache__crypto *k, const char *stored, size_t len, char **plain,
-                           size_t *plain_len);
+int acache__crypto_decrypt(acache__crypto *k, const char *stored, size_t len,
+                           char **plain, size_t *plain_len);
 
 /* mask(decrypt(stored)) with prefix 8, suffix 4 into `out`.
  * Returns ACACHE_OK, ACACHE_ENOTFOUND (NULL/empty stored, or an empty
  * plaintext: the mask is null), ACACHE_ECRYPTO or ACACHE_ENOMEM. `out` is
  * only written on ACACHE_OK. */
-int acache__crypto_decrypt_and_mask(acache__crypto *k, const char *stored, acache_buf *out);
+int acache__crypto_decrypt_and_mask(acache__crypto *k, const char *stored,
+                                    acache_buf *out);
 
 /* Aether's stored form of `plain`, with the given timestamp and IV (tests,
  * bench, catalog seeding). `*stored` is a NUL-terminated heap string, free(). */
@@ -60,9 +61,9 @@ int acache__fernet_decrypt(const unsigned char key32[32], const char *token, siz
                            unsigned char **plain, size_t *plain_len);
 /* Same, also enforcing the Fernet spec's time rules: fails when
  * timestamp + ttl_sec < now or timestamp > now + 60 (clock skew). */
-int acache__fernet_decrypt_ttl(const unsigned char key32[32], const char *token, size_t len,
-                               uint64_t now, uint64_t ttl_sec, unsigned char **plain,
-                               size_t *plain_len);
+int acache__fernet_decrypt_ttl(const unsigned char key32[32], const char *token,
+                               size_t len, uint64_t now, uint64_t ttl_sec,
+                               unsigned char **plain, size_t *plain_len);
 /* Fernet token text (base64url with padding) for `plain`; free() it. */
 int acache__fernet_encrypt(const unsigned char key32[32], const unsigned char *plain,
                            size_t len, uint64_t timestamp, const unsigned char iv[16],

@@ -100,8 +100,9 @@ int acache__crypto_new(acache__crypto **out, const char *encryption_key, size_t 
     } else {
         unsigned char salt[crypto_hash_sha256_BYTES];
         crypto_hash_sha256(salt, (const unsigned char *)"aether-v1", 9);
-        if (PKCS5_PBKDF2_HMAC(encryption_key, (int)len, salt, KDF_SALT_LEN, KDF_ITERATIONS,
-                              EVP_sha256(), ACACHE__FERNET_KEY_LEN, k->key) != 1) {
+        if (PKCS5_PBKDF2_HMAC(encryption_key, (int)len, salt, KDF_SALT_LEN,
+                              KDF_ITERATIONS, EVP_sha256(), ACACHE__FERNET_KEY_LEN,
+                              k->key) != 1) {
             acache__secret_free(raw, raw_len);
             acache__crypto_free(k);
             return acache_error_set(ACACHE_ECRYPTO, "encryption key: PBKDF2 failed");
@@ -226,8 +227,10 @@ static int fernet_open(const unsigned char key32[32], const char *token, size_t 
     if (check_time) {
         uint64_t ts = get_be64(data + 1);
         /* ts + ttl < now and now + skew < ts, without overflowing. */
-        if ((ts < now && now - ts > ttl_sec) || (ts > now && ts - now > FERNET_MAX_SKEW)) {
-            rc = acache_error_set(ACACHE_ECRYPTO, "fernet token: expired or from the future");
+        if ((ts < now && now - ts > ttl_sec) ||
+            (ts > now && ts - now > FERNET_MAX_SKEW)) {
+            rc = acache_error_set(ACACHE_ECRYPTO,
+                                  "fernet token: expired or from the future");
             goto out;
         }
     }
@@ -244,10 +247,11 @@ static int fernet_open(const unsigned char key32[32], const char *token, size_t 
 
     size_t ct_len = n - FERNET_HEADER - FERNET_MAC;
     if (ct_len == 0 || ct_len % 16 != 0) {
-        rc = acache_error_set(ACACHE_ECRYPTO,
-                              "fernet token: ciphertext length %zu not a positive multiple "
-                              "of 16",
-                              ct_len);
+        rc = acache_error_set(
+            ACACHE_ECRYPTO,
+            "fernet token: ciphertext length %zu not a positive multiple "
+            "of 16",
+            ct_len);
         goto out;
     }
     rc = aes_cbc_decrypt(key32 + 16, data + 9, data + FERNET_HEADER, ct_len, plain,
@@ -263,9 +267,9 @@ int acache__fernet_decrypt(const unsigned char key32[32], const char *token, siz
     return fernet_open(key32, token, len, 0, 0, 0, plain, plain_len);
 }
 
-int acache__fernet_decrypt_ttl(const unsigned char key32[32], const char *token, size_t len,
-                               uint64_t now, uint64_t ttl_sec, unsigned char **plain,
-                               size_t *plain_len)
+int acache__fernet_decrypt_ttl(const unsigned char key32[32], const char *token,
+                               size_t len, uint64_t now, uint64_t ttl_sec,
+                               unsigned char **plain, size_t *plain_len)
 {
     return fernet_open(key32, token, len, 1, now, ttl_sec, plain, plain_len);
 }
@@ -291,7 +295,8 @@ int acache__fernet_encrypt(const unsigned char key32[32], const unsigned char *p
 
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int n1 = 0, n2 = 0;
-    int ok = ctx && EVP_EncryptInit_ex(ctx, EVP_aes_128_cbc(), NULL, key32 + 16, iv) == 1 &&
+    int ok = ctx &&
+             EVP_EncryptInit_ex(ctx, EVP_aes_128_cbc(), NULL, key32 + 16, iv) == 1 &&
              EVP_EncryptUpdate(ctx, data + FERNET_HEADER, &n1, plain, (int)len) == 1 &&
              EVP_EncryptFinal_ex(ctx, data + FERNET_HEADER + n1, &n2) == 1 &&
              (size_t)n1 + (size_t)n2 == padded;
@@ -308,8 +313,8 @@ int acache__fernet_encrypt(const unsigned char key32[32], const unsigned char *p
 
 /* ---- Aether's stored form: base64url(token text) ---- */
 
-int acache__crypto_decrypt(acache__crypto *k, const char *stored, size_t len, char **plain,
-                           size_t *plain_len)
+int acache__crypto_decrypt(acache__crypto *k, const char *stored, size_t len,
+                           char **plain, size_t *plain_len)
 {
     *plain = NULL;
     *plain_len = 0;
@@ -352,8 +357,8 @@ int acache__crypto_encrypt(acache__crypto *k, const char *plain, size_t len,
     if (!k || (!plain && len))
         return acache_error_set(ACACHE_EINVALID, "encrypt: missing key or plaintext");
     char *token = NULL;
-    int rc = acache__fernet_encrypt(k->key, (const unsigned char *)(plain ? plain : ""), len,
-                                    timestamp, iv, &token);
+    int rc = acache__fernet_encrypt(k->key, (const unsigned char *)(plain ? plain : ""),
+                                    len, timestamp, iv, &token);
     if (rc != ACACHE_OK)
         return rc;
     *stored = acache__b64url_encode((const unsigned char *)token, strlen(token));

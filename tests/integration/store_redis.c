@@ -262,7 +262,7 @@ Test(store_redis, paused_server_times_out_then_recovers)
     t0 = mono_ms();
     cr_expect_eq(s->affinity_touch(s, &req, &result, capture_cb, &cap), ACACHE_ESTORE);
     cr_expect_lt(mono_ms() - t0, 1500);
-    cr_expect(strstr(acache_last_error(), "EVALSHA"), "%s", acache_last_error());
+    cr_expect(strstr(acache_last_error(), "timed out after 300 ms"), "%s", acache_last_error());
     cr_assert_eq(test_redis_resume(&srv), 0);
     cr_expect_eq(s->get(s, "k", &b), ACACHE_OK, "%s", acache_last_error());
     cr_expect_eq(b.size, 1);
@@ -642,13 +642,14 @@ Test(store_redis, reads_values_as_aether_writes_them)
 
 /* ---- SCAN, never KEYS; slow log ---- */
 
-static void fill(redisContext *c, int n, const char *fmt)
+static void fill(redisContext *c, int n, const char *fmt, const char *value)
 {
     for (int i = 0; i < n; i++)
-        redisAppendCommand(c, fmt, i);
+        redisAppendCommand(c, fmt, i, value);
     for (int i = 0; i < n; i++) {
         redisReply *r;
         cr_assert_eq(redisGetReply(c, (void **)&r), REDIS_OK);
+        cr_assert_neq(r->type, REDIS_REPLY_ERROR, "%s", r->str);
         freeReplyObject(r);
     }
 }
@@ -657,11 +658,10 @@ Test(store_redis, clear_all_uses_scan_and_stays_fast, .timeout = 120)
 {
     redisContext *c = raw();
     enum { N = 100000 };
-    fill(c, N,
-         "SET cache_affinity:ak%d:claude:m {\"provider_id\": \"p\", \"endpoint_id\": "
-         "\"e\", \"key_id\": \"k\", \"created_at\": 1.0, \"expire_at\": 9999999999.0, "
-         "\"request_count\": 1}");
-    fill(c, 10, "SET model:id:%d x");
+    fill(c, N, "SET cache_affinity:ak%d:claude:m %s",
+         "{\"provider_id\": \"p\", \"endpoint_id\": \"e\", \"key_id\": \"k\", "
+         "\"created_at\": 1.0, \"expire_at\": 9999999999.0, \"request_count\": 1}");
+    fill(c, 10, "SET model:id:%d %s", "x");
     freeReplyObject(rcmd(c, "CONFIG RESETSTAT"));
     freeReplyObject(rcmd(c, "CONFIG SET slowlog-log-slower-than 10000"));
     freeReplyObject(rcmd(c, "SLOWLOG RESET"));
@@ -684,11 +684,23 @@ Test(store_redis, clear_all_uses_scan_and_stays_fast, .timeout = 120)
     r = rcmd(c, "INFO commandstats");
     cr_expect_null(strstr(r->str, "cmdstat_keys"), "KEYS was used");
     cr_expect(strstr(r->str, "cmdstat_scan"));
+    /* Average server time per command stays far below 10 ms. */
+    for (const char *p = strstr(r->str, "cmdstat_"); p; p = strstr(p + 1, "cmdstat_")) {
+        const char *u = strstr(p, "usec_per_call=");
+        cr_assert(u);
+        double per = strtod(u + strlen("usec_per_call="), NULL);
+        cr_expect_lt(per, 10000.0, "%.40s: %.0f us per call", p, per);
+    }
     freeReplyObject(r);
-    r = rcmd(c, "SLOWLOG GET 5");
-    cr_expect_eq(r->elements, 0, "a command took over 10 ms");
+    /* The slow log measures wall time, so a loaded CI machine that
+     * deschedules redis-server mid-command can log outliers: tolerate a few
+     * (of ~300 commands) under 100 ms; a systematically slow command (KEYS,
+     * one huge UNLINK) logs one entry per call. */
+    r = rcmd(c, "SLOWLOG GET 128");
+    cr_expect_leq(r->elements, 5, "%zu commands took over 10 ms", r->elements);
     for (size_t i = 0; i < r->elements; i++) {
         redisReply *e = r->element[i];
+        cr_expect_lt(e->element[2]->integer, 100000);
         if (e->elements >= 4 && e->element[3]->elements > 0)
             fprintf(stderr, "slow: %lld us %s\n", e->element[2]->integer,
                     e->element[3]->element[0]->str);

@@ -19,6 +19,10 @@ fi
 read -r dir port <<<"$out"
 
 cleanup() {
+    # Servers a crashed test left behind (pg_server.c nests them here) first.
+    for nested in "$dir"/acache-pg.*; do
+        [[ -d "$nested" ]] && "$here/pg-instance.sh" destroy "$nested" || true
+    done
     "$here/pg-instance.sh" destroy "$dir" || true
 }
 trap cleanup EXIT

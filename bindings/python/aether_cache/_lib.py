@@ -170,6 +170,12 @@ _GETTERS = [
 ]
 
 
+def _absent(path, name):
+    def call(*_args):
+        raise NotImplementedError("aether_cache: %s does not export %s" % (path, name))
+    return call
+
+
 def _load():
     path = library_path()
     if not path:
@@ -202,8 +208,10 @@ def _load():
         raise ImportError(
             "aether_cache: binding %s needs libaethercache %s.x, but %s is %s"
             % (BINDING_VERSION, ".".join(BINDING_VERSION.split(".")[:2]), path, loaded))
-    if missing:
-        raise ImportError("aether_cache: %s lacks %s" % (path, ", ".join(missing)))
+    # A library built without some part still serves the rest; calling a
+    # missing function says exactly what is absent.
+    for name in missing:
+        setattr(dll, name, _absent(path, name))
     if ctypes.sizeof(Options) > dll.acache_options_size():
         raise ImportError("aether_cache: acache_options of %s is smaller than the "
                           "binding's (%d < %d)" % (path, dll.acache_options_size(),

@@ -57,7 +57,8 @@ static inline double ct_num(json_t *o, const char *key)
 static inline void ct_hex(unsigned char *out, size_t n, const char *hex)
 {
     size_t got = 0;
-    cr_assert_eq(sodium_hex2bin(out, n, hex, strlen(hex), NULL, &got, NULL), 0, "hex %s", hex);
+    cr_assert_eq(sodium_hex2bin(out, n, hex, strlen(hex), NULL, &got, NULL), 0, "hex %s",
+                 hex);
     cr_assert_eq(got, n, "hex %s: %zu bytes, want %zu", hex, got, n);
 }
 
@@ -66,9 +67,9 @@ static inline uint64_t ct_rfc3339(const char *s)
 {
     int y, mo, d, h, mi, se, oh, om;
     char sign;
-    cr_assert_eq(sscanf(s, "%d-%d-%dT%d:%d:%d%c%d:%d", &y, &mo, &d, &h, &mi, &se, &sign,
-                        &oh, &om),
-                 9, "time %s", s);
+    cr_assert_eq(
+        sscanf(s, "%d-%d-%dT%d:%d:%d%c%d:%d", &y, &mo, &d, &h, &mi, &se, &sign, &oh, &om),
+        9, "time %s", s);
     struct tm tm = {0};
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;
@@ -86,8 +87,8 @@ static inline void ct_fernet_key(unsigned char key[32], const char *text)
     unsigned char *raw = NULL;
     size_t n = 0;
     const char *why = NULL;
-    cr_assert_eq(acache__b64_decode_lenient(&raw, &n, text, strlen(text), &why), ACACHE_OK,
-                 "key %s: %s", text, why ? why : "");
+    cr_assert_eq(acache__b64_decode_lenient(&raw, &n, text, strlen(text), &why),
+                 ACACHE_OK, "key %s: %s", text, why ? why : "");
     cr_assert_eq(n, 32);
     memcpy(key, raw, 32);
     acache__secret_free(raw, n);

@@ -9,7 +9,8 @@
 #define KEY_TEXT "ZTM5exU11TMqw4iK0gLgeSYoG5wtLu2yHGxy4RTZrno="
 #define SECRET "sk-ant-api03-THIS-IS-THE-SECRET-PART-0123456789"
 
-static const unsigned char IV[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+static const unsigned char IV[16] = {1, 2,  3,  4,  5,  6,  7,  8,
+                                     9, 10, 11, 12, 13, 14, 15, 16};
 
 static acache__crypto *new_key(void)
 {
@@ -21,7 +22,8 @@ static acache__crypto *new_key(void)
 static char *seal(acache__crypto *k, const char *plain, size_t len)
 {
     char *stored = NULL;
-    cr_assert_eq(acache__crypto_encrypt(k, plain, len, 1700000000, IV, &stored), ACACHE_OK);
+    cr_assert_eq(acache__crypto_encrypt(k, plain, len, 1700000000, IV, &stored),
+                 ACACHE_OK);
     return stored;
 }
 
@@ -40,7 +42,8 @@ static void expect_mask(const char *key, size_t len, unsigned prefix, unsigned s
     char *in = exact(key, len);
     acache_buf out = ACACHE_BUF_INIT;
     cr_assert_eq(acache_mask_key(&out, in, len, prefix, suffix), ACACHE_OK);
-    cr_expect_eq(out.size, want_len, "size %zu, want %zu (%s)", out.size, want_len, out.ptr);
+    cr_expect_eq(out.size, want_len, "size %zu, want %zu (%s)", out.size, want_len,
+                 out.ptr);
     cr_expect(out.size == want_len && memcmp(out.ptr, want, want_len) == 0, "got \"%s\"",
               out.ptr);
     cr_expect_eq(out.ptr[out.size], '\0');
@@ -144,8 +147,8 @@ Test(crypto_secrets, every_truncation_of_token_fails)
     unsigned char key[32];
     ct_fernet_key(key, KEY_TEXT);
     char *token = NULL;
-    cr_assert_eq(acache__fernet_encrypt(key, (const unsigned char *)SECRET, strlen(SECRET),
-                                        1, IV, &token),
+    cr_assert_eq(acache__fernet_encrypt(key, (const unsigned char *)SECRET,
+                                        strlen(SECRET), 1, IV, &token),
                  ACACHE_OK);
     size_t len = strlen(token);
     for (size_t n = 0; n < len; n++) {
@@ -164,19 +167,21 @@ Test(crypto_secrets, every_single_bit_flip_fails)
     unsigned char key[32];
     ct_fernet_key(key, KEY_TEXT);
     char *token = NULL;
-    cr_assert_eq(acache__fernet_encrypt(key, (const unsigned char *)"x", 1, 1, IV, &token),
-                 ACACHE_OK);
+    cr_assert_eq(
+        acache__fernet_encrypt(key, (const unsigned char *)"x", 1, 1, IV, &token),
+        ACACHE_OK);
     unsigned char *raw = NULL;
     size_t n = 0;
     const char *why;
-    cr_assert_eq(acache__b64_decode_lenient(&raw, &n, token, strlen(token), &why), ACACHE_OK);
+    cr_assert_eq(acache__b64_decode_lenient(&raw, &n, token, strlen(token), &why),
+                 ACACHE_OK);
     for (size_t bit = 0; bit < n * 8; bit++) {
         raw[bit / 8] ^= (unsigned char)(1u << (bit % 8));
         char *t = acache__b64url_encode(raw, n);
         unsigned char *plain = NULL;
         size_t pl = 0;
-        cr_expect_eq(acache__fernet_decrypt(key, t, strlen(t), &plain, &pl), ACACHE_ECRYPTO,
-                     "bit %zu", bit);
+        cr_expect_eq(acache__fernet_decrypt(key, t, strlen(t), &plain, &pl),
+                     ACACHE_ECRYPTO, "bit %zu", bit);
         free(t);
         raw[bit / 8] ^= (unsigned char)(1u << (bit % 8));
     }
@@ -222,8 +227,11 @@ Test(crypto_secrets, mask_invalid_utf8_counts_bytes_as_replacement_chars)
     EXPECT_MASK("0123456789abcd\xe2\x82", 2, 2, "01********\xef\xbf\xbd\xef\xbf\xbd");
     EXPECT_MASK("0123456789abcd\xf0\x9f\x94", 2, 1, "01********\xef\xbf\xbd");
     /* A lone continuation byte, and a valid 4-byte char kept whole. */
-    EXPECT_MASK("\x80" "abc\xf0\x9f\x94\x91", 1, 1, "\xef\xbf\xbd********\xf0\x9f\x94\x91");
-    EXPECT_MASK("\xf4\x90\x80\x80", 8, 4, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd********");
+    EXPECT_MASK("\x80"
+                "abc\xf0\x9f\x94\x91",
+                1, 1, "\xef\xbf\xbd********\xf0\x9f\x94\x91");
+    EXPECT_MASK("\xf4\x90\x80\x80", 8, 4,
+                "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd********");
 }
 
 Test(crypto_secrets, mask_nul_bytes_use_the_length)
@@ -290,7 +298,8 @@ Test(crypto_secrets, huge_roundtrip_and_junk)
     char *stored = seal(k, big, n);
     char *plain = NULL;
     size_t pl = 0;
-    cr_assert_eq(acache__crypto_decrypt(k, stored, strlen(stored), &plain, &pl), ACACHE_OK);
+    cr_assert_eq(acache__crypto_decrypt(k, stored, strlen(stored), &plain, &pl),
+                 ACACHE_OK);
     cr_expect_eq(pl, n);
     cr_expect_eq(memcmp(plain, big, n), 0);
     acache__secret_free(plain, pl);
@@ -315,8 +324,8 @@ Test(crypto_secrets, roundtrip_lengths_around_blocks)
         char *stored = seal(k, buf, n);
         char *plain = NULL;
         size_t pl = 0;
-        cr_expect_eq(acache__crypto_decrypt(k, stored, strlen(stored), &plain, &pl), ACACHE_OK,
-                     "%zu", n);
+        cr_expect_eq(acache__crypto_decrypt(k, stored, strlen(stored), &plain, &pl),
+                     ACACHE_OK, "%zu", n);
         cr_expect_eq(pl, n);
         cr_expect_eq(memcmp(plain, buf, n), 0);
         acache__secret_free(plain, pl);
@@ -332,12 +341,23 @@ Test(crypto_secrets, lenient_decoder_states)
         int ok;
         const char *out;
     } t[] = {
-        {"", 1, ""},           {"%%%", 1, ""},         {"QQ==", 1, "A"},
-        {"QQ=", 0, NULL},      {"QQ", 0, NULL},        {"Q", 0, NULL},
-        {"QUI=", 1, "AB"},     {"QUJD", 1, "ABC"},     {"QR==", 1, "A"},
-        {"=Q=Q==", 1, "A"},    {"QQ=\n=junk", 1, "A"}, {"Q Q = =", 1, "A"},
-        {"QUJD====", 1, "ABC"}, {"-_-_", 1, "\xfb\xff\xbf"}, {"+/+/", 1, "\xfb\xff\xbf"},
-        {"QQ=a=", 1, "A\x06"},  {"QUJDQ", 0, NULL},
+        {"", 1, ""},
+        {"%%%", 1, ""},
+        {"QQ==", 1, "A"},
+        {"QQ=", 0, NULL},
+        {"QQ", 0, NULL},
+        {"Q", 0, NULL},
+        {"QUI=", 1, "AB"},
+        {"QUJD", 1, "ABC"},
+        {"QR==", 1, "A"},
+        {"=Q=Q==", 1, "A"},
+        {"QQ=\n=junk", 1, "A"},
+        {"Q Q = =", 1, "A"},
+        {"QUJD====", 1, "ABC"},
+        {"-_-_", 1, "\xfb\xff\xbf"},
+        {"+/+/", 1, "\xfb\xff\xbf"},
+        {"QQ=a=", 1, "A\x06"},
+        {"QUJDQ", 0, NULL},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         unsigned char *out = NULL;
@@ -352,7 +372,8 @@ Test(crypto_secrets, lenient_decoder_states)
             continue;
         }
         cr_expect_eq(rc, ACACHE_OK, "\"%s\": %s", t[i].in, why ? why : "");
-        cr_expect(n == strlen(t[i].out) && memcmp(out, t[i].out, n) == 0, "\"%s\"", t[i].in);
+        cr_expect(n == strlen(t[i].out) && memcmp(out, t[i].out, n) == 0, "\"%s\"",
+                  t[i].in);
         free(out);
     }
 }
@@ -395,7 +416,8 @@ Test(crypto_secrets, public_with_key_arguments)
     cr_expect_eq(acache_decrypt_and_mask_with_key(NULL, KEY_TEXT, "x"), ACACHE_EINVALID);
     cr_expect_eq(acache_decrypt_and_mask_with_key(&out, NULL, "x"), ACACHE_EINVALID);
     cr_expect_eq(acache_decrypt_and_mask_with_key(&out, "", "QUJD"), ACACHE_ECRYPTO);
-    cr_expect_eq(acache_decrypt_and_mask_with_key(&out, KEY_TEXT, NULL), ACACHE_ENOTFOUND);
+    cr_expect_eq(acache_decrypt_and_mask_with_key(&out, KEY_TEXT, NULL),
+                 ACACHE_ENOTFOUND);
     cr_expect_eq(acache_decrypt_and_mask_with_key(&out, KEY_TEXT, ""), ACACHE_ENOTFOUND);
     cr_expect_eq(acache_decrypt_and_mask_with_key(&out, KEY_TEXT, "not a token"),
                  ACACHE_ECRYPTO);

@@ -9,7 +9,8 @@ Test(crypto_fernet, generate_vectors)
     json_t *arr = ct_load("fernet/generate.json");
     size_t i, run = 0;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         unsigned char key[32], iv[16];
         ct_fernet_key(key, ct_str(v, "secret"));
         json_t *ivs = ct_get(v, "iv");
@@ -20,14 +21,15 @@ Test(crypto_fernet, generate_vectors)
         const char *src = ct_str(v, "src");
 
         char *token = NULL;
-        cr_assert_eq(acache__fernet_encrypt(key, (const unsigned char *)src, strlen(src), now,
-                                            iv, &token),
+        cr_assert_eq(acache__fernet_encrypt(key, (const unsigned char *)src, strlen(src),
+                                            now, iv, &token),
                      ACACHE_OK);
         cr_expect_str_eq(token, ct_str(v, "token"), "generate case %zu", i);
 
         unsigned char *plain = NULL;
         size_t n = 0;
-        cr_assert_eq(acache__fernet_decrypt(key, token, strlen(token), &plain, &n), ACACHE_OK);
+        cr_assert_eq(acache__fernet_decrypt(key, token, strlen(token), &plain, &n),
+                     ACACHE_OK);
         cr_expect_eq(n, strlen(src));
         cr_expect_eq(memcmp(plain, src, n), 0);
         acache__secret_free(plain, n);
@@ -44,7 +46,8 @@ Test(crypto_fernet, verify_vectors)
     json_t *arr = ct_load("fernet/verify.json");
     size_t i, run = 0;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         unsigned char key[32];
         ct_fernet_key(key, ct_str(v, "secret"));
         const char *token = ct_str(v, "token"), *src = ct_str(v, "src");
@@ -53,14 +56,16 @@ Test(crypto_fernet, verify_vectors)
 
         unsigned char *plain = NULL;
         size_t n = 0;
-        cr_assert_eq(acache__fernet_decrypt_ttl(key, token, strlen(token), now, ttl, &plain, &n),
-                     ACACHE_OK, "verify case %zu: %s", i, acache_last_error());
+        cr_assert_eq(
+            acache__fernet_decrypt_ttl(key, token, strlen(token), now, ttl, &plain, &n),
+            ACACHE_OK, "verify case %zu: %s", i, acache_last_error());
         cr_expect_eq(n, strlen(src));
         cr_expect_eq(memcmp(plain, src, n), 0);
         acache__secret_free(plain, n);
 
         /* Aether's no-TTL path accepts it too. */
-        cr_assert_eq(acache__fernet_decrypt(key, token, strlen(token), &plain, &n), ACACHE_OK);
+        cr_assert_eq(acache__fernet_decrypt(key, token, strlen(token), &plain, &n),
+                     ACACHE_OK);
         cr_expect_eq(n, strlen(src));
         acache__secret_free(plain, n);
         run++;
@@ -75,7 +80,8 @@ Test(crypto_fernet, invalid_vectors)
     json_t *arr = ct_load("fernet/invalid.json");
     size_t i, run = 0, time_only = 0;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         unsigned char key[32];
         ct_fernet_key(key, ct_str(v, "secret"));
         const char *token = ct_str(v, "token"), *desc = ct_str(v, "desc");
@@ -84,8 +90,9 @@ Test(crypto_fernet, invalid_vectors)
 
         unsigned char *plain = NULL;
         size_t n = 0;
-        cr_expect_eq(acache__fernet_decrypt_ttl(key, token, strlen(token), now, ttl, &plain, &n),
-                     ACACHE_ECRYPTO, "with TTL, \"%s\" must fail", desc);
+        cr_expect_eq(
+            acache__fernet_decrypt_ttl(key, token, strlen(token), now, ttl, &plain, &n),
+            ACACHE_ECRYPTO, "with TTL, \"%s\" must fail", desc);
         cr_expect_null(plain);
 
         /* Without a TTL (Aether), the two time-only cases decrypt to "". */
@@ -189,7 +196,8 @@ Test(crypto_aether, derivation, .timeout = 60)
     json_t *arr = cases("derivation", 12);
     size_t i, run = 0;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         const char *id = ct_str(v, "id");
         const char *pass = ct_str(v, "passphrase");
         acache__crypto *k = key_for(pass);
@@ -199,8 +207,8 @@ Test(crypto_aether, derivation, .timeout = 60)
         ct_hex(want, 16, ct_str(v, "signing_key_hex"));
         ct_hex(want + 16, 16, ct_str(v, "encryption_key_hex"));
         cr_expect_eq(memcmp(got, want, 32), 0, "%s: key bytes differ", id);
-        cr_expect_eq(direct, json_is_true(ct_get(v, "used_directly")), "%s: used_directly",
-                     id);
+        cr_expect_eq(direct, json_is_true(ct_get(v, "used_directly")),
+                     "%s: used_directly", id);
         if (direct) {
             cr_expect_str_eq(ct_str(v, "fernet_key"), pass, "%s", id);
         } else {
@@ -224,15 +232,16 @@ static void expect_plain(acache__crypto *k, const char *id, const char *stored,
     if (rc != ACACHE_OK)
         return;
     cr_expect_eq(n, json_string_length(want), "%s: plaintext length", id);
-    cr_expect(n == json_string_length(want) && memcmp(plain, json_string_value(want), n) == 0,
+    cr_expect(n == json_string_length(want) &&
+                  memcmp(plain, json_string_value(want), n) == 0,
               "%s: plaintext differs", id);
     cr_expect_eq(plain[n], '\0');
     acache__secret_free(plain, n);
 }
 
 /* decrypt_and_mask(stored): `want` a string, or JSON null for the null mask. */
-static void expect_mask(acache__crypto *k, const char *id, const char *stored, json_t *want,
-                        int raises)
+static void expect_mask(acache__crypto *k, const char *id, const char *stored,
+                        json_t *want, int raises)
 {
     acache_buf out = ACACHE_BUF_INIT;
     int rc = acache__crypto_decrypt_and_mask(k, stored, &out);
@@ -256,7 +265,8 @@ Test(crypto_aether, decrypt, .timeout = 60)
     json_t *arr = cases("decrypt", 26);
     size_t i, run = 0;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         const char *id = ct_str(v, "id");
         acache__crypto *k = key_for(ct_str(v, "encryption_key"));
         unsigned char key[32], fk[32];
@@ -268,18 +278,20 @@ Test(crypto_aether, decrypt, .timeout = 60)
         json_t *want = ct_get(v, "plaintext");
         expect_plain(k, id, stored, want);
         expect_mask(k, id, stored, ct_get(v, "masked"), 0);
-        cr_expect_eq(ct_num(v, "plaintext_utf8_bytes"), (double)json_string_length(want), "%s",
-                     id);
-        cr_expect_eq(ct_num(v, "plaintext_codepoints"),
-                     (double)ct_codepoints(json_string_value(want), json_string_length(want)),
+        cr_expect_eq(ct_num(v, "plaintext_utf8_bytes"), (double)json_string_length(want),
                      "%s", id);
+        cr_expect_eq(
+            ct_num(v, "plaintext_codepoints"),
+            (double)ct_codepoints(json_string_value(want), json_string_length(want)),
+            "%s", id);
 
         /* The inner layer alone. */
         unsigned char *p = NULL;
         size_t n = 0;
-        cr_expect_eq(acache__fernet_decrypt(key, token, strlen(token), &p, &n), ACACHE_OK, "%s",
-                     id);
-        cr_expect(n == json_string_length(want) && memcmp(p, json_string_value(want), n) == 0,
+        cr_expect_eq(acache__fernet_decrypt(key, token, strlen(token), &p, &n), ACACHE_OK,
+                     "%s", id);
+        cr_expect(n == json_string_length(want) &&
+                      memcmp(p, json_string_value(want), n) == 0,
                   "%s: inner layer", id);
         acache__secret_free(p, n);
 
@@ -289,8 +301,9 @@ Test(crypto_aether, decrypt, .timeout = 60)
         unsigned char *raw = NULL;
         size_t raw_len = 0;
         const char *why = NULL;
-        cr_assert_eq(acache__b64_decode_lenient(&raw, &raw_len, token, strlen(token), &why),
-                     ACACHE_OK);
+        cr_assert_eq(
+            acache__b64_decode_lenient(&raw, &raw_len, token, strlen(token), &why),
+            ACACHE_OK);
         cr_assert_gt(raw_len, 25);
         uint64_t ts = 0;
         for (int b = 1; b <= 8; b++)
@@ -300,15 +313,16 @@ Test(crypto_aether, decrypt, .timeout = 60)
         unsigned char iv[16];
         ct_hex(iv, 16, ct_str(v, "iv_hex"));
         char *again = NULL;
-        cr_assert_eq(acache__crypto_encrypt(k, json_string_value(want), json_string_length(want),
-                                            ts, iv, &again),
+        cr_assert_eq(acache__crypto_encrypt(k, json_string_value(want),
+                                            json_string_length(want), ts, iv, &again),
                      ACACHE_OK);
         cr_expect_str_eq(again, stored, "%s: re-encryption", id);
         free(again);
         char *tok = NULL;
-        cr_assert_eq(acache__fernet_encrypt(key, (const unsigned char *)json_string_value(want),
-                                            json_string_length(want), ts, iv, &tok),
-                     ACACHE_OK);
+        cr_assert_eq(
+            acache__fernet_encrypt(key, (const unsigned char *)json_string_value(want),
+                                   json_string_length(want), ts, iv, &tok),
+            ACACHE_OK);
         cr_expect_str_eq(tok, token, "%s: inner token", id);
         free(tok);
         run++;
@@ -321,7 +335,8 @@ static size_t run_outcome_cases(json_t *arr)
 {
     size_t i, run = 0;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         const char *id = ct_str(v, "id");
         acache__crypto *k = key_for(ct_str(v, "encryption_key"));
         const char *stored = ct_str(v, "stored");
@@ -359,13 +374,14 @@ Test(crypto_aether, mask)
     json_t *arr = cases("mask", 34);
     size_t i, run = 0;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         json_t *in = ct_get(v, "input"), *want = ct_get(v, "output");
         unsigned prefix = (unsigned)ct_num(v, "prefix_len");
         unsigned suffix = (unsigned)ct_num(v, "suffix_len");
         acache_buf out = ACACHE_BUF_INIT;
-        int rc = acache_mask_key(&out, json_string_value(in), json_string_length(in), prefix,
-                                 suffix);
+        int rc = acache_mask_key(&out, json_string_value(in), json_string_length(in),
+                                 prefix, suffix);
         if (json_is_null(want)) {
             cr_expect_eq(rc, ACACHE_ENOTFOUND, "case %zu: mask must be null", i);
             cr_expect_null(out.ptr);
@@ -385,34 +401,49 @@ Test(crypto_aether, mask)
     cr_expect_eq(run, json_array_size(arr));
 }
 
-/* The per-call public entry point, over every case that has a mask. */
-Test(crypto_aether, decrypt_and_mask_with_key, .timeout = 120)
+/* The per-call public entry point. It runs PBKDF2 on every call (~0.1 s), so
+ * it gets the first case of each list under each distinct key; the rest are
+ * covered through the handle-level function above. */
+Test(crypto_aether, decrypt_and_mask_with_key, .timeout = 60)
 {
     const char *lists[] = {"decrypt", "lenient_decoding", "invalid"};
-    size_t run = 0, total = 0;
+    size_t run = 0, ok = 0;
     for (size_t l = 0; l < 3; l++) {
         json_t *arr = ct_get(aether, lists[l]);
-        size_t i;
+        const char *seen[MAX_KEYS] = {0};
+        size_t nseen = 0, i;
         json_t *v;
-        total += json_array_size(arr);
-        json_array_foreach(arr, i, v) {
+        json_array_foreach(arr, i, v)
+        {
             const char *id = ct_str(v, "id"), *stored = ct_str(v, "stored");
+            const char *key = ct_str(v, "encryption_key");
+            size_t j;
+            for (j = 0; j < nseen && strcmp(seen[j], key) != 0; j++)
+                ;
+            if (j < nseen)
+                continue;
+            cr_assert_lt(nseen, MAX_KEYS);
+            seen[nseen++] = key;
+
             json_t *want = ct_get(v, "masked");
             acache_buf out = ACACHE_BUF_INIT;
-            int rc = acache_decrypt_and_mask_with_key(&out, ct_str(v, "encryption_key"),
-                                                      stored);
+            int rc = acache_decrypt_and_mask_with_key(&out, key, stored);
             if (json_is_null(want)) {
                 cr_expect_neq(rc, ACACHE_OK, "%s", id);
+                cr_expect_null(out.ptr, "%s", id);
             } else {
                 cr_expect_eq(rc, ACACHE_OK, "%s: %s", id, acache_last_error());
                 cr_expect(out.size == json_string_length(want) &&
                               memcmp(out.ptr, json_string_value(want), out.size) == 0,
                           "%s", id);
+                ok++;
             }
             acache_buf_dispose(&out);
             run++;
         }
     }
-    cr_expect_eq(run, total);
-    cr_expect_eq(run, 26 + 13 + 32);
+    /* Four keys in decrypt (dev, two passphrases, a Fernet key), one in
+     * lenient_decoding, and at least two in invalid. */
+    cr_expect_geq(run, 7);
+    cr_expect_geq(ok, 5);
 }

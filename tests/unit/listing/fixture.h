@@ -29,7 +29,7 @@
 
 static char lf_path[256];
 
-static char *lf_encrypt(const char *key, const char *plain)
+static inline char *lf_encrypt(const char *key, const char *plain)
 {
     acache__crypto *k = NULL;
     cr_assert_eq(acache__crypto_new(&k, key, strlen(key)), ACACHE_OK, "%s",
@@ -45,7 +45,7 @@ static char *lf_encrypt(const char *key, const char *plain)
 }
 
 /* Writes the catalog; `key` is the encryption key the ciphertexts use. */
-static void lf_write_catalog(const char *key)
+static inline void lf_write_catalog(const char *key)
 {
     char *a1 = lf_encrypt(key, PLAIN_A1);
     char *pk1 = lf_encrypt(key, PLAIN_PK1);
@@ -107,7 +107,7 @@ static void lf_write_catalog(const char *key)
     free(pk2);
 }
 
-static void lf_remove_catalog(void)
+static inline void lf_remove_catalog(void)
 {
     if (lf_path[0])
         unlink(lf_path);
@@ -126,7 +126,7 @@ typedef struct {
 } lf_proxy;
 
 #define LF_FWD(slot, idx, cbtype)                                                        \
-    static int lf_##slot(acache_catalog *self, int by, const char *const *values,        \
+    static inline int lf_##slot(acache_catalog *self, int by, const char *const *values,        \
                          size_t n, cbtype cb, void *payload)                             \
     {                                                                                    \
         lf_proxy *p = (lf_proxy *)self;                                                  \
@@ -143,34 +143,34 @@ LF_FWD(provider_keys, LF_PKEYS, acache_cat_provider_key_cb)
 LF_FWD(global_models, LF_GMS, acache_cat_global_model_cb)
 LF_FWD(models, LF_MODELS, acache_cat_model_cb)
 
-static int lf_usage_scan(acache_catalog *self, const acache_usage_filter *f,
+static inline int lf_usage_scan(acache_catalog *self, const acache_usage_filter *f,
                          acache_cat_usage_cb cb, void *payload)
 {
     lf_proxy *p = (lf_proxy *)self;
     return p->inner->usage_scan(p->inner, f, cb, payload);
 }
 
-static void lf_proxy_free(acache_catalog *self)
+static inline void lf_proxy_free(acache_catalog *self)
 {
     lf_proxy *p = (lf_proxy *)self;
     p->inner->free(p->inner);
     free(p);
 }
 
-static void lf_proxy_reset(lf_proxy *p)
+static inline void lf_proxy_reset(lf_proxy *p)
 {
     memset(p->calls, 0, sizeof p->calls);
     memset(p->values, 0, sizeof p->values);
 }
 
-static double lf_clock(void *payload)
+static inline double lf_clock(void *payload)
 {
     (void)payload;
     return th_time();
 }
 
 /* Open a handle: catalog none / file / proxied file, crypto key or none. */
-static acache *lf_open(int with_catalog, const char *enc_key, lf_proxy **proxy_out)
+static inline acache *lf_open(int with_catalog, const char *enc_key, lf_proxy **proxy_out)
 {
     th_set_time(LF_NOW);
     acache_options o = ACACHE_OPTIONS_INIT;
@@ -204,7 +204,7 @@ static acache *lf_open(int with_catalog, const char *enc_key, lf_proxy **proxy_o
     return c;
 }
 
-static void lf_pin(acache *c, const char *ak, const char *fmt, const char *model,
+static inline void lf_pin(acache *c, const char *ak, const char *fmt, const char *model,
                    const char *prov, const char *ep, const char *key, uint32_t ttl)
 {
     cr_assert_eq(acache_affinity_set(NULL, c, ak, fmt, model, prov, ep, key, 1, ttl),
@@ -215,7 +215,7 @@ static void lf_pin(acache *c, const char *ak, const char *fmt, const char *model
  *   R2 (600) key-a2/openai/gpt-4o, R1 (300) key-a1/claude/gm-1,
  *   R5 (300) key-a1/openai/gm-1, R4 (200) key-zz/gemini/gm-1,
  *   R3 (100) key-b1/claude/qwen2.5:7b */
-static void lf_fill(acache *c)
+static inline void lf_fill(acache *c)
 {
     lf_pin(c, "key-a1", "claude", "gm-1", "prov-1", "ep-1", "pk-1", 300);
     lf_pin(c, "key-a2", "openai", "gpt-4o", "prov-2", "ep-2", "pk-2", 600);
@@ -224,7 +224,7 @@ static void lf_fill(acache *c)
     lf_pin(c, "key-a1", "openai", "gm-1", "prov-1", "ep-1", "pk-1", 300);
 }
 
-static acache_listing *lf_list(acache *c, const char *kw, int64_t limit, int64_t offset)
+static inline acache_listing *lf_list(acache *c, const char *kw, int64_t limit, int64_t offset)
 {
     acache_list_query q = ACACHE_LIST_QUERY_INIT;
     q.keyword = kw;
@@ -238,7 +238,7 @@ static acache_listing *lf_list(acache *c, const char *kw, int64_t limit, int64_t
 }
 
 /* The page's affinity keys joined by ',' with api_format, e.g. "key-a1/claude,...". */
-static void lf_keys(const acache_listing *l, char *buf, size_t size)
+static inline void lf_keys(const acache_listing *l, char *buf, size_t size)
 {
     buf[0] = '\0';
     for (size_t i = 0; i < acache_listing_count(l); i++) {
@@ -256,7 +256,7 @@ static void lf_keys(const acache_listing *l, char *buf, size_t size)
         cr_assert_str_eq(got_, (expected));                                              \
     } while (0)
 
-static json_t *lf_parse(const acache_buf *b)
+static inline json_t *lf_parse(const acache_buf *b)
 {
     json_error_t err;
     json_t *j = json_loadb(b->ptr, b->size, 0, &err);

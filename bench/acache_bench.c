@@ -1,0 +1,834 @@
+/* acache-bench: libaethercache against raw hiredis floors measured in the
+ * same run, on a private redis-server. See bench/README.md. */
+#define _GNU_SOURCE /* memmem */
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "aether_cache/aether_cache.h"
+#include "bench.h"
+
+typedef struct bench_opts {
+    size_t n;
+    const char *redis_uri; /* NULL: start our own */
+    int runs;              /* runs per figure (median) */
+    long rt_iters;         /* iterations of round-trip ops */
+    long local_iters;      /* iterations of in-process ops */
+    int pg, mapping;
+    const char *only; /* NULL: every figure */
+} bench_opts;
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "bench: %s: %s: %s\n", what, acache_strerror(rc), acache_last_error());
+    exit(1);
+}
+
+static acache *open_handle(const char *uri, int l1)
+{
+    acache_options o = ACACHE_OPTIONS_INIT;
+    o.store_uri = uri;
+    o.command_timeout_ms = 600000; /* a 1M-pin delete script may run long */
+    if (!l1)
+        o.l1_ttl_ms = -1;
+    acache *c = NULL;
+    int rc = acache_open(&c, &o);
+    if (rc)
+        die("acache_open", rc);
+    return c;
+}
+
+static redisReply *cmd(redisContext *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(r, fmt, ap);
+    va_end(ap);
+    if (!rep) {
+        fprintf(stderr, "bench: redis: %s\n", r->errstr);
+        exit(1);
+    }
+    return rep;
+}
+
+/* ---- list all ---- */
+
+/* The floor: what any listing must at least do. SCAN pages, each followed by
+ * an MGET of its keys, the MGET of page k pipelined with the SCAN of page
+ * k+1 (one round trip per page), no parsing. Returns values seen. */
+static long raw_scan_mget(redisContext *r, uint64_t *bytes)
+{
+    static const char **argv_mget;
+    static size_t *lens_mget, cap;
+    const char *scan_argv[] = {"SCAN", "0", "MATCH", "cache_affinity:*", "COUNT", "1000"};
+    long n = 0;
+    *bytes = 0;
+    redisReply *page = NULL, *next = NULL, *vals = NULL;
+    redisAppendCommandArgv(r, 6, scan_argv, NULL);
+    if (redisGetReply(r, (void **)&page) != REDIS_OK)
+        return -1;
+    for (;;) {
+        const char *cursor = page->element[0]->str;
+        int done = strcmp(cursor, "0") == 0;
+        redisReply *ks = page->element[1];
+        if (ks->elements + 1 > cap) {
+            /* COUNT is a hint: a page may hold more keys. */
+            cap = 2 * (ks->elements + 1);
+            argv_mget = realloc(argv_mget, cap * sizeof *argv_mget);
+            lens_mget = realloc(lens_mget, cap * sizeof *lens_mget);
+            if (!argv_mget || !lens_mget)
+                return -1;
+        }
+        if (ks->elements) {
+            argv_mget[0] = "MGET";
+            lens_mget[0] = 4;
+            for (size_t i = 0; i < ks->elements; i++) {
+                argv_mget[i + 1] = ks->element[i]->str;
+                lens_mget[i + 1] = ks->element[i]->len;
+            }
+            redisAppendCommandArgv(r, (int)ks->elements + 1, argv_mget, lens_mget);
+        }
+        if (!done) {
+            scan_argv[1] = cursor;
+            redisAppendCommandArgv(r, 6, scan_argv, NULL);
+        }
+        if (ks->elements && redisGetReply(r, (void **)&vals) != REDIS_OK)
+            return -1;
+        if (!done && redisGetReply(r, (void **)&next) != REDIS_OK)
+            return -1;
+        if (vals) {
+            for (size_t i = 0; i < vals->elements; i++)
+                if (vals->element[i]->type == REDIS_REPLY_STRING) {
+                    n++;
+                    *bytes += vals->element[i]->len;
+                }
+            freeReplyObject(vals);
+            vals = NULL;
+        }
+        freeReplyObject(page);
+        page = next;
+        next = NULL;
+        if (done)
+            break;
+    }
+    return n;
+}
+
+static int count_cb(const acache_affinity *a, void *payload)
+{
+    (void)a;
+    ++*(size_t *)payload;
+    return 0;
+}
+
+static void fig_list(acache *c, redisContext *r, const bench_data *d, int runs)
+{
+    double t_lib[16], t_each[16], t_floor[16];
+    size_t got = 0, each = 0;
+    long raw = 0;
+    for (int k = 0; k < runs; k++) {
+        uint64_t bytes;
+        double t0 = bench_now();
+        raw = raw_scan_mget(r, &bytes);
+        t_floor[k] = bench_now() - t0;
+
+        acache_affinity_list *l = NULL;
+        t0 = bench_now();
+        int rc = acache_affinity_list_fetch(&l, c, NULL);
+        if (rc)
+            die("acache_affinity_list_fetch", rc);
+        got = acache_affinity_list_count(l);
+        acache_affinity_list_free(l);
+        t_lib[k] = bench_now() - t0;
+
+        each = 0;
+        t0 = bench_now();
+        if ((rc = acache_affinity_foreach(c, NULL, count_cb, &each)))
+            die("acache_affinity_foreach", rc);
+        t_each[k] = bench_now() - t0;
+    }
+    if (got != d->n || each != d->n || raw != (long)d->n)
+        fprintf(stderr, "bench: WARNING: listed %zu / %zu / raw %ld of %zu pins\n", got, each,
+                raw, d->n);
+    double lib = bench_median(t_lib, runs), fl = bench_median(t_floor, runs);
+    double ea = bench_median(t_each, runs);
+    report_line("list_all (list_fetch)", lib, "s", fl, 1.5, NULL);
+    report_line("list_all (foreach)", ea, "s", fl, 1.5, NULL);
+    result_num("list_all_s", lib);
+    result_num("list_floor_s", fl);
+    result_num("list_ratio", lib / fl);
+    result_num("list_foreach_s", ea);
+    result_num("list_foreach_ratio", ea / fl);
+    result_int("list_count", (long long)got);
+}
+
+/* ---- memory while listing ---- */
+
+static long status_kb(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long v = -1;
+    size_t fl = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
+            v = atol(line + fl + 1);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* VmHWM reset to the current RSS (Linux >= 4.0); 0 on success. */
+static int reset_hwm(void)
+{
+    int fd = open("/proc/self/clear_refs", O_WRONLY);
+    if (fd < 0)
+        return -1;
+    int ok = write(fd, "5", 1) == 1;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+typedef struct {
+    long baseline_kb, peak_kb;
+    const char *method;
+} rss_probe;
+
+static void rss_begin(rss_probe *p)
+{
+    malloc_trim(0); /* hand back what earlier figures freed, so it is not reused silently */
+    p->baseline_kb = status_kb("VmRSS");
+    if (reset_hwm() == 0) {
+        p->method = "VmHWM after reset via /proc/self/clear_refs";
+    } else {
+        p->method = "ru_maxrss (lifetime peak: growth only if above earlier peaks)";
+    }
+}
+
+static void rss_end(rss_probe *p)
+{
+    long hwm = status_kb("VmHWM");
+    if (strncmp(p->method, "VmHWM", 5) == 0 && hwm > 0) {
+        p->peak_kb = hwm;
+    } else {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        p->peak_kb = ru.ru_maxrss;
+    }
+}
+
+static void fig_memory(acache *c, const bench_data *d)
+{
+    rss_probe p;
+    rss_begin(&p);
+    acache_affinity_list *l = NULL;
+    int rc = acache_affinity_list_fetch(&l, c, NULL);
+    if (rc)
+        die("acache_affinity_list_fetch", rc);
+    rss_end(&p);
+    acache_affinity_list_free(l);
+    double growth = (double)(p.peak_kb - p.baseline_kb) * 1024.0;
+    double ratio = growth / (double)d->value_bytes;
+
+    rss_probe q;
+    rss_begin(&q);
+    size_t each = 0;
+    if ((rc = acache_affinity_foreach(c, NULL, count_cb, &each)))
+        die("acache_affinity_foreach", rc);
+    rss_end(&q);
+    double growth_each = (double)(q.peak_kb - q.baseline_kb) * 1024.0;
+
+    printf("memory: RSS growth while listing = peak VmHWM during the call minus VmRSS "
+           "just before it\n        (malloc_trim first; HWM reset with /proc/self/clear_refs "
+           "\"5\"; method: %s)\n",
+           p.method);
+    printf("memory: values %.1f MB (sum of %zu value lengths); baseline RSS %.1f MB\n",
+           (double)d->value_bytes / 1e6, d->n, (double)p.baseline_kb / 1024.0);
+    char note[96];
+    snprintf(note, sizeof note, "vs raw values %.1f MB", (double)d->value_bytes / 1e6);
+    printf("%-22s %11.1f MB   %-20s ratio %.2f  (target <= 2)  %s  %s\n",
+           "rss_growth list_fetch", growth / 1e6, "", ratio, ratio <= 2.0 ? "OK" : "MISS",
+           note);
+    printf("%-22s %11.1f MB   %-20s ratio %.2f  (streaming, info)\n", "rss_growth foreach",
+           growth_each / 1e6, "", growth_each / (double)d->value_bytes);
+    result_str("rss_method", p.method);
+    result_int("value_bytes", (long long)d->value_bytes);
+    result_int("rss_baseline_bytes", (long long)p.baseline_kb * 1024);
+    result_int("rss_peak_bytes", (long long)p.peak_kb * 1024);
+    result_int("rss_growth_bytes", (long long)growth);
+    result_num("rss_ratio", ratio);
+    result_int("rss_growth_foreach_bytes", (long long)growth_each);
+}
+
+/* ---- SLOWLOG around a destructive figure ---- */
+
+typedef struct {
+    char slower_than[32], max_len[32];
+    long long max_us;
+    char max_cmd[64];
+    long long entries;
+} slowlog_probe;
+
+static void config_get(redisContext *r, const char *name, char *out, size_t cap)
+{
+    redisReply *rep = cmd(r, "CONFIG GET %s", name);
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2)
+        snprintf(out, cap, "%s", rep->element[1]->str);
+    freeReplyObject(rep);
+}
+
+static void slowlog_begin(redisContext *r, slowlog_probe *s)
+{
+    memset(s, 0, sizeof *s);
+    config_get(r, "slowlog-log-slower-than", s->slower_than, sizeof s->slower_than);
+    config_get(r, "slowlog-max-len", s->max_len, sizeof s->max_len);
+    freeReplyObject(cmd(r, "CONFIG SET slowlog-log-slower-than 0"));
+    freeReplyObject(cmd(r, "CONFIG SET slowlog-max-len 1000000"));
+    freeReplyObject(cmd(r, "SLOWLOG RESET"));
+}
+
+static void slowlog_end(redisContext *r, slowlog_probe *s)
+{
+    redisReply *rep = cmd(r, "SLOWLOG GET -1");
+    if (rep->type == REDIS_REPLY_ARRAY) {
+        s->entries = (long long)rep->elements;
+        for (size_t i = 0; i < rep->elements; i++) {
+            redisReply *e = rep->element[i];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements < 4)
+                continue;
+            long long us = e->element[2]->integer;
+            redisReply *args = e->element[3];
+            const char *name = args->elements ? args->element[0]->str : "?";
+            if (strcmp(name, "SLOWLOG") == 0 || strcmp(name, "CONFIG") == 0)
+                continue;
+            if (us > s->max_us) {
+                s->max_us = us;
+                snprintf(s->max_cmd, sizeof s->max_cmd, "%s%s%s", name,
+                         args->elements > 1 ? " " : "",
+                         args->elements > 1 && args->element[1]->len < 40
+                             ? args->element[1]->str
+                             : "");
+                if (strcmp(name, "EVALSHA") == 0 || strcmp(name, "UNLINK") == 0 ||
+                    strcmp(name, "MGET") == 0)
+                    snprintf(s->max_cmd, sizeof s->max_cmd, "%s (%zu args)", name,
+                             args->elements);
+            }
+        }
+    }
+    freeReplyObject(rep);
+    freeReplyObject(cmd(r, "SLOWLOG RESET"));
+    if (s->slower_than[0])
+        freeReplyObject(cmd(r, "CONFIG SET slowlog-log-slower-than %s", s->slower_than));
+    if (s->max_len[0])
+        freeReplyObject(cmd(r, "CONFIG SET slowlog-max-len %s", s->max_len));
+}
+
+/* ---- invalidate by provider, clear all ---- */
+
+static void reload(redisContext *r, const bench_data *d, size_t every)
+{
+    if (bench_load(r, d, every) < 0) {
+        fprintf(stderr, "bench: reload failed\n");
+        exit(1);
+    }
+}
+
+/* Info floors for the destructive figures: the least any client can do.
+ * want_vals: SCAN + MGET + substring filter on provider_id + UNLINK matches;
+ * else SCAN + UNLINK of every key. Returns keys removed. */
+static long raw_delete(redisContext *r, const char *provider_id)
+{
+    char needle[128];
+    size_t nl = 0;
+    if (provider_id)
+        nl = (size_t)snprintf(needle, sizeof needle, "\"provider_id\": \"%s\"", provider_id);
+    const char **argv = NULL;
+    size_t *lens = NULL, cap = 0;
+    long removed = 0;
+    char cursor[32] = "0";
+    do {
+        redisReply *pg = cmd(r, "SCAN %s MATCH cache_affinity:* COUNT 1000", cursor);
+        snprintf(cursor, sizeof cursor, "%s", pg->element[0]->str);
+        redisReply *ks = pg->element[1];
+        if (ks->elements + 1 > cap) {
+            cap = 2 * (ks->elements + 1);
+            argv = realloc(argv, cap * sizeof *argv);
+            lens = realloc(lens, cap * sizeof *lens);
+        }
+        redisReply *vals = NULL;
+        if (provider_id && ks->elements) {
+            argv[0] = "MGET";
+            lens[0] = 4;
+            for (size_t i = 0; i < ks->elements; i++) {
+                argv[i + 1] = ks->element[i]->str;
+                lens[i + 1] = ks->element[i]->len;
+            }
+            vals = redisCommandArgv(r, (int)ks->elements + 1, argv, lens);
+        }
+        size_t m = 0;
+        argv[0] = "UNLINK";
+        lens[0] = 6;
+        for (size_t i = 0; i < ks->elements; i++) {
+            if (vals) {
+                redisReply *v = vals->element[i];
+                if (v->type != REDIS_REPLY_STRING || !memmem(v->str, v->len, needle, nl))
+                    continue;
+            }
+            argv[m + 1] = ks->element[i]->str;
+            lens[m + 1] = ks->element[i]->len;
+            m++;
+        }
+        if (m) {
+            redisReply *u = redisCommandArgv(r, (int)m + 1, argv, lens);
+            if (u && u->type == REDIS_REPLY_INTEGER)
+                removed += u->integer;
+            if (u)
+                freeReplyObject(u);
+        }
+        if (vals)
+            freeReplyObject(vals);
+        freeReplyObject(pg);
+    } while (strcmp(cursor, "0") != 0);
+    free(argv);
+    free(lens);
+    return removed;
+}
+
+static void fig_invalidate(acache *c, redisContext *r, const bench_data *d, int runs)
+{
+    double t[16];
+    size_t removed = 0;
+    slowlog_probe sl;
+    long long max_us = 0;
+    char max_cmd[64] = "";
+    for (int k = 0; k < runs; k++) {
+        slowlog_begin(r, &sl);
+        double t0 = bench_now();
+        int rc = acache_affinity_invalidate_provider(&removed, c, d->target_provider);
+        t[k] = bench_now() - t0;
+        slowlog_end(r, &sl);
+        if (rc)
+            die("acache_affinity_invalidate_provider", rc);
+        if (sl.max_us > max_us) {
+            max_us = sl.max_us;
+            snprintf(max_cmd, sizeof max_cmd, "%s", sl.max_cmd);
+        }
+        if (removed != d->target_pins)
+            fprintf(stderr, "bench: WARNING: invalidate removed %zu, expected %zu\n", removed,
+                    d->target_pins);
+        reload(r, d, 10); /* the target provider's pins are exactly i % 10 == 0 */
+    }
+    double v = bench_median(t, runs);
+    for (int k = 0; k < runs; k++) {
+        double t0 = bench_now();
+        raw_delete(r, d->target_provider);
+        t[k] = bench_now() - t0;
+        reload(r, d, 10);
+    }
+    double fl = bench_median(t, runs);
+    /* Aether: 19.4 s at 100k (KEYS + GET/DEL per key: linear in N). */
+    double aether = 19.4 * (double)d->n / 100000.0;
+    double target = aether / 50.0;
+    char note[160];
+    snprintf(note, sizeof note, "removed %zu; Aether ~%.1f s -> %.0fx faster (target >= 50x)",
+             removed, aether, aether / v);
+    report_line("invalidate_provider", v, "s", -1, target, note);
+    report_line("  raw floor (info)", fl, "s", -1, -1,
+                "SCAN+MGET+substring filter+UNLINK, not atomic per pin");
+    printf("%-22s %14.2f\n", "  ratio to raw (info)", v / fl);
+    printf("%-22s %11lld us   %s  (%s)\n", "  slowlog max", max_us,
+           max_us < 10000 ? "OK (< 10 ms)" : "MISS (>= 10 ms)", max_cmd);
+    result_num("invalidate_provider_s", v);
+    result_num("invalidate_raw_floor_s", fl);
+    result_int("invalidate_provider_removed", (long long)removed);
+    result_num("invalidate_aether_s", aether);
+    result_num("invalidate_speedup", aether / v);
+    result_int("invalidate_slowlog_max_us", max_us);
+}
+
+static void fig_clear(acache *c, redisContext *r, const bench_data *d, int runs)
+{
+    double t[16];
+    size_t removed = 0;
+    long long max_us = 0, entries = 0;
+    char max_cmd[64] = "";
+    for (int k = 0; k < runs; k++) {
+        slowlog_probe sl;
+        slowlog_begin(r, &sl);
+        double t0 = bench_now();
+        int rc = acache_affinity_clear_all(&removed, c);
+        t[k] = bench_now() - t0;
+        slowlog_end(r, &sl);
+        if (rc)
+            die("acache_affinity_clear_all", rc);
+        if (sl.max_us > max_us) {
+            max_us = sl.max_us;
+            snprintf(max_cmd, sizeof max_cmd, "%s", sl.max_cmd);
+        }
+        entries = sl.entries;
+        if (removed != d->n)
+            fprintf(stderr, "bench: WARNING: clear_all removed %zu of %zu\n", removed, d->n);
+        reload(r, d, 1);
+    }
+    double v = bench_median(t, runs);
+    for (int k = 0; k < runs; k++) {
+        double t0 = bench_now();
+        raw_delete(r, NULL);
+        t[k] = bench_now() - t0;
+        reload(r, d, 1);
+    }
+    double fl = bench_median(t, runs);
+    double aether = 0.57 * (double)d->n / 100000.0;
+    char note[128];
+    snprintf(note, sizeof note, "removed %zu; Aether %.2f s%s", removed, aether,
+             d->n != 100000 ? " (0.57 s at 100k, scaled)" : "");
+    report_line("clear_all", v, "s", -1, -1, note);
+    report_line("  raw floor (info)", fl, "s", -1, -1, "SCAN+UNLINK");
+    printf("%-22s %14.2f\n", "  ratio to raw (info)", v / fl);
+    printf("%-22s %11lld us   %s  (%s; %lld commands logged)\n", "  slowlog max", max_us,
+           max_us < 10000 ? "OK (target < 10 ms)" : "MISS (target < 10 ms)", max_cmd,
+           entries);
+    result_num("clear_all_s", v);
+    result_num("clear_raw_floor_s", fl);
+    result_int("clear_all_removed", (long long)removed);
+    result_num("clear_aether_s", aether);
+    result_int("clear_slowlog_max_us", max_us);
+    result_str("clear_slowlog_max_cmd", max_cmd);
+}
+
+/* ---- point operations ---- */
+
+typedef struct {
+    char ak[160], fmt[160], model[160], prov[160], ep[160], key[160];
+    char storage_key[200];
+} pin_ref;
+
+static void pin_of(acache *c, const bench_data *d, size_t i, pin_ref *p)
+{
+    char key[160], val[512];
+    size_t kl;
+    bench_pin(d, i, key, sizeof key, &kl, val, sizeof val);
+    snprintf(p->storage_key, sizeof p->storage_key, "%s", key);
+    /* cache_affinity:{ak}:{fmt}:{model} */
+    char *s = key + strlen("cache_affinity:");
+    char *c1 = strchr(s, ':'), *c2 = strchr(c1 + 1, ':');
+    *c1 = *c2 = '\0';
+    snprintf(p->ak, sizeof p->ak, "%s", s);
+    snprintf(p->fmt, sizeof p->fmt, "%s", c1 + 1);
+    snprintf(p->model, sizeof p->model, "%s", c2 + 1);
+    acache_affinity *a = NULL;
+    int rc = acache_affinity_get(&a, c, p->ak, p->fmt, p->model);
+    if (rc)
+        die("acache_affinity_get (setup)", rc);
+    snprintf(p->prov, sizeof p->prov, "%s", acache_affinity_provider_id(a));
+    snprintf(p->ep, sizeof p->ep, "%s", acache_affinity_endpoint_id(a));
+    snprintf(p->key, sizeof p->key, "%s", acache_affinity_key_id(a));
+    acache_affinity_free(a);
+}
+
+static double time_get(acache *c, const pin_ref *p, long iters)
+{
+    double t0 = bench_now();
+    for (long i = 0; i < iters; i++) {
+        acache_affinity *a = NULL;
+        int rc = acache_affinity_get(&a, c, p->ak, p->fmt, p->model);
+        if (rc)
+            die("acache_affinity_get", rc);
+        acache_affinity_free(a);
+    }
+    return (bench_now() - t0) / (double)iters * 1e9;
+}
+
+static double time_touch(acache *c, const pin_ref *p, long iters)
+{
+    acache_touch t = ACACHE_TOUCH_INIT;
+    t.affinity_key = p->ak;
+    t.api_format = p->fmt;
+    t.model_name = p->model;
+    t.provider_id = p->prov;
+    t.endpoint_id = p->ep;
+    t.key_id = p->key;
+    double t0 = bench_now();
+    for (long i = 0; i < iters; i++) {
+        int rc = acache_affinity_touch(NULL, c, &t);
+        if (rc)
+            die("acache_affinity_touch", rc);
+    }
+    return (bench_now() - t0) / (double)iters * 1e9;
+}
+
+static double time_raw_get(redisContext *r, const char *key, long iters)
+{
+    const char *argv[] = {"GET", key};
+    double t0 = bench_now();
+    for (long i = 0; i < iters; i++) {
+        redisReply *rep = redisCommandArgv(r, 2, argv, NULL);
+        if (!rep || rep->type != REDIS_REPLY_STRING) {
+            fprintf(stderr, "bench: raw GET failed\n");
+            exit(1);
+        }
+        freeReplyObject(rep);
+    }
+    return (bench_now() - t0) / (double)iters * 1e9;
+}
+
+static double time_raw_evalsha(redisContext *r, const char *sha, long iters)
+{
+    const char *argv[] = {"EVALSHA", sha, "0"};
+    double t0 = bench_now();
+    for (long i = 0; i < iters; i++) {
+        redisReply *rep = redisCommandArgv(r, 3, argv, NULL);
+        if (!rep || rep->type != REDIS_REPLY_INTEGER) {
+            fprintf(stderr, "bench: raw EVALSHA failed\n");
+            exit(1);
+        }
+        freeReplyObject(rep);
+    }
+    return (bench_now() - t0) / (double)iters * 1e9;
+}
+
+static void fig_point_redis(acache *c_l1, acache *c_nol1, redisContext *r,
+                            const bench_data *d, const bench_opts *o)
+{
+    pin_ref p;
+    pin_of(c_nol1, d, 1, &p);
+    double a[16], b[16];
+
+    /* get, L1 hit */
+    pin_of(c_l1, d, 1, &p); /* fills the L1 */
+    time_get(c_l1, &p, o->local_iters / 10); /* warm-up */
+    for (int k = 0; k < o->runs; k++)
+        a[k] = time_get(c_l1, &p, o->local_iters);
+    double l1 = bench_median(a, o->runs);
+    report_line("get (redis, L1 hit)", l1, "ns", -1, 200, NULL);
+    result_num("get_l1_ns", l1);
+
+    /* get, L1 off vs one raw GET round trip */
+    time_get(c_nol1, &p, o->rt_iters / 10);
+    time_raw_get(r, p.storage_key, o->rt_iters / 10);
+    for (int k = 0; k < o->runs; k++) {
+        a[k] = time_get(c_nol1, &p, o->rt_iters);
+        b[k] = time_raw_get(r, p.storage_key, o->rt_iters);
+    }
+    double g = bench_median(a, o->runs), gf = bench_median(b, o->runs);
+    report_line("get (redis, L1 off)", g, "ns", gf, 1.2, NULL);
+    result_num("get_redis_ns", g);
+    result_num("get_redis_floor_ns", gf);
+    result_num("get_redis_ratio", g / gf);
+
+    /* touch vs one raw EVALSHA round trip of a trivial script */
+    redisReply *rep = cmd(r, "SCRIPT LOAD %s", "return 1");
+    char sha[64];
+    snprintf(sha, sizeof sha, "%s", rep->str ? rep->str : "");
+    freeReplyObject(rep);
+    time_touch(c_nol1, &p, o->rt_iters / 10);
+    time_raw_evalsha(r, sha, o->rt_iters / 10);
+    for (int k = 0; k < o->runs; k++) {
+        a[k] = time_touch(c_nol1, &p, o->rt_iters);
+        b[k] = time_raw_evalsha(r, sha, o->rt_iters);
+    }
+    double t = bench_median(a, o->runs), tf = bench_median(b, o->runs);
+    report_line("touch (redis)", t, "ns", tf, 1.3, NULL);
+    result_num("touch_redis_ns", t);
+    result_num("touch_redis_floor_ns", tf);
+    result_num("touch_redis_ratio", t / tf);
+
+    /* touch with L1 on (refreshes the L1 copy too): information */
+    for (int k = 0; k < o->runs; k++)
+        a[k] = time_touch(c_l1, &p, o->rt_iters);
+    double tl1 = bench_median(a, o->runs);
+    report_line("touch (redis, L1 on)", tl1, "ns", tf, -1, "(info)");
+    result_num("touch_redis_l1_ns", tl1);
+}
+
+static void fig_point_memory(const bench_data *d, const bench_opts *o)
+{
+    acache *m = open_handle("memory://", 1);
+    /* A populated store, so lookups hash into a realistic table. */
+    size_t fill = d->n < 100000 ? d->n : 100000;
+    double t0 = bench_now();
+    for (size_t i = 0; i < fill; i++) {
+        char key[160], val[512];
+        size_t kl;
+        bench_pin(d, i, key, sizeof key, &kl, val, sizeof val);
+        char *s = key + strlen("cache_affinity:");
+        char *c1 = strchr(s, ':'), *c2 = strchr(c1 + 1, ':');
+        *c1 = *c2 = '\0';
+        int rc = acache_affinity_set(NULL, m, s, c1 + 1, c2 + 1, d->target_provider,
+                                     "endpoint-0", "key-0", 1, 3600);
+        if (rc)
+            die("acache_affinity_set (memory fill)", rc);
+    }
+    double fill_s = bench_now() - t0;
+    pin_ref p;
+    pin_of(m, d, 1, &p);
+    double a[16];
+    time_get(m, &p, o->local_iters / 10);
+    for (int k = 0; k < o->runs; k++)
+        a[k] = time_get(m, &p, o->local_iters);
+    double g = bench_median(a, o->runs);
+    for (int k = 0; k < o->runs; k++)
+        a[k] = time_touch(m, &p, o->local_iters);
+    double t = bench_median(a, o->runs);
+    char note[64];
+    snprintf(note, sizeof note, "(store holds %zu pins)", fill);
+    report_line("get (memory)", g, "ns", -1, 300, note);
+    report_line("touch (memory)", t, "ns", -1, 300, note);
+    result_num("mem_get_ns", g);
+    result_num("mem_touch_ns", t);
+    result_num("mem_fill_touch_ns", fill_s / (double)fill * 1e9);
+    acache_close(m);
+}
+
+/* ---- main ---- */
+
+/* Other load on the machine skews every figure: say how busy it was. */
+static void print_loadavg(const char *when)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    double l1 = -1;
+    if (f) {
+        if (fscanf(f, "%lf", &l1) != 1)
+            l1 = -1;
+        fclose(f);
+    }
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    printf("machine: %ld CPUs, load average (1 min) at %s: %.2f\n", cpus, when, l1);
+    char name[32];
+    snprintf(name, sizeof name, "loadavg_%s", when);
+    result_num(name, l1);
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: acache-bench [--n N] [--redis redis://host:port] [--runs R]\n"
+            "                    [--rt-iters N] [--local-iters N] [--pg] [--mapping]\n"
+            "  --n N            pins to load (default 100000)\n"
+            "  --redis URI      use this server (database 0; its cache_affinity:* keys are\n"
+            "                   overwritten and deleted) instead of a private one\n"
+            "  --runs R         runs per figure, median reported (default 5; 3 for N > 200k)\n"
+            "  --rt-iters N     iterations of round-trip ops (default 20000)\n"
+            "  --local-iters N  iterations of in-process ops (default 200000)\n"
+            "  --only FIG       one of list, memory, point, local, invalidate, clear\n"
+            "                   (for profiling with perf)\n");
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts o = {.n = 100000, .runs = 0, .rt_iters = 20000, .local_iters = 200000};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--n") == 0 && v) {
+            o.n = (size_t)strtoull(v, NULL, 10);
+            i++;
+        } else if (strcmp(a, "--redis") == 0 && v) {
+            o.redis_uri = v;
+            i++;
+        } else if (strcmp(a, "--runs") == 0 && v) {
+            o.runs = atoi(v);
+            i++;
+        } else if (strcmp(a, "--rt-iters") == 0 && v) {
+            o.rt_iters = atol(v);
+            i++;
+        } else if (strcmp(a, "--local-iters") == 0 && v) {
+            o.local_iters = atol(v);
+            i++;
+        } else if (strcmp(a, "--only") == 0 && v) {
+            o.only = v;
+            i++;
+        } else if (strcmp(a, "--pg") == 0) {
+            o.pg = 1;
+        } else if (strcmp(a, "--mapping") == 0) {
+            o.mapping = 1;
+        } else {
+            usage();
+            return a && (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) ? 0 : 2;
+        }
+    }
+    if (o.n < 10 || o.rt_iters < 10 || o.local_iters < 10) {
+        usage();
+        return 2;
+    }
+    if (o.runs <= 0)
+        o.runs = o.n > 200000 ? 3 : 5;
+    if (o.runs > 15)
+        o.runs = 15;
+
+    bench_redis srv;
+    if (o.redis_uri ? bench_redis_use(&srv, o.redis_uri) : bench_redis_start(&srv))
+        return 1;
+    redisContext *r = bench_redis_connect(&srv);
+    if (!r) {
+        fprintf(stderr, "bench: cannot connect to %s\n", srv.uri);
+        return 1;
+    }
+    printf("acache-bench %s: n=%zu, redis %s (%s), runs=%d (median), %ld round-trip / %ld "
+           "local iterations\n",
+           acache_version(), o.n, srv.uri, srv.pid ? "private" : "given", o.runs,
+           o.rt_iters, o.local_iters);
+
+    print_loadavg("start");
+    bench_data d;
+    bench_data_init(&d, o.n);
+    if (!srv.pid && bench_raw_clear(r) < 0)
+        return 1;
+    double t0 = bench_now();
+    long loaded = bench_load(r, &d, 1);
+    double load_s = bench_now() - t0;
+    if (loaded != (long)o.n) {
+        fprintf(stderr, "bench: loaded %ld of %zu pins\n", loaded, o.n);
+        return 1;
+    }
+    printf("loaded %zu pins (%zu affinity keys x 4 formats x %zu models, 50 providers, 200 "
+           "keys; %zu on the target provider) in %.2f s; values %.1f MB\n",
+           o.n, o.n < 30000 ? o.n : (size_t)30000, d.n_models, d.target_pins, load_s,
+           (double)d.value_bytes / 1e6);
+    result_int("n", (long long)o.n);
+    result_num("load_s", load_s);
+
+    acache *c_l1 = open_handle(srv.uri, 1);
+    acache *c_nol1 = open_handle(srv.uri, 0);
+
+#define WANT(name) (!o.only || strcmp(o.only, name) == 0)
+    if (WANT("list"))
+        fig_list(c_nol1, r, &d, o.runs);
+    if (WANT("memory"))
+        fig_memory(c_nol1, &d);
+    if (WANT("point"))
+        fig_point_redis(c_l1, c_nol1, r, &d, &o);
+    if (WANT("local"))
+        fig_point_memory(&d, &o);
+    if (WANT("invalidate"))
+        fig_invalidate(c_nol1, r, &d, o.runs);
+    if (WANT("clear"))
+        fig_clear(c_nol1, r, &d, o.n > 200000 ? 1 : 3);
+
+    if (o.pg)
+        printf("--pg: not available in this build (see bench/README.md)\n");
+    if (o.mapping)
+        printf("--mapping: not available in this build (see bench/README.md)\n");
+
+    acache_close(c_l1);
+    acache_close(c_nol1);
+    if (!srv.pid)
+        bench_raw_clear(r);
+    redisFree(r);
+    print_loadavg("end");
+    results_print_json();
+    results_free();
+    bench_redis_stop(&srv);
+    return 0;
+}

@@ -1,0 +1,3 @@
+module github.com/aether-cache/libaethercache/bindings/go
+
+go 1.19

@@ -1,0 +1,969 @@
+/* acache-admin: the example admin HTTP server (admin-api.md "HTTP routes of
+ * the example admin server", usage-analysis.md routes), on libmicrohttpd.
+ *
+ * The library renders every JSON body; this program only authenticates,
+ * routes, validates query parameters and maps library statuses to HTTP
+ * statuses (acache_http_status). docs/http-api.md describes the routes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include <aether_cache/aether_cache.h>
+
+#if MHD_VERSION < 0x00097002
+typedef int MHD_Result_t;
+#else
+typedef enum MHD_Result MHD_Result_t;
+#endif
+
+#define MONITORING_PREFIX "/api/admin/monitoring/cache"
+#define USAGE_PREFIX "/api/admin/usage/cache-affinity"
+#define MAX_BODY_BYTES (64 * 1024)
+#define MAX_SEGMENTS 8
+#define JSON_TYPE "application/json; charset=utf-8"
+#define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* ------------------------------------------------------------ state */
+
+typedef struct server {
+    acache *cache;
+    bool auth;                                      /* false: --insecure-no-auth */
+    unsigned char token_hash[crypto_generichash_BYTES]; /* never the token itself */
+} server;
+
+/* Per-request state, created by the URI log callback (which alone sees the
+ * raw, still percent-encoded URI) and freed by the completion callback. */
+typedef struct request {
+    char *raw_path;      /* the URI up to '?', as sent */
+    struct timespec start;
+    bool started;        /* the access handler has seen this request */
+    bool answered;       /* a response was queued */
+    bool logged;
+    size_t body_bytes;   /* request body received so far (discarded) */
+} request;
+
+static volatile sig_atomic_t g_stop;
+static int g_sigpipe[2] = {-1, -1};
+
+/* ------------------------------------------------------------ utilities */
+
+static double elapsed_us(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) * 1e6 +
+           (double)(now.tv_nsec - start->tv_nsec) / 1e3;
+}
+
+/* One line per request on stderr. The path is the raw (encoded) one; bytes
+ * outside printable ASCII are shown as '?', so a hostile URL cannot forge
+ * log lines. */
+static void access_log(struct MHD_Connection *conn, request *rq, const char *method,
+                       unsigned int status, size_t bytes)
+{
+    (void)conn;
+    if (!rq || rq->logged)
+        return;
+    rq->logged = true;
+    char path[512];
+    size_t n = 0;
+    const char *p = rq->raw_path ? rq->raw_path : "-";
+    for (; *p && n + 4 < sizeof(path); p++)
+        path[n++] = (*p >= 0x21 && *p <= 0x7e) ? *p : '?';
+    if (*p) {
+        memcpy(path + n, "...", 3);
+        n += 3;
+    }
+    path[n] = '\0';
+    fprintf(stderr, "%s %s %u %zu %.0fus\n", method ? method : "-", path, status, bytes,
+            elapsed_us(&rq->start));
+}
+
+static MHD_Result_t send_body(struct MHD_Connection *conn, request *rq, const char *method,
+                              unsigned int status, const char *ctype, const char *body,
+                              size_t len, const char *extra_name, const char *extra_value)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (extra_name)
+        MHD_add_response_header(resp, extra_name, extra_value);
+    MHD_Result_t ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    if (rq)
+        rq->answered = true;
+    access_log(conn, rq, method, status, len);
+    return ret;
+}
+
+/* {"detail": message}, rendered by the library so escaping is right. */
+static MHD_Result_t send_error_hdr(struct MHD_Connection *conn, request *rq,
+                                   const char *method, unsigned int status,
+                                   const char *message, const char *hname,
+                                   const char *hvalue)
+{
+    acache_buf buf = ACACHE_BUF_INIT;
+    MHD_Result_t ret;
+    if (acache_error_json(&buf, message) == ACACHE_OK) {
+        ret = send_body(conn, rq, method, status, JSON_TYPE, buf.ptr, buf.size, hname,
+                        hvalue);
+    } else {
+        static const char fallback[] = "{\"detail\": \"internal error\"}";
+        ret = send_body(conn, rq, method, 500, JSON_TYPE, fallback, sizeof(fallback) - 1,
+                        NULL, NULL);
+    }
+    acache_buf_dispose(&buf);
+    return ret;
+}
+
+static MHD_Result_t send_error(struct MHD_Connection *conn, request *rq, const char *method,
+                               unsigned int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return send_error_hdr(conn, rq, method, status, msg, NULL, NULL);
+}
+
+/* Answer a library call: 200 with its body, or the mapped status with
+ * {"detail": last error}. Must run right after the call, on its thread,
+ * because the last error is thread-local. */
+static MHD_Result_t send_result(struct MHD_Connection *conn, request *rq,
+                                const char *method, int rc, acache_buf *buf,
+                                const char *ctype)
+{
+    MHD_Result_t ret;
+    if (rc == ACACHE_OK) {
+        ret = send_body(conn, rq, method, 200, ctype, buf->ptr ? buf->ptr : "", buf->size,
+                        NULL, NULL);
+    } else {
+        const char *msg = acache_last_error();
+        if (!msg[0])
+            msg = acache_strerror(rc);
+        ret = send_error_hdr(conn, rq, method, (unsigned int)acache_http_status(rc), msg,
+                             NULL, NULL);
+    }
+    acache_buf_dispose(buf);
+    return ret;
+}
+
+/* Percent-decode one path segment in place. Returns false on a malformed
+ * escape or an encoded NUL; the segment was split from the raw path before
+ * decoding, so an encoded '/' stays part of it. */
+static bool pct_decode(char *s)
+{
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        if (*r != '%') {
+            *w++ = *r;
+            continue;
+        }
+        int hi, lo;
+        char a = r[1], b = a ? r[2] : '\0';
+        hi = (a >= '0' && a <= '9') ? a - '0'
+             : (a >= 'a' && a <= 'f') ? a - 'a' + 10
+             : (a >= 'A' && a <= 'F') ? a - 'A' + 10
+                                      : -1;
+        lo = (b >= '0' && b <= '9') ? b - '0'
+             : (b >= 'a' && b <= 'f') ? b - 'a' + 10
+             : (b >= 'A' && b <= 'F') ? b - 'A' + 10
+                                      : -1;
+        if (hi < 0 || lo < 0)
+            return false;
+        int v = hi * 16 + lo;
+        if (v == 0)
+            return false;
+        *w++ = (char)v;
+        r += 2;
+    }
+    *w = '\0';
+    return true;
+}
+
+/* ------------------------------------------------------------ parameters */
+
+typedef enum { PARAM_OK, PARAM_ABSENT, PARAM_BAD } param_status;
+
+static const char *query(struct MHD_Connection *conn, const char *name)
+{
+    return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* An optional integer query parameter in [lo, hi]; absent -> `def`. Only
+ * [+-]digits parse (an empty value does not): 422 otherwise, as FastAPI. */
+static param_status int_param(struct MHD_Connection *conn, const char *name, long long lo,
+                              long long hi, long long def, long long *out)
+{
+    const char *v = query(conn, name);
+    *out = def;
+    if (!v)
+        return PARAM_ABSENT;
+    const char *p = v;
+    if (*p == '+' || *p == '-')
+        p++;
+    if (!*p)
+        return PARAM_BAD;
+    for (const char *q = p; *q; q++)
+        if (*q < '0' || *q > '9')
+            return PARAM_BAD;
+    errno = 0;
+    char *end = NULL;
+    long long n = strtoll(v, &end, 10);
+    if (errno == ERANGE || *end || n < lo || n > hi)
+        return PARAM_BAD;
+    *out = n;
+    return PARAM_OK;
+}
+
+/* usage-analysis.md §0 booleans: true/false/1/0/yes/no/on/off/t/f/y/n, any case. */
+static param_status bool_param(struct MHD_Connection *conn, const char *name, int *out)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on", "t", "y"};
+    static const char *const no[] = {"false", "0", "no", "off", "f", "n"};
+    const char *v = query(conn, name);
+    *out = 0;
+    if (!v)
+        return PARAM_ABSENT;
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = 1;
+            return PARAM_OK;
+        }
+        if (strcasecmp(v, no[i]) == 0)
+            return PARAM_OK;
+    }
+    return PARAM_BAD;
+}
+
+/* Optional string: empty means absent (Aether tests truthiness). */
+static const char *str_param(struct MHD_Connection *conn, const char *name)
+{
+    const char *v = query(conn, name);
+    return (v && v[0]) ? v : NULL;
+}
+
+/* ------------------------------------------------------------ routes */
+
+typedef struct call {
+    server *srv;
+    struct MHD_Connection *conn;
+    request *rq;
+    const char *method;
+    char **seg; /* decoded segments after the route prefix */
+    size_t nseg;
+} call;
+
+typedef MHD_Result_t (*route_fn)(call *k);
+
+static MHD_Result_t bad_param(call *k, const char *name, const char *why)
+{
+    return send_error(k->conn, k->rq, k->method, 422, "query parameter %s: %s", name, why);
+}
+
+static MHD_Result_t r_stats(call *k)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_stats_json(&b, k->srv->cache);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+static MHD_Result_t r_config(call *k)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_config_json(&b, k->srv->cache);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+static MHD_Result_t r_metrics(call *k)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_metrics_text(&b, k->srv->cache);
+    return send_result(k->conn, k->rq, k->method, rc, &b,
+                       rc == ACACHE_OK ? METRICS_TYPE : JSON_TYPE);
+}
+
+static MHD_Result_t r_user_affinity(call *k)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_user_affinity_json(&b, k->srv->cache, k->seg[1]);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+static MHD_Result_t r_affinities(call *k)
+{
+    long long limit, offset;
+    if (int_param(k->conn, "limit", 1, 1000, 100, &limit) == PARAM_BAD)
+        return bad_param(k, "limit", "must be an integer in 1..1000");
+    if (int_param(k->conn, "offset", 0, LLONG_MAX, 0, &offset) == PARAM_BAD)
+        return bad_param(k, "offset", "must be an integer >= 0");
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_list_affinities_json(&b, k->srv->cache, str_param(k->conn, "keyword"),
+                                         (int64_t)limit, (int64_t)offset);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+static MHD_Result_t r_clear_user(call *k)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_clear_user_json(&b, k->srv->cache, k->seg[1]);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+static MHD_Result_t r_clear_single(call *k)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_clear_single_json(&b, k->srv->cache, k->seg[1], k->seg[2], k->seg[3],
+                                      k->seg[4]);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+static MHD_Result_t r_clear_all(call *k)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_clear_all_json(&b, k->srv->cache);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+static MHD_Result_t r_clear_provider(call *k)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_clear_provider_json(&b, k->srv->cache, k->seg[1]);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+static MHD_Result_t r_mm_stats(call *k)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_model_mapping_stats_json(&b, k->srv->cache);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+static MHD_Result_t r_mm_clear_all(call *k)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_model_mapping_clear_all_json(&b, k->srv->cache);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+static MHD_Result_t r_mm_clear_model(call *k)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_model_mapping_clear_model_json(&b, k->srv->cache, k->seg[1]);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+static MHD_Result_t r_mm_clear_provider(call *k)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_model_mapping_clear_provider_json(&b, k->srv->cache, k->seg[2],
+                                                      k->seg[3]);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+/* hours / user_id / api_key_id of the TTL and hit analyses (§1.1, §2.1). */
+static bool analysis_params(call *k, int *hours, const char **user_id,
+                            const char **api_key_id, MHD_Result_t *ret)
+{
+    long long h;
+    if (int_param(k->conn, "hours", 1, 720, 168, &h) == PARAM_BAD) {
+        *ret = bad_param(k, "hours", "must be an integer in 1..720");
+        return false;
+    }
+    *hours = (int)h;
+    *user_id = str_param(k->conn, "user_id");
+    *api_key_id = str_param(k->conn, "api_key_id");
+    return true;
+}
+
+static MHD_Result_t r_ttl_analysis(call *k)
+{
+    int hours;
+    const char *uid, *kid;
+    MHD_Result_t ret;
+    if (!analysis_params(k, &hours, &uid, &kid, &ret))
+        return ret;
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_ttl_analysis_json(&b, k->srv->cache, hours, uid, kid);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+static MHD_Result_t r_hit_analysis(call *k)
+{
+    int hours;
+    const char *uid, *kid;
+    MHD_Result_t ret;
+    if (!analysis_params(k, &hours, &uid, &kid, &ret))
+        return ret;
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_hit_analysis_json(&b, k->srv->cache, hours, uid, kid);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+static MHD_Result_t r_interval_timeline(call *k)
+{
+    long long hours, limit;
+    int with_users;
+    if (int_param(k->conn, "hours", 1, 720, 24, &hours) == PARAM_BAD)
+        return bad_param(k, "hours", "must be an integer in 1..720");
+    if (int_param(k->conn, "limit", 100, 50000, 10000, &limit) == PARAM_BAD)
+        return bad_param(k, "limit", "must be an integer in 100..50000");
+    if (bool_param(k->conn, "include_user_info", &with_users) == PARAM_BAD)
+        return bad_param(k, "include_user_info", "must be a boolean");
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_interval_timeline_json(&b, k->srv->cache, (int)hours, (int)limit,
+                                           str_param(k->conn, "user_id"), with_users);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+/* A pattern segment of "*" is a (non-empty) parameter. Order matters only for
+ * the fallback to 405: every route whose path matches is considered. */
+typedef struct route {
+    int prefix;            /* 0 monitoring, 1 usage */
+    const char *method;
+    const char *pattern[MAX_SEGMENTS];
+    size_t n;
+    route_fn fn;
+} route;
+
+static const route ROUTES[] = {
+    {0, "DELETE", {0}, 0, r_clear_all},
+    {0, "GET", {"stats"}, 1, r_stats},
+    {0, "GET", {"config"}, 1, r_config},
+    {0, "GET", {"metrics"}, 1, r_metrics},
+    {0, "GET", {"affinity", "*"}, 2, r_user_affinity},
+    {0, "GET", {"affinities"}, 1, r_affinities},
+    {0, "DELETE", {"users", "*"}, 2, r_clear_user},
+    {0, "DELETE", {"affinity", "*", "*", "*", "*"}, 5, r_clear_single},
+    {0, "DELETE", {"providers", "*"}, 2, r_clear_provider},
+    {0, "GET", {"model-mapping", "stats"}, 2, r_mm_stats},
+    {0, "DELETE", {"model-mapping"}, 1, r_mm_clear_all},
+    {0, "DELETE", {"model-mapping", "*"}, 2, r_mm_clear_model},
+    {0, "DELETE", {"model-mapping", "provider", "*", "*"}, 4, r_mm_clear_provider},
+    {1, "GET", {"ttl-analysis"}, 1, r_ttl_analysis},
+    {1, "GET", {"hit-analysis"}, 1, r_hit_analysis},
+    {1, "GET", {"interval-timeline"}, 1, r_interval_timeline},
+};
+
+static bool route_matches(const route *r, int prefix, char **seg, size_t nseg)
+{
+    if (r->prefix != prefix || r->n != nseg)
+        return false;
+    for (size_t i = 0; i < nseg; i++) {
+        if (strcmp(r->pattern[i], "*") == 0) {
+            if (!seg[i][0])
+                return false;
+        } else if (strcmp(r->pattern[i], seg[i]) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static MHD_Result_t dispatch(server *srv, struct MHD_Connection *conn, request *rq,
+                             const char *method)
+{
+    static const char *const prefixes[] = {MONITORING_PREFIX, USAGE_PREFIX};
+    const char *raw = rq->raw_path;
+    int prefix = -1;
+    const char *rest = NULL;
+    for (int i = 0; i < 2; i++) {
+        size_t n = strlen(prefixes[i]);
+        if (strncmp(raw, prefixes[i], n) == 0 && (raw[n] == '\0' || raw[n] == '/')) {
+            prefix = i;
+            rest = raw + n;
+            break;
+        }
+    }
+    if (prefix < 0)
+        return send_error(conn, rq, method, 404, "Not Found");
+
+    /* Split the raw remainder on '/' first, then decode each segment. */
+    char *copy = strdup(rest);
+    if (!copy)
+        return send_error(conn, rq, method, 500, "out of memory");
+    char *seg[MAX_SEGMENTS];
+    size_t nseg = 0;
+    MHD_Result_t ret;
+    if (copy[0] == '/') {
+        char *p = copy + 1;
+        for (;;) {
+            if (nseg == MAX_SEGMENTS) {
+                free(copy);
+                return send_error(conn, rq, method, 404, "Not Found");
+            }
+            seg[nseg++] = p;
+            char *slash = strchr(p, '/');
+            if (!slash)
+                break;
+            *slash = '\0';
+            p = slash + 1;
+        }
+    }
+    for (size_t i = 0; i < nseg; i++) {
+        if (!pct_decode(seg[i])) {
+            free(copy);
+            return send_error(conn, rq, method, 422,
+                              "path segment %zu: invalid percent-encoding", i + 1);
+        }
+    }
+
+    const route *hit = NULL;
+    char allow[64] = "";
+    for (size_t i = 0; i < sizeof(ROUTES) / sizeof(ROUTES[0]); i++) {
+        const route *r = &ROUTES[i];
+        if (!route_matches(r, prefix, seg, nseg))
+            continue;
+        if (strcmp(r->method, method) == 0) {
+            hit = r;
+            break;
+        }
+        if (!strstr(allow, r->method)) {
+            if (allow[0])
+                strcat(allow, ", ");
+            strcat(allow, r->method);
+        }
+    }
+    if (hit) {
+        call k = {srv, conn, rq, method, seg, nseg};
+        ret = hit->fn(&k);
+    } else if (allow[0]) {
+        ret = send_error_hdr(conn, rq, method, 405, "Method Not Allowed", "Allow", allow);
+    } else {
+        ret = send_error(conn, rq, method, 404, "Not Found");
+    }
+    free(copy);
+    return ret;
+}
+
+/* ------------------------------------------------------------ MHD glue */
+
+/* Constant time: both sides are hashed to fixed-size digests first, so
+ * neither the token's bytes nor its length leak through timing. */
+static bool authorized(server *srv, struct MHD_Connection *conn)
+{
+    if (!srv->auth)
+        return true;
+    const char *h =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    const char *tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    unsigned char got[crypto_generichash_BYTES];
+    crypto_generichash(got, sizeof(got), (const unsigned char *)tok, strlen(tok), NULL, 0);
+    bool ok = sodium_memcmp(got, srv->token_hash, sizeof(got)) == 0;
+    sodium_memzero(got, sizeof(got));
+    return ok;
+}
+
+static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    request *rq = calloc(1, sizeof(*rq));
+    if (!rq)
+        return NULL;
+    clock_gettime(CLOCK_MONOTONIC, &rq->start);
+    size_t n = strcspn(uri, "?#");
+    rq->raw_path = malloc(n + 1);
+    if (rq->raw_path) {
+        memcpy(rq->raw_path, uri, n);
+        rq->raw_path[n] = '\0';
+    }
+    return rq;
+}
+
+static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    request *rq = *con_cls;
+    if (!rq)
+        return;
+    free(rq->raw_path);
+    free(rq);
+    *con_cls = NULL;
+}
+
+static MHD_Result_t handler(void *cls, struct MHD_Connection *conn, const char *url,
+                            const char *method, const char *version,
+                            const char *upload_data, size_t *upload_data_size,
+                            void **con_cls)
+{
+    (void)url; /* already unescaped by MHD, which would merge %2F: use raw_path */
+    (void)version;
+    (void)upload_data;
+    server *srv = cls;
+    request *rq = *con_cls;
+    if (!rq || !rq->raw_path)
+        return MHD_NO; /* out of memory in uri_logger: drop the connection */
+
+    if (!rq->started) {
+        rq->started = true;
+        if (!authorized(srv, conn))
+            return send_error_hdr(conn, rq, method, 401, "Not authenticated",
+                                  MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end = NULL;
+            errno = 0;
+            unsigned long long len = strtoull(cl, &end, 10);
+            if (errno || end == cl || *end || len > MAX_BODY_BYTES)
+                return send_error(conn, rq, method, 413, "request body larger than %d bytes",
+                                  MAX_BODY_BYTES);
+        }
+        return MHD_YES; /* wait for the (ignored) body, if any */
+    }
+    if (rq->answered)
+        return MHD_YES;
+    if (*upload_data_size) {
+        rq->body_bytes += *upload_data_size;
+        *upload_data_size = 0;
+        /* A chunked body with no length announced: too late for a clean 413
+         * in MHD (responses may only be queued before or after the body),
+         * so close the connection. */
+        return rq->body_bytes > MAX_BODY_BYTES ? MHD_NO : MHD_YES;
+    }
+    return dispatch(srv, conn, rq, method);
+}
+
+/* ------------------------------------------------------------ startup */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    g_stop = 1;
+    if (g_sigpipe[1] >= 0) {
+        char c = 1;
+        ssize_t w = write(g_sigpipe[1], &c, 1);
+        (void)w;
+    }
+    errno = saved;
+}
+
+/* Read a secret file: the first line, trailing whitespace stripped. The
+ * returned buffer is wiped and freed with free_secret(). */
+static char *read_secret(const char *path, size_t max)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "acache-admin: %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = sodium_malloc(max + 1);
+    if (!buf) {
+        fclose(f);
+        fprintf(stderr, "acache-admin: out of memory\n");
+        return NULL;
+    }
+    size_t n = fread(buf, 1, max, f);
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        fprintf(stderr, "acache-admin: %s: read error\n", path);
+        sodium_free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    n = strlen(buf);
+    while (n && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        buf[--n] = '\0';
+    return buf;
+}
+
+static char *dup_secret(const char *s)
+{
+    size_t n = strlen(s);
+    char *buf = sodium_malloc(n + 1);
+    if (buf)
+        memcpy(buf, s, n + 1);
+    return buf;
+}
+
+static void free_secret(char *s)
+{
+    if (s)
+        sodium_free(s); /* sodium_free wipes */
+}
+
+/* HOST:PORT, [IPv6]:PORT. Numeric hosts or names resolved once at start. */
+static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t *sslen)
+{
+    char host[256];
+    const char *colon;
+    const char *h = spec;
+    size_t hl;
+    if (spec[0] == '[') {
+        const char *rb = strchr(spec, ']');
+        if (!rb || rb[1] != ':')
+            return -1;
+        h = spec + 1;
+        hl = (size_t)(rb - h);
+        colon = rb + 1;
+    } else {
+        colon = strrchr(spec, ':');
+        if (!colon)
+            return -1;
+        hl = (size_t)(colon - spec);
+    }
+    if (hl == 0 || hl >= sizeof(host))
+        return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || port < 0 || port > 65535)
+        return -1;
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
+        return -1;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *sslen = res->ai_addrlen;
+    freeaddrinfo(res);
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+    else if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    else
+        return -1;
+    return 0;
+}
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: acache-admin [options]\n"
+            "  --store URI                 store (default $ACACHE_STORE, else memory://)\n"
+            "  --catalog URI               catalog: json:///path or postgresql://...\n"
+            "  --encryption-key-file PATH  Aether ENCRYPTION_KEY (or $ACACHE_ENCRYPTION_KEY)\n"
+            "  --listen HOST:PORT          default 127.0.0.1:8084 (port 0 = any free port)\n"
+            "  --port-file PATH            write the bound port to PATH once listening\n"
+            "  --token-file PATH           admin bearer token (or $ACACHE_ADMIN_TOKEN)\n"
+            "  --insecure-no-auth          serve without a token (local testing only)\n"
+            "  --threads N                 worker threads (default 4)\n");
+}
+
+static int write_port_file(const char *path, unsigned port)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+        return -1;
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%u\n", port);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *store = getenv("ACACHE_STORE");
+    const char *catalog = NULL, *key_file = NULL, *token_file = NULL, *port_file = NULL;
+    const char *listen_spec = "127.0.0.1:8084";
+    int insecure = 0;
+    long threads = 4;
+    static const struct option longopts[] = {
+        {"store", required_argument, NULL, 's'},
+        {"catalog", required_argument, NULL, 'c'},
+        {"encryption-key-file", required_argument, NULL, 'k'},
+        {"listen", required_argument, NULL, 'l'},
+        {"port-file", required_argument, NULL, 'p'},
+        {"token-file", required_argument, NULL, 't'},
+        {"insecure-no-auth", no_argument, NULL, 'I'},
+        {"threads", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 's': store = optarg; break;
+        case 'c': catalog = optarg; break;
+        case 'k': key_file = optarg; break;
+        case 'l': listen_spec = optarg; break;
+        case 'p': port_file = optarg; break;
+        case 't': token_file = optarg; break;
+        case 'I': insecure = 1; break;
+        case 'T':
+            threads = strtol(optarg, NULL, 10);
+            if (threads < 1 || threads > 64) {
+                fprintf(stderr, "acache-admin: --threads must be 1..64\n");
+                return 2;
+            }
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "acache-admin: libsodium init failed\n");
+        return 1;
+    }
+
+    static server srv;
+    char *token = NULL;
+    if (token_file)
+        token = read_secret(token_file, 4096);
+    else if (getenv("ACACHE_ADMIN_TOKEN"))
+        token = dup_secret(getenv("ACACHE_ADMIN_TOKEN"));
+    if ((token_file || getenv("ACACHE_ADMIN_TOKEN")) && (!token || !token[0])) {
+        fprintf(stderr, "acache-admin: the admin token is empty or unreadable\n");
+        free_secret(token);
+        return 1;
+    }
+    if (!token && !insecure) {
+        fprintf(stderr, "acache-admin: refusing to start without an admin token "
+                        "(--token-file or $ACACHE_ADMIN_TOKEN; --insecure-no-auth "
+                        "to serve without one)\n");
+        return 1;
+    }
+    srv.auth = token != NULL;
+    if (token) {
+        crypto_generichash(srv.token_hash, sizeof(srv.token_hash),
+                           (const unsigned char *)token, strlen(token), NULL, 0);
+        free_secret(token);
+    }
+
+    char *enc_key = NULL;
+    if (key_file) {
+        if (!(enc_key = read_secret(key_file, 4096)))
+            return 1;
+    } else if (getenv("ACACHE_ENCRYPTION_KEY")) {
+        enc_key = dup_secret(getenv("ACACHE_ENCRYPTION_KEY"));
+    }
+
+    struct sockaddr_storage addr;
+    socklen_t addrlen = 0;
+    if (parse_listen(listen_spec, &addr, &addrlen) != 0) {
+        fprintf(stderr, "acache-admin: --listen %s: expected HOST:PORT\n", listen_spec);
+        free_secret(enc_key);
+        return 2;
+    }
+
+    acache_options opts = ACACHE_OPTIONS_INIT;
+    opts.store_uri = (store && store[0]) ? store : "memory://";
+    opts.catalog_uri = catalog;
+    opts.encryption_key = (enc_key && enc_key[0]) ? enc_key : NULL;
+    int rc = acache_open(&srv.cache, &opts);
+    free_secret(enc_key); /* acache_open copied (and wiped) what it needed */
+    if (rc != ACACHE_OK) {
+        fprintf(stderr, "acache-admin: open: %s: %s\n", acache_strerror(rc),
+                acache_last_error());
+        return 1;
+    }
+
+    if (pipe(g_sigpipe) != 0) {
+        perror("acache-admin: pipe");
+        acache_close(srv.cache);
+        return 1;
+    }
+    fcntl(g_sigpipe[1], F_SETFL, O_NONBLOCK);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, 0, NULL, NULL, handler, &srv,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+        /* Bounds the request line + headers: longer ones get 414/431. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)128,
+        MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL,
+        MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,
+        MHD_OPTION_END);
+    if (!d) {
+        fprintf(stderr, "acache-admin: cannot listen on %s\n", listen_spec);
+        acache_close(srv.cache);
+        return 1;
+    }
+
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_LISTEN_FD);
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof(bound);
+    unsigned port = 0;
+    char hoststr[INET6_ADDRSTRLEN] = "?";
+    if (info && getsockname(info->listen_fd, (struct sockaddr *)&bound, &blen) == 0) {
+        if (bound.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&bound;
+            port = ntohs(in->sin_port);
+            inet_ntop(AF_INET, &in->sin_addr, hoststr, sizeof(hoststr));
+        } else if (bound.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&bound;
+            port = ntohs(in6->sin6_port);
+            inet_ntop(AF_INET6, &in6->sin6_addr, hoststr, sizeof(hoststr));
+        }
+    }
+    if (port_file && write_port_file(port_file, port) != 0)
+        fprintf(stderr, "acache-admin: cannot write %s\n", port_file);
+    if (bound.ss_family == AF_INET6)
+        printf("listening on http://[%s]:%u\n", hoststr, port);
+    else
+        printf("listening on http://%s:%u\n", hoststr, port);
+    if (!srv.auth)
+        fprintf(stderr, "acache-admin: WARNING: serving without authentication\n");
+    fflush(stdout);
+
+    while (!g_stop) {
+        char c;
+        ssize_t r = read(g_sigpipe[0], &c, 1);
+        if (r < 0 && errno != EINTR)
+            break;
+    }
+    fprintf(stderr, "acache-admin: shutting down\n");
+    MHD_stop_daemon(d);
+    acache_close(srv.cache);
+    close(g_sigpipe[0]);
+    close(g_sigpipe[1]);
+    return 0;
+}

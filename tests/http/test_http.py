@@ -1,0 +1,703 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the example admin server (examples/admin, acache-admin).
+
+Runs the real server binary on a free loopback port, first on the memory
+store, then on a private redis-server (started here, killed by PID) with a
+JSON catalog, and checks every route of admin-api.md and usage-analysis.md:
+status codes, bodies, percent-decoded path segments, auth, limits, a short
+load run and the Prometheus text (with promtool when installed).
+
+Standard library only. Usage:
+    test_http.py --server PATH/acache-admin [--replay PATH/acache-replay]
+Prints "N passed, N failed" last; exit status 0 only when nothing failed.
+"""
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+
+MON = "/api/admin/monitoring/cache"
+USAGE = "/api/admin/usage/cache-affinity"
+TOKEN = "test-token-\u00e9-not-secret"  # non-ASCII on purpose: compared as bytes
+
+ARGS = None
+TMP = None
+
+
+# --------------------------------------------------------------- helpers
+
+def q(s):
+    """Percent-encode one path segment ('/' included)."""
+    return urllib.parse.quote(s, safe="")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def asan_env(extra=""):
+    env = dict(os.environ)
+    # A small quarantine keeps RSS meaningful under AddressSanitizer.
+    opts = env.get("ASAN_OPTIONS", "")
+    env["ASAN_OPTIONS"] = ":".join(x for x in (opts, "quarantine_size_mb=4", extra) if x)
+    return env
+
+
+class Server:
+    """One acache-admin process on 127.0.0.1:<free port>."""
+
+    def __init__(self, store, catalog=None, token=TOKEN, extra=(), env=None):
+        self.token = token
+        tokfile = os.path.join(TMP, "token-%d" % time.monotonic_ns())
+        with open(tokfile, "w", encoding="utf-8") as f:
+            f.write(token + "\n")
+        self.errlog = os.path.join(TMP, "server-%d.log" % time.monotonic_ns())
+        cmd = [ARGS.server, "--store", store, "--listen", "127.0.0.1:0",
+               "--token-file", tokfile, *extra]
+        if catalog:
+            cmd += ["--catalog", catalog]
+        self.err = open(self.errlog, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.err,
+                                     env=env or asan_env())
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("listening on http://127.0.0.1:"):
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError("server did not start: %r\n%s" % (line, self.log()))
+        self.port = int(line.rsplit(":", 1)[1])
+
+    def log(self):
+        if not self.err.closed:
+            self.err.flush()
+        with open(self.errlog, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def rss_kb(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def request(self, method, path, token=True, headers=None, body=None, timeout=30):
+        h = dict(headers or {})
+        if token is True:
+            h["Authorization"] = "Bearer " + self.token
+        elif token:
+            h["Authorization"] = token
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.putrequest(method, path, skip_accept_encoding=True)
+            for k, v in h.items():
+                conn.putheader(k, v.encode("utf-8") if isinstance(v, str) else v)
+            if body is not None:
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            r = conn.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            conn.close()
+
+    def json(self, method, path, expect=200, **kw):
+        st, hdr, data = self.request(method, path, **kw)
+        assert st == expect, "%s %s: %d != %d: %r" % (method, path, st, expect, data[:300])
+        assert hdr.get("content-type") == "application/json; charset=utf-8", hdr
+        return json.loads(data)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+        self.err.close()
+        return self.proc.returncode
+
+
+class Redis:
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(dir=TMP)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                if self.cli("PING").strip() == "PONG":
+                    return
+            except subprocess.CalledProcessError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    @property
+    def uri(self):
+        return "redis://127.0.0.1:%d/0" % self.port
+
+    def cli(self, *args):
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], check=True,
+                              capture_output=True, text=True).stdout
+
+    def pipe(self, commands):
+        """Send many commands through redis-cli --pipe (RESP generated here)."""
+        out = bytearray()
+        for cmd in commands:
+            out += b"*%d\r\n" % len(cmd)
+            for a in cmd:
+                a = a.encode() if isinstance(a, str) else a
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+        r = subprocess.run(["redis-cli", "-p", str(self.port), "--pipe"], input=bytes(out),
+                           capture_output=True, check=True)
+        assert b"errors: 0" in r.stdout, r.stdout
+
+    def exists(self, key):
+        return int(self.cli("EXISTS", key).strip()) == 1
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def aether_pin(ak, fmt, model, prov, ep, key, now, ttl=3600, count=1):
+    """A pin exactly as Aether's set_affinity writes it (json.dumps separators)."""
+    value = json.dumps({"provider_id": prov, "endpoint_id": ep, "key_id": key,
+                        "api_format": fmt, "model_name": model, "created_at": now - 10,
+                        "expire_at": now + ttl, "request_count": count})
+    return ["SET", "cache_affinity:%s:%s:%s" % (ak, fmt, model), value, "EX", str(ttl)]
+
+
+# --------------------------------------------------------------- checks shared by both stores
+
+def check_auth(s):
+    path = MON + "/stats"
+    for tok in (None, "Bearer wrong", "Bearer " + s.token + "x", "Bearer " + s.token[:-1],
+                "Basic " + s.token, "Bearer", "Bearer "):
+        st, hdr, data = s.request("GET", path, token=tok)
+        assert st == 401, (tok, st)
+        assert json.loads(data) == {"detail": "Not authenticated"}, data
+        assert hdr.get("www-authenticate") == "Bearer"
+    # 401 comes before routing and before the body.
+    assert s.request("GET", "/nope", token=None)[0] == 401
+    assert s.request("DELETE", MON, token=None)[0] == 401
+    assert s.request("GET", path, token="bearer " + s.token)[0] == 200
+
+
+def check_routing(s):
+    assert s.json("GET", MON + "/nope", 404) == {"detail": "Not Found"}
+    assert s.json("GET", "/", 404) == {"detail": "Not Found"}
+    assert s.json("GET", MON + "x/stats", 404) == {"detail": "Not Found"}
+    assert s.json("GET", MON + "/stats/extra", 404) == {"detail": "Not Found"}
+    assert s.json("GET", MON + "/affinity/", 404) == {"detail": "Not Found"}  # empty param
+    st, hdr, data = s.request("GET", MON)
+    assert st == 405 and hdr.get("allow") == "DELETE", (st, hdr)
+    assert json.loads(data) == {"detail": "Method Not Allowed"}
+    st, hdr, _ = s.request("POST", MON + "/stats", body=b"{}")
+    assert st == 405 and hdr.get("allow") == "GET"
+    st, hdr, _ = s.request("GET", MON + "/affinity/a/b/c/d")
+    assert st == 405 and hdr.get("allow") == "DELETE"
+    st, hdr, _ = s.request("DELETE", MON + "/affinity/someone")
+    assert st == 405 and hdr.get("allow") == "GET"
+    st, hdr, _ = s.request("PUT", USAGE + "/ttl-analysis")
+    assert st == 405 and hdr.get("allow") == "GET"
+    # Bad escapes in a path segment: 422, never a truncated identifier.
+    for bad in ("%zz", "%4", "abc%", "%00", "a%0"):
+        body = s.json("DELETE", MON + "/providers/" + bad, 422)
+        assert "percent" in body["detail"], body
+
+
+def check_limits(s):
+    # Declared body over 64 KiB: 413 before reading it.
+    st, _, data = s.request("POST", MON + "/stats", body=b"x" * (70 * 1024))
+    assert st == 413, st
+    assert "detail" in json.loads(data)
+    # A small body on a GET is read and ignored.
+    assert s.request("DELETE", MON + "/providers/p-none", body=b"{}")[0] == 200
+    # Over-long URL and header: refused by the connection memory limit.
+    for kind in ("url", "header"):
+        try:
+            if kind == "url":
+                st = s.request("GET", MON + "/affinity/" + "a" * 100_000)[0]
+            else:
+                st = s.request("GET", MON + "/stats", headers={"X-Big": "b" * 100_000})[0]
+            assert st in (400, 413, 414, 431), (kind, st)
+        except (ConnectionError, http.client.HTTPException, OSError):
+            pass  # closed before answering: also a refusal
+    assert s.request("GET", MON + "/stats")[0] == 200  # still serving
+
+
+def check_params(s):
+    bad = [
+        (MON + "/affinities?limit=0", "limit"), (MON + "/affinities?limit=1001", "limit"),
+        (MON + "/affinities?limit=abc", "limit"), (MON + "/affinities?limit=", "limit"),
+        (MON + "/affinities?limit=1.5", "limit"), (MON + "/affinities?offset=-1", "offset"),
+        (MON + "/affinities?offset=99999999999999999999999", "offset"),
+        (USAGE + "/ttl-analysis?hours=0", "hours"), (USAGE + "/ttl-analysis?hours=721", "hours"),
+        (USAGE + "/ttl-analysis?hours=x", "hours"), (USAGE + "/hit-analysis?hours=-5", "hours"),
+        (USAGE + "/hit-analysis?hours=%201", "hours"),
+        (USAGE + "/interval-timeline?limit=99", "limit"),
+        (USAGE + "/interval-timeline?limit=50001", "limit"),
+        (USAGE + "/interval-timeline?hours=721", "hours"),
+        (USAGE + "/interval-timeline?include_user_info=maybe", "include_user_info"),
+        (USAGE + "/interval-timeline?include_user_info=", "include_user_info"),
+    ]
+    for path, name in bad:
+        body = s.json("GET", path, 422)
+        assert name in body["detail"], (path, body)
+    # Edge values parse.
+    s.json("GET", MON + "/affinities?limit=1000&offset=0&keyword=")
+    s.json("GET", MON + "/affinities?limit=%2B1")  # "+1"
+
+
+def check_memory_specifics(s):
+    stats = s.json("GET", MON + "/stats")
+    assert stats["status"] == "ok"
+    assert stats["data"]["scheduler"] == "cache_aware"
+    assert stats["data"]["affinity_stats"]["storage_type"] == "memory"
+    cfg = s.json("GET", MON + "/config")
+    assert cfg["status"] == "ok" and cfg["data"]["cache_ttl_seconds"] == 300
+    lst = s.json("GET", MON + "/affinities")
+    assert lst == {"status": "ok", "data": {"items": [], "meta": {"total": 0, "limit": 100,
+                   "offset": 0, "count": 0}, "matched_user_id": None}}, lst
+    # No catalog: identifiers resolve to nothing.
+    assert "bob" in s.json("GET", MON + "/affinity/bob", 404)["detail"]
+    s.json("DELETE", MON + "/users/" + q("bob smith"), 404)
+    s.json("DELETE", MON + "/affinity/k/e/m/claude", 404)
+    body = s.json("DELETE", MON + "/providers/" + q("p/1"))
+    assert body["status"] == "ok" and body["provider_id"] == "p/1" and body["count"] == 0, body
+    body = s.json("DELETE", MON)
+    assert body["status"] == "ok" and body["count"] == 0
+    # Model mapping needs Redis: stats say so, clears are 503.
+    mm = s.json("GET", MON + "/model-mapping/stats")
+    assert mm["status"] == "ok" and mm["data"]["available"] is False
+    for path in ("/model-mapping", "/model-mapping/" + q("gpt 4/o"),
+                 "/model-mapping/provider/p1/g1", "/model-mapping/stats"):
+        assert "detail" in s.json("DELETE", MON + path, 503)
+    # Analyses need a catalog: valid parameters get past validation, then 503.
+    for path in ("/ttl-analysis", "/hit-analysis?hours=1&user_id=&api_key_id=",
+                 "/interval-timeline?include_user_info=YES", "/interval-timeline?include_user_info=off"):
+        s.json("GET", USAGE + path, 503)
+
+
+def check_metrics(s, expect_total=None):
+    st, hdr, data = s.request("GET", MON + "/metrics")
+    assert st == 200
+    assert hdr["content-type"] == "text/plain; version=0.0.4; charset=utf-8", hdr
+    text = data.decode()
+    assert text.endswith("\n")
+    assert '\ncache_scheduler_info{scheduler="cache_aware"} 1\n' in text
+    assert "# TYPE cache_affinity_total gauge" in text
+    if shutil.which("promtool"):
+        r = subprocess.run(["promtool", "check", "metrics"], input=data, capture_output=True)
+        # Exit 3 = parsed fine, only naming-lint remarks. Two names are fixed by
+        # admin-api.md (Aether's dashboards use them): a gauge ending in _total
+        # and one ending in _count. Anything else, or a parse error, fails.
+        allowed = {b'cache_affinity_total non-counter metrics should not have "_total" suffix',
+                   b"cache_scheduler_last_candidate_count non-histogram and non-summary "
+                   b'metrics should not have "_count" suffix'}
+        remarks = set((r.stdout + r.stderr).splitlines()) - {b""}
+        assert r.returncode == 0 or (r.returncode == 3 and remarks <= allowed), \
+            (r.returncode, r.stdout + r.stderr)
+    return text
+
+
+def check_access_log(s):
+    s.request("GET", MON + "/config")
+    time.sleep(0.1)
+    lines = [l for l in s.log().splitlines() if l.startswith("GET " + MON + "/config 200 ")]
+    assert lines, s.log()[-2000:]
+    parts = lines[-1].split()
+    assert len(parts) == 5 and parts[3].isdigit() and parts[4].endswith("us"), parts
+
+
+def load_run(s, paths, total=2000, threads=4):
+    """`total` requests over `threads` keep-alive connections; returns failures."""
+    failures = []
+    per = total // threads
+
+    def worker(i):
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        try:
+            for n in range(per):
+                path = paths[(i + n) % len(paths)]
+                try:
+                    conn.request("GET", path, headers={
+                        "Authorization": ("Bearer " + s.token).encode("utf-8")})
+                    r = conn.getresponse()
+                    r.read()
+                    if r.status != 200:
+                        failures.append((path, r.status))
+                except (OSError, http.client.HTTPException) as e:
+                    failures.append((path, repr(e)))
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        finally:
+            conn.close()
+
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return failures
+
+
+def check_load(s, paths):
+    load_run(s, paths, total=400)  # warm-up: pools, allocator arenas
+    before = s.rss_kb()
+    t0 = time.monotonic()
+    failures = load_run(s, paths, total=2000)
+    dt = time.monotonic() - t0
+    after = s.rss_kb()
+    assert not failures, failures[:5]
+    assert after - before < 8 * 1024, "RSS grew %d kB (%d -> %d)" % (after - before, before, after)
+    print("    load: 2000 requests in %.2fs, RSS %d -> %d kB" % (dt, before, after))
+
+
+def check_shutdown(s):
+    rc = s.stop()
+    assert rc == 0, "exit %s\n%s" % (rc, s.log()[-3000:])  # LeakSanitizer fails the exit
+    assert "shutting down" in s.log()
+
+
+# --------------------------------------------------------------- startup options
+
+def check_startup_options():
+    # No token and no --insecure-no-auth: refuse to start.
+    env = asan_env()
+    env.pop("ACACHE_ADMIN_TOKEN", None)
+    r = subprocess.run([ARGS.server, "--listen", "127.0.0.1:0"], capture_output=True,
+                       env=env, timeout=30)
+    assert r.returncode != 0 and b"token" in r.stderr, r
+    r = subprocess.run([ARGS.server, "--listen", "nonsense"], capture_output=True, env=env,
+                       timeout=30)
+    assert r.returncode != 0
+    # Token from the environment, --port-file, and the encryption key file.
+    portfile = os.path.join(TMP, "port")
+    keyfile = os.path.join(TMP, "enc-key")
+    with open(keyfile, "w") as f:
+        f.write("a development passphrase\n")
+    env["ACACHE_ADMIN_TOKEN"] = "env-token"
+    p = subprocess.Popen([ARGS.server, "--listen", "127.0.0.1:0", "--port-file", portfile,
+                          "--encryption-key-file", keyfile, "--store", "memory://"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        line = p.stdout.readline().decode()
+        assert line.startswith("listening on http://127.0.0.1:"), line
+        port = int(line.rsplit(":", 1)[1])
+        with open(portfile) as f:
+            assert int(f.read()) == port
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", MON + "/stats", headers={"Authorization": "Bearer env-token"})
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    # --insecure-no-auth serves without a token.
+    p = subprocess.Popen([ARGS.server, "--listen", "127.0.0.1:0", "--insecure-no-auth"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=asan_env())
+    try:
+        port = int(p.stdout.readline().decode().rsplit(":", 1)[1])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", MON + "/config")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=20)
+    assert p.returncode == 0
+
+
+# --------------------------------------------------------------- Redis + catalog
+
+def write_catalog(now):
+    """users/api_keys plus the usage rows of usage-analysis.md §4 (times from `now`)."""
+    users = [{"id": "u-" + n, "username": n, "email": n + "@example.com"}
+             for n in ("alice", "bob", "carol", "dave", "erin", "admin")]
+    keys = [{"id": i, "user_id": u, "name": nm, "key_encrypted": None, "is_standalone": sa}
+            for i, u, nm, sa in [("k-alice", "u-alice", "alice key", False),
+                                 ("k-alice2", "u-alice", "alice key 2", False),
+                                 ("k-bob", "u-bob", "bob key", False),
+                                 ("k-carol", "u-carol", "carol key", False),
+                                 ("k-dave", "u-dave", "dave key", False),
+                                 ("k-erin", "u-erin", "erin key", False),
+                                 ("k-sa", "u-admin", "standalone", True)]]
+    rows = [
+        ("r01", "u-alice", "k-alice", 100.0, "claude-sonnet-4", "completed", 100, 1000, 0, 0.0003, 0.0),
+        ("r02", "u-alice", "k-alice", 98.0, "claude-sonnet-4", "completed", 100, 2000, 0, 0.0006, 0.0),
+        ("r03", "u-alice", "k-alice2", 95.0, "claude-haiku-4", "completed", 100, 0, 500, 0.0, 0.0019),
+        ("r04", "u-alice", "k-alice", 90.0, "claude-sonnet-4", "completed", 100, 3000, 0, 0.0009, 0.0),
+        ("r05", "u-alice", "k-alice2", 89.5, "claude-haiku-4", "completed", 100, 0, 0, 0.0, 0.0),
+        ("r06", "u-alice", "k-alice", 85.5, "claude-sonnet-4", "completed", 100, 500, 0, 0.00015, 0.0),
+        ("r07", "u-alice", "k-alice", 85.4, "claude-sonnet-4", "failed", 100, 500, 0, 0.00015, 0.0),
+        ("r08", "u-alice", "k-alice", 85.3, "claude-sonnet-4", "pending", 100, 500, 0, 0.00015, 0.0),
+        ("r09", "u-bob", "k-bob", 300.0, "gpt-4o", "completed", 1000, 0, 0, 0.0, 0.0),
+        ("r10", "u-bob", "k-bob", 285.0, "gpt-4o", "completed", 1000, 0, 0, 0.0, 0.0),
+        ("r11", "u-bob", "k-bob", 265.0, "gpt-4o", "completed", 1000, 0, 0, 0.0, 0.0),
+        ("r12", "u-bob", "k-bob", 240.0, "gpt-4o", "completed", 1000, 0, 0, 0.0, 0.0),
+        ("r13", "u-bob", "k-bob", 230.0, "gpt-4o", "completed", 1000, 0, 0, 0.0, 0.0),
+        ("r14", "u-carol", "k-carol", 600.0, "claude-sonnet-4", "completed", 10, 100, 0, 0.00003, 0.0),
+        ("r15", "u-carol", "k-carol", 510.0, "claude-sonnet-4", "completed", 10, 100, 0, 0.00003, 0.0),
+        ("r16", "u-carol", "k-carol", 360.0, "claude-sonnet-4", "completed", 10, 100, 0, 0.00003, 0.0),
+        ("r17", "u-carol", "k-carol", 315.0, "claude-sonnet-4", "completed", 10, 100, 0, 0.00003, 0.0),
+        ("r18", "u-dave", "k-dave", 50.0, "gpt-4o", "completed", 5, 0, 0, 0.0, 0.0),
+        ("r19", "u-dave", "k-dave", 40.0, "gpt-4o", "completed", 5, 0, 0, 0.0, 0.0),
+        ("r20", "u-dave", "k-dave", 20000.0, "gpt-4o", "completed", 5, 0, 0, 0.0, 0.0),
+        ("r21", "u-erin", "k-erin", 30.0, "gpt-4o", "completed", 1, 0, 0, 0.0, 0.0),
+        ("r22", "u-erin", "k-erin", 30.0, "gpt-4o", "completed", 1, 0, 0, 0.0, 0.0),
+        ("r23", "u-erin", "k-erin", 30.0, "gpt-4o", "completed", 1, 0, 0, 0.0, 0.0),
+        ("r24", "u-admin", "k-sa", 70.0, "claude-sonnet-4", "completed", 50, 0, 0, 0.0, 0.0),
+        ("r25", "u-admin", "k-sa", 60.0, "claude-sonnet-4", "completed", 50, 0, 0, 0.0, 0.0),
+        ("r26", "u-admin", "k-sa", 45.0, "claude-sonnet-4", "completed", 50, 0, 0, 0.0, 0.0),
+        ("r27", None, None, 20.0, "gpt-4o", "completed", 7, 0, 0, 0.0, 0.0),
+    ]
+    usage = [{"id": r[0], "user_id": r[1], "api_key_id": r[2], "created_at": now - r[3] * 60,
+              "model": r[4], "status": r[5], "input_tokens": r[6],
+              "cache_read_input_tokens": r[7], "cache_creation_input_tokens": r[8],
+              "cache_read_cost_usd": r[9], "cache_creation_cost_usd": r[10]} for r in rows]
+    path = os.path.join(TMP, "catalog.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"users": users, "api_keys": keys, "providers": [], "provider_endpoints": [],
+                   "provider_api_keys": [], "global_models": [], "models": [],
+                   "usage": usage}, f)
+    return "json://" + path
+
+
+# Models chosen to exercise decoding: a space, an encoded '/', a colon, unicode.
+SPACE, SLASH, COLON, UNI = "model with space", "org/model", "qwen2.5:7b", "模型-ü"
+
+
+def load_pins(r, now):
+    cmds = [
+        aether_pin("k-alice", "claude", SPACE, "prov-a", "ep-1", "pk-1", now, 3600),
+        aether_pin("k-alice", "openai", SLASH, "prov-a", "ep-1", "pk-1", now, 3500),
+        aether_pin("k-alice2", "claude", COLON, "prov-b", "ep-2", "pk-2", now, 3400),
+        aether_pin("k-bob", "gemini", UNI, "prov-b", "ep-3", "pk-3", now, 3300),
+        aether_pin("k-bob", "claude", "m-1", "prov-c", "ep-4", "pk-4", now, 3200),
+        aether_pin("k-carol", "claude", "m-1", "prov-c", "ep-4", "pk-4", now, 3100),
+    ]
+    cmds += [aether_pin("k-load-%02d" % i, "claude", "m-2", "prov-d", "ep-5", "pk-5", now, 600)
+             for i in range(20)]
+    r.pipe(cmds)
+    n = len(cmds)
+    if ARGS.replay and os.path.exists(ARGS.replay):
+        lines = "".join(json.dumps({"affinity_key": "k-replay-%d" % i, "api_format": "claude",
+                                    "model": "m-3", "provider_id": "prov-e",
+                                    "endpoint_id": "ep-6", "key_id": "pk-6", "ttl": 300}) + "\n"
+                        for i in range(3))
+        subprocess.run([ARGS.replay, "--store", r.uri], input=lines.encode(), check=True,
+                       capture_output=True, env=asan_env(), timeout=60)
+        n += 3
+    # The model-mapping cache as the gateway fills it.
+    r.pipe([
+        ["SET", "global_model:resolve:" + SPACE, "NOT_FOUND", "EX", "300"],
+        ["SET", "global_model:name:" + SPACE, json.dumps({"id": "g1", "name": SPACE}), "EX", "300"],
+        ["SET", "global_model:resolve:*", "NOT_FOUND", "EX", "300"],
+        ["SET", "model:provider_global:p1:g1", json.dumps({"id": "m1", "provider_id": "p1",
+                                                           "global_model_id": "g1"}), "EX", "300"],
+        ["SET", "model:provider_global:hits:p1:g1", "7", "EX", "300"],
+        ["SET", "model:id:m9", json.dumps({"id": "m9"}), "EX", "300"],
+    ])
+    return n
+
+
+def check_redis_routes(s, r, npins):
+    stats = s.json("GET", MON + "/stats")["data"]["affinity_stats"]
+    assert stats["storage_type"] == "redis" and stats["active_affinities"] == npins, stats
+
+    lst = s.json("GET", MON + "/affinities")["data"]
+    assert lst["meta"] == {"total": npins, "limit": 100, "offset": 0, "count": npins}, lst["meta"]
+    exp = [i["expire_at"] for i in lst["items"]]
+    assert exp == sorted(exp, reverse=True)
+    page = s.json("GET", MON + "/affinities?limit=2&offset=1")["data"]
+    assert page["meta"] == {"total": npins, "limit": 2, "offset": 1, "count": 2}
+    assert page["items"] == lst["items"][1:3]
+    models = {i["model_name"] for i in lst["items"]}
+    assert {SPACE, SLASH, COLON, UNI} <= models, models
+    # Keyword (case-insensitive raw-field match, and catalog user resolution).
+    kw = s.json("GET", MON + "/affinities?keyword=PROV-B")["data"]
+    assert kw["meta"]["total"] == 2 and kw["matched_user_id"] is None, kw
+    kw = s.json("GET", MON + "/affinities?keyword=" + q(" alice "))["data"]
+    assert kw["matched_user_id"] == "u-alice" and kw["meta"]["total"] == 3, kw
+    assert {i["username"] for i in kw["items"]} == {"alice"}
+
+    # One user's affinities, by username, email and API key id.
+    for ident in ("alice", "alice@example.com", "k-alice2", "u-alice"):
+        ua = s.json("GET", MON + "/affinity/" + q(ident))
+        assert ua["status"] == "ok" and ua["total_endpoints"] == 3, ua
+        assert ua["user_info"]["user_id"] == "u-alice"
+    assert s.json("GET", MON + "/affinity/dave")["status"] == "not_found"
+    assert "nobody" in s.json("GET", MON + "/affinity/nobody", 404)["detail"]
+
+    # Single clears with decoded segments; the key in Redis is the decoded name.
+    for ak, fmt, model, ep in (("k-alice", "claude", SPACE, "ep-1"),
+                               ("k-alice", "openai", SLASH, "ep-1"),
+                               ("k-alice2", "claude", COLON, "ep-2"),
+                               ("k-bob", "gemini", UNI, "ep-3")):
+        key = "cache_affinity:%s:%s:%s" % (ak, fmt, model)
+        assert r.exists(key)
+        path = MON + "/affinity/%s/%s/%s/%s" % (q(ak), q(ep), q(model), q(fmt))
+        s.json("DELETE", MON + "/affinity/%s/wrong-ep/%s/%s" % (q(ak), q(model), q(fmt)), 404)
+        assert r.exists(key)
+        body = s.json("DELETE", path)
+        assert body["status"] == "ok" and body["affinity_key"] == ak, body
+        assert body["endpoint_id"] == ep and body["model_id"] == model, body
+        assert not r.exists(key)
+        s.json("DELETE", path, 404)
+    npins -= 4
+
+    # By API key id (user_info names the key), then by user.
+    body = s.json("DELETE", MON + "/users/k-bob")
+    assert body["status"] == "ok" and body["count"] == 1, body
+    assert body["user_info"]["api_key_id"] == "k-bob" and body["user_info"]["user_id"] == "u-bob"
+    body = s.json("DELETE", MON + "/users/carol")
+    assert body["count"] == 1 and body["user_info"]["username"] == "carol", body
+    s.json("DELETE", MON + "/users/" + q("no such user"), 404)
+    npins -= 2
+
+    body = s.json("DELETE", MON + "/providers/prov-d")
+    assert body == {**body, "status": "ok", "provider_id": "prov-d", "count": 20}, body
+    npins -= 20
+    assert s.json("GET", MON + "/stats")["data"]["affinity_stats"]["active_affinities"] == npins
+
+    # Model mapping (Redis only): stats, literal names, provider pair, clear all.
+    mm = s.json("GET", MON + "/model-mapping/stats")
+    assert mm["status"] == "ok" and mm["data"]["available"] is True, mm
+    assert mm["data"]["breakdown"]["global_model_resolve"] == 2, mm
+    body = s.json("DELETE", MON + "/model-mapping/" + q("*"))
+    assert body["model_name"] == "*" and body["deleted_keys"] == ["global_model:resolve:*"], body
+    assert r.exists("global_model:resolve:" + SPACE)  # '*' was a literal
+    body = s.json("DELETE", MON + "/model-mapping/" + q(SPACE))
+    assert body["model_name"] == SPACE and sorted(body["deleted_keys"]) == sorted(
+        ["global_model:resolve:" + SPACE, "global_model:name:" + SPACE]), body
+    body = s.json("DELETE", MON + "/model-mapping/provider/p1/g1")
+    assert body["provider_id"] == "p1" and body["global_model_id"] == "g1", body
+    assert len(body["deleted_keys"]) == 2, body
+    body = s.json("DELETE", MON + "/model-mapping")
+    assert body["status"] == "ok" and body["deleted_count"] == 1, body  # model:id:m9
+
+    text = check_metrics(s)
+    assert "cache_affinity_invalidations" in text
+
+    body = s.json("DELETE", MON)
+    assert body["status"] == "ok" and body["count"] == npins, (body, npins)
+    assert s.json("GET", MON + "/affinities")["data"]["meta"]["total"] == 0
+
+
+def check_analysis_routes(s):
+    ttl = s.json("GET", USAGE + "/ttl-analysis?hours=168")
+    assert ttl["analysis_period_hours"] == 168 and ttl["total_users_analyzed"] == 5, ttl
+    assert [u["group_id"] for u in ttl["users"]] == ["u-alice", "u-bob", "u-carol",
+                                                     "u-admin", "u-erin"], ttl
+    assert ttl["ttl_distribution"] == {"5min": 2, "15min": 1, "30min": 1, "60min": 1}
+    one = s.json("GET", USAGE + "/ttl-analysis?api_key_id=k-alice")
+    assert [u["group_id"] for u in one["users"]] == ["k-alice"]
+    assert s.json("GET", USAGE + "/ttl-analysis")["analysis_period_hours"] == 168  # default
+
+    hit = s.json("GET", USAGE + "/hit-analysis?hours=168")
+    assert hit["total_requests"] == 24 and hit["requests_with_cache_hit"] == 8, hit
+    hit = s.json("GET", USAGE + "/hit-analysis?user_id=u-alice&api_key_id=k-alice")
+    assert hit["total_requests"] == 4, hit
+
+    tl = s.json("GET", USAGE + "/interval-timeline")
+    assert tl["analysis_period_hours"] == 24 and tl["total_points"] == 16, tl
+    assert "users" not in tl and tl["models"] == ["claude-haiku-4", "claude-sonnet-4", "gpt-4o"]
+    tl = s.json("GET", USAGE + "/interval-timeline?hours=24&include_user_info=True&limit=10000")
+    assert list(tl["users"]) == ["u-carol", "u-bob", "u-alice", "u-admin", "u-dave", "u-erin"]
+    tl = s.json("GET", USAGE + "/interval-timeline?user_id=u-bob&include_user_info=1&limit=100")
+    assert tl["total_points"] == 4 and "users" not in tl, tl
+
+
+# --------------------------------------------------------------- runner
+
+RESULTS = {"passed": 0, "failed": 0}
+
+
+def run(name, fn, *a):
+    t0 = time.monotonic()
+    try:
+        fn(*a)
+    except Exception:  # noqa: BLE001 - report every failure and go on
+        RESULTS["failed"] += 1
+        print("FAIL %s (%.2fs)" % (name, time.monotonic() - t0))
+        traceback.print_exc(file=sys.stdout)
+    else:
+        RESULTS["passed"] += 1
+        print("ok   %s (%.2fs)" % (name, time.monotonic() - t0))
+    sys.stdout.flush()
+
+
+def main():
+    global ARGS, TMP
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--replay")
+    ARGS = ap.parse_args()
+    TMP = tempfile.mkdtemp(prefix="acache-http-")
+    try:
+        run("startup_options", check_startup_options)
+
+        s = Server("memory://")
+        try:
+            for name, fn in (("memory.auth", check_auth), ("memory.routing", check_routing),
+                             ("memory.limits", check_limits), ("memory.params", check_params),
+                             ("memory.routes", check_memory_specifics),
+                             ("memory.metrics", check_metrics),
+                             ("memory.access_log", check_access_log)):
+                run(name, fn, s)
+            run("memory.load", check_load, s, [MON + "/stats", MON + "/config",
+                                                MON + "/metrics", MON + "/affinities"])
+        finally:
+            run("memory.shutdown", check_shutdown, s)
+
+        if not shutil.which("redis-server"):
+            print("SKIP redis: redis-server not installed")
+        else:
+            r = Redis()
+            try:
+                now = time.time()
+                catalog = write_catalog(now)
+                s = Server(r.uri, catalog=catalog)
+                try:
+                    npins = load_pins(r, now)
+                    run("redis.auth", check_auth, s)
+                    run("redis.routes", check_redis_routes, s, r, npins)
+                    run("redis.analysis", check_analysis_routes, s)
+                    r.pipe([aether_pin("k-l%03d" % i, "claude", "m", "p", "e", "k", time.time())
+                            for i in range(20)])
+                    run("redis.load", check_load, s, [MON + "/stats",
+                                                       MON + "/affinities?limit=100",
+                                                       MON + "/affinity/alice"])
+                finally:
+                    run("redis.shutdown", check_shutdown, s)
+            finally:
+                r.stop()
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+    print("%d passed, %d failed" % (RESULTS["passed"], RESULTS["failed"]))
+    return 1 if RESULTS["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+/* PostgreSQL catalog: the shared catalog suite on a real server, plus what
+ * only a server can show (statement counts, connection loss, streaming). */
+#include <criterion/criterion.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "catalog/internal.h"
+#include "catalog/postgres.h"
+#include "catalog_suite.h"
+#include "core/core.h"
+#include "pg_server.h"
+
+static acache_catalog *g_cat;
+static char *g_uri;
+
+static void open_catalog(const char *uri)
+{
+    int rc = acache__catalog_open(&g_cat, uri);
+    cr_assert_eq(rc, ACACHE_OK, "open: %s", acache_last_error());
+    cr_assert_str_eq(g_cat->scheme, "postgresql");
+    cr_assert(acache__catalog_is_postgres(g_cat));
+}
+
+static void setup(void)
+{
+    g_uri = acache_test_pg_new_db(NULL);
+    acache_test_pg_seed_json(g_uri, ACACHE_CATALOG_SEED);
+    open_catalog(g_uri);
+}
+
+static void teardown(void)
+{
+    if (g_cat)
+        g_cat->free(g_cat);
+    g_cat = NULL;
+    acache_test_pg_drop_db(g_uri);
+    g_uri = NULL;
+}
+
+#define T(name)                                                                          \
+    Test(catalog_postgres, name, .init = setup, .fini = teardown)                        \
+    {                                                                                    \
+        acache_catsuite_##name(g_cat);                                                   \
+    }
+ACACHE_CATALOG_SUITE(T)
+#undef T
+
+static int nop_user(const acache_cat_user *u, void *p)
+{
+    (void)u;
+    ++*(size_t *)p;
+    return 0;
+}
+
+Test(catalog_postgres, one_statement_per_lookup, .init = setup, .fini = teardown)
+{
+    const char *v[1000];
+    acache_catsuite_batch_values(v, 1000);
+    size_t rows = 0;
+    unsigned long before = acache__pg_statement_count(g_cat);
+    cr_assert_eq(g_cat->users(g_cat, ACACHE_BY_ID, v, 1000, nop_user, &rows), 0);
+    cr_assert_eq(acache__pg_statement_count(g_cat) - before, 1);
+    cr_assert_eq(rows, 6);
+
+    /* Nothing that could match: nothing is sent. */
+    const char *none[] = {"\xff", NULL};
+    before = acache__pg_statement_count(g_cat);
+    cr_assert_eq(g_cat->users(g_cat, ACACHE_BY_ID, none, 2, nop_user, &rows), 0);
+    cr_assert_eq(g_cat->users(g_cat, ACACHE_BY_ID, v, 0, nop_user, &rows), 0);
+    cr_assert_eq(acache__pg_statement_count(g_cat) - before, 0);
+}
+
+Test(catalog_postgres, pg_query_for_analyses, .init = setup, .fini = teardown)
+{
+    const char *params[] = {"x' OR '1'='1"};
+    void *res = NULL;
+    int rc = acache__pg_query(g_cat, "SELECT id FROM users WHERE username = $1", 1, params,
+                              &res);
+    cr_assert_eq(rc, ACACHE_OK, "%s", acache_last_error());
+    PGresult *r = res;
+    cr_assert_eq(PQntuples(r), 1);
+    cr_assert_str_eq(PQgetvalue(r, 0, 0), "33333333-3333-4333-8333-333333333333");
+    PQclear(r);
+
+    rc = acache__pg_query(g_cat, "SELECT * FROM no_such_table", 0, NULL, &res);
+    cr_assert_eq(rc, ACACHE_ECATALOG);
+    cr_assert_null(res);
+    cr_assert(strstr(acache_last_error(), "no_such_table"), "%s", acache_last_error());
+    /* A failed statement leaves the connection usable. */
+    size_t rows = 0;
+    const char *v[] = {"11111111-1111-4111-8111-111111111111"};
+    cr_assert_eq(g_cat->users(g_cat, ACACHE_BY_ID, v, 1, nop_user, &rows), 0);
+    cr_assert_eq(rows, 1);
+}
+
+Test(catalog_postgres, connect_failure_at_open)
+{
+    acache_catalog *cat = (acache_catalog *)1;
+    int rc = acache__catalog_open(&cat, "postgresql://postgres:s3cr3t-pw@127.0.0.1:1/x");
+    cr_assert_eq(rc, ACACHE_ECATALOG);
+    cr_assert_null(cat);
+    const char *msg = acache_last_error();
+    cr_assert(strstr(msg, "postgresql"), "%s", msg);
+    cr_assert_null(strstr(msg, "s3cr3t-pw"), "password leaked: %s", msg);
+}
+
+static int usage_count(const acache_cat_usage *u, void *p)
+{
+    (void)u;
+    ++*(size_t *)p;
+    return 0;
+}
+
+Test(catalog_postgres, server_stopped_mid_run, .timeout = 120)
+{
+    acache_test_pg_instance inst;
+    acache_test_pg_instance_create(&inst);
+    char *uri = acache_test_pg_new_db(inst.uri);
+    acache_test_pg_seed_json(uri, ACACHE_CATALOG_SEED);
+    acache_catalog *cat = NULL;
+    cr_assert_eq(acache__catalog_open(&cat, uri), ACACHE_OK, "%s", acache_last_error());
+
+    const char *v[] = {"11111111-1111-4111-8111-111111111111"};
+    size_t rows = 0;
+    cr_assert_eq(cat->users(cat, ACACHE_BY_ID, v, 1, nop_user, &rows), 0);
+
+    acache_test_pg_instance_stop(&inst);
+    int rc = cat->users(cat, ACACHE_BY_ID, v, 1, nop_user, &rows);
+    cr_assert_eq(rc, ACACHE_ECATALOG);
+    cr_assert(strstr(acache_last_error(), "postgresql"), "%s", acache_last_error());
+    /* Still down: the reconnect attempt fails cleanly too. */
+    acache_usage_filter f = {.since = 0};
+    size_t n = 0;
+    cr_assert_eq(cat->usage_scan(cat, &f, usage_count, &n), ACACHE_ECATALOG);
+    void *res = NULL;
+    cr_assert_eq(acache__pg_query(cat, "SELECT 1", 0, NULL, &res), ACACHE_ECATALOG);
+
+    acache_test_pg_instance_start(&inst);
+    rows = 0;
+    rc = cat->users(cat, ACACHE_BY_ID, v, 1, nop_user, &rows);
+    cr_assert_eq(rc, ACACHE_OK, "after restart: %s", acache_last_error());
+    cr_assert_eq(rows, 1);
+    n = 0;
+    cr_assert_eq(cat->usage_scan(cat, &f, usage_count, &n), ACACHE_OK, "%s",
+                 acache_last_error());
+    cr_assert_eq(n, 8);
+
+    /* Restarted while idle: the stale connection fails at most one call. */
+    acache_test_pg_instance_stop(&inst);
+    acache_test_pg_instance_start(&inst);
+    rc = cat->users(cat, ACACHE_BY_ID, v, 1, nop_user, &rows);
+    if (rc != ACACHE_OK) {
+        cr_assert_eq(rc, ACACHE_ECATALOG);
+        cr_assert(strstr(acache_last_error(), "connection lost"), "%s",
+                  acache_last_error());
+        rc = cat->users(cat, ACACHE_BY_ID, v, 1, nop_user, &rows);
+    }
+    cr_assert_eq(rc, ACACHE_OK, "%s", acache_last_error());
+
+    cat->free(cat);
+    acache_test_pg_drop_db(uri);
+    acache_test_pg_instance_destroy(&inst);
+}
+
+typedef struct scan_state {
+    size_t n;
+    double last;
+    int ordered;
+    size_t stop_at;
+} scan_state;
+
+static int scan_cb(const acache_cat_usage *u, void *p)
+{
+    scan_state *s = p;
+    if (s->n && u->created_at < s->last)
+        s->ordered = 0;
+    s->last = u->created_at;
+    s->n++;
+    return s->stop_at && s->n >= s->stop_at ? 1 : 0;
+}
+
+Test(catalog_postgres, usage_scan_streams_many_rows, .init = setup, .fini = teardown,
+     .timeout = 120)
+{
+    acache_test_pg_exec(g_uri,
+                        "INSERT INTO usage (id, user_id, api_key_id, model, status, "
+                        "created_at) SELECT 'g-' || i, "
+                        "'11111111-1111-4111-8111-111111111111', NULL, 'm', "
+                        "CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'completed' END, "
+                        "timestamptz '2025-03-01 00:00:00+00' + i * interval '1 ms' "
+                        "FROM generate_series(1, 200000) AS i");
+    acache_usage_filter f = {.since = 1740787200.0, .since_inclusive = 1}; /* 2025-03-01 */
+    scan_state s = {.ordered = 1};
+    unsigned long before = acache__pg_statement_count(g_cat);
+    cr_assert_eq(g_cat->usage_scan(g_cat, &f, scan_cb, &s), 0, "%s", acache_last_error());
+    cr_assert_eq(acache__pg_statement_count(g_cat) - before, 1);
+    cr_assert_eq(s.n, 180000);
+    cr_assert(s.ordered);
+
+    /* Stopping early cancels the rest instead of reading 200k rows. */
+    scan_state s2 = {.ordered = 1, .stop_at = 10};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(g_cat->usage_scan(g_cat, &f, scan_cb, &s2), 1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_assert_eq(s2.n, 10);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    cr_assert_lt(secs, 5.0);
+    size_t rows = 0;
+    const char *v[] = {"11111111-1111-4111-8111-111111111111"};
+    cr_assert_eq(g_cat->users(g_cat, ACACHE_BY_ID, v, 1, nop_user, &rows), 0);
+    cr_assert_eq(rows, 1);
+}
+
+static void *hammer(void *arg)
+{
+    acache_catalog *cat = arg;
+    const char *v[] = {"11111111-1111-4111-8111-111111111111",
+                       "22222222-2222-4222-8222-222222222222"};
+    for (int i = 0; i < 100; i++) {
+        size_t rows = 0;
+        if (cat->users(cat, ACACHE_BY_ID, v, 2, nop_user, &rows) != 0 || rows != 2)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+Test(catalog_postgres, concurrent_lookups, .init = setup, .fini = teardown)
+{
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, hammer, g_cat), 0);
+    for (int i = 0; i < 8; i++) {
+        void *res;
+        pthread_join(th[i], &res);
+        cr_assert_null(res);
+    }
+}

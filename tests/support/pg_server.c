@@ -1,0 +1,310 @@
+/* Test support: databases on the private PostgreSQL (see pg_server.h). */
+#include "pg_server.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *acache_test_pg_base_uri(void)
+{
+    const char *uri = getenv("ACACHE_TEST_PG_URI");
+    if (!uri || !*uri)
+        cr_assert_fail("ACACHE_TEST_PG_URI is not set: run the integration tests through "
+                       "tests/support/with-postgres.sh (ctest -L integration does)");
+    return uri;
+}
+
+static PGconn *connect_or_fail(const char *uri)
+{
+    PGconn *c = PQconnectdb(uri);
+    if (PQstatus(c) != CONNECTION_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
+        PQfinish(c);
+        cr_assert_fail("connect %s: %s", uri, msg);
+    }
+    return c;
+}
+
+static void exec_on(PGconn *c, const char *sql, int n, const char *const *params)
+{
+    PGresult *r = n ? PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+        PQclear(r);
+        PQfinish(c);
+        cr_assert_fail("SQL failed: %s\n-- %.300s", msg, sql);
+    }
+    PQclear(r);
+}
+
+void acache_test_pg_exec(const char *uri, const char *sql)
+{
+    PGconn *c = connect_or_fail(uri);
+    exec_on(c, sql, 0, NULL);
+    PQfinish(c);
+}
+
+void acache_test_pg_execp(const char *uri, const char *sql, int nparams,
+                          const char *const *params)
+{
+    PGconn *c = connect_or_fail(uri);
+    exec_on(c, sql, nparams, params);
+    PQfinish(c);
+}
+
+/* "postgresql://...:PORT/db" -> newly allocated "postgresql://...:PORT/<db>". */
+static char *with_db(const char *uri, const char *db)
+{
+    const char *slash = strrchr(uri, '/');
+    cr_assert(slash && slash > uri + strlen("postgresql://") - 1, "bad URI %s", uri);
+    size_t len = (size_t)(slash - uri) + 1 + strlen(db) + 1;
+    char *out = malloc(len);
+    cr_assert(out);
+    snprintf(out, len, "%.*s/%s", (int)(slash - uri), uri, db);
+    return out;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    cr_assert(buf);
+    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+char *acache_test_pg_new_db(const char *base_uri)
+{
+    if (!base_uri)
+        base_uri = acache_test_pg_base_uri();
+    unsigned char rnd[8];
+    int fd = open("/dev/urandom", O_RDONLY);
+    cr_assert(fd >= 0 && read(fd, rnd, sizeof rnd) == (ssize_t)sizeof rnd);
+    close(fd);
+    char name[32] = "t_";
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(name + 2 + 2 * i, 3, "%02x", rnd[i]);
+
+    char sql[64];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    acache_test_pg_exec(base_uri, sql);
+
+    char *uri = with_db(base_uri, name);
+    char *fixture = read_file(ACACHE_SOURCE_DIR "/tests/support/aether_fixture.sql");
+    acache_test_pg_exec(uri, fixture);
+    free(fixture);
+    return uri;
+}
+
+void acache_test_pg_drop_db(char *uri)
+{
+    if (!uri)
+        return;
+    const char *db = strrchr(uri, '/') + 1;
+    char *admin = with_db(uri, "postgres");
+    char sql[96];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+    acache_test_pg_exec(admin, sql);
+    free(admin);
+    free(uri);
+}
+
+/* ---- seeding from a catalog JSON file ---- */
+
+typedef struct seed_table {
+    const char *name;
+    const char *const *cols;
+} seed_table;
+
+static const char *const users_cols[] = {"id", "username", "email", "is_active", "is_deleted",
+                                         NULL};
+static const char *const keys_cols[] = {"id",          "user_id",   "name", "key_encrypted",
+                                        "is_standalone", "is_active", NULL};
+static const char *const prov_cols[] = {"id", "name", "display_name", "is_active", NULL};
+static const char *const ep_cols[] = {"id", "provider_id", "api_format", "base_url",
+                                      "is_active", NULL};
+static const char *const pk_cols[] = {"id",      "endpoint_id",     "name",
+                                      "api_key", "rate_multiplier", "cache_ttl_minutes",
+                                      "is_active", NULL};
+static const char *const gm_cols[] = {"id", "name", "display_name", "is_active", NULL};
+static const char *const model_cols[] = {"id",
+                                         "provider_id",
+                                         "global_model_id",
+                                         "provider_model_name",
+                                         "provider_model_mappings",
+                                         "is_active",
+                                         NULL};
+static const char *const usage_cols[] = {"id",
+                                         "user_id",
+                                         "api_key_id",
+                                         "model",
+                                         "status",
+                                         "input_tokens",
+                                         "cache_creation_input_tokens",
+                                         "cache_read_input_tokens",
+                                         "cache_creation_cost_usd",
+                                         "cache_read_cost_usd",
+                                         "created_at",
+                                         NULL};
+
+static const seed_table seed_tables[] = {
+    {"users", users_cols},
+    {"api_keys", keys_cols},
+    {"providers", prov_cols},
+    {"provider_endpoints", ep_cols},
+    {"provider_api_keys", pk_cols},
+    {"global_models", gm_cols},
+    {"models", model_cols},
+    {"usage", usage_cols},
+};
+
+static void format_ts_us(char *buf, size_t size, long long us)
+{
+    long long secs = us / 1000000, frac = us % 1000000;
+    if (frac < 0) {
+        frac += 1000000;
+        secs--;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(buf, size, "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+}
+
+/* Text form of a JSON value for a parameter; NULL for JSON null. Returns a
+ * malloc'd string (or NULL). */
+static char *param_text(const char *col, json_t *v)
+{
+    char buf[64];
+    if (json_is_null(v))
+        return NULL;
+    if (strcmp(col, "provider_model_mappings") == 0)
+        return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (strcmp(col, "created_at") == 0 && json_is_number(v)) {
+        format_ts_us(buf, sizeof buf, llround(json_number_value(v) * 1e6));
+        return strdup(buf);
+    }
+    if (json_is_string(v))
+        return strdup(json_string_value(v));
+    if (json_is_boolean(v))
+        return strdup(json_is_true(v) ? "true" : "false");
+    if (json_is_integer(v)) {
+        snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
+        return strdup(buf);
+    }
+    if (json_is_real(v)) {
+        snprintf(buf, sizeof buf, "%.17g", json_real_value(v));
+        return strdup(buf);
+    }
+    cr_assert_fail("seed: column %s has an unsupported JSON type", col);
+    return NULL;
+}
+
+void acache_test_pg_seed_json(const char *uri, const char *json_path)
+{
+    json_error_t err;
+    json_t *root = json_load_file(json_path, 0, &err);
+    cr_assert(root, "seed %s: line %d: %s", json_path, err.line, err.text);
+    PGconn *c = connect_or_fail(uri);
+    exec_on(c, "BEGIN", 0, NULL);
+    for (size_t t = 0; t < sizeof seed_tables / sizeof seed_tables[0]; t++) {
+        json_t *rows = json_object_get(root, seed_tables[t].name), *row;
+        size_t i;
+        json_array_foreach(rows, i, row)
+        {
+            char cols[1024] = "", vals[512] = "";
+            char *params[16] = {0};
+            int n = 0;
+            for (const char *const *col = seed_tables[t].cols; *col; col++) {
+                json_t *v = json_object_get(row, *col);
+                if (!v)
+                    continue; /* omitted: the column default applies */
+                params[n] = param_text(*col, v);
+                n++;
+                size_t cl = strlen(cols), vl = strlen(vals);
+                snprintf(cols + cl, sizeof cols - cl, "%s%s", n > 1 ? ", " : "", *col);
+                snprintf(vals + vl, sizeof vals - vl, "%s$%d", n > 1 ? ", " : "", n);
+            }
+            char sql[2048];
+            snprintf(sql, sizeof sql, "INSERT INTO %s (%s) VALUES (%s)", seed_tables[t].name,
+                     cols, vals);
+            exec_on(c, sql, n, (const char *const *)params);
+            for (int k = 0; k < n; k++)
+                free(params[k]);
+        }
+    }
+    exec_on(c, "COMMIT", 0, NULL);
+    PQfinish(c);
+    json_decref(root);
+}
+
+/* ---- private instances ---- */
+
+static const char *instance_script(void)
+{
+    const char *s = getenv("ACACHE_TEST_PG_INSTANCE");
+    return s && *s ? s : ACACHE_SOURCE_DIR "/tests/support/pg-instance.sh";
+}
+
+static void run_script(const char *verb, const char *dir)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "'%s' %s '%s'", instance_script(), verb, dir);
+    int rc = system(cmd);
+    cr_assert_eq(rc, 0, "%s failed (%d)", cmd, rc);
+}
+
+void acache_test_pg_instance_create(acache_test_pg_instance *inst)
+{
+    memset(inst, 0, sizeof *inst);
+    /* Nest it in the shared server's directory when there is one, so
+     * with-postgres.sh's cleanup also stops it if this test crashes. */
+    const char *parent = getenv("ACACHE_TEST_PG_DIR");
+    char cmd[1200];
+    if (parent && *parent)
+        snprintf(cmd, sizeof cmd, "TMPDIR='%s' '%s' create", parent, instance_script());
+    else
+        snprintf(cmd, sizeof cmd, "'%s' create", instance_script());
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "popen %s", cmd);
+    int got = fscanf(p, "%511s %d", inst->dir, &inst->port);
+    int rc = pclose(p);
+    cr_assert(got == 2 && rc == 0, "%s failed (rc %d)", cmd, rc);
+    snprintf(inst->uri, sizeof inst->uri, "postgresql://postgres@127.0.0.1:%d/postgres",
+             inst->port);
+}
+
+void acache_test_pg_instance_stop(const acache_test_pg_instance *inst)
+{
+    run_script("stop", inst->dir);
+}
+
+void acache_test_pg_instance_start(const acache_test_pg_instance *inst)
+{
+    run_script("start", inst->dir);
+}
+
+void acache_test_pg_instance_destroy(acache_test_pg_instance *inst)
+{
+    if (!inst->dir[0])
+        return;
+    run_script("destroy", inst->dir);
+    inst->dir[0] = '\0';
+}
