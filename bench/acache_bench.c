@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
 #include "aether_cache/aether_cache.h"
+#include "aether_cache/sys/store.h"
 #include "bench.h"
 
 typedef struct bench_opts {
@@ -129,18 +131,34 @@ static int count_cb(const acache_affinity *a, void *payload)
     return 0;
 }
 
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void parse_sink(const acache_record *rec, void *payload)
+{
+    (void)rec;
+    (void)payload;
+}
+
 static void fig_list(acache *c, redisContext *r, const bench_data *d, int runs)
 {
-    double t_lib[16], t_each[16], t_floor[16];
+    double t_lib[16], t_each[16], t_floor[16], c_lib[16], c_floor[16];
     size_t got = 0, each = 0;
     long raw = 0;
     for (int k = 0; k < runs; k++) {
         uint64_t bytes;
+        double c0 = cpu_now();
         double t0 = bench_now();
         raw = raw_scan_mget(r, &bytes);
         t_floor[k] = bench_now() - t0;
+        c_floor[k] = cpu_now() - c0;
 
         acache_affinity_list *l = NULL;
+        c0 = cpu_now();
         t0 = bench_now();
         int rc = acache_affinity_list_fetch(&l, c, NULL);
         if (rc)
@@ -148,6 +166,7 @@ static void fig_list(acache *c, redisContext *r, const bench_data *d, int runs)
         got = acache_affinity_list_count(l);
         acache_affinity_list_free(l);
         t_lib[k] = bench_now() - t0;
+        c_lib[k] = cpu_now() - c0;
 
         each = 0;
         t0 = bench_now();
@@ -162,12 +181,32 @@ static void fig_list(acache *c, redisContext *r, const bench_data *d, int runs)
     double ea = bench_median(t_each, runs);
     report_line("list_all (list_fetch)", lib, "s", fl, 1.5, NULL);
     report_line("list_all (foreach)", ea, "s", fl, 1.5, NULL);
+    double cl = bench_median(c_lib, runs), cf = bench_median(c_floor, runs);
+    printf("%-22s %12.3f s   floor %.3f s  (CPU time of this process only; the rest of the "
+           "wall time is redis-server and the network)\n",
+           "  client CPU", cl, cf);
+    result_num("list_client_cpu_s", cl);
+    result_num("list_floor_client_cpu_s", cf);
     result_num("list_all_s", lib);
     result_num("list_floor_s", fl);
     result_num("list_ratio", lib / fl);
     result_num("list_foreach_s", ea);
     result_num("list_foreach_ratio", ea / fl);
     result_int("list_count", (long long)got);
+
+    /* Where a listing's client time goes: parsing one value (jansson) and
+     * building one record object, per pin. */
+    char key[160], val[512];
+    size_t kl, vl = bench_pin(d, 1, key, sizeof key, &kl, val, sizeof val);
+    long iters = 100000;
+    double t0 = bench_now();
+    for (long i = 0; i < iters; i++)
+        if (acache_record_parse(val, vl, parse_sink, NULL))
+            die("acache_record_parse", ACACHE_ERROR);
+    double parse_ns = (bench_now() - t0) / (double)iters * 1e9;
+    printf("%-22s %11.1f ns   per value (acache_record_parse, jansson); x %zu pins = %.3f s\n",
+           "  parse one value", parse_ns, d->n, parse_ns * (double)d->n * 1e-9);
+    result_num("parse_value_ns", parse_ns);
 }
 
 /* ---- memory while listing ---- */
@@ -780,6 +819,7 @@ int main(int argc, char **argv)
            acache_version(), o.n, srv.uri, srv.pid ? "private" : "given", o.runs,
            o.rt_iters, o.local_iters);
 
+    result_int("n", (long long)o.n);
     print_loadavg("start");
     bench_data d;
     bench_data_init(&d, o.n);
@@ -796,7 +836,6 @@ int main(int argc, char **argv)
            "keys; %zu on the target provider) in %.2f s; values %.1f MB\n",
            o.n, o.n < 30000 ? o.n : (size_t)30000, d.n_models, d.target_pins, load_s,
            (double)d.value_bytes / 1e6);
-    result_int("n", (long long)o.n);
     result_num("load_s", load_s);
 
     acache *c_l1 = open_handle(srv.uri, 1);
@@ -817,9 +856,9 @@ int main(int argc, char **argv)
         fig_clear(c_nol1, r, &d, o.n > 200000 ? 1 : 3);
 
     if (o.pg)
-        printf("--pg: not available in this build (see bench/README.md)\n");
+        bench_pg_listing(srv.uri, &d, o.runs);
     if (o.mapping)
-        printf("--mapping: not available in this build (see bench/README.md)\n");
+        bench_mapping(srv.uri, r, o.runs);
 
     acache_close(c_l1);
     acache_close(c_nol1);

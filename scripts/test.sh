@@ -10,6 +10,7 @@ cmake --build build-asan -j"$jobs"
 cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build-rel -j"$jobs"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 status=0
 ctest --test-dir build-asan --output-on-failure --timeout 900 || status=1
 ctest --test-dir build-rel --output-on-failure --timeout 900 -E '^(unit|integration)$' || status=1

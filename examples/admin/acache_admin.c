@@ -647,10 +647,14 @@ static MHD_Result_t handler(void *cls, struct MHD_Connection *conn, const char *
     if (*upload_data_size) {
         rq->body_bytes += *upload_data_size;
         *upload_data_size = 0;
-        /* A chunked body with no length announced: too late for a clean 413
-         * in MHD (responses may only be queued before or after the body),
-         * so close the connection. */
-        return rq->body_bytes > MAX_BODY_BYTES ? MHD_NO : MHD_YES;
+        /* A chunked body with no length announced: MHD 0.9.x cannot queue a
+         * response mid-upload, so refuse by closing the connection (logged
+         * as 413 with no bytes sent). */
+        if (rq->body_bytes > MAX_BODY_BYTES) {
+            access_log(conn, rq, method, 413, 0);
+            return MHD_NO;
+        }
+        return MHD_YES;
     }
     return dispatch(srv, conn, rq, method);
 }

@@ -230,7 +230,17 @@ def check_limits(s):
     st, _, data = s.request("POST", MON + "/stats", body=b"x" * (70 * 1024))
     assert st == 413, st
     assert "detail" in json.loads(data)
-    # A small body on a GET is read and ignored.
+    # Chunked body over 64 KiB (no length announced): refused mid-upload.
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+    try:
+        conn.request("POST", MON + "/stats", body=iter([b"x" * 8192] * 10), encode_chunked=True,
+                     headers={"Authorization": ("Bearer " + s.token).encode()})
+        assert conn.getresponse().status == 413
+    except (ConnectionError, http.client.HTTPException, OSError):
+        pass  # connection closed: refused
+    finally:
+        conn.close()
+    # A small body is read and ignored.
     assert s.request("DELETE", MON + "/providers/p-none", body=b"{}")[0] == 200
     # Over-long URL and header: refused by the connection memory limit.
     for kind in ("url", "header"):

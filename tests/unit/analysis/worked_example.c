@@ -165,7 +165,7 @@ Test(analysis_worked, timeline_multi_user)
     cr_assert_str_eq(acache_timeline_user_name(t, 5), "erin");
     cr_assert_eq(acache_timeline_model_count(t), 3);
     cr_assert_str_eq(acache_timeline_model_at(t, 0), "claude-haiku-4");
-    cr_assert_str_eq(acache_timeline_point_x(t, 0), "2027-01-15T00:30:00+00:00");
+    cr_assert_str_eq(acache_timeline_point_x(t, 0), "2027-01-14T23:30:00+00:00");
     acache_timeline_free(t);
     done(c);
 }

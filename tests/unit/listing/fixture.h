@@ -28,6 +28,8 @@
 #define PLAIN_PK2 "short"
 
 static char lf_path[256];
+/* When set (PostgreSQL tests), the catalog URI used instead of lf_path. */
+static const char *lf_catalog_uri;
 
 static inline char *lf_encrypt(const char *key, const char *plain)
 {
@@ -181,7 +183,8 @@ static inline acache *lf_open(int with_catalog, const char *enc_key, lf_proxy **
     if (proxy_out) {
         lf_proxy *p = calloc(1, sizeof *p);
         cr_assert_not_null(p);
-        cr_assert_eq(acache__catalog_open(&p->inner, lf_path), ACACHE_OK, "%s",
+        cr_assert_eq(acache__catalog_open(&p->inner, lf_catalog_uri ? lf_catalog_uri : lf_path),
+                     ACACHE_OK, "%s",
                      acache_last_error());
         p->parent.version = ACACHE_CATALOG_VERSION;
         p->parent.scheme = "proxy";
@@ -198,7 +201,7 @@ static inline acache *lf_open(int with_catalog, const char *enc_key, lf_proxy **
                      acache_last_error());
         *proxy_out = p;
     } else {
-        o.catalog_uri = with_catalog ? lf_path : NULL;
+        o.catalog_uri = with_catalog ? (lf_catalog_uri ? lf_catalog_uri : lf_path) : NULL;
         cr_assert_eq(acache_open(&c, &o), ACACHE_OK, "%s", acache_last_error());
     }
     return c;
