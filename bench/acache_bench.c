@@ -26,6 +26,7 @@ typedef struct bench_opts {
     long local_iters;      /* iterations of in-process ops */
     int pg, mapping;
     const char *only; /* NULL: every figure */
+    size_t pg_pages;  /* 0: all */
 } bench_opts;
 
 static void die(const char *what, int rc)
@@ -66,11 +67,11 @@ static redisReply *cmd(redisContext *r, const char *fmt, ...)
 /* The floor: what any listing must at least do. SCAN pages, each followed by
  * an MGET of its keys, the MGET of page k pipelined with the SCAN of page
  * k+1 (one round trip per page), no parsing. Returns values seen. */
-static long raw_scan_mget(redisContext *r, uint64_t *bytes)
+long raw_scan_mget(redisContext *r, const char *pattern, uint64_t *bytes)
 {
     static const char **argv_mget;
     static size_t *lens_mget, cap;
-    const char *scan_argv[] = {"SCAN", "0", "MATCH", "cache_affinity:*", "COUNT", "1000"};
+    const char *scan_argv[] = {"SCAN", "0", "MATCH", pattern, "COUNT", "1000"};
     long n = 0;
     *bytes = 0;
     redisReply *page = NULL, *next = NULL, *vals = NULL;
@@ -153,7 +154,7 @@ static void fig_list(acache *c, redisContext *r, const bench_data *d, int runs)
         uint64_t bytes;
         double c0 = cpu_now();
         double t0 = bench_now();
-        raw = raw_scan_mget(r, &bytes);
+        raw = raw_scan_mget(r, "cache_affinity:*", &bytes);
         t_floor[k] = bench_now() - t0;
         c_floor[k] = cpu_now() - c0;
 
@@ -760,8 +761,12 @@ static void usage(void)
             "  --runs R         runs per figure, median reported (default 5; 3 for N > 200k)\n"
             "  --rt-iters N     iterations of round-trip ops (default 20000)\n"
             "  --local-iters N  iterations of in-process ops (default 200000)\n"
-            "  --only FIG       one of list, memory, point, local, invalidate, clear\n"
-            "                   (for profiling with perf)\n");
+            "  --only FIG       one of list, memory, point, local, invalidate, clear, none\n"
+            "                   (for profiling with perf)\n"
+            "  --pg             enriched listing figures (issue 3): PostgreSQL from\n"
+            "                   $ACACHE_TEST_PG_URI (run under tests/support/with-postgres.sh)\n"
+            "  --pg-pages K     measure only the first K pages of 1000 (default: all)\n"
+            "  --mapping        model-mapping stats and TTL analysis figures (issue 4)\n");
 }
 
 int main(int argc, char **argv)
@@ -787,6 +792,9 @@ int main(int argc, char **argv)
             i++;
         } else if (strcmp(a, "--only") == 0 && v) {
             o.only = v;
+            i++;
+        } else if (strcmp(a, "--pg-pages") == 0 && v) {
+            o.pg_pages = (size_t)strtoull(v, NULL, 10);
             i++;
         } else if (strcmp(a, "--pg") == 0) {
             o.pg = 1;
@@ -856,7 +864,7 @@ int main(int argc, char **argv)
         fig_clear(c_nol1, r, &d, o.n > 200000 ? 1 : 3);
 
     if (o.pg)
-        bench_pg_listing(srv.uri, &d, o.runs);
+        bench_pg_listing(srv.uri, &d, o.runs, o.pg_pages);
     if (o.mapping)
         bench_mapping(srv.uri, r, o.runs);
 

@@ -59,10 +59,16 @@ long bench_load(redisContext *c, const bench_data *d, size_t every);
 /* Pipelined SCAN + UNLINK of cache_affinity:* (setup only). Returns count or -1. */
 long bench_raw_clear(redisContext *c);
 
+/* Pipelined SCAN MATCH pattern COUNT 1000 + MGET per page, no parsing (the
+ * floor of any listing). Returns values seen, their bytes in *bytes; -1 on error. */
+long raw_scan_mget(redisContext *r, const char *pattern, uint64_t *bytes);
+
 /* ---- optional PostgreSQL sections (bench_pg.c) ---- */
 struct acache;
-/* Enriched listing vs unenriched (issue 3). `redis_uri` holds the N pins. */
-void bench_pg_listing(const char *redis_uri, const bench_data *d, int runs);
+/* Enriched listing vs unenriched (issue 3). `redis_uri` holds the N pins;
+ * max_pages 0 = every page of 1000. */
+void bench_pg_listing(const char *redis_uri, const bench_data *d, int runs,
+                      size_t max_pages);
 /* Model-mapping stats and TTL analysis (issue 4). */
 void bench_mapping(const char *redis_uri, redisContext *r, int runs);
 

@@ -28,6 +28,7 @@
 #include <sodium.h>
 
 #include <aether_cache/aether_cache.h>
+#include <jansson.h>
 
 #if MHD_VERSION < 0x00097002
 typedef int MHD_Result_t;
@@ -777,7 +778,44 @@ static void usage(FILE *to)
             "  --port-file PATH            write the bound port to PATH once listening\n"
             "  --token-file PATH           admin bearer token (or $ACACHE_ADMIN_TOKEN)\n"
             "  --insecure-no-auth          serve without a token (local testing only)\n"
-            "  --threads N                 worker threads (default 4)\n");
+            "  --threads N                 worker threads (default 4)\n"
+            "  --replay FILE               record JSON-lines traffic (acache-replay format)\n"
+            "                              before serving: fills a memory:// store\n");
+}
+
+/* Touch every pin of an acache-replay file, so a memory:// server has data. */
+static int replay_file(acache *c, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "acache-admin: --replay %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    unsigned long n = 0, bad = 0;
+    while (getline(&line, &cap, f) > 0) {
+        json_t *o = json_loads(line, 0, NULL);
+        json_t *ttl = json_object_get(o, "ttl");
+        int rc = acache_affinity_set(
+            NULL, c, json_string_value(json_object_get(o, "affinity_key")),
+            json_string_value(json_object_get(o, "api_format")),
+            json_string_value(json_object_get(o, "model")),
+            json_string_value(json_object_get(o, "provider_id")),
+            json_string_value(json_object_get(o, "endpoint_id")),
+            json_string_value(json_object_get(o, "key_id")), 1,
+            json_is_integer(ttl) && json_integer_value(ttl) > 0 ? (uint32_t)json_integer_value(ttl)
+                                                                 : 0);
+        if (rc == ACACHE_OK)
+            n++;
+        else if (bad++ < 3)
+            fprintf(stderr, "acache-admin: --replay: %s\n", acache_last_error());
+        json_decref(o);
+    }
+    free(line);
+    fclose(f);
+    fprintf(stderr, "acache-admin: replayed %lu requests (%lu rejected)\n", n, bad);
+    return 0;
 }
 
 static int write_port_file(const char *path, unsigned port)
@@ -799,7 +837,7 @@ static int write_port_file(const char *path, unsigned port)
 int main(int argc, char **argv)
 {
     const char *store = getenv("ACACHE_STORE");
-    const char *catalog = NULL, *key_file = NULL, *token_file = NULL, *port_file = NULL;
+    const char *catalog = NULL, *key_file = NULL, *token_file = NULL, *port_file = NULL, *replay = NULL;
     const char *listen_spec = "127.0.0.1:8084";
     int insecure = 0;
     long threads = 4;
@@ -809,6 +847,7 @@ int main(int argc, char **argv)
         {"encryption-key-file", required_argument, NULL, 'k'},
         {"listen", required_argument, NULL, 'l'},
         {"port-file", required_argument, NULL, 'p'},
+        {"replay", required_argument, NULL, 'R'},
         {"token-file", required_argument, NULL, 't'},
         {"insecure-no-auth", no_argument, NULL, 'I'},
         {"threads", required_argument, NULL, 'T'},
@@ -823,6 +862,7 @@ int main(int argc, char **argv)
         case 'k': key_file = optarg; break;
         case 'l': listen_spec = optarg; break;
         case 'p': port_file = optarg; break;
+        case 'R': replay = optarg; break;
         case 't': token_file = optarg; break;
         case 'I': insecure = 1; break;
         case 'T':
@@ -894,6 +934,11 @@ int main(int argc, char **argv)
     if (rc != ACACHE_OK) {
         fprintf(stderr, "acache-admin: open: %s: %s\n", acache_strerror(rc),
                 acache_last_error());
+        return 1;
+    }
+
+    if (replay && replay_file(srv.cache, replay) != 0) {
+        acache_close(srv.cache);
         return 1;
     }
 

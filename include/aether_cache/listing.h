@@ -3,11 +3,11 @@
 #ifndef ACACHE_LISTING_H
 #define ACACHE_LISTING_H
 
-#include <stddef.h>
-#include <stdint.h>
-#include "common.h"
 #include "buffer.h"
 #include "cache.h"
+#include "common.h"
+#include <stddef.h>
+#include <stdint.h>
 
 ACACHE_BEGIN_DECL
 
@@ -20,7 +20,10 @@ typedef struct acache_list_query {
 } acache_list_query;
 
 #define ACACHE_LIST_QUERY_VERSION 1
-#define ACACHE_LIST_QUERY_INIT {.version = ACACHE_LIST_QUERY_VERSION, .limit = 100, .offset = 0}
+#define ACACHE_LIST_QUERY_INIT                                                           \
+    {                                                                                    \
+        .version = ACACHE_LIST_QUERY_VERSION, .limit = 100, .offset = 0                  \
+    }
 
 /** One page of the enriched listing; opaque, read through the getters. */
 typedef struct acache_listing acache_listing;
@@ -68,10 +71,12 @@ ACACHE_EXTERN void acache_listing_free(acache_listing *l);
 /* Item getters (admin-api.md item table). Strings are borrowed from the
  * listing and are NULL where the JSON field is null. */
 ACACHE_EXTERN const char *acache_listing_item_affinity_key(const acache_listing_item *it);
-ACACHE_EXTERN const char *acache_listing_item_user_api_key_name(const acache_listing_item *it);
+ACACHE_EXTERN const char *
+acache_listing_item_user_api_key_name(const acache_listing_item *it);
 /** api_keys.key_encrypted decrypted and masked (crypto.md); NULL when absent or
  *  undecryptable, or when no encryption key is configured. */
-ACACHE_EXTERN const char *acache_listing_item_user_api_key_prefix(const acache_listing_item *it);
+ACACHE_EXTERN const char *
+acache_listing_item_user_api_key_prefix(const acache_listing_item *it);
 /** api_keys.is_standalone; 0 when the key is unknown. */
 ACACHE_EXTERN int acache_listing_item_is_standalone(const acache_listing_item *it);
 ACACHE_EXTERN const char *acache_listing_item_user_id(const acache_listing_item *it);
@@ -79,9 +84,11 @@ ACACHE_EXTERN const char *acache_listing_item_username(const acache_listing_item
 ACACHE_EXTERN const char *acache_listing_item_email(const acache_listing_item *it);
 ACACHE_EXTERN const char *acache_listing_item_provider_id(const acache_listing_item *it);
 /** providers.display_name. */
-ACACHE_EXTERN const char *acache_listing_item_provider_name(const acache_listing_item *it);
+ACACHE_EXTERN const char *
+acache_listing_item_provider_name(const acache_listing_item *it);
 ACACHE_EXTERN const char *acache_listing_item_endpoint_id(const acache_listing_item *it);
-ACACHE_EXTERN const char *acache_listing_item_endpoint_api_format(const acache_listing_item *it);
+ACACHE_EXTERN const char *
+acache_listing_item_endpoint_api_format(const acache_listing_item *it);
 /** provider_endpoints.base_url. */
 ACACHE_EXTERN const char *acache_listing_item_endpoint_url(const acache_listing_item *it);
 ACACHE_EXTERN const char *acache_listing_item_key_id(const acache_listing_item *it);
@@ -91,11 +98,13 @@ ACACHE_EXTERN const char *acache_listing_item_key_prefix(const acache_listing_it
 /** provider_api_keys.rate_multiplier; 1.0 when the key is unknown. */
 ACACHE_EXTERN double acache_listing_item_rate_multiplier(const acache_listing_item *it);
 /** The record's model_name, raw. */
-ACACHE_EXTERN const char *acache_listing_item_global_model_id(const acache_listing_item *it);
+ACACHE_EXTERN const char *
+acache_listing_item_global_model_id(const acache_listing_item *it);
 /** global_models.name when the record's model_name is a known GlobalModel id,
  *  else the raw value. */
 ACACHE_EXTERN const char *acache_listing_item_model_name(const acache_listing_item *it);
-ACACHE_EXTERN const char *acache_listing_item_model_display_name(const acache_listing_item *it);
+ACACHE_EXTERN const char *
+acache_listing_item_model_display_name(const acache_listing_item *it);
 ACACHE_EXTERN const char *acache_listing_item_api_format(const acache_listing_item *it);
 ACACHE_EXTERN double acache_listing_item_created_at(const acache_listing_item *it);
 ACACHE_EXTERN double acache_listing_item_expire_at(const acache_listing_item *it);

@@ -59,6 +59,13 @@ static const char *trim_msg(const char *m, char *buf, size_t size)
     return buf;
 }
 
+/* libpq prints NOTICEs to stderr by default; a library must not. */
+static void ignore_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 static PGconn *pg_connect(const char *uri)
 {
     /* Keywords are applied in order, so anything set in the URI (including
@@ -66,7 +73,10 @@ static PGconn *pg_connect(const char *uri)
     const char *const keys[] = {"connect_timeout", "client_encoding", "application_name",
                                 "dbname", NULL};
     const char *const vals[] = {"5", "UTF8", "libaethercache", uri, NULL};
-    return PQconnectdbParams(keys, vals, 1);
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    if (conn)
+        PQsetNoticeProcessor(conn, ignore_notice, NULL);
+    return conn;
 }
 
 static int conn_error(PGconn *conn, const char *what)

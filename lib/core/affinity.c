@@ -17,16 +17,16 @@ static void build_cb(const acache_record *rec, void *payload)
     b->out = acache__affinity_from_record(rec, b->key, strlen(b->key));
 }
 
-static void drop_expired(acache *c, const char *key, double expire_at)
+static void drop_expired(acache *c, const acache_affinity *a, const char *key)
 {
-    /* Delete only if it is still the same expired pin: a concurrent touch may
-     * have refreshed it in between, and that pin must survive. */
-    (void)expire_at;
+    /* Compare-and-delete on the expired pin's own provider/endpoint/key, so a
+     * concurrent touch that switched it survives. (A refresh of the same pin
+     * racing here is lost: it would itself have seen an expired pin.) */
     const char *keys[1] = {key};
     size_t n = 0;
-    acache_record rec;
-    (void)rec;
-    c->store->affinity_delete_if(c->store, keys, 1, NULL, &n);
+    acache_match m = {acache_affinity_provider_id(a), acache_affinity_endpoint_id(a),
+                      acache_affinity_key_id(a)};
+    c->store->affinity_delete_if(c->store, keys, 1, &m, &n);
 }
 
 int acache_affinity_get(acache_affinity **out, acache *c, const char *affinity_key,
@@ -47,6 +47,7 @@ int acache_affinity_get(acache_affinity **out, acache *c, const char *affinity_k
         a = NULL;
     }
     if (!a) {
+        uint64_t epoch = c->l1 ? acache__l1_epoch(c->l1, key) : 0;
         build_ctx b = {key, NULL};
         rc = c->store->affinity_get(c->store, key, build_cb, &b);
         if (rc == ACACHE_OK && !b.out)
@@ -57,7 +58,7 @@ int acache_affinity_get(acache_affinity **out, acache *c, const char *affinity_k
             rc = ACACHE_ENOTFOUND;
         }
         if (rc == ACACHE_OK && acache_affinity_expire_at(b.out) <= now) {
-            drop_expired(c, key, acache_affinity_expire_at(b.out));
+            drop_expired(c, b.out, key);
             acache_affinity_free(b.out);
             b.out = NULL;
             rc = ACACHE_ENOTFOUND;
@@ -74,7 +75,7 @@ int acache_affinity_get(acache_affinity **out, acache *c, const char *affinity_k
         }
         a = b.out;
         if (c->l1)
-            acache__l1_put(c->l1, key, a);
+            acache__l1_put(c->l1, key, a, epoch);
     }
     free(key);
     atomic_fetch_add(&c->cache_hits, 1);
@@ -82,24 +83,6 @@ int acache_affinity_get(acache_affinity **out, acache *c, const char *affinity_k
     return ACACHE_OK;
 }
 
-typedef struct {
-    acache *c;
-    const char *key;
-} touch_ctx;
-
-static void touch_cb(const acache_record *rec, void *payload)
-{
-    touch_ctx *t = payload;
-    if (!t->c->l1)
-        return;
-    acache_affinity *a = acache__affinity_from_record(rec, t->key, strlen(t->key));
-    if (a) {
-        acache__l1_put(t->c->l1, t->key, a);
-        acache_affinity_free(a);
-    } else {
-        acache__l1_remove(t->c->l1, t->key);
-    }
-}
 
 int acache_affinity_touch(acache_touch_result *result, acache *c, const acache_touch *t)
 {
@@ -136,10 +119,11 @@ int acache_affinity_touch(acache_touch_result *result, acache *c, const acache_t
         .ttl_s = t->ttl_s ? t->ttl_s : c->default_ttl_s,
     };
     int outcome = 0;
-    touch_ctx tc = {c, key};
-    rc = c->store->affinity_touch(c->store, &req, &outcome, touch_cb, &tc);
-    if (rc && c->l1)
-        acache__l1_remove(c->l1, key); /* the store state is unknown now */
+    rc = c->store->affinity_touch(c->store, &req, &outcome, NULL, NULL);
+    /* Forget rather than fill: concurrent touches may finish in any order, and
+     * only the store knows the latest count. The next get refills. */
+    if (c->l1)
+        acache__l1_remove(c->l1, key);
     free(key);
     if (rc)
         return rc;

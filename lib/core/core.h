@@ -72,7 +72,11 @@ acache__l1 *acache__l1_new(int32_t ttl_ms, int32_t max_entries);
 void acache__l1_free(acache__l1 *l1);
 /* Returns a fresh copy on hit (caller frees), NULL on miss. */
 acache_affinity *acache__l1_get(acache__l1 *l1, const char *key);
-void acache__l1_put(acache__l1 *l1, const char *key, const acache_affinity *a);
+/* Epoch of `key`'s stripe: read it before the store, pass it to put, which
+ * drops the fill if a remove/clear of that stripe happened since (l1.c). */
+uint64_t acache__l1_epoch(acache__l1 *l1, const char *key);
+void acache__l1_put(acache__l1 *l1, const char *key, const acache_affinity *a,
+                    uint64_t epoch);
 void acache__l1_remove(acache__l1 *l1, const char *key);
 void acache__l1_clear(acache__l1 *l1);
 

@@ -15,8 +15,14 @@ typedef struct l1_entry {
     char key[];
 } l1_entry;
 
+#define L1_STRIPES 256
+
+/* A fill races with writes: get reads the store, a touch or invalidation of
+ * the same key lands, then get's older copy would be cached. Each write bumps
+ * its key's stripe epoch; a fill whose epoch moved meanwhile is dropped. */
 struct acache__l1 {
     pthread_mutex_t lock;
+    uint64_t epoch[L1_STRIPES];
     l1_entry **buckets;
     size_t nbuckets, count, max, evict_cursor;
     int64_t ttl_ms;
@@ -86,7 +92,16 @@ acache_affinity *acache__l1_get(acache__l1 *l, const char *key)
     return copy;
 }
 
-void acache__l1_put(acache__l1 *l, const char *key, const acache_affinity *a)
+uint64_t acache__l1_epoch(acache__l1 *l, const char *key)
+{
+    uint64_t h = l1_hash(key);
+    pthread_mutex_lock(&l->lock);
+    uint64_t e = l->epoch[h % L1_STRIPES];
+    pthread_mutex_unlock(&l->lock);
+    return e;
+}
+
+void acache__l1_put(acache__l1 *l, const char *key, const acache_affinity *a, uint64_t epoch)
 {
     uint64_t h = l1_hash(key);
     size_t klen = strlen(key);
@@ -101,6 +116,12 @@ void acache__l1_put(acache__l1 *l, const char *key, const acache_affinity *a)
     e->a = copy;
     e->fetched_ms = acache__monotonic_ms();
     pthread_mutex_lock(&l->lock);
+    if (l->epoch[h % L1_STRIPES] != epoch) {
+        pthread_mutex_unlock(&l->lock);
+        acache_affinity_free(copy);
+        free(e);
+        return;
+    }
     l1_entry **pp = find(l, key, h);
     if (pp)
         drop(l, pp);
@@ -121,6 +142,7 @@ void acache__l1_remove(acache__l1 *l, const char *key)
 {
     uint64_t h = l1_hash(key);
     pthread_mutex_lock(&l->lock);
+    l->epoch[h % L1_STRIPES]++;
     l1_entry **pp = find(l, key, h);
     if (pp)
         drop(l, pp);
@@ -130,6 +152,8 @@ void acache__l1_remove(acache__l1 *l, const char *key)
 void acache__l1_clear(acache__l1 *l)
 {
     pthread_mutex_lock(&l->lock);
+    for (size_t i = 0; i < L1_STRIPES; i++)
+        l->epoch[i]++;
     for (size_t i = 0; i < l->nbuckets; i++)
         while (l->buckets[i])
             drop(l, &l->buckets[i]);

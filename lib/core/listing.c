@@ -163,7 +163,8 @@ static const void *table_find(const table *t, const char *id)
 /* ---- the listing ---- */
 
 struct acache_listing_item {
-    const char *affinity_key, *api_format, *raw_model, *provider_id, *endpoint_id, *key_id;
+    const char *affinity_key, *api_format, *raw_model, *provider_id, *endpoint_id,
+        *key_id;
     double created_at, expire_at;
     int64_t request_count;
 
@@ -377,7 +378,8 @@ static int fetch_items(ctx *x, int k, size_t from, size_t to, size_t field_off)
     if (!vals)
         return acache__oom();
     for (size_t i = from; i < to; i++)
-        vals[i - from] = *(const char *const *)((const char *)&x->l->items[i] + field_off);
+        vals[i - from] =
+            *(const char *const *)((const char *)&x->l->items[i] + field_off);
     int rc = fetch(x, k, ACACHE_BY_ID, vals, to - from);
     free(vals);
     return rc;
@@ -765,12 +767,12 @@ int acache_list_affinities(acache_listing **out, acache *c, const acache_list_qu
     if (!q)
         q = &def;
     if (q->version == 0 || q->version > ACACHE_LIST_QUERY_VERSION)
-        return acache_error_set(ACACHE_EINVALID, "list_affinities: unknown query version %u",
-                                q->version);
-    if (q->limit < 1 || q->limit > LIMIT_MAX)
         return acache_error_set(ACACHE_EINVALID,
-                                "list_affinities: limit must be between 1 and %d, got %lld",
-                                LIMIT_MAX, (long long)q->limit);
+                                "list_affinities: unknown query version %u", q->version);
+    if (q->limit < 1 || q->limit > LIMIT_MAX)
+        return acache_error_set(
+            ACACHE_EINVALID, "list_affinities: limit must be between 1 and %d, got %lld",
+            LIMIT_MAX, (long long)q->limit);
     if (q->offset < 0)
         return acache_error_set(ACACHE_EINVALID,
                                 "list_affinities: offset must be >= 0, got %lld",
@@ -906,8 +908,8 @@ static json_t *item_json(const acache_listing_item *it)
     if (!o)
         return NULL;
     if (acache__json_set(o, "affinity_key", acache__json_str(it->affinity_key)) < 0 ||
-        acache__json_set(o, "user_api_key_name", acache__json_str(it->user_api_key_name)) <
-            0 ||
+        acache__json_set(o, "user_api_key_name",
+                         acache__json_str(it->user_api_key_name)) < 0 ||
         acache__json_set(o, "user_api_key_prefix",
                          acache__json_str(it->user_api_key_prefix)) < 0 ||
         acache__json_set(o, "is_standalone", json_boolean(it->is_standalone)) < 0 ||

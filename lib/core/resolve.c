@@ -172,7 +172,8 @@ static int user_key_ids(strvec *out, acache *c, const char *user_id)
 static int not_found(const char *ident)
 {
     return acache_error_set(ACACHE_ENOTFOUND,
-                            "unknown user identifier '%s': expected " ACCEPTED_KINDS, ident);
+                            "unknown user identifier '%s': expected " ACCEPTED_KINDS,
+                            ident);
 }
 
 static int no_catalog_check(acache *c, const char *ident)
@@ -282,7 +283,8 @@ static int clear_user(cleared *r, acache *c, const char *ident, int want_info)
     if ((rc = user_key_ids(&ids, c, r->user.id)) < 0)
         return rc;
     if (ids.n)
-        rc = acache__invalidate_api_keys(c, (const char *const *)ids.v, ids.n, &r->removed);
+        rc = acache__invalidate_api_keys(c, (const char *const *)ids.v, ids.n,
+                                         &r->removed);
     strvec_clear(&ids);
     return rc;
 }
@@ -322,10 +324,11 @@ static json_t *clear_body(const cleared *r)
     if (!body)
         return NULL;
     json_t *ui = json_object();
-    char *msg = r->key.id
-                    ? acache__sprintf("cleared the cache affinities of API key %s", r->key.id)
-                    : acache__sprintf("cleared every cache affinity of user %s",
-                                      r->user.username ? r->user.username : r->user.id);
+    char *msg =
+        r->key.id
+            ? acache__sprintf("cleared the cache affinities of API key %s", r->key.id)
+            : acache__sprintf("cleared every cache affinity of user %s",
+                              r->user.username ? r->user.username : r->user.id);
     const char *uid = r->key.id ? r->key.user_id : r->user.id;
     int bad = !msg || acache__json_set(body, "status", json_string("ok")) < 0 ||
               acache__json_set(body, "message", acache__json_str(msg)) < 0;
@@ -376,14 +379,16 @@ static json_t *affinity_json(const acache_listing_item *it)
                          acache__json_str(acache_listing_item_provider_id(it))) < 0 ||
         acache__json_set(o, "endpoint_id",
                          acache__json_str(acache_listing_item_endpoint_id(it))) < 0 ||
-        acache__json_set(o, "key_id", acache__json_str(acache_listing_item_key_id(it))) < 0 ||
+        acache__json_set(o, "key_id", acache__json_str(acache_listing_item_key_id(it))) <
+            0 ||
         acache__json_set(o, "api_format",
                          acache__json_str(acache_listing_item_api_format(it))) < 0 ||
         acache__json_set(o, "model_name",
                          acache__json_str(acache_listing_item_global_model_id(it))) < 0 ||
         acache__json_set(o, "created_at", json_real(acache_listing_item_created_at(it))) <
             0 ||
-        acache__json_set(o, "expire_at", json_real(acache_listing_item_expire_at(it))) < 0 ||
+        acache__json_set(o, "expire_at", json_real(acache_listing_item_expire_at(it))) <
+            0 ||
         acache__json_set(o, "request_count",
                          json_integer(acache_listing_item_request_count(it))) < 0) {
         json_decref(o);

@@ -32,9 +32,9 @@
 #include "redis_scripts.h"
 
 #define POOL_MAX 16
-#define DEL_BATCH 500     /* keys per UNLINK / delete_if script call */
-#define PIPE_GROUP 16     /* batches appended before reading replies */
-#define TTL_BATCH 1000    /* TTL commands appended before reading replies */
+#define DEL_BATCH 500  /* keys per UNLINK / delete_if script call */
+#define PIPE_GROUP 16  /* batches appended before reading replies */
+#define TTL_BATCH 1000 /* TTL commands appended before reading replies */
 #define SCAN_COUNT "1000"
 
 typedef struct redis_store {
@@ -130,8 +130,8 @@ static void sigpipe_restore(sigpipe_guard *g)
 
 /* ---- connections ---- */
 
-static redisReply *command(redisContext *c, int argc, const char **argv, const size_t *lens,
-                           int *err)
+static redisReply *command(redisContext *c, int argc, const char **argv,
+                           const size_t *lens, int *err)
 {
     errno = 0;
     redisReply *r = redisCommandArgv(c, argc, argv, lens);
@@ -738,8 +738,8 @@ static int r_scan(acache_store *self, const char *prefix, int with_values,
 
 /* ---- affinity records ---- */
 
-static int r_affinity_scan(acache_store *self, const char *prefix, acache_entry_batch_cb cb,
-                           void *payload)
+static int r_affinity_scan(acache_store *self, const char *prefix,
+                           acache_entry_batch_cb cb, void *payload)
 {
     return do_scan((redis_store *)self, prefix, 1, 1, cb, payload);
 }
@@ -777,10 +777,17 @@ static int r_affinity_touch(acache_store *self, const acache_touch_req *req, int
     snprintf(ttl, sizeof ttl, "%u", (unsigned)req->ttl_s);
     const char *api_format = req->api_format ? req->api_format : "";
     const char *model_name = req->model_name ? req->model_name : "";
-    const char *argv[] = {"EVALSHA",        s->touch_sha,     "1",
-                          req->key,         req->provider_id, req->endpoint_id,
-                          req->key_id,      api_format,       model_name,
-                          now,              ttl};
+    const char *argv[] = {"EVALSHA",
+                          s->touch_sha,
+                          "1",
+                          req->key,
+                          req->provider_id,
+                          req->endpoint_id,
+                          req->key_id,
+                          api_format,
+                          model_name,
+                          now,
+                          ttl};
     redisReply *r;
     /* Not retried (see the top of the file): a replay could count twice. */
     int rc = run(s, 0, "EVALSHA", req->key, 11, argv, NULL, &r);
@@ -975,8 +982,8 @@ static char *pct_decode(const char *p, size_t n, const char *what, int *rc)
         if (i + 2 >= n || hexval(p[i + 1]) < 0 || hexval(p[i + 2]) < 0 ||
             (p[i + 1] == '0' && p[i + 2] == '0')) {
             free(out);
-            *rc = acache_error_set(ACACHE_EINVALID, "invalid store URI: bad %% escape in %s",
-                                   what);
+            *rc = acache_error_set(ACACHE_EINVALID,
+                                   "invalid store URI: bad %% escape in %s", what);
             return NULL;
         }
         *o++ = (char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
@@ -1038,7 +1045,8 @@ static int parse_query(redis_store *s, const char *q)
     while (*q) {
         size_t n = strcspn(q, "&");
         long v;
-        if (n > 3 && strncmp(q, "db=", 3) == 0 && parse_uint(q + 3, n - 3, INT_MAX, &v) == 0)
+        if (n > 3 && strncmp(q, "db=", 3) == 0 &&
+            parse_uint(q + 3, n - 3, INT_MAX, &v) == 0)
             s->db = (int)v;
         else
             return bad_uri("unknown or malformed query parameter (only db=N)");
@@ -1170,8 +1178,8 @@ static struct timeval ms_tv(uint32_t ms)
     return tv;
 }
 
-int acache__store_redis_new(acache_store **out, const char *uri, uint32_t connect_timeout_ms,
-                            uint32_t command_timeout_ms)
+int acache__store_redis_new(acache_store **out, const char *uri,
+                            uint32_t connect_timeout_ms, uint32_t command_timeout_ms)
 {
     *out = NULL;
     redis_store *s = acache__calloc(1, sizeof *s);

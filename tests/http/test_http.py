@@ -372,7 +372,7 @@ def load_run(s, paths, total=2000, threads=4):
 
 
 def check_load(s, paths):
-    load_run(s, paths, total=400)  # warm-up: pools, allocator arenas
+    load_run(s, paths, total=1000)  # warm-up: pools, allocator arenas
     before = s.rss_kb()
     t0 = time.monotonic()
     failures = load_run(s, paths, total=2000)

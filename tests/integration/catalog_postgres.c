@@ -196,7 +196,11 @@ Test(catalog_postgres, usage_scan_streams_many_rows, .init = setup, .fini = tear
     acache_usage_filter f = {.since = 1740787200.0, .since_inclusive = 1}; /* 2025-03-01 */
     scan_state s = {.ordered = 1};
     unsigned long before = acache__pg_statement_count(g_cat);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
     cr_assert_eq(g_cat->usage_scan(g_cat, &f, scan_cb, &s), 0, "%s", acache_last_error());
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    fprintf(stderr, "SCAN %.3f\n", (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9);
     cr_assert_eq(acache__pg_statement_count(g_cat) - before, 1);
     cr_assert_eq(s.n, 180000);
     cr_assert(s.ordered);

@@ -37,7 +37,8 @@ Test(listing_postgres, enriched_listing)
     acache_listing *l = lf_list(c, NULL, 100, 0);
     LF_EXPECT(l, "key-a2/openai,key-a1/claude,key-a1/openai,key-zz/gemini,key-b1/claude");
     for (int t = LF_USERS; t <= LF_GMS; t++)
-        cr_assert_eq(proxy->calls[t], 1, "table %d looked up %d times", t, proxy->calls[t]);
+        cr_assert_eq(proxy->calls[t], 1, "table %d looked up %d times", t,
+                     proxy->calls[t]);
     cr_assert_eq(acache__listing_decrypt_count(l), 4);
     const acache_listing_item *it = acache_listing_at(l, 1);
     cr_assert_str_eq(acache_listing_item_user_api_key_prefix(it), "sk-alice********cdef");
@@ -64,7 +65,8 @@ Test(listing_postgres, selection_rules)
     cr_assert_str_eq(acache_listing_matched_user_id(l), "user-1");
     acache_listing_free(l);
     /* hostile text reaches SQL only as bound parameters */
-    static const char *kws[] = {"CORP.EXAMPLE", "'; DROP TABLE users; --", "%", "_", "\\"};
+    static const char *kws[] = {"CORP.EXAMPLE", "'; DROP TABLE users; --", "%", "_",
+                                "\\"};
     static const char *want[] = {"key-b1/claude", "", "", "", ""};
     for (size_t i = 0; i < 5; i++) {
         l = lf_list(c, kws[i], 100, 0);

@@ -118,10 +118,16 @@ static void capture_cb(const acache_record *r, void *payload)
 }
 
 static int touch(acache_store *s, const char *key, const char *p, const char *e,
-                 const char *k, const char *model, double now, uint32_t ttl, captured *out)
+                 const char *k, const char *model, double now, uint32_t ttl,
+                 captured *out)
 {
-    acache_touch_req req = {.key = key, .provider_id = p, .endpoint_id = e, .key_id = k,
-                            .api_format = "claude", .model_name = model, .now = now,
+    acache_touch_req req = {.key = key,
+                            .provider_id = p,
+                            .endpoint_id = e,
+                            .key_id = k,
+                            .api_format = "claude",
+                            .model_name = model,
+                            .now = now,
                             .ttl_s = ttl};
     int result = -1;
     int rc = s->affinity_touch(s, &req, &result, capture_cb, out);
@@ -134,13 +140,27 @@ static int touch(acache_store *s, const char *key, const char *p, const char *e,
 Test(store_redis, uri_junk_is_invalid)
 {
     const char *bad[] = {
-        "redis://",           "redis://:6379",          "redis://host:0",
-        "redis://host:65536", "redis://host:12ab",      "redis://host:",
-        "redis://host/abc",   "redis://host/0?foo=bar", "redis://ho st",
-        "redis://user@host",  "redis://[::1",           "rediss://host",
-        "http://host",        "unix://",                "unix://relative/path",
-        "unix:///",           "redis://host/0#frag",    "redis://:pw%zz@host",
-        "redis://host/-1",    "redis://host/0?db=x",    "redis:/host",
+        "redis://",
+        "redis://:6379",
+        "redis://host:0",
+        "redis://host:65536",
+        "redis://host:12ab",
+        "redis://host:",
+        "redis://host/abc",
+        "redis://host/0?foo=bar",
+        "redis://ho st",
+        "redis://user@host",
+        "redis://[::1",
+        "rediss://host",
+        "http://host",
+        "unix://",
+        "unix://relative/path",
+        "unix:///",
+        "redis://host/0#frag",
+        "redis://:pw%zz@host",
+        "redis://host/-1",
+        "redis://host/0?db=x",
+        "redis:/host",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         acache_store *s = NULL;
@@ -164,8 +184,8 @@ Test(store_redis, uri_forms_that_work)
     for (size_t i = 0; i < 4; i++) {
         snprintf(uri, sizeof uri, fmts[i], srv.port);
         acache_store *s = NULL;
-        cr_assert_eq(acache__store_redis_new(&s, uri, 1000, 1000), ACACHE_OK, "%s: %s", uri,
-                     acache_last_error());
+        cr_assert_eq(acache__store_redis_new(&s, uri, 1000, 1000), ACACHE_OK, "%s: %s",
+                     uri, acache_last_error());
         cr_assert_eq(s->set(s, "uri-test", "v", 1, 0), ACACHE_OK);
         s->free(s);
     }
@@ -255,14 +275,20 @@ Test(store_redis, paused_server_times_out_then_recovers)
               acache_last_error());
     /* A touch on a paused server also gives up after the timeout. */
     captured cap = {0};
-    acache_touch_req req = {.key = "cache_affinity:a:claude:m", .provider_id = "p",
-                            .endpoint_id = "e", .key_id = "k", .api_format = "claude",
-                            .model_name = "m", .now = now_s(), .ttl_s = 300};
+    acache_touch_req req = {.key = "cache_affinity:a:claude:m",
+                            .provider_id = "p",
+                            .endpoint_id = "e",
+                            .key_id = "k",
+                            .api_format = "claude",
+                            .model_name = "m",
+                            .now = now_s(),
+                            .ttl_s = 300};
     int result;
     t0 = mono_ms();
     cr_expect_eq(s->affinity_touch(s, &req, &result, capture_cb, &cap), ACACHE_ESTORE);
     cr_expect_lt(mono_ms() - t0, 1500);
-    cr_expect(strstr(acache_last_error(), "timed out after 300 ms"), "%s", acache_last_error());
+    cr_expect(strstr(acache_last_error(), "timed out after 300 ms"), "%s",
+              acache_last_error());
     cr_assert_eq(test_redis_resume(&srv), 0);
     cr_expect_eq(s->get(s, "k", &b), ACACHE_OK, "%s", acache_last_error());
     cr_expect_eq(b.size, 1);
@@ -338,7 +364,8 @@ Test(store_redis, touch_semantics_and_exact_value)
     const char *key = "cache_affinity:ak:claude:m/x";
     captured cap = {0};
     double t0 = 1732262400.123456;
-    cr_expect_eq(touch(s, key, "p1", "e1", "k1", "m/x", t0, 300, &cap), ACACHE_TOUCH_CREATED);
+    cr_expect_eq(touch(s, key, "p1", "e1", "k1", "m/x", t0, 300, &cap),
+                 ACACHE_TOUCH_CREATED);
     cr_expect_eq(cap.seen, 1);
     cr_expect_str_eq(cap.provider, "p1");
     cr_expect_str_eq(cap.model, "m/x");
@@ -348,11 +375,11 @@ Test(store_redis, touch_semantics_and_exact_value)
 
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(s->get(s, key, &b), ACACHE_OK);
-    cr_expect_str_eq(b.ptr,
-                     "{\"provider_id\": \"p1\", \"endpoint_id\": \"e1\", \"key_id\": \"k1\", "
-                     "\"api_format\": \"claude\", \"model_name\": \"m/x\", "
-                     "\"created_at\": 1732262400.123456, \"expire_at\": 1732262700.123456, "
-                     "\"request_count\": 1}");
+    cr_expect_str_eq(
+        b.ptr, "{\"provider_id\": \"p1\", \"endpoint_id\": \"e1\", \"key_id\": \"k1\", "
+               "\"api_format\": \"claude\", \"model_name\": \"m/x\", "
+               "\"created_at\": 1732262400.123456, \"expire_at\": 1732262700.123456, "
+               "\"request_count\": 1}");
     /* The core renders the same record byte for byte. */
     acache_record rec = {"p1", "e1", "k1", "claude", "m/x", t0, t0 + 300, 1};
     acache_buf r2 = ACACHE_BUF_INIT;
@@ -410,12 +437,13 @@ Test(store_redis, touch_semantics_and_exact_value)
               "%s", b.ptr);
 
     /* strings that need escaping come out as json.dumps writes them */
-    cr_expect_eq(touch(s, "cache_affinity:ak:claude:q", "p\"1\\", "e\n1", "k\t1", "q",
-                       t0, 300, &cap),
+    cr_expect_eq(touch(s, "cache_affinity:ak:claude:q", "p\"1\\", "e\n1", "k\t1", "q", t0,
+                       300, &cap),
                  ACACHE_TOUCH_CREATED);
     cr_assert_eq(s->get(s, "cache_affinity:ak:claude:q", &b), ACACHE_OK);
-    cr_expect(strstr(b.ptr, "{\"provider_id\": \"p\\\"1\\\\\", \"endpoint_id\": \"e\\n1\", "
-                            "\"key_id\": \"k\\t1\""),
+    cr_expect(strstr(b.ptr,
+                     "{\"provider_id\": \"p\\\"1\\\\\", \"endpoint_id\": \"e\\n1\", "
+                     "\"key_id\": \"k\\t1\""),
               "%s", b.ptr);
     captured got = {0};
     cr_expect_eq(s->affinity_get(s, "cache_affinity:ak:claude:q", capture_cb, &got),
@@ -438,7 +466,8 @@ Test(store_redis, delete_if_filters_and_batches)
         char buf[64];
         snprintf(buf, sizeof buf, "cache_affinity:ak%d:claude:m", i);
         keys[i] = strdup(buf);
-        touch(s, keys[i], i % 3 ? "pA" : "pB", "e", i % 2 ? "k1" : "k2", "m", t, 300, &cap);
+        touch(s, keys[i], i % 3 ? "pA" : "pB", "e", i % 2 ? "k1" : "k2", "m", t, 300,
+              &cap);
     }
     keys[N] = strdup("cache_affinity:missing:claude:m");
     const char *junk = "not json";
@@ -450,13 +479,15 @@ Test(store_redis, delete_if_filters_and_batches)
                  ACACHE_OK, "%s", acache_last_error());
     cr_expect_eq(deleted, (N + 5) / 6 - 1);
     acache_match none = {.endpoint_id = "other"};
-    cr_assert_eq(s->affinity_delete_if(s, (const char *const *)keys, N + 1, &none, &deleted),
-                 ACACHE_OK);
+    cr_assert_eq(
+        s->affinity_delete_if(s, (const char *const *)keys, N + 1, &none, &deleted),
+        ACACHE_OK);
     cr_expect_eq(deleted, 0);
     /* all filters NULL: everything given goes, junk included */
     acache_match any = {0};
-    cr_assert_eq(s->affinity_delete_if(s, (const char *const *)keys, N + 1, &any, &deleted),
-                 ACACHE_OK);
+    cr_assert_eq(
+        s->affinity_delete_if(s, (const char *const *)keys, N + 1, &any, &deleted),
+        ACACHE_OK);
     cr_expect_eq(deleted, N - ((N + 5) / 6 - 1));
     for (int i = 0; i <= N; i++)
         free(keys[i]);
@@ -557,7 +588,8 @@ Test(store_redis, raw_ops_and_literal_prefixes)
     const char *star[] = {"global_model:resolve:a*"};
     cr_assert_eq(s->del(s, star, 1, &deleted), ACACHE_OK);
     cr_expect_eq(deleted, 1);
-    cr_expect_eq(s->get(s, "global_model:resolve:a*b", &b), ACACHE_OK, "a* deleted only a*");
+    cr_expect_eq(s->get(s, "global_model:resolve:a*b", &b), ACACHE_OK,
+                 "a* deleted only a*");
     acache_buf_dispose(&b);
     for (int i = 0; i < N; i++)
         free((char *)keys[i]);
@@ -727,8 +759,8 @@ static void *worker_main(void *arg)
         char model[32];
         snprintf(model, sizeof model, "model-%d", (i + w->id) % PINS);
         acache_touch_result res;
-        if (acache_affinity_set(&res, w->c, "ak-shared", "claude", model, "p", "e", "k", 1,
-                                300) != ACACHE_OK)
+        if (acache_affinity_set(&res, w->c, "ak-shared", "claude", model, "p", "e", "k",
+                                1, 300) != ACACHE_OK)
             w->failed++;
         else if (res == ACACHE_TOUCH_CREATED)
             w->created++;

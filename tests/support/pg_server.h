@@ -1,8 +1,9 @@
 /* Test support: the private PostgreSQL started by tests/support/with-postgres.sh.
  *
  * Integration tests run under with-postgres.sh, which exports
- * ACACHE_TEST_PG_URI. Each test gets a database of its own (t_<random>) so
- * tests running in parallel never see each other's rows. Every helper
+ * ACACHE_TEST_PG_URI. Each test gets a schema of its own (t_<random>, put in
+ * the URI's search_path, so unqualified SQL sees only it) and tests running in
+ * parallel never see each other's rows. Every helper
  * aborts the current Criterion test on failure.
  */
 #ifndef ACACHE_TEST_PG_SERVER_H
@@ -14,11 +15,12 @@
  * binary was not started through with-postgres.sh). */
 const char *acache_test_pg_base_uri(void);
 
-/* Create a fresh database on `base_uri` (NULL = the shared server), load
- * tests/support/aether_fixture.sql into it, and return its URI (free with
- * acache_test_pg_drop_db). */
+/* Create a fresh, empty namespace on `base_uri` (NULL = the shared server),
+ * load tests/support/aether_fixture.sql into it, and return a URI that
+ * connects to it (free with acache_test_pg_drop_db). It is a schema rather
+ * than a database because CREATE DATABASE takes about a second. */
 char *acache_test_pg_new_db(const char *base_uri);
-/* Drop the database made by acache_test_pg_new_db and free `uri`. */
+/* Drop what acache_test_pg_new_db made, and free `uri`. */
 void acache_test_pg_drop_db(char *uri);
 
 /* Run SQL text (several statements allowed, no parameters). */

@@ -109,10 +109,10 @@ static int spawn(test_redis *r)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
-        execl(TEST_REDIS_SERVER_BIN, "redis-server", "--port", port, "--bind", "127.0.0.1",
-              "--save", "", "--appendonly", "no", "--dir", r->dir, "--logfile", log,
-              "--daemonize", "no", "--unixsocket", sock, "--unixsocketperm", "700",
-              (char *)NULL);
+        execl(TEST_REDIS_SERVER_BIN, "redis-server", "--port", port, "--bind",
+              "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r->dir,
+              "--logfile", log, "--daemonize", "no", "--unixsocket", sock,
+              "--unixsocketperm", "700", (char *)NULL);
         _exit(127);
     }
     r->pid = pid;

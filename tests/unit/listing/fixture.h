@@ -40,8 +40,9 @@ static inline char *lf_encrypt(const char *key, const char *plain)
     for (int i = 0; i < 16; i++)
         iv[i] = (unsigned char)(i * 7 + 1);
     char *stored = NULL;
-    cr_assert_eq(acache__crypto_encrypt(k, plain, strlen(plain), 1700000000u, iv, &stored),
-                 ACACHE_OK, "%s", acache_last_error());
+    cr_assert_eq(
+        acache__crypto_encrypt(k, plain, strlen(plain), 1700000000u, iv, &stored),
+        ACACHE_OK, "%s", acache_last_error());
     acache__crypto_free(k);
     return stored;
 }
@@ -60,43 +61,31 @@ static inline void lf_write_catalog(const char *key)
         " s:[{s:s,s:s,s:s,s:s},{s:s,s:s,s:s,s:s}],"
         " s:[{s:s,s:s,s:s,s:s,s:f},{s:s,s:s,s:s,s:s,s:f},{s:s,s:s,s:s,s:s,s:f}],"
         " s:[{s:s,s:s,s:s,s:b}], s:[], s:[]}",
-        "users",
-        "id", "user-1", "username", "alice", "email", "alice@example.com",
-        "id", "user-2", "username", "Bob", "email", "bob@corp.example",
-        "id", "user-3", "username", "carol", "email", "carol@example.com",
+        "users", "id", "user-1", "username", "alice", "email", "alice@example.com", "id",
+        "user-2", "username", "Bob", "email", "bob@corp.example", "id", "user-3",
+        "username", "carol", "email", "carol@example.com",
         /* resolution order: this username is user-1's id, this email alice's name */
         "id", "user-4", "username", "user-1", "email", "alice",
         /* a username equal to an API key id wins over the key (step 2 < step 4) */
-        "id", "user-5", "username", "key-a1", "email", "eve@example.com",
-        "api_keys",
+        "id", "user-5", "username", "key-a1", "email", "eve@example.com", "api_keys",
         "id", "key-a1", "user_id", "user-1", "name", "Alice Main", "key_encrypted", a1,
-        "is_standalone", 0,
-        "id", "key-a2", "user_id", "user-1", "name", "Alice CI", "key_encrypted",
-        "is_standalone", 0,
-        "id", "key-b1", "user_id", "user-2", "name", "Bob Key", "key_encrypted",
-        "not-a-token", "is_standalone", 1,
-        "id", "key-c1", "user_id", "user-3", "name", "Carol", "key_encrypted",
-        "is_standalone", 0,
-        "providers",
-        "id", "prov-1", "name", "anthropic", "display_name", "Anthropic Direct", "is_active", 1,
-        "id", "prov-2", "name", "relay", "display_name", "OpenAI Relay", "is_active", 1,
-        "provider_endpoints",
-        "id", "ep-1", "provider_id", "prov-1", "api_format", "CLAUDE", "base_url",
-        "https://api.anthropic.com",
-        "id", "ep-2", "provider_id", "prov-2", "api_format", "OPENAI", "base_url",
-        "https://relay.example/v1",
-        "provider_api_keys",
-        "id", "pk-1", "endpoint_id", "ep-1", "name", "anthropic-prod", "api_key", pk1,
-        "rate_multiplier", 1.5,
-        "id", "pk-2", "endpoint_id", "ep-2", "name", "relay-key", "api_key", pk2,
-        "rate_multiplier", 0.8,
+        "is_standalone", 0, "id", "key-a2", "user_id", "user-1", "name", "Alice CI",
+        "key_encrypted", "is_standalone", 0, "id", "key-b1", "user_id", "user-2", "name",
+        "Bob Key", "key_encrypted", "not-a-token", "is_standalone", 1, "id", "key-c1",
+        "user_id", "user-3", "name", "Carol", "key_encrypted", "is_standalone", 0,
+        "providers", "id", "prov-1", "name", "anthropic", "display_name",
+        "Anthropic Direct", "is_active", 1, "id", "prov-2", "name", "relay",
+        "display_name", "OpenAI Relay", "is_active", 1, "provider_endpoints", "id",
+        "ep-1", "provider_id", "prov-1", "api_format", "CLAUDE", "base_url",
+        "https://api.anthropic.com", "id", "ep-2", "provider_id", "prov-2", "api_format",
+        "OPENAI", "base_url", "https://relay.example/v1", "provider_api_keys", "id",
+        "pk-1", "endpoint_id", "ep-1", "name", "anthropic-prod", "api_key", pk1,
+        "rate_multiplier", 1.5, "id", "pk-2", "endpoint_id", "ep-2", "name", "relay-key",
+        "api_key", pk2, "rate_multiplier", 0.8,
         /* the same stored text as pk-1: decrypted once per listing */
         "id", "pk-3", "endpoint_id", "ep-1", "name", "anthropic-spare", "api_key", pk1,
-        "rate_multiplier", 1.0,
-        "global_models",
-        "id", "gm-1", "name", "claude-sonnet-4", "display_name", "Claude Sonnet 4",
-        "is_active", 1,
-        "models", "usage");
+        "rate_multiplier", 1.0, "global_models", "id", "gm-1", "name", "claude-sonnet-4",
+        "display_name", "Claude Sonnet 4", "is_active", 1, "models", "usage");
     cr_assert_not_null(root, "json_pack of the catalog failed");
     snprintf(lf_path, sizeof lf_path, "/tmp/acache-listing-XXXXXX");
     int fd = mkstemp(lf_path);
@@ -128,8 +117,8 @@ typedef struct {
 } lf_proxy;
 
 #define LF_FWD(slot, idx, cbtype)                                                        \
-    static inline int lf_##slot(acache_catalog *self, int by, const char *const *values,        \
-                         size_t n, cbtype cb, void *payload)                             \
+    static inline int lf_##slot(acache_catalog *self, int by, const char *const *values, \
+                                size_t n, cbtype cb, void *payload)                      \
     {                                                                                    \
         lf_proxy *p = (lf_proxy *)self;                                                  \
         p->calls[idx]++;                                                                 \
@@ -146,7 +135,7 @@ LF_FWD(global_models, LF_GMS, acache_cat_global_model_cb)
 LF_FWD(models, LF_MODELS, acache_cat_model_cb)
 
 static inline int lf_usage_scan(acache_catalog *self, const acache_usage_filter *f,
-                         acache_cat_usage_cb cb, void *payload)
+                                acache_cat_usage_cb cb, void *payload)
 {
     lf_proxy *p = (lf_proxy *)self;
     return p->inner->usage_scan(p->inner, f, cb, payload);
@@ -183,9 +172,9 @@ static inline acache *lf_open(int with_catalog, const char *enc_key, lf_proxy **
     if (proxy_out) {
         lf_proxy *p = calloc(1, sizeof *p);
         cr_assert_not_null(p);
-        cr_assert_eq(acache__catalog_open(&p->inner, lf_catalog_uri ? lf_catalog_uri : lf_path),
-                     ACACHE_OK, "%s",
-                     acache_last_error());
+        cr_assert_eq(
+            acache__catalog_open(&p->inner, lf_catalog_uri ? lf_catalog_uri : lf_path),
+            ACACHE_OK, "%s", acache_last_error());
         p->parent.version = ACACHE_CATALOG_VERSION;
         p->parent.scheme = "proxy";
         p->parent.users = lf_users;
@@ -208,7 +197,7 @@ static inline acache *lf_open(int with_catalog, const char *enc_key, lf_proxy **
 }
 
 static inline void lf_pin(acache *c, const char *ak, const char *fmt, const char *model,
-                   const char *prov, const char *ep, const char *key, uint32_t ttl)
+                          const char *prov, const char *ep, const char *key, uint32_t ttl)
 {
     cr_assert_eq(acache_affinity_set(NULL, c, ak, fmt, model, prov, ep, key, 1, ttl),
                  ACACHE_OK, "touch %s: %s", ak, acache_last_error());
@@ -227,7 +216,8 @@ static inline void lf_fill(acache *c)
     lf_pin(c, "key-a1", "openai", "gm-1", "prov-1", "ep-1", "pk-1", 300);
 }
 
-static inline acache_listing *lf_list(acache *c, const char *kw, int64_t limit, int64_t offset)
+static inline acache_listing *lf_list(acache *c, const char *kw, int64_t limit,
+                                      int64_t offset)
 {
     acache_list_query q = ACACHE_LIST_QUERY_INIT;
     q.keyword = kw;
@@ -248,7 +238,8 @@ static inline void lf_keys(const acache_listing *l, char *buf, size_t size)
         const acache_listing_item *it = acache_listing_at(l, i);
         size_t used = strlen(buf);
         snprintf(buf + used, size - used, "%s%s/%s", i ? "," : "",
-                 acache_listing_item_affinity_key(it), acache_listing_item_api_format(it));
+                 acache_listing_item_affinity_key(it),
+                 acache_listing_item_api_format(it));
     }
 }
 

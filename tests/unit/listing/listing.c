@@ -92,7 +92,8 @@ Test(listing, one_lookup_per_table_and_one_decrypt_per_ciphertext)
 {
     acache_listing *l = lf_list(c, NULL, 100, 0);
     for (int t = LF_USERS; t <= LF_GMS; t++)
-        cr_assert_eq(proxy->calls[t], 1, "table %d looked up %d times", t, proxy->calls[t]);
+        cr_assert_eq(proxy->calls[t], 1, "table %d looked up %d times", t,
+                     proxy->calls[t]);
     cr_assert_eq(proxy->calls[LF_MODELS], 0);
     /* distinct values, not one per record */
     cr_assert_eq(proxy->values[LF_KEYS], 4);
@@ -112,7 +113,8 @@ Test(listing, one_lookup_per_table_and_one_decrypt_per_ciphertext)
     l = lf_list(c, NULL, 1000, 0);
     cr_assert_eq(acache_listing_total(l), 65);
     for (int t = LF_USERS; t <= LF_GMS; t++)
-        cr_assert_eq(proxy->calls[t], 1, "table %d looked up %d times", t, proxy->calls[t]);
+        cr_assert_eq(proxy->calls[t], 1, "table %d looked up %d times", t,
+                     proxy->calls[t]);
     cr_assert_eq(acache__listing_decrypt_count(l), 4);
     acache_listing_free(l);
 
@@ -170,7 +172,8 @@ Test(listing, rule2_user)
     acache_listing *l = lf_list(c, "bob@corp.example", 100, 0);
     LF_EXPECT(l, "key-b1/claude");
     cr_assert_str_eq(acache_listing_matched_user_id(l), "user-2");
-    cr_assert_str_eq(acache_listing_item_email(acache_listing_at(l, 0)), "bob@corp.example");
+    cr_assert_str_eq(acache_listing_item_email(acache_listing_at(l, 0)),
+                     "bob@corp.example");
     acache_listing_free(l);
 
     l = lf_list(c, "carol", 100, 0); /* a user whose keys have no pins */
@@ -189,13 +192,13 @@ Test(listing, rule3_keyword_on_each_field)
     static const struct {
         const char *kw, *expect;
     } cases[] = {
-        {"KEY-Z", "key-zz/gemini"},                        /* affinity_key */
-        {"lice mai", "key-a1/claude,key-a1/openai"},       /* user_api_key_name */
-        {"ER-2", "key-b1/claude"},                         /* user_id */
-        {"bO", "key-b1/claude"},                           /* username / key name */
-        {"CORP.EXAMPLE", "key-b1/claude"},                 /* email */
-        {"ov-2", "key-a2/openai"},                         /* provider_id */
-        {"PK-3", "key-b1/claude"},                         /* key_id */
+        {"KEY-Z", "key-zz/gemini"},                              /* affinity_key */
+        {"lice mai", "key-a1/claude,key-a1/openai"},             /* user_api_key_name */
+        {"ER-2", "key-b1/claude"},                               /* user_id */
+        {"bO", "key-b1/claude"},                                 /* username / key name */
+        {"CORP.EXAMPLE", "key-b1/claude"},                       /* email */
+        {"ov-2", "key-a2/openai"},                               /* provider_id */
+        {"PK-3", "key-b1/claude"},                               /* key_id */
         {"ALICE@", "key-a2/openai,key-a1/claude,key-a1/openai"}, /* email, not a user */
         {"relay", ""},  /* provider name / key name are not matched */
         {"openai", ""}, /* nor api_format */
@@ -227,7 +230,8 @@ Test(listing, hostile_keywords)
         cr_assert_str_eq(got, "odd_key%[*?]\\'x/claude", "keyword %s", only_odd[i]);
         acache_listing_free(l);
     }
-    static const char *none[] = {"\"", "%%", "k_y", "%key", "\xff\xfe", "\xc3", "a;DROP TABLE users;--"};
+    static const char *none[] = {
+        "\"", "%%", "k_y", "%key", "\xff\xfe", "\xc3", "a;DROP TABLE users;--"};
     for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
         acache_listing *l = lf_list(c, none[i], 100, 0);
         cr_assert_eq(acache_listing_total(l), 0, "keyword %s", none[i]);
@@ -289,8 +293,8 @@ Test(listing, limit_and_offset_are_validated)
     acache_listing *l = (acache_listing *)&q; /* must be reset to NULL */
     cr_assert_eq(q.limit, 100);
     cr_assert_eq(q.offset, 0);
-    const int64_t bad[][2] = {{0, 0}, {-1, 0}, {1001, 0}, {INT64_MAX, 0}, {1, -1},
-                              {100, INT64_MIN}};
+    const int64_t bad[][2] = {{0, 0},         {-1, 0}, {1001, 0},
+                              {INT64_MAX, 0}, {1, -1}, {100, INT64_MIN}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         q.limit = bad[i][0];
         q.offset = bad[i][1];
@@ -353,12 +357,29 @@ Test(listing, json_item_shape)
     cr_assert_eq(acache_list_affinities_json(&b, c, "key-zz", 100, 0), ACACHE_OK);
     json_t *j = lf_parse(&b);
     json_t *it = json_array_get(json_object_get(json_object_get(j, "data"), "items"), 0);
-    static const char *fields[] = {
-        "affinity_key", "user_api_key_name", "user_api_key_prefix", "is_standalone",
-        "user_id", "username", "email", "provider_id", "provider_name", "endpoint_id",
-        "endpoint_api_format", "endpoint_url", "key_id", "key_name", "key_prefix",
-        "rate_multiplier", "global_model_id", "model_name", "model_display_name",
-        "api_format", "created_at", "expire_at", "request_count"};
+    static const char *fields[] = {"affinity_key",
+                                   "user_api_key_name",
+                                   "user_api_key_prefix",
+                                   "is_standalone",
+                                   "user_id",
+                                   "username",
+                                   "email",
+                                   "provider_id",
+                                   "provider_name",
+                                   "endpoint_id",
+                                   "endpoint_api_format",
+                                   "endpoint_url",
+                                   "key_id",
+                                   "key_name",
+                                   "key_prefix",
+                                   "rate_multiplier",
+                                   "global_model_id",
+                                   "model_name",
+                                   "model_display_name",
+                                   "api_format",
+                                   "created_at",
+                                   "expire_at",
+                                   "request_count"};
     cr_assert_eq(json_object_size(it), sizeof fields / sizeof fields[0]);
     size_t i = 0;
     const char *k;
@@ -369,7 +390,8 @@ Test(listing, json_item_shape)
     cr_assert(json_is_real(json_object_get(it, "rate_multiplier")));
     cr_assert(json_is_real(json_object_get(it, "expire_at")));
     cr_assert(json_is_integer(json_object_get(it, "request_count")));
-    cr_assert_str_eq(json_string_value(json_object_get(it, "model_name")), "claude-sonnet-4");
+    cr_assert_str_eq(json_string_value(json_object_get(it, "model_name")),
+                     "claude-sonnet-4");
     cr_assert(strstr(b.ptr, "\"rate_multiplier\": 1.0") != NULL, "%s", b.ptr);
     json_decref(j);
 
@@ -430,7 +452,8 @@ Test(listing_config, no_encryption_key_gives_null_masks)
         cr_assert_null(acache_listing_item_user_api_key_prefix(acache_listing_at(l, i)));
         cr_assert_null(acache_listing_item_key_prefix(acache_listing_at(l, i)));
     }
-    cr_assert_str_eq(acache_listing_item_key_name(acache_listing_at(l, 1)), "anthropic-prod");
+    cr_assert_str_eq(acache_listing_item_key_name(acache_listing_at(l, 1)),
+                     "anthropic-prod");
     cr_assert_eq(acache__listing_decrypt_count(l), 0);
     acache_listing_free(l);
     acache_close(h);

@@ -40,10 +40,10 @@ Test(users, resolution_order)
     expect_user("alice", "user-1");             /* username beats user-4's email */
     expect_user("alice@example.com", "user-1"); /* email */
     expect_user("bob@corp.example", "user-2");
-    expect_user("key-b1", "user-2");            /* API key id -> its owner */
-    expect_user("key-a1", "user-5");            /* a username beats a key id */
-    expect_user("  \tBob \n", "user-2");        /* trimmed */
-    expect_user("bob", NULL);                   /* exact, case-sensitive */
+    expect_user("key-b1", "user-2");     /* API key id -> its owner */
+    expect_user("key-a1", "user-5");     /* a username beats a key id */
+    expect_user("  \tBob \n", "user-2"); /* trimmed */
+    expect_user("bob", NULL);            /* exact, case-sensitive */
     expect_user("nobody", NULL);
     expect_user("", NULL);
     expect_user("   ", NULL);
@@ -63,14 +63,15 @@ Test(users, user_affinity_ok)
     json_t *ui = json_object_get(j, "user_info");
     cr_assert_str_eq(json_string_value(json_object_get(ui, "user_id")), "user-1");
     cr_assert_str_eq(json_string_value(json_object_get(ui, "username")), "alice");
-    cr_assert_str_eq(json_string_value(json_object_get(ui, "email")), "alice@example.com");
+    cr_assert_str_eq(json_string_value(json_object_get(ui, "email")),
+                     "alice@example.com");
     json_t *arr = json_object_get(j, "affinities");
     cr_assert_eq(json_array_size(arr), 3);
     cr_assert_eq(json_integer_value(json_object_get(j, "total_endpoints")), 3);
     json_t *first = json_array_get(arr, 0); /* key-a2, expires last */
-    static const char *fields[] = {"provider_id", "endpoint_id", "key_id", "api_format",
-                                   "model_name", "created_at", "expire_at",
-                                   "request_count"};
+    static const char *fields[] = {"provider_id", "endpoint_id",  "key_id",
+                                   "api_format",  "model_name",   "created_at",
+                                   "expire_at",   "request_count"};
     cr_assert_eq(json_object_size(first), 8);
     size_t i = 0;
     const char *k;
@@ -85,9 +86,9 @@ Test(users, user_affinity_ok)
     /* an API key id resolves to its owner: all of the owner's pins */
     cr_assert_eq(acache_user_affinity_json(&b, c, "key-b1"), ACACHE_OK);
     j = lf_parse(&b);
-    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "user_info"),
-                                                       "username")),
-                     "Bob");
+    cr_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(j, "user_info"), "username")),
+        "Bob");
     cr_assert_eq(json_array_size(json_object_get(j, "affinities")), 1);
     json_decref(j);
     acache_buf_dispose(&b);
@@ -102,15 +103,16 @@ Test(users, user_affinity_none_and_unknown)
     cr_assert(json_is_string(json_object_get(j, "message")));
     cr_assert_eq(json_array_size(json_object_get(j, "affinities")), 0);
     cr_assert_eq(json_integer_value(json_object_get(j, "total_endpoints")), 0);
-    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "user_info"),
-                                                       "user_id")),
-                     "user-3");
+    cr_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(j, "user_info"), "user_id")),
+        "user-3");
     json_decref(j);
     acache_buf_dispose(&b);
 
     cr_assert_eq(acache_user_affinity_json(&b, c, "ghost-user"), ACACHE_ENOTFOUND);
     cr_assert_null(b.ptr);
-    cr_assert(strstr(acache_last_error(), "ghost-user") != NULL, "%s", acache_last_error());
+    cr_assert(strstr(acache_last_error(), "ghost-user") != NULL, "%s",
+              acache_last_error());
     cr_assert(strstr(acache_last_error(), "username") != NULL);
     cr_assert(strstr(acache_last_error(), "API key id") != NULL);
     cr_assert_eq(acache_http_status(ACACHE_ENOTFOUND), 404);
@@ -147,9 +149,9 @@ Test(users, clear_key_id_first_then_user)
     cr_assert_eq(acache_clear_user_json(&b, c, "key-a1"), ACACHE_OK);
     json_t *j = lf_parse(&b);
     cr_assert_eq(json_integer_value(json_object_get(j, "count")), 2);
-    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "user_info"),
-                                                       "user_id")),
-                     "user-1");
+    cr_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(j, "user_info"), "user_id")),
+        "user-1");
     json_decref(j);
 
     cr_assert_eq(acache_clear_user_json(&b, c, "alice"), ACACHE_OK);
@@ -181,7 +183,8 @@ Test(users, invalidate_target_user)
     t.kind = ACACHE_TARGET_USER;
     t.identifier = "user-1";
     size_t removed = 99;
-    cr_assert_eq(acache_invalidate(&removed, c, &t), ACACHE_OK, "%s", acache_last_error());
+    cr_assert_eq(acache_invalidate(&removed, c, &t), ACACHE_OK, "%s",
+                 acache_last_error());
     cr_assert_eq(removed, 3);
     t.identifier = "key-b1";
     cr_assert_eq(acache_invalidate(&removed, c, &t), ACACHE_OK);

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The main demo on the embedded defaults (memory store, JSON catalog, no
+# server): records traffic, then shows a listing with masked keys, an
+# invalidation, stats, metrics, mapping stats and a TTL recommendation.
+# Then the admin HTTP server on the same defaults, answering a few curl calls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=Release -DACACHE_BUILD_TESTS=OFF -DACACHE_BUILD_BENCH=OFF > /dev/null
+cmake --build build-demo -j"${JOBS:-2}" > /dev/null
+build-demo/examples/acache-demo examples/catalog.json examples/traffic.jsonl
+
+if [ -x build-demo/examples/acache-admin ]; then
+  echo
+  echo "==== 10. the admin HTTP server (acache-admin) on the same defaults ===="
+  tmp=$(mktemp -d)
+  pid=
+  cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$tmp"; }
+  trap cleanup EXIT
+  head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$tmp/token"
+  printf 'demo-encryption-key' > "$tmp/key"
+  build-demo/examples/acache-admin --listen 127.0.0.1:0 --port-file "$tmp/port" \
+      --token-file "$tmp/token" --catalog examples/catalog.json \
+      --encryption-key-file "$tmp/key" --replay examples/traffic.jsonl \
+      > "$tmp/out" 2> "$tmp/access.log" &
+  pid=$!
+  for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.05; done
+  port=$(cat "$tmp/port")
+  token=$(cat "$tmp/token")
+  base="http://127.0.0.1:$port/api/admin/monitoring/cache"
+  for path in "/stats" "/affinities?limit=2" "/affinity/bob"; do
+    echo "\$ curl -s -H 'Authorization: Bearer \$TOKEN' '$base$path'"
+    curl -s -H "Authorization: Bearer $token" "$base$path" | head -c 1200
+    echo; echo
+  done
+  echo "\$ curl -s -X DELETE -H 'Authorization: Bearer \$TOKEN' '$base/users/bob'"
+  curl -s -X DELETE -H "Authorization: Bearer $token" "$base/users/bob"; echo; echo
+  echo "\$ curl -s -i '$base/stats'   # no token"
+  curl -s -i "$base/stats" | head -1
+fi
