@@ -65,6 +65,15 @@ static int replay(acache *c, const char *path)
         t.provider_id = json_string_value(json_object_get(o, "provider_id"));
         t.endpoint_id = json_string_value(json_object_get(o, "endpoint_id"));
         t.key_id = json_string_value(json_object_get(o, "key_id"));
+        /* As a gateway does: look the pin up, schedule, then record. */
+        acache_affinity *pin = NULL;
+        int hit = acache_affinity_get(&pin, c, t.affinity_key, t.api_format, t.model_name) ==
+                  ACACHE_OK;
+        acache_affinity_free(pin);
+        acache_scheduler_record_batch(c, 3);
+        acache_scheduler_record_candidates(c, 3);
+        acache_scheduler_record_cache(c, hit);
+        acache_scheduler_record_request(c, t.api_format, t.model_name);
         acache_touch_result r;
         if (acache_affinity_touch(&r, c, &t) == ACACHE_OK) {
             n++;
@@ -74,7 +83,7 @@ static int replay(acache *c, const char *path)
         } else {
             fprintf(stderr, "touch: %s\n", acache_last_error());
         }
-        demo_now += 7; /* requests arrive over a few minutes */
+        demo_now += 3; /* requests arrive over a few minutes */
         json_decref(o);
     }
     fclose(f);

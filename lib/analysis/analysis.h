@@ -33,6 +33,10 @@ const char *acache__opt_str(const char *s);
  * start (now - hours) in microseconds. */
 int acache__analysis_begin(acache *c, const char *what, int hours, int64_t *since_us);
 
+/* Set f->since so the catalog's window (acache__usage_min_us) starts exactly at
+ * since_us (inclusive) or just after it (strict), whatever the double rounding. */
+void acache__filter_window(acache_usage_filter *f, int64_t since_us, int inclusive);
+
 /* 1 when the handle's catalog is PostgreSQL (the analyses then run in SQL). */
 int acache__analysis_use_sql(acache *c);
 

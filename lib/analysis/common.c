@@ -100,6 +100,20 @@ int acache__analysis_begin(acache *c, const char *what, int hours, int64_t *sinc
     return ACACHE_OK;
 }
 
+void acache__filter_window(acache_usage_filter *f, int64_t since_us, int inclusive)
+{
+    int64_t target = inclusive ? since_us : since_us + 1;
+    f->since_inclusive = 1;
+    f->since = (double)target / 1e6;
+    /* µs / 1e6 * 1e6 need not round-trip; step to the neighbouring double. */
+    for (int i = 0; i < 16; i++) {
+        int64_t got = acache__usage_min_us(f);
+        if (got == target)
+            break;
+        f->since = nextafter(f->since, got < target ? INFINITY : -INFINITY);
+    }
+}
+
 int acache__analysis_use_sql(acache *c)
 {
     return c->catalog && acache__catalog_is_postgres(c->catalog);

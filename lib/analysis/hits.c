@@ -37,8 +37,7 @@ static int compute_sql(sums *s, acache *c, int64_t since_us, const char *user_id
                        const char *api_key_id)
 {
     acache_usage_filter f = {0};
-    f.since = (double)since_us / 1e6;
-    f.since_inclusive = 1;
+    acache__filter_window(&f, since_us, 1);
     char ts[64];
     acache__fmt_pg_ts(ts, sizeof ts, acache__usage_min_us(&f));
     const char *params[3] = {ts, NULL, NULL};
@@ -103,8 +102,7 @@ int acache_hit_analysis_compute(acache_hit_analysis *out, acache *c, int hours,
         rc = compute_sql(&s, c, since_us, user_id, api_key_id);
     } else {
         acache_usage_filter f = {0};
-        f.since = (double)since_us / 1e6;
-        f.since_inclusive = 1; /* [keep] ">=" here, ">" in the other two */
+        acache__filter_window(&f, since_us, 1); /* [keep] ">=" here, ">" elsewhere */
         f.user_id = user_id;
         f.api_key_id = api_key_id;
         rc = c->catalog->usage_scan(c->catalog, &f, sum_cb, &s);

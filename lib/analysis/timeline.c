@@ -110,8 +110,7 @@ static int compute_c(acache_timeline *t, acache *c, int64_t since_us, int limit,
                      const char *user_id)
 {
     acache_usage_filter f = {0};
-    f.since = (double)since_us / 1e6;
-    f.since_inclusive = 0;
+    acache__filter_window(&f, since_us, 0);
     f.user_id = user_id;
     f.require_user_id = 1;
     acache__urows rows;
@@ -176,7 +175,7 @@ static int compute_sql(acache_timeline *t, acache *c, int64_t since_us, int limi
                        const char *user_id)
 {
     acache_usage_filter f = {0};
-    f.since = (double)since_us / 1e6;
+    acache__filter_window(&f, since_us, 0);
     char ts[64], lim[32];
     acache__fmt_pg_ts(ts, sizeof ts, acache__usage_min_us(&f));
     snprintf(lim, sizeof lim, "%d", limit);

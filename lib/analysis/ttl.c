@@ -177,8 +177,7 @@ static int compute_c(acache_ttl_analysis *a, acache *c, int64_t since_us,
                      const char *user_id, const char *api_key_id)
 {
     acache_usage_filter f = {0};
-    f.since = (double)since_us / 1e6;
-    f.since_inclusive = 0;
+    acache__filter_window(&f, since_us, 0);
     f.user_id = user_id;
     f.api_key_id = api_key_id;
     f.require_user_id = api_key_id ? 0 : 1;
@@ -201,7 +200,7 @@ static int compute_sql(acache_ttl_analysis *a, acache *c, int64_t since_us,
 {
     /* Same boundary rule as the catalogs' usage_scan (strict ">" start). */
     acache_usage_filter f = {0};
-    f.since = (double)since_us / 1e6;
+    acache__filter_window(&f, since_us, 0);
     char ts[64];
     acache__fmt_pg_ts(ts, sizeof ts, acache__usage_min_us(&f));
     const char *params[3] = {ts, NULL, NULL};

@@ -189,23 +189,19 @@ Test(catalog_postgres, usage_scan_streams_many_rows, .init = setup, .fini = tear
     acache_test_pg_exec(g_uri,
                         "INSERT INTO usage (id, user_id, api_key_id, model, status, "
                         "created_at) SELECT 'g-' || i, "
-                        "'11111111-1111-4111-8111-111111111111', NULL, 'm', "
+                        "NULL, NULL, 'm', " /* no FK checks: fast insert */
                         "CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'completed' END, "
                         "timestamptz '2025-03-01 00:00:00+00' + i * interval '1 ms' "
-                        "FROM generate_series(1, 200000) AS i");
+                        "FROM generate_series(1, 100000) AS i");
     acache_usage_filter f = {.since = 1740787200.0, .since_inclusive = 1}; /* 2025-03-01 */
     scan_state s = {.ordered = 1};
     unsigned long before = acache__pg_statement_count(g_cat);
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
     cr_assert_eq(g_cat->usage_scan(g_cat, &f, scan_cb, &s), 0, "%s", acache_last_error());
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    fprintf(stderr, "SCAN %.3f\n", (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9);
     cr_assert_eq(acache__pg_statement_count(g_cat) - before, 1);
-    cr_assert_eq(s.n, 180000);
+    cr_assert_eq(s.n, 90000);
     cr_assert(s.ordered);
 
-    /* Stopping early cancels the rest instead of reading 200k rows. */
+    /* Stopping early cancels the rest instead of reading 100k rows. */
     scan_state s2 = {.ordered = 1, .stop_at = 10};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -345,3 +345,28 @@ Test(analysis_sampling, plain_keeps_oldest)
     acache_timeline_free(t);
     done(c);
 }
+
+Test(analysis_bounds, window_start_exact_to_the_microsecond)
+{
+    /* A wall clock has microseconds: the boundary row must still be in for
+     * the hit analysis (>=) and out for the other two (>), for any fraction. */
+    static const double fracs[] = {0.123457, 0.999999, 0.000001, 0.5, 0.1, 0.7};
+    for (size_t k = 0; k < sizeof fracs / sizeof *fracs; k++) {
+        double now = NOW + fracs[k];
+        json_t *u = json_array();
+        json_array_append_new(u, row("r0", "u1", "k1", "m", now - 3600));
+        json_array_append_new(u, row("r1", "u1", "k1", "m", now - 3000));
+        json_array_append_new(u, row("r2", "u1", "k1", "m", now - 2400));
+        json_array_append_new(u, row("r3", "u1", "k1", "m", now - 1800));
+        acache *c = open_usage(NULL, u);
+        th_set_time(now);
+        acache_hit_analysis h = {.version = ACACHE_HIT_ANALYSIS_VERSION};
+        cr_assert_eq(acache_hit_analysis_compute(&h, c, 1, NULL, NULL), ACACHE_OK);
+        cr_assert_eq(h.total_requests, 4, "frac %f", fracs[k]);
+        acache_timeline *t = NULL;
+        cr_assert_eq(acache_timeline_compute(&t, c, 1, 100, NULL, 0), ACACHE_OK);
+        cr_assert_eq(acache_timeline_point_count(t), 2, "frac %f", fracs[k]);
+        acache_timeline_free(t);
+        done(c);
+    }
+}

@@ -11,6 +11,8 @@
 #include "catalog/postgres.h"
 #include "catalog_suite.h"
 #include "core/core.h"
+#include "crypto/crypto.h"
+#include <jansson.h>
 
 static acache_catalog *g_cat;
 
@@ -383,14 +385,73 @@ static int count_cb(const acache_cat_usage *row, void *p)
     return 0;
 }
 
-Test(catalog_json, example_catalog_loads)
+typedef struct demo_ctx {
+    acache__crypto *k;
+    size_t ok;
+} demo_ctx;
+
+static void demo_decrypts(demo_ctx *d, const char *stored)
 {
+    cr_assert_not_null(stored);
+    char *plain = NULL;
+    size_t len = 0;
+    int rc = acache__crypto_decrypt(d->k, stored, strlen(stored), &plain, &len);
+    cr_assert_eq(rc, ACACHE_OK, "demo value does not decrypt: %s", acache_last_error());
+    cr_assert(len > 8 && strncmp(plain, "sk-", 3) == 0);
+    acache__secret_free(plain, len);
+    d->ok++;
+}
+
+static int demo_key_cb(const acache_cat_api_key *k, void *p)
+{
+    demo_decrypts(p, k->key_encrypted);
+    return 0;
+}
+
+static int demo_pkey_cb(const acache_cat_provider_key *k, void *p)
+{
+    demo_decrypts(p, k->api_key);
+    return 0;
+}
+
+static const char **ids_of(json_t *root, const char *table, size_t *n)
+{
+    json_t *rows = json_object_get(root, table), *row;
+    size_t i;
+    *n = json_array_size(rows);
+    const char **ids = calloc(*n, sizeof *ids);
+    json_array_foreach(rows, i, row)
+    ids[i] = json_string_value(json_object_get(row, "id"));
+    return ids;
+}
+
+Test(catalog_json, example_catalog_loads_and_decrypts)
+{
+    const char *path = ACACHE_SOURCE_DIR "/examples/catalog.json";
     acache_catalog *cat = NULL;
-    int rc = acache__catalog_open(&cat, "json://" ACACHE_SOURCE_DIR "/examples/catalog.json");
+    int rc = acache__catalog_open(&cat, path);
     cr_assert_eq(rc, ACACHE_OK, "%s", acache_last_error());
     size_t n = 0;
     acache_usage_filter f = {.since = 0};
     cr_assert_eq(cat->usage_scan(cat, &f, count_cb, &n), 0);
     cr_assert_geq(n, 20);
+
+    json_t *root = json_load_file(path, 0, NULL);
+    cr_assert(root);
+    demo_ctx d = {0};
+    const char *pass = "demo-encryption-key";
+    cr_assert_eq(acache__crypto_new(&d.k, pass, strlen(pass)), ACACHE_OK);
+    size_t nk, npk;
+    const char **kids = ids_of(root, "api_keys", &nk);
+    const char **pkids = ids_of(root, "provider_api_keys", &npk);
+    cr_assert_eq(nk, 5);
+    cr_assert_eq(npk, 5);
+    cr_assert_eq(cat->api_keys(cat, ACACHE_BY_ID, kids, nk, demo_key_cb, &d), 0);
+    cr_assert_eq(cat->provider_keys(cat, ACACHE_BY_ID, pkids, npk, demo_pkey_cb, &d), 0);
+    cr_assert_eq(d.ok, 10);
+    free(kids);
+    free(pkids);
+    acache__crypto_free(d.k);
+    json_decref(root);
     cat->free(cat);
 }
