@@ -13,11 +13,11 @@
 #ifndef ACACHE_ANALYSIS_H
 #define ACACHE_ANALYSIS_H
 
-#include <stddef.h>
-#include <stdint.h>
-#include "common.h"
 #include "buffer.h"
 #include "cache.h"
+#include "common.h"
+#include <stddef.h>
+#include <stdint.h>
 
 ACACHE_BEGIN_DECL
 
@@ -69,8 +69,8 @@ ACACHE_EXTERN int acache_ttl_analysis_hours(const acache_ttl_analysis *a);
 /** Number of reported groups (total_users_analyzed). */
 ACACHE_EXTERN size_t acache_ttl_analysis_group_count(const acache_ttl_analysis *a);
 /** Groups ordered by request_count descending, then group_id; NULL if out of range. */
-ACACHE_EXTERN const acache_ttl_group *acache_ttl_analysis_group_at(
-    const acache_ttl_analysis *a, size_t i);
+ACACHE_EXTERN const acache_ttl_group *
+acache_ttl_analysis_group_at(const acache_ttl_analysis *a, size_t i);
 /** Groups whose recommended TTL is `minutes` (5, 15, 30 or 60; other values: 0). */
 ACACHE_EXTERN size_t acache_ttl_analysis_ttl_distribution(const acache_ttl_analysis *a,
                                                           int minutes);
@@ -106,7 +106,8 @@ typedef struct acache_hit_analysis {
     int analysis_period_hours;
     uint64_t total_requests;
     uint64_t requests_with_cache_hit;
-    double request_cache_hit_rate; /* percent, 2 decimals (JSON: integer 0 when no requests) */
+    double request_cache_hit_rate; /* percent, 2 decimals (JSON: integer 0 when no
+                                      requests) */
     int64_t total_input_tokens;
     int64_t total_cache_read_tokens;
     int64_t total_cache_creation_tokens;
@@ -152,12 +153,14 @@ ACACHE_EXTERN int acache_timeline_compute(acache_timeline **out, acache *c, int 
                                           int include_user_info);
 ACACHE_EXTERN void acache_timeline_free(acache_timeline *t);
 ACACHE_EXTERN size_t acache_timeline_point_count(const acache_timeline *t);
-/** The later request's created_at, ISO 8601 in UTC ("...+00:00"); NULL if out of range. */
+/** The later request's created_at, ISO 8601 in UTC ("...+00:00"); NULL if out of range.
+ */
 ACACHE_EXTERN const char *acache_timeline_point_x(const acache_timeline *t, size_t i);
 /** Interval in minutes, 2 decimals (NAN if out of range). */
 ACACHE_EXTERN double acache_timeline_point_y(const acache_timeline *t, size_t i);
 /** The point's user id (every mode). */
-ACACHE_EXTERN const char *acache_timeline_point_user_id(const acache_timeline *t, size_t i);
+ACACHE_EXTERN const char *acache_timeline_point_user_id(const acache_timeline *t,
+                                                        size_t i);
 /** The later request's model, NULL when empty. */
 ACACHE_EXTERN const char *acache_timeline_point_model(const acache_timeline *t, size_t i);
 /** 1 in multi-user mode (the JSON then has user_id per point and "users"). */

@@ -94,8 +94,8 @@ int acache__analysis_begin(acache *c, const char *what, int hours, int64_t *sinc
         return acache_error_set(ACACHE_EUNSUPPORTED,
                                 "%s: no catalog configured (usage rows needed)", what);
     if (!c->catalog->usage_scan && !acache__analysis_use_sql(c))
-        return acache_error_set(ACACHE_EUNSUPPORTED,
-                                "%s: the catalog has no usage rows", what);
+        return acache_error_set(ACACHE_EUNSUPPORTED, "%s: the catalog has no usage rows",
+                                what);
     *since_us = acache__seconds_to_us(acache__now(c)) - (int64_t)hours * 3600 * 1000000;
     return ACACHE_OK;
 }

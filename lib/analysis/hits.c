@@ -45,7 +45,8 @@ static int compute_sql(sums *s, acache *c, int64_t since_us, const char *user_id
     char filt[128] = "";
     if (user_id) {
         params[np++] = user_id;
-        snprintf(filt + strlen(filt), sizeof filt - strlen(filt), " AND user_id = $%d", np);
+        snprintf(filt + strlen(filt), sizeof filt - strlen(filt), " AND user_id = $%d",
+                 np);
     }
     if (api_key_id) {
         params[np++] = api_key_id;
@@ -56,7 +57,8 @@ static int compute_sql(sums *s, acache *c, int64_t since_us, const char *user_id
         "SELECT count(id), count(id) FILTER (WHERE cache_read_input_tokens > 0),"
         " COALESCE(sum(input_tokens), 0), COALESCE(sum(cache_read_input_tokens), 0),"
         " COALESCE(sum(cache_creation_input_tokens), 0),"
-        " COALESCE(sum(cache_read_cost_usd), 0), COALESCE(sum(cache_creation_cost_usd), 0)"
+        " COALESCE(sum(cache_read_cost_usd), 0), COALESCE(sum(cache_creation_cost_usd), "
+        "0)"
         " FROM usage WHERE status = 'completed' AND created_at >= $1::timestamptz%s",
         filt);
     if (!sql)
@@ -89,8 +91,8 @@ int acache_hit_analysis_compute(acache_hit_analysis *out, acache *c, int hours,
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "hit analysis: out is NULL");
     if (out->version != ACACHE_HIT_ANALYSIS_VERSION)
-        return acache_error_set(ACACHE_EINVALID, "hit analysis: unknown struct version %u",
-                                out->version);
+        return acache_error_set(ACACHE_EINVALID,
+                                "hit analysis: unknown struct version %u", out->version);
     int64_t since_us;
     int rc = acache__analysis_begin(c, "hit analysis", hours, &since_us);
     if (rc < 0)
@@ -142,7 +144,8 @@ int acache_hit_analysis_json(acache_buf *out, acache *c, int hours, const char *
         return acache__oom();
     int bad = 0;
     bad |= acache__json_set(o, "analysis_period_hours", json_integer(hours));
-    bad |= acache__json_set(o, "total_requests", json_integer((json_int_t)h.total_requests));
+    bad |=
+        acache__json_set(o, "total_requests", json_integer((json_int_t)h.total_requests));
     bad |= acache__json_set(o, "requests_with_cache_hit",
                             json_integer((json_int_t)h.requests_with_cache_hit));
     /* [keep] Aether answers the integer 0 when there are no requests. */
@@ -159,7 +162,8 @@ int acache_hit_analysis_json(acache_buf *out, acache *c, int hours, const char *
                             json_real(h.total_cache_read_cost_usd));
     bad |= acache__json_set(o, "total_cache_creation_cost_usd",
                             json_real(h.total_cache_creation_cost_usd));
-    bad |= acache__json_set(o, "estimated_savings_usd", json_real(h.estimated_savings_usd));
+    bad |=
+        acache__json_set(o, "estimated_savings_usd", json_real(h.estimated_savings_usd));
     rc = bad ? acache__oom() : acache__json_dump(out, o, 0);
     json_decref(o);
     return rc;

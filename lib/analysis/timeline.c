@@ -74,9 +74,9 @@ static int add_point(acache_timeline *t, int64_t us, double minutes, const char 
 /* ---- C path: §5 by hand ---- */
 
 typedef struct {
-    size_t row;   /* later row of the pair */
+    size_t row; /* later row of the pair */
     double m;
-    size_t rank;  /* 0-based among its user's surviving intervals */
+    size_t rank; /* 0-based among its user's surviving intervals */
 } kept;
 
 static int kept_cmp_r(const kept *a, const kept *b, const acache__urows *rows)
@@ -187,7 +187,8 @@ static int compute_sql(acache_timeline *t, acache *c, int64_t since_us, int limi
         " AND user_id IS NOT NULL%s),"
         " iv AS (SELECT id, user_id, model, created_at,"
         " (EXTRACT(EPOCH FROM created_at - LAG(created_at) OVER"
-        " (PARTITION BY user_id ORDER BY created_at, id COLLATE \"C\")) * 1000000)::float8"
+        " (PARTITION BY user_id ORDER BY created_at, id COLLATE \"C\")) * "
+        "1000000)::float8"
         " / 60000000.0::float8 AS m FROM f),"
         " s AS (SELECT * FROM iv WHERE m IS NOT NULL AND m <= 120.0::float8)";
     const char *tail_plain =
@@ -212,8 +213,8 @@ static int compute_sql(acache_timeline *t, acache *c, int64_t since_us, int limi
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < r.rows && rc == ACACHE_OK; i++) {
-        const char *uid = acache__sqlres_get(&r, i, 0), *us = acache__sqlres_get(&r, i, 2),
-                   *m = acache__sqlres_get(&r, i, 3);
+        const char *uid = acache__sqlres_get(&r, i, 0),
+                   *us = acache__sqlres_get(&r, i, 2), *m = acache__sqlres_get(&r, i, 3);
         if (!uid || !us || !m)
             continue;
         rc = add_point(t, strtoll(us, NULL, 10), strtod(m, NULL), uid,
@@ -343,8 +344,8 @@ int acache_timeline_compute(acache_timeline **out, acache *c, int hours, int lim
     if (rc < 0)
         return rc;
     if (limit < 1 || limit > 50000)
-        return acache_error_set(ACACHE_EINVALID,
-                                "interval timeline: limit must be 1..50000, got %d", limit);
+        return acache_error_set(
+            ACACHE_EINVALID, "interval timeline: limit must be 1..50000, got %d", limit);
     user_id = acache__opt_str(user_id);
     acache_timeline *t = acache__calloc(1, sizeof *t);
     if (!t)

@@ -209,7 +209,8 @@ static int compute_sql(acache_ttl_analysis *a, acache *c, int64_t since_us,
     char filt[128] = "";
     if (user_id) {
         params[np++] = user_id;
-        snprintf(filt + strlen(filt), sizeof filt - strlen(filt), " AND user_id = $%d", np);
+        snprintf(filt + strlen(filt), sizeof filt - strlen(filt), " AND user_id = $%d",
+                 np);
     }
     if (api_key_id) {
         params[np++] = api_key_id;
@@ -256,7 +257,8 @@ static int compute_sql(acache_ttl_analysis *a, acache *c, int64_t since_us,
         }
         grp->n = strtoull(acache__sqlres_get(&r, i, 1), NULL, 10);
         for (int b = 0; b < 5; b++)
-            grp->buckets[b] = strtoull(acache__sqlres_get(&r, i, 2 + (size_t)b), NULL, 10);
+            grp->buckets[b] =
+                strtoull(acache__sqlres_get(&r, i, 2 + (size_t)b), NULL, 10);
         for (int s = 0; s < ST_N; s++)
             grp->raw[s] = num_or_nan(acache__sqlres_get(&r, i, 7 + (size_t)s));
         rc = finish_group(a, grp);
@@ -361,11 +363,16 @@ size_t acache_ttl_analysis_ttl_distribution(const acache_ttl_analysis *a, int mi
     if (!a)
         return 0;
     switch (minutes) {
-    case 5: return a->dist[0];
-    case 15: return a->dist[1];
-    case 30: return a->dist[2];
-    case 60: return a->dist[3];
-    default: return 0;
+    case 5:
+        return a->dist[0];
+    case 15:
+        return a->dist[1];
+    case 30:
+        return a->dist[2];
+    case 60:
+        return a->dist[3];
+    default:
+        return 0;
     }
 }
 
@@ -433,8 +440,8 @@ static json_t *group_json(const acache_ttl_group *g)
     if (!o || !dist || !pct || !pcs)
         goto fail;
     for (int b = 0; b < 5; b++)
-        if (acache__json_set(dist, bucket_keys[b], json_integer((json_int_t)g->buckets[b])) <
-                0 ||
+        if (acache__json_set(dist, bucket_keys[b],
+                             json_integer((json_int_t)g->buckets[b])) < 0 ||
             acache__json_set(pct, bucket_keys[b], json_real(g->pct[b])) < 0)
             goto fail;
     if (acache__json_set(pcs, "p50", real_or_null(g->rounded[ST_P50])) < 0 ||
@@ -482,7 +489,8 @@ int acache_ttl_analysis_json(acache_buf *out, acache *c, int hours, const char *
     if (!bad) {
         static const char *const dk[4] = {"5min", "15min", "30min", "60min"};
         for (int i = 0; i < 4; i++)
-            bad |= acache__json_set(dist, dk[i], json_integer((json_int_t)a->dist[i])) < 0;
+            bad |=
+                acache__json_set(dist, dk[i], json_integer((json_int_t)a->dist[i])) < 0;
         for (size_t i = 0; i < a->n && !bad; i++)
             bad |= json_array_append_new(users, group_json(&a->groups[i])) < 0;
         bad |= acache__json_set(root, "analysis_period_hours", json_integer(hours)) < 0;

@@ -393,7 +393,12 @@ static int bulk_invalidate(acache *c, const char *affinity_key, const acache_mat
     }
     b->c = c;
     b->match = m;
-    rc = c->store->affinity_scan(c->store, prefix, bulk_batch, b);
+    /* Without a filter every scanned key goes, whatever its value: scan keys
+     * only (no MGET, no JSON parsing) when the store can. */
+    if (!m && c->store->scan)
+        rc = c->store->scan(c->store, prefix, 0, bulk_batch, b);
+    else
+        rc = c->store->affinity_scan(c->store, prefix, bulk_batch, b);
     int rc2 = bulk_flush(b);
     if (!rc)
         rc = rc2;

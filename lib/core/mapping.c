@@ -218,7 +218,8 @@ static int census_cb(const acache_entry *e, size_t n, void *payload)
             b[ACACHE_MM_GLOBAL_MODEL_BY_NAME]++;
         } else if (has_prefix(k, len, P_GM_RESOLVE)) {
             b[ACACHE_MM_GLOBAL_MODEL_RESOLVE]++;
-            rc = sv_push(&cs->resolve, k + strlen(P_GM_RESOLVE), len - strlen(P_GM_RESOLVE));
+            rc = sv_push(&cs->resolve, k + strlen(P_GM_RESOLVE),
+                         len - strlen(P_GM_RESOLVE));
         }
         if (rc < 0)
             return rc;
@@ -502,7 +503,8 @@ static int read_pg(acache_model_mapping_stats *s, acache *c, const strvec *pg)
             rc = grc;
             break;
         }
-        json_t *m = grc == ACACHE_OK ? json_loadb(v.ptr ? v.ptr : "", v.size, 0, NULL) : NULL;
+        json_t *m =
+            grc == ACACHE_OK ? json_loadb(v.ptr ? v.ptr : "", v.size, 0, NULL) : NULL;
         acache_buf_dispose(&v);
         const char *pmn = json_is_object(m) ? jstr(m, "provider_model_name") : NULL;
         if (!pmn || !*pmn) {
@@ -600,8 +602,8 @@ static int enrich(acache_model_mapping_stats *s, acache *c)
                 rc = sv_push(&gm_ids, s->maps[i].gm_id, strlen(s->maps[i].gm_id));
         sv_sort_unique(&gm_ids);
         if (rc == ACACHE_OK && gm_ids.n && cat->models)
-            rc = cat->models(cat, ACACHE_BY_GLOBAL_MODEL_ID, (const char *const *)gm_ids.v,
-                             gm_ids.n, model_cb, &j);
+            rc = cat->models(cat, ACACHE_BY_GLOBAL_MODEL_ID,
+                             (const char *const *)gm_ids.v, gm_ids.n, model_cb, &j);
         for (size_t i = 0; i < j.nmodels && rc == ACACHE_OK; i++)
             if (j.models[i].provider_id)
                 rc = sv_push(&prov_ids, j.models[i].provider_id,
@@ -781,9 +783,12 @@ static json_t *str_array(char *const *v, size_t n)
 static const char *unmapped_status_text(int st)
 {
     switch (st) {
-    case ACACHE_MM_NOT_FOUND: return "not_found";
-    case ACACHE_MM_INVALID: return "invalid";
-    default: return "error";
+    case ACACHE_MM_NOT_FOUND:
+        return "not_found";
+    case ACACHE_MM_INVALID:
+        return "invalid";
+    default:
+        return "error";
     }
 }
 
@@ -957,8 +962,9 @@ const char *acache_model_mapping_stats_mapping_name(const acache_model_mapping_s
     return m ? m->name : NULL;
 }
 
-const char *acache_model_mapping_stats_mapping_global_model_name(
-    const acache_model_mapping_stats *s, size_t i)
+const char *
+acache_model_mapping_stats_mapping_global_model_name(const acache_model_mapping_stats *s,
+                                                     size_t i)
 {
     const mm_mapping *m = MAP(s, i);
     return m ? m->gm_name : NULL;
@@ -971,15 +977,17 @@ const char *acache_model_mapping_stats_mapping_global_model_display_name(
     return m ? m->gm_display : NULL;
 }
 
-size_t acache_model_mapping_stats_mapping_provider_count(
-    const acache_model_mapping_stats *s, size_t i)
+size_t
+acache_model_mapping_stats_mapping_provider_count(const acache_model_mapping_stats *s,
+                                                  size_t i)
 {
     const mm_mapping *m = MAP(s, i);
     return m ? m->nprov : 0;
 }
 
-const char *acache_model_mapping_stats_mapping_provider(const acache_model_mapping_stats *s,
-                                                        size_t i, size_t j)
+const char *
+acache_model_mapping_stats_mapping_provider(const acache_model_mapping_stats *s, size_t i,
+                                            size_t j)
 {
     const mm_mapping *m = MAP(s, i);
     return m && j < m->nprov ? m->providers[j] : NULL;
@@ -1029,22 +1037,24 @@ const char *acache_model_mapping_stats_pm_provider_id(const acache_model_mapping
     return p ? p->provider_id : NULL;
 }
 
-const char *acache_model_mapping_stats_pm_provider_name(const acache_model_mapping_stats *s,
-                                                        size_t i)
+const char *
+acache_model_mapping_stats_pm_provider_name(const acache_model_mapping_stats *s, size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->provider_name : NULL;
 }
 
-const char *acache_model_mapping_stats_pm_global_model_id(
-    const acache_model_mapping_stats *s, size_t i)
+const char *
+acache_model_mapping_stats_pm_global_model_id(const acache_model_mapping_stats *s,
+                                              size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->gm_id : NULL;
 }
 
-const char *acache_model_mapping_stats_pm_global_model_name(
-    const acache_model_mapping_stats *s, size_t i)
+const char *
+acache_model_mapping_stats_pm_global_model_name(const acache_model_mapping_stats *s,
+                                                size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->gm_name : NULL;
@@ -1057,8 +1067,9 @@ const char *acache_model_mapping_stats_pm_global_model_display_name(
     return p ? p->gm_display : NULL;
 }
 
-const char *acache_model_mapping_stats_pm_provider_model_name(
-    const acache_model_mapping_stats *s, size_t i)
+const char *
+acache_model_mapping_stats_pm_provider_model_name(const acache_model_mapping_stats *s,
+                                                  size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->pmn : NULL;
@@ -1186,8 +1197,8 @@ static int clear_provider_impl(unsigned int *cleared, acache *c, const char *pro
     if (rc < 0)
         return rc;
     if (!provider_id || !*provider_id || !global_model_id || !*global_model_id)
-        return acache_error_set(ACACHE_EINVALID,
-                                "model mapping clear: empty provider_id or global_model_id");
+        return acache_error_set(
+            ACACHE_EINVALID, "model mapping clear: empty provider_id or global_model_id");
     char *k0 = acache__sprintf("%s%s:%s", P_PG, provider_id, global_model_id);
     char *k1 = acache__sprintf("%s%s:%s", P_PG_HITS, provider_id, global_model_id);
     unsigned int bits = 0;

@@ -34,7 +34,8 @@ static pgfix pg_open(const char *catalog_json)
     char path[] = "/tmp/acache-pgseed-XXXXXX";
     int fd = mkstemp(path);
     cr_assert(fd >= 0);
-    cr_assert_eq(write(fd, catalog_json, strlen(catalog_json)), (ssize_t)strlen(catalog_json));
+    cr_assert_eq(write(fd, catalog_json, strlen(catalog_json)),
+                 (ssize_t)strlen(catalog_json));
     close(fd);
     acache_test_pg_seed_json(f.uri, path);
     unlink(path);
@@ -85,7 +86,8 @@ Test(analysis_postgres, hits, .timeout = 60)
     pgfix f = pg_open(WORKED_EPOCH);
     acache *c = f.c;
     EXPECT_JSON(acache_hit_analysis_json(&b_, c, 168, NULL, NULL), HIT_ALL);
-    EXPECT_JSON(acache_hit_analysis_json(&b_, c, 168, "u-alice", "k-alice"), HIT_ALICE_KEY);
+    EXPECT_JSON(acache_hit_analysis_json(&b_, c, 168, "u-alice", "k-alice"),
+                HIT_ALICE_KEY);
     EXPECT_JSON(acache_hit_analysis_json(&b_, c, 168, "u-nobody", NULL), HIT_NOBODY);
     pg_close(&f);
 }
@@ -120,10 +122,11 @@ Test(analysis_postgres, sampling_overshoot, .timeout = 60)
                           "\"b@x\"}, {\"id\": \"uc\", \"username\": \"\", \"email\": "
                           "\"c@x\"}], \"usage\": [");
     for (int i = 0; i < 200; i++)
-        n += (size_t)snprintf(json + n, cap - n,
-                              "{\"id\": \"a%03d\", \"user_id\": \"ua\", \"model\": \"m1\", "
-                              "\"created_at\": %.0f},",
-                              i, WORKED_NOW - (600 - i) * 60);
+        n += (size_t)snprintf(
+            json + n, cap - n,
+            "{\"id\": \"a%03d\", \"user_id\": \"ua\", \"model\": \"m1\", "
+            "\"created_at\": %.0f},",
+            i, WORKED_NOW - (600 - i) * 60);
     n += (size_t)snprintf(
         json + n, cap - n,
         "{\"id\": \"b1\", \"user_id\": \"ub\", \"model\": \"m2\", \"created_at\": %.0f},"

@@ -106,7 +106,8 @@ Test(analysis_args, no_catalog_is_unsupported)
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(acache_ttl_analysis_json(&b, c, 24, NULL, NULL), ACACHE_EUNSUPPORTED);
     cr_assert_eq(acache_hit_analysis_json(&b, c, 24, NULL, NULL), ACACHE_EUNSUPPORTED);
-    cr_assert_eq(acache_interval_timeline_json(&b, c, 24, 100, NULL, 0), ACACHE_EUNSUPPORTED);
+    cr_assert_eq(acache_interval_timeline_json(&b, c, 24, 100, NULL, 0),
+                 ACACHE_EUNSUPPORTED);
     cr_assert_null(b.ptr);
     acache_close(c);
 }
@@ -119,8 +120,10 @@ Test(analysis_args, ranges)
     cr_assert_eq(acache_ttl_analysis_json(&b, c, 721, NULL, NULL), ACACHE_EINVALID);
     cr_assert_eq(acache_hit_analysis_json(&b, c, -1, NULL, NULL), ACACHE_EINVALID);
     cr_assert_eq(acache_interval_timeline_json(&b, c, 24, 0, NULL, 0), ACACHE_EINVALID);
-    cr_assert_eq(acache_interval_timeline_json(&b, c, 24, 50001, NULL, 0), ACACHE_EINVALID);
-    cr_assert_eq(acache_interval_timeline_json(&b, c, 721, 100, NULL, 0), ACACHE_EINVALID);
+    cr_assert_eq(acache_interval_timeline_json(&b, c, 24, 50001, NULL, 0),
+                 ACACHE_EINVALID);
+    cr_assert_eq(acache_interval_timeline_json(&b, c, 721, 100, NULL, 0),
+                 ACACHE_EINVALID);
     cr_assert_eq(acache_ttl_analysis_json(&b, c, 720, NULL, NULL), ACACHE_OK);
     acache_buf_dispose(&b);
     cr_assert_eq(acache_ttl_analysis_json(NULL, c, 24, NULL, NULL), ACACHE_EINVALID);
@@ -137,18 +140,21 @@ Test(analysis_empty, zero_rows)
                      "{\"analysis_period_hours\": 168, \"total_users_analyzed\": 0, "
                      "\"ttl_distribution\": {\"5min\": 0, \"15min\": 0, \"30min\": 0, "
                      "\"60min\": 0}, \"users\": []}");
-    cr_assert_str_eq(json_of(acache_interval_timeline_json(&b, c, 24, 100, NULL, 0), &b),
-                     "{\"analysis_period_hours\": 24, \"total_points\": 0, \"points\": []}");
-    cr_assert_str_eq(json_of(acache_interval_timeline_json(&b, c, 24, 100, NULL, 1), &b),
-                     "{\"analysis_period_hours\": 24, \"total_points\": 0, \"points\": [], "
-                     "\"users\": {}}");
-    cr_assert_str_eq(json_of(acache_hit_analysis_json(&b, c, 5, NULL, NULL), &b),
-                     "{\"analysis_period_hours\": 5, \"total_requests\": 0, "
-                     "\"requests_with_cache_hit\": 0, \"request_cache_hit_rate\": 0, "
-                     "\"total_input_tokens\": 0, \"total_cache_read_tokens\": 0, "
-                     "\"total_cache_creation_tokens\": 0, \"token_cache_hit_rate\": 0.0, "
-                     "\"total_cache_read_cost_usd\": 0.0, "
-                     "\"total_cache_creation_cost_usd\": 0.0, \"estimated_savings_usd\": 0.0}");
+    cr_assert_str_eq(
+        json_of(acache_interval_timeline_json(&b, c, 24, 100, NULL, 0), &b),
+        "{\"analysis_period_hours\": 24, \"total_points\": 0, \"points\": []}");
+    cr_assert_str_eq(
+        json_of(acache_interval_timeline_json(&b, c, 24, 100, NULL, 1), &b),
+        "{\"analysis_period_hours\": 24, \"total_points\": 0, \"points\": [], "
+        "\"users\": {}}");
+    cr_assert_str_eq(
+        json_of(acache_hit_analysis_json(&b, c, 5, NULL, NULL), &b),
+        "{\"analysis_period_hours\": 5, \"total_requests\": 0, "
+        "\"requests_with_cache_hit\": 0, \"request_cache_hit_rate\": 0, "
+        "\"total_input_tokens\": 0, \"total_cache_read_tokens\": 0, "
+        "\"total_cache_creation_tokens\": 0, \"token_cache_hit_rate\": 0.0, "
+        "\"total_cache_read_cost_usd\": 0.0, "
+        "\"total_cache_creation_cost_usd\": 0.0, \"estimated_savings_usd\": 0.0}");
     acache_buf_dispose(&b);
     done(c);
 }
@@ -211,9 +217,12 @@ Test(analysis_bounds, timeline_drops_gaps_over_120_minutes)
 {
     json_t *u = json_array();
     json_array_append_new(u, row("r0", "u1", "k1", "m", NOW - 600 * 60));
-    json_array_append_new(u, row("r1", "u1", "k1", "m", NOW - 480 * 60));   /* 120.0: kept */
-    json_array_append_new(u, row("r2", "u1", "k1", "m", NOW - 359.5 * 60)); /* 120.5: dropped */
-    json_array_append_new(u, row("r3", "u1", "k1", "m", NOW - 359 * 60));   /* 0.5 from r2 */
+    json_array_append_new(u,
+                          row("r1", "u1", "k1", "m", NOW - 480 * 60)); /* 120.0: kept */
+    json_array_append_new(
+        u, row("r2", "u1", "k1", "m", NOW - 359.5 * 60)); /* 120.5: dropped */
+    json_array_append_new(u,
+                          row("r3", "u1", "k1", "m", NOW - 359 * 60)); /* 0.5 from r2 */
     acache *c = open_usage(NULL, u);
     acache_timeline *t = NULL;
     cr_assert_eq(acache_timeline_compute(&t, c, 24, 100, NULL, 0), ACACHE_OK);
@@ -258,7 +267,8 @@ Test(analysis_ties, groups_by_id_and_rows_by_usage_id)
     json_array_append_new(u, row("a3", "u-a", "ka", "z", NOW - 50));
     json_array_append_new(u, row("a1", "u-a", "ka", "m", NOW - 50));
     json_array_append_new(u, row("a2", "u-a", "ka", "y", NOW - 50));
-    json_t *users = json_pack("[{s:s, s:s, s:s}]", "id", "u-a", "username", "a", "email", "");
+    json_t *users =
+        json_pack("[{s:s, s:s, s:s}]", "id", "u-a", "username", "a", "email", "");
     acache *c = open_usage(users, u);
     acache_ttl_analysis *a = NULL;
     cr_assert_eq(acache_ttl_analysis_compute(&a, c, 1, NULL, NULL), ACACHE_OK);
@@ -268,7 +278,8 @@ Test(analysis_ties, groups_by_id_and_rows_by_usage_id)
     /* all-zero intervals: 0.0 (not null), TTL 5, reason with 0.0 */
     const acache_ttl_group *ga = acache_ttl_analysis_group_at(a, 0);
     cr_assert_eq(acache_ttl_group_stat(ga, ACACHE_TTL_MIN), 0.0);
-    cr_assert_str_eq(acache_ttl_group_reason(ga), "高频用户：90% 的请求间隔在 0.0 分钟内");
+    cr_assert_str_eq(acache_ttl_group_reason(ga),
+                     "高频用户：90% 的请求间隔在 0.0 分钟内");
     acache_ttl_analysis_free(a);
     acache_timeline *t = NULL;
     cr_assert_eq(acache_timeline_compute(&t, c, 1, 100, NULL, 1), ACACHE_OK);

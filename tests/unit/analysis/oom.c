@@ -16,10 +16,22 @@
 
 typedef int (*json_fn)(acache_buf *out, acache *c);
 
-static int ttl_fn(acache_buf *o, acache *c) { return acache_ttl_analysis_json(o, c, 168, NULL, NULL); }
-static int hit_fn(acache_buf *o, acache *c) { return acache_hit_analysis_json(o, c, 168, NULL, NULL); }
-static int tl_fn(acache_buf *o, acache *c) { return acache_interval_timeline_json(o, c, 24, 10000, NULL, 1); }
-static int mm_fn(acache_buf *o, acache *c) { return acache__model_mapping_stats_json_any_store(o, c); }
+static int ttl_fn(acache_buf *o, acache *c)
+{
+    return acache_ttl_analysis_json(o, c, 168, NULL, NULL);
+}
+static int hit_fn(acache_buf *o, acache *c)
+{
+    return acache_hit_analysis_json(o, c, 168, NULL, NULL);
+}
+static int tl_fn(acache_buf *o, acache *c)
+{
+    return acache_interval_timeline_json(o, c, 24, 10000, NULL, 1);
+}
+static int mm_fn(acache_buf *o, acache *c)
+{
+    return acache__model_mapping_stats_json_any_store(o, c);
+}
 
 static void run_until_ok(acache *c, json_fn fn)
 {
@@ -48,7 +60,8 @@ static acache *open_worked(char *path)
     strcpy(path, "/tmp/acache-oom-XXXXXX");
     int fd = mkstemp(path);
     cr_assert(fd >= 0);
-    cr_assert_eq(write(fd, WORKED_EPOCH, strlen(WORKED_EPOCH)), (ssize_t)strlen(WORKED_EPOCH));
+    cr_assert_eq(write(fd, WORKED_EPOCH, strlen(WORKED_EPOCH)),
+                 (ssize_t)strlen(WORKED_EPOCH));
     close(fd);
     th_set_time(WORKED_NOW);
     acache_options o = ACACHE_OPTIONS_INIT;

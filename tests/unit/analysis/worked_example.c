@@ -105,7 +105,8 @@ Test(analysis_worked, ttl_structured_getters)
     cr_assert_eq(acache_ttl_group_stat(bob, ACACHE_TTL_P75), 21.25);
     cr_assert_eq(acache_ttl_group_percentage(bob, ACACHE_TTL_WITHIN_30MIN), 50.0);
     cr_assert_eq(acache_ttl_group_recommended_ttl_minutes(bob), 30);
-    cr_assert_str_eq(acache_ttl_group_reason(bob), "中频用户：75% 的请求间隔在 21.2 分钟内");
+    cr_assert_str_eq(acache_ttl_group_reason(bob),
+                     "中频用户：75% 的请求间隔在 21.2 分钟内");
     cr_assert_null(acache_ttl_analysis_group_at(a, 5));
     cr_assert(isnan(acache_ttl_group_stat(bob, 99)));
     acache_ttl_analysis_free(a);
@@ -118,7 +119,8 @@ Test(analysis_worked, hits)
 {
     acache *c = open_with(WORKED_EPOCH);
     EXPECT_JSON(acache_hit_analysis_json(&b_, c, 168, NULL, NULL), HIT_ALL);
-    EXPECT_JSON(acache_hit_analysis_json(&b_, c, 168, "u-alice", "k-alice"), HIT_ALICE_KEY);
+    EXPECT_JSON(acache_hit_analysis_json(&b_, c, 168, "u-alice", "k-alice"),
+                HIT_ALICE_KEY);
     EXPECT_JSON(acache_hit_analysis_json(&b_, c, 168, "u-nobody", NULL), HIT_NOBODY);
     acache_hit_analysis h = {.version = ACACHE_HIT_ANALYSIS_VERSION};
     cr_assert_eq(acache_hit_analysis_compute(&h, c, 168, NULL, NULL), ACACHE_OK);

@@ -348,8 +348,9 @@ static void *lookup_thread(void *arg)
 {
     acache_catalog *cat = arg;
     for (int i = 0; i < 2000; i++) {
-        int rc;
-        const char *name = username_of(cat, "u1", &rc);
+        char name[64] = "";
+        const char *v[] = {"u1"};
+        int rc = cat->users(cat, ACACHE_BY_ID, v, 1, name_cb, name);
         if (rc != 0 && rc != ACACHE_ECATALOG)
             return (void *)1;
         if (rc == 0 && strcmp(name, "first") != 0 && strcmp(name, "second") != 0)

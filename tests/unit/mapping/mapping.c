@@ -35,7 +35,8 @@ Test(mapping_memory, public_api_says_redis_not_enabled)
     cr_assert(strstr(acache_last_error(), "Redis not enabled") != NULL);
     cr_assert_eq(acache_http_status(ACACHE_EUNSUPPORTED), 503);
     cr_assert_eq(acache_model_mapping_clear_model(&bits, c, "x"), ACACHE_EUNSUPPORTED);
-    cr_assert_eq(acache_model_mapping_clear_provider(&bits, c, "p", "g"), ACACHE_EUNSUPPORTED);
+    cr_assert_eq(acache_model_mapping_clear_provider(&bits, c, "p", "g"),
+                 ACACHE_EUNSUPPORTED);
     cr_assert_eq(acache_model_mapping_clear_all_json(&b, c), ACACHE_EUNSUPPORTED);
     cr_assert_eq(acache_model_mapping_clear_model_json(&b, c, "x"), ACACHE_EUNSUPPORTED);
     cr_assert_eq(acache_model_mapping_clear_provider_json(&b, c, "p", "g"),

@@ -29,25 +29,26 @@ static char mm_path[64];
 static const char *mm_catalog(int provider_active, int gm_active)
 {
     static char buf[2048];
-    snprintf(buf, sizeof buf,
-             "{\"providers\": ["
-             "{\"id\": \"" PROV "\", \"name\": \"anthropic-main\", \"display_name\": "
-             "\"Anthropic Main\", \"is_active\": %s},"
-             "{\"id\": \"prov-2\", \"name\": \"backup\", \"display_name\": \"\", "
-             "\"is_active\": true}],"
-             "\"global_models\": [{\"id\": \"" GM_ID "\", \"name\": \"claude-sonnet-4-5\", "
-             "\"display_name\": \"Claude Sonnet 4.5\", \"is_active\": %s}],"
-             "\"models\": ["
-             "{\"id\": \"m1\", \"provider_id\": \"" PROV "\", \"global_model_id\": \"" GM_ID
-             "\", \"provider_model_name\": \"claude-sonnet-4-5-20250929\", "
-             "\"provider_model_mappings\": [{\"name\": \"sonnet\"}], \"is_active\": true},"
-             "{\"id\": \"m2\", \"provider_id\": \"prov-2\", \"global_model_id\": \"" GM_ID
-             "\", \"provider_model_name\": \"other\", \"provider_model_mappings\": "
-             "[{\"name\": \"claude-sonnet-4-5-20250929\"}], \"is_active\": true},"
-             "{\"id\": \"m3\", \"provider_id\": \"prov-2\", \"global_model_id\": \"" GM_ID
-             "\", \"provider_model_name\": \"claude-sonnet-4-5-20250929x\", "
-             "\"is_active\": false}]}",
-             provider_active ? "true" : "false", gm_active ? "true" : "false");
+    snprintf(
+        buf, sizeof buf,
+        "{\"providers\": ["
+        "{\"id\": \"" PROV "\", \"name\": \"anthropic-main\", \"display_name\": "
+        "\"Anthropic Main\", \"is_active\": %s},"
+        "{\"id\": \"prov-2\", \"name\": \"backup\", \"display_name\": \"\", "
+        "\"is_active\": true}],"
+        "\"global_models\": [{\"id\": \"" GM_ID "\", \"name\": \"claude-sonnet-4-5\", "
+        "\"display_name\": \"Claude Sonnet 4.5\", \"is_active\": %s}],"
+        "\"models\": ["
+        "{\"id\": \"m1\", \"provider_id\": \"" PROV "\", \"global_model_id\": \"" GM_ID
+        "\", \"provider_model_name\": \"claude-sonnet-4-5-20250929\", "
+        "\"provider_model_mappings\": [{\"name\": \"sonnet\"}], \"is_active\": true},"
+        "{\"id\": \"m2\", \"provider_id\": \"prov-2\", \"global_model_id\": \"" GM_ID
+        "\", \"provider_model_name\": \"other\", \"provider_model_mappings\": "
+        "[{\"name\": \"claude-sonnet-4-5-20250929\"}], \"is_active\": true},"
+        "{\"id\": \"m3\", \"provider_id\": \"prov-2\", \"global_model_id\": \"" GM_ID
+        "\", \"provider_model_name\": \"claude-sonnet-4-5-20250929x\", "
+        "\"is_active\": false}]}",
+        provider_active ? "true" : "false", gm_active ? "true" : "false");
     return buf;
 }
 
@@ -111,7 +112,8 @@ static char *mm_norm(char *s)
 #define MM_MAPPINGS_FULL                                                                 \
     "\"mappings\": [{\"mapping_name\": \"claude-sonnet-4-5-20250929\", "                 \
     "\"global_model_name\": \"claude-sonnet-4-5\", \"global_model_display_name\": "      \
-    "\"Claude Sonnet 4.5\", \"providers\": [\"Anthropic Main\", \"backup\"], \"ttl\": 300}]"
+    "\"Claude Sonnet 4.5\", \"providers\": [\"Anthropic Main\", \"backup\"], \"ttl\": "  \
+    "300}]"
 #define MM_UNMAPPED                                                                      \
     "\"unmapped\": [{\"mapping_name\": \"gpt-9-turbo\", \"status\": \"not_found\", "     \
     "\"ttl\": 300}, {\"mapping_name\": \"weird*name?[x]\", \"status\": \"invalid\", "    \
@@ -138,8 +140,9 @@ static void mm_expect_stats(acache *c, const char *expected)
 Test(MM_SUITE, stats_with_catalog)
 {
     acache *c = mm_open(mm_catalog(1, 1), 0);
-    mm_expect_stats(c, "{\"status\": \"ok\", \"data\": {\"available\": true, " MM_BREAKDOWN
-                       ", " MM_MAPPINGS_FULL ", " MM_UNMAPPED ", " MM_PM "}}");
+    mm_expect_stats(c,
+                    "{\"status\": \"ok\", \"data\": {\"available\": true, " MM_BREAKDOWN
+                    ", " MM_MAPPINGS_FULL ", " MM_UNMAPPED ", " MM_PM "}}");
     mm_done(c);
 }
 
@@ -151,7 +154,8 @@ Test(MM_SUITE, stats_structured)
     cr_assert_eq(acache_model_mapping_stats_available(s), 1);
     cr_assert_null(acache_model_mapping_stats_message(s));
     cr_assert_eq(acache_model_mapping_stats_total_keys(s), 8);
-    cr_assert_eq(acache_model_mapping_stats_breakdown(s, ACACHE_MM_GLOBAL_MODEL_RESOLVE), 4);
+    cr_assert_eq(acache_model_mapping_stats_breakdown(s, ACACHE_MM_GLOBAL_MODEL_RESOLVE),
+                 4);
     cr_assert_eq(acache_model_mapping_stats_mapping_count(s), 1);
     cr_assert_eq(acache_model_mapping_stats_mapping_provider_count(s, 0), 2);
     cr_assert_str_eq(acache_model_mapping_stats_mapping_provider(s, 0, 1), "backup");
@@ -219,8 +223,8 @@ Test(MM_SUITE, provider_global_filters_and_missing_hits)
     mm_set(c, "model:provider_global:prov-3:" GM_ID, "{oops");
     acache_model_mapping_stats *s = NULL;
     cr_assert_eq(MM_STATS(&s, c), ACACHE_OK);
-    cr_assert_eq(acache_model_mapping_stats_breakdown(s, ACACHE_MM_MODEL_BY_PROVIDER_GLOBAL),
-                 4);
+    cr_assert_eq(
+        acache_model_mapping_stats_breakdown(s, ACACHE_MM_MODEL_BY_PROVIDER_GLOBAL), 4);
     cr_assert_eq(acache_model_mapping_stats_pm_count(s), 1);
     acache_model_mapping_stats_free(s);
 
@@ -245,7 +249,8 @@ Test(MM_SUITE, cap_limits_listed_entries)
     acache_model_mapping_stats *s = NULL;
     cr_assert_eq(MM_STATS(&s, c), ACACHE_OK);
     /* first resolve name in key order is the direct match (skipped) */
-    cr_assert_eq(acache_model_mapping_stats_breakdown(s, ACACHE_MM_GLOBAL_MODEL_RESOLVE), 4);
+    cr_assert_eq(acache_model_mapping_stats_breakdown(s, ACACHE_MM_GLOBAL_MODEL_RESOLVE),
+                 4);
     cr_assert_eq(acache_model_mapping_stats_mapping_count(s), 0);
     cr_assert_eq(acache_model_mapping_stats_unmapped_count(s), 0);
     acache_model_mapping_stats_free(s);
@@ -260,9 +265,10 @@ Test(MM_SUITE, clear_model_literal_name)
     mm_set(c, "global_model:name:weird-name-x", "{}");
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(MM_CLEAR_MODEL_JSON(&b, c, "weird*name?[x]"), ACACHE_OK);
-    cr_assert_str_eq(b.ptr, "{\"status\": \"ok\", \"message\": \"Cleared model mapping cache "
-                            "for weird*name?[x]\", \"model_name\": \"weird*name?[x]\", "
-                            "\"deleted_keys\": [\"global_model:resolve:weird*name?[x]\"]}");
+    cr_assert_str_eq(b.ptr,
+                     "{\"status\": \"ok\", \"message\": \"Cleared model mapping cache "
+                     "for weird*name?[x]\", \"model_name\": \"weird*name?[x]\", "
+                     "\"deleted_keys\": [\"global_model:resolve:weird*name?[x]\"]}");
     cr_assert(mm_exists(c, "global_model:resolve:weirdABCnameZx"));
     cr_assert(mm_exists(c, "global_model:name:weird-name-x"));
     cr_assert(!mm_exists(c, "global_model:resolve:weird*name?[x]"));
@@ -271,9 +277,10 @@ Test(MM_SUITE, clear_model_literal_name)
     cr_assert_eq(MM_CLEAR_MODEL(&bits, c, "claude-sonnet-4-5"), ACACHE_OK);
     cr_assert_eq(bits, ACACHE_MM_CLEARED_RESOLVE | ACACHE_MM_CLEARED_NAME);
     cr_assert_eq(MM_CLEAR_MODEL_JSON(&b, c, "claude-sonnet-4-5"), ACACHE_OK);
-    cr_assert_str_eq(b.ptr, "{\"status\": \"ok\", \"message\": \"Cleared model mapping cache "
-                            "for claude-sonnet-4-5\", \"model_name\": \"claude-sonnet-4-5\", "
-                            "\"deleted_keys\": []}");
+    cr_assert_str_eq(b.ptr,
+                     "{\"status\": \"ok\", \"message\": \"Cleared model mapping cache "
+                     "for claude-sonnet-4-5\", \"model_name\": \"claude-sonnet-4-5\", "
+                     "\"deleted_keys\": []}");
     cr_assert_eq(MM_CLEAR_MODEL(&bits, c, ""), ACACHE_EINVALID);
     acache_buf_dispose(&b);
     mm_done(c);
@@ -317,12 +324,13 @@ Test(MM_SUITE, clear_all_leaves_other_keys)
                             "cache keys\", \"deleted_count\": 9}");
     cr_assert(mm_exists(c, "modelx:other"));
     cr_assert(mm_exists(c, "cache_affinity:k:CLAUDE:m"));
-    mm_expect_stats(c, "{\"status\": \"ok\", \"data\": {\"available\": true, "
-                       "\"ttl_seconds\": 300, \"total_keys\": 0, \"breakdown\": "
-                       "{\"model_by_id\": 0, \"model_by_provider_global\": 0, "
-                       "\"global_model_by_id\": 0, \"global_model_by_name\": 0, "
-                       "\"global_model_resolve\": 0}, \"mappings\": [], \"unmapped\": null, "
-                       "\"provider_model_mappings\": null}}");
+    mm_expect_stats(c,
+                    "{\"status\": \"ok\", \"data\": {\"available\": true, "
+                    "\"ttl_seconds\": 300, \"total_keys\": 0, \"breakdown\": "
+                    "{\"model_by_id\": 0, \"model_by_provider_global\": 0, "
+                    "\"global_model_by_id\": 0, \"global_model_by_name\": 0, "
+                    "\"global_model_resolve\": 0}, \"mappings\": [], \"unmapped\": null, "
+                    "\"provider_model_mappings\": null}}");
     acache_store *s = acache_get_store(c);
     size_t d = 0;
     const char *keys[] = {"modelx:other", "cache_affinity:k:CLAUDE:m"};
