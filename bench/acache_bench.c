@@ -638,6 +638,21 @@ static double time_raw_evalsha(redisContext *r, const char *sha, long iters)
     return (bench_now() - t0) / (double)iters * 1e9;
 }
 
+/* Server-side cost of one command, from INFO commandstats (reset first):
+ * usec_per_call of `name` ("get", "evalsha"), or -1. */
+static double server_usec_per_call(redisContext *r, const char *name)
+{
+    redisReply *rep = cmd(r, "INFO commandstats");
+    double v = -1;
+    char needle[64];
+    snprintf(needle, sizeof needle, "cmdstat_%s:", name);
+    const char *p = rep->type == REDIS_REPLY_STRING ? strstr(rep->str, needle) : NULL;
+    if (p && (p = strstr(p, "usec_per_call=")))
+        v = atof(p + strlen("usec_per_call="));
+    freeReplyObject(rep);
+    return v;
+}
+
 static void fig_point_redis(acache *c_l1, acache *c_nol1, redisContext *r,
                             const bench_data *d, const bench_opts *o)
 {
@@ -657,12 +672,20 @@ static void fig_point_redis(acache *c_l1, acache *c_nol1, redisContext *r,
     /* get, L1 off vs one raw GET round trip */
     time_get(c_nol1, &p, o->rt_iters / 10);
     time_raw_get(r, p.storage_key, o->rt_iters / 10);
+    double srv_lib = 0, srv_raw = 0;
     for (int k = 0; k < o->runs; k++) {
+        freeReplyObject(cmd(r, "CONFIG RESETSTAT"));
         a[k] = time_get(c_nol1, &p, o->rt_iters);
+        srv_lib = server_usec_per_call(r, "get");
+        freeReplyObject(cmd(r, "CONFIG RESETSTAT"));
         b[k] = time_raw_get(r, p.storage_key, o->rt_iters);
+        srv_raw = server_usec_per_call(r, "get");
     }
     double g = bench_median(a, o->runs), gf = bench_median(b, o->runs);
     report_line("get (redis, L1 off)", g, "ns", gf, 1.2, NULL);
+    printf("%-22s %11.2f us   floor %.2f us  (server time per GET, INFO commandstats)\n",
+           "  server side", srv_lib, srv_raw);
+    result_num("get_server_us", srv_lib);
     result_num("get_redis_ns", g);
     result_num("get_redis_floor_ns", gf);
     result_num("get_redis_ratio", g / gf);
@@ -675,11 +698,20 @@ static void fig_point_redis(acache *c_l1, acache *c_nol1, redisContext *r,
     time_touch(c_nol1, &p, o->rt_iters / 10);
     time_raw_evalsha(r, sha, o->rt_iters / 10);
     for (int k = 0; k < o->runs; k++) {
+        freeReplyObject(cmd(r, "CONFIG RESETSTAT"));
         a[k] = time_touch(c_nol1, &p, o->rt_iters);
+        srv_lib = server_usec_per_call(r, "evalsha");
+        freeReplyObject(cmd(r, "CONFIG RESETSTAT"));
         b[k] = time_raw_evalsha(r, sha, o->rt_iters);
+        srv_raw = server_usec_per_call(r, "evalsha");
     }
     double t = bench_median(a, o->runs), tf = bench_median(b, o->runs);
     report_line("touch (redis)", t, "ns", tf, 1.3, NULL);
+    printf("%-22s %11.2f us   floor %.2f us  (server time per EVALSHA: the touch script "
+           "vs return 1)\n",
+           "  server side", srv_lib, srv_raw);
+    result_num("touch_server_us", srv_lib);
+    result_num("touch_floor_server_us", srv_raw);
     result_num("touch_redis_ns", t);
     result_num("touch_redis_floor_ns", tf);
     result_num("touch_redis_ratio", t / tf);

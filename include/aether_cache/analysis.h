@@ -21,6 +21,9 @@
 
 ACACHE_BEGIN_DECL
 
+/* clang-format off: each declaration keeps "ACACHE_EXTERN type name(" on one
+ * line, which tests/scripts/check-symbols.sh relies on. */
+
 /* ---------------------------------------------------------------- TTL */
 
 /** Interval buckets, in output order (closed on the right). */
@@ -69,8 +72,8 @@ ACACHE_EXTERN int acache_ttl_analysis_hours(const acache_ttl_analysis *a);
 /** Number of reported groups (total_users_analyzed). */
 ACACHE_EXTERN size_t acache_ttl_analysis_group_count(const acache_ttl_analysis *a);
 /** Groups ordered by request_count descending, then group_id; NULL if out of range. */
-ACACHE_EXTERN const acache_ttl_group *
-acache_ttl_analysis_group_at(const acache_ttl_analysis *a, size_t i);
+ACACHE_EXTERN const acache_ttl_group *acache_ttl_analysis_group_at(
+    const acache_ttl_analysis *a, size_t i);
 /** Groups whose recommended TTL is `minutes` (5, 15, 30 or 60; other values: 0). */
 ACACHE_EXTERN size_t acache_ttl_analysis_ttl_distribution(const acache_ttl_analysis *a,
                                                           int minutes);
@@ -179,6 +182,8 @@ ACACHE_EXTERN const char *acache_timeline_user_name(const acache_timeline *t, si
 ACACHE_EXTERN int acache_interval_timeline_json(acache_buf *out, acache *c, int hours,
                                                 int limit, const char *user_id,
                                                 int include_user_info);
+
+/* clang-format on */
 
 ACACHE_END_DECL
 #endif

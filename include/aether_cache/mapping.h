@@ -16,6 +16,9 @@
 
 ACACHE_BEGIN_DECL
 
+/* clang-format off: each declaration keeps "ACACHE_EXTERN type name(" on one
+ * line, which tests/scripts/check-symbols.sh relies on. */
+
 /** Key families counted in the stats breakdown, in output order. */
 typedef enum acache_mm_family {
     ACACHE_MM_MODEL_BY_ID = 0, /* model:id:{id} */
@@ -58,82 +61,82 @@ ACACHE_EXTERN int acache_model_mapping_stats_get(acache_model_mapping_stats **ou
 ACACHE_EXTERN void acache_model_mapping_stats_free(acache_model_mapping_stats *s);
 
 /** 1 when the store holds a model-mapping cache (Redis), else 0. */
-ACACHE_EXTERN int
-acache_model_mapping_stats_available(const acache_model_mapping_stats *s);
+ACACHE_EXTERN int acache_model_mapping_stats_available(
+    const acache_model_mapping_stats *s);
 /** Why the cache is unavailable; NULL when available. */
-ACACHE_EXTERN const char *
-acache_model_mapping_stats_message(const acache_model_mapping_stats *s);
+ACACHE_EXTERN const char *acache_model_mapping_stats_message(
+    const acache_model_mapping_stats *s);
 /** The configured cache TTL in seconds (options.mapping_ttl_s, default 300). */
-ACACHE_EXTERN uint32_t
-acache_model_mapping_stats_ttl_seconds(const acache_model_mapping_stats *s);
+ACACHE_EXTERN uint32_t acache_model_mapping_stats_ttl_seconds(
+    const acache_model_mapping_stats *s);
 /** Sum of the five breakdown counts. */
-ACACHE_EXTERN uint64_t
-acache_model_mapping_stats_total_keys(const acache_model_mapping_stats *s);
+ACACHE_EXTERN uint64_t acache_model_mapping_stats_total_keys(
+    const acache_model_mapping_stats *s);
 /** Count of one key family (an acache_mm_family). */
-ACACHE_EXTERN uint64_t
-acache_model_mapping_stats_breakdown(const acache_model_mapping_stats *s, int family);
+ACACHE_EXTERN uint64_t acache_model_mapping_stats_breakdown(
+    const acache_model_mapping_stats *s, int family);
 
 /* "mappings": resolve names that map to a differently named GlobalModel,
  * sorted by mapping_name. */
-ACACHE_EXTERN size_t
-acache_model_mapping_stats_mapping_count(const acache_model_mapping_stats *s);
-ACACHE_EXTERN const char *
-acache_model_mapping_stats_mapping_name(const acache_model_mapping_stats *s, size_t i);
-ACACHE_EXTERN const char *
-acache_model_mapping_stats_mapping_global_model_name(const acache_model_mapping_stats *s,
+ACACHE_EXTERN size_t acache_model_mapping_stats_mapping_count(
+    const acache_model_mapping_stats *s);
+ACACHE_EXTERN const char *acache_model_mapping_stats_mapping_name(
+    const acache_model_mapping_stats *s, size_t i);
+ACACHE_EXTERN const char *acache_model_mapping_stats_mapping_global_model_name(
+    const acache_model_mapping_stats *s,
                                                      size_t i);
 ACACHE_EXTERN const char *acache_model_mapping_stats_mapping_global_model_display_name(
     const acache_model_mapping_stats *s, size_t i);
 /** Number of provider display names of mapping `i` (sorted, de-duplicated). */
 ACACHE_EXTERN size_t acache_model_mapping_stats_mapping_provider_count(
     const acache_model_mapping_stats *s, size_t i);
-ACACHE_EXTERN const char *
-acache_model_mapping_stats_mapping_provider(const acache_model_mapping_stats *s, size_t i,
+ACACHE_EXTERN const char *acache_model_mapping_stats_mapping_provider(
+    const acache_model_mapping_stats *s, size_t i,
                                             size_t j);
-ACACHE_EXTERN int64_t
-acache_model_mapping_stats_mapping_ttl(const acache_model_mapping_stats *s, size_t i);
+ACACHE_EXTERN int64_t acache_model_mapping_stats_mapping_ttl(
+    const acache_model_mapping_stats *s, size_t i);
 
 /* "unmapped": NOT_FOUND, invalid or unreadable resolve entries, by name. */
-ACACHE_EXTERN size_t
-acache_model_mapping_stats_unmapped_count(const acache_model_mapping_stats *s);
-ACACHE_EXTERN const char *
-acache_model_mapping_stats_unmapped_name(const acache_model_mapping_stats *s, size_t i);
+ACACHE_EXTERN size_t acache_model_mapping_stats_unmapped_count(
+    const acache_model_mapping_stats *s);
+ACACHE_EXTERN const char *acache_model_mapping_stats_unmapped_name(
+    const acache_model_mapping_stats *s, size_t i);
 /** An acache_mm_unmapped_status, or 0 when out of range. */
-ACACHE_EXTERN int
-acache_model_mapping_stats_unmapped_status(const acache_model_mapping_stats *s, size_t i);
-ACACHE_EXTERN int64_t
-acache_model_mapping_stats_unmapped_ttl(const acache_model_mapping_stats *s, size_t i);
+ACACHE_EXTERN int acache_model_mapping_stats_unmapped_status(
+    const acache_model_mapping_stats *s, size_t i);
+ACACHE_EXTERN int64_t acache_model_mapping_stats_unmapped_ttl(
+    const acache_model_mapping_stats *s, size_t i);
 
 /* "provider_model_mappings": cached provider Models whose name differs from
  * the GlobalModel's or that carry mapping names, sorted by (provider_name,
  * global_model_name). */
-ACACHE_EXTERN size_t
-acache_model_mapping_stats_pm_count(const acache_model_mapping_stats *s);
-ACACHE_EXTERN const char *
-acache_model_mapping_stats_pm_provider_id(const acache_model_mapping_stats *s, size_t i);
-ACACHE_EXTERN const char *
-acache_model_mapping_stats_pm_provider_name(const acache_model_mapping_stats *s,
+ACACHE_EXTERN size_t acache_model_mapping_stats_pm_count(
+    const acache_model_mapping_stats *s);
+ACACHE_EXTERN const char *acache_model_mapping_stats_pm_provider_id(
+    const acache_model_mapping_stats *s, size_t i);
+ACACHE_EXTERN const char *acache_model_mapping_stats_pm_provider_name(
+    const acache_model_mapping_stats *s,
                                             size_t i);
-ACACHE_EXTERN const char *
-acache_model_mapping_stats_pm_global_model_id(const acache_model_mapping_stats *s,
+ACACHE_EXTERN const char *acache_model_mapping_stats_pm_global_model_id(
+    const acache_model_mapping_stats *s,
                                               size_t i);
-ACACHE_EXTERN const char *
-acache_model_mapping_stats_pm_global_model_name(const acache_model_mapping_stats *s,
+ACACHE_EXTERN const char *acache_model_mapping_stats_pm_global_model_name(
+    const acache_model_mapping_stats *s,
                                                 size_t i);
 ACACHE_EXTERN const char *acache_model_mapping_stats_pm_global_model_display_name(
     const acache_model_mapping_stats *s, size_t i);
-ACACHE_EXTERN const char *
-acache_model_mapping_stats_pm_provider_model_name(const acache_model_mapping_stats *s,
+ACACHE_EXTERN const char *acache_model_mapping_stats_pm_provider_model_name(
+    const acache_model_mapping_stats *s,
                                                   size_t i);
-ACACHE_EXTERN size_t
-acache_model_mapping_stats_pm_alias_count(const acache_model_mapping_stats *s, size_t i);
-ACACHE_EXTERN const char *
-acache_model_mapping_stats_pm_alias(const acache_model_mapping_stats *s, size_t i,
+ACACHE_EXTERN size_t acache_model_mapping_stats_pm_alias_count(
+    const acache_model_mapping_stats *s, size_t i);
+ACACHE_EXTERN const char *acache_model_mapping_stats_pm_alias(
+    const acache_model_mapping_stats *s, size_t i,
                                     size_t j);
-ACACHE_EXTERN int64_t
-acache_model_mapping_stats_pm_ttl(const acache_model_mapping_stats *s, size_t i);
-ACACHE_EXTERN int64_t
-acache_model_mapping_stats_pm_hit_count(const acache_model_mapping_stats *s, size_t i);
+ACACHE_EXTERN int64_t acache_model_mapping_stats_pm_ttl(
+    const acache_model_mapping_stats *s, size_t i);
+ACACHE_EXTERN int64_t acache_model_mapping_stats_pm_hit_count(
+    const acache_model_mapping_stats *s, size_t i);
 
 /**
  * The stats as the admin body {"status": "ok", "data": {...}} (model-mapping.md).
@@ -188,6 +191,8 @@ ACACHE_EXTERN int acache_model_mapping_clear_model_json(acache_buf *out, acache 
 ACACHE_EXTERN int acache_model_mapping_clear_provider_json(acache_buf *out, acache *c,
                                                            const char *provider_id,
                                                            const char *global_model_id);
+
+/* clang-format on */
 
 ACACHE_END_DECL
 #endif

@@ -13,8 +13,10 @@ if ! diff -u "$list" <(printf '%s\n' "$actual"); then
   echo "exported symbols differ from $list (run with --update after an intended API change)"
   status=1
 fi
-declared=$(grep -rhoE 'ACACHE_EXTERN[^(]*\b(acache_[a-z0-9_]+)\s*\(' "$src/include" |
-           grep -oE 'acache_[a-z0-9_]+\s*\($' | tr -d ' (' | sort -u)
+# Declarations may wrap: join each header into one line before matching.
+declared=$(find "$src/include" -name '*.h' -exec cat {} + | tr '\n' ' ' |
+           grep -oE 'ACACHE_EXTERN[^;(]*\(' | grep -oE 'acache_[a-z0-9_]+ *\($' |
+           tr -d ' (' | sort -u)
 undeclared=$(comm -23 <(printf '%s\n' "$actual") <(printf '%s\n' "$declared"))
 if [ -n "$undeclared" ]; then echo "exported but not declared ACACHE_EXTERN in include/:"; echo "$undeclared"; status=1; fi
 missing=$(comm -13 <(printf '%s\n' "$actual") <(printf '%s\n' "$declared"))

@@ -26,8 +26,6 @@ cleanup() {
     "$here/pg-instance.sh" destroy "$dir" || true
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 export ACACHE_TEST_PG_URI="postgresql://postgres@127.0.0.1:$port/postgres"
 export ACACHE_TEST_PG_PORT=$port
@@ -39,8 +37,14 @@ export ACACHE_TEST_PG_INSTANCE=$here/pg-instance.sh
 pgctl=$(ls /usr/lib/postgresql/15/bin/pg_ctl 2>/dev/null || command -v pg_ctl || true)
 export ACACHE_TEST_PG_CTL=${pgctl:-pg_ctl}
 
+# Run the command in the background so a signal to this script is handled at
+# once (bash defers traps while a foreground child runs): pass it on, then
+# clean up through the EXIT trap.
 set +e
-"$@"
+"$@" <&0 &
+child=$!
+trap 'kill -INT "$child" 2>/dev/null; wait "$child"; exit 130' INT
+trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' TERM
+wait "$child"
 rc=$?
-set -e
 exit $rc
