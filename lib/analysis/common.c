@@ -40,7 +40,9 @@ double acache__percentile_cont(const double *v, size_t n, double p)
     return v[l] + (pos - lo) * (v[h] - v[l]);
 }
 
-void acache__fmt_iso_utc(char *buf, size_t size, int64_t us)
+/* Split microseconds since the epoch into a UTC broken-down time and the
+ * microsecond remainder (floor division, so times before 1970 work too). */
+static int64_t split_us(int64_t us, struct tm *tm)
 {
     int64_t secs = us / 1000000, frac = us % 1000000;
     if (frac < 0) {
@@ -48,10 +50,17 @@ void acache__fmt_iso_utc(char *buf, size_t size, int64_t us)
         secs -= 1;
     }
     time_t t = (time_t)secs;
+    gmtime_r(&t, tm);
+    return frac;
+}
+
+void acache__fmt_iso_utc(char *buf, size_t size, int64_t us)
+{
     struct tm tm;
-    gmtime_r(&t, &tm);
+    int64_t frac = split_us(us, &tm);
     char base[32];
     strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    /* Python's isoformat(): microseconds only when non-zero. */
     if (frac)
         snprintf(buf, size, "%s.%06lld+00:00", base, (long long)frac);
     else
@@ -60,14 +69,8 @@ void acache__fmt_iso_utc(char *buf, size_t size, int64_t us)
 
 void acache__fmt_pg_ts(char *buf, size_t size, int64_t us)
 {
-    int64_t secs = us / 1000000, frac = us % 1000000;
-    if (frac < 0) {
-        frac += 1000000;
-        secs -= 1;
-    }
-    time_t t = (time_t)secs;
     struct tm tm;
-    gmtime_r(&t, &tm);
+    int64_t frac = split_us(us, &tm);
     char base[32];
     strftime(base, sizeof base, "%Y-%m-%d %H:%M:%S", &tm);
     snprintf(buf, size, "%s.%06lld+00", base, (long long)frac);
@@ -138,14 +141,8 @@ static int collect_cb(const acache_cat_usage *row, void *payload)
     if (!g || !row->id)
         return 0;
     acache__urows *r = x->rows;
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 64;
-        acache__urow *nv = acache__realloc(r->v, cap * sizeof *nv);
-        if (!nv)
-            return acache__oom();
-        r->v = nv;
-        r->cap = cap;
-    }
+    if (acache__grow(&r->v, &r->cap, r->n, sizeof *r->v))
+        return ACACHE_ENOMEM;
     acache__urow *u = &r->v[r->n];
     memset(u, 0, sizeof *u);
     u->group = acache__strdup(g);

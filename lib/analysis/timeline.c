@@ -50,14 +50,8 @@ void acache_timeline_free(acache_timeline *t)
 static int add_point(acache_timeline *t, int64_t us, double minutes, const char *user_id,
                      const char *model)
 {
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 64;
-        tpoint *nv = acache__realloc(t->pts, cap * sizeof *nv);
-        if (!nv)
-            return acache__oom();
-        t->pts = nv;
-        t->cap = cap;
-    }
+    if (acache__grow(&t->pts, &t->cap, t->n, sizeof *t->pts))
+        return ACACHE_ENOMEM;
     tpoint *p = &t->pts[t->n];
     memset(p, 0, sizeof *p);
     acache__fmt_iso_utc(p->x, sizeof p->x, us);

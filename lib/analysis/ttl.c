@@ -98,14 +98,8 @@ static int finish_group(acache_ttl_analysis *a, acache_ttl_group *g)
 
 static acache_ttl_group *new_group(acache_ttl_analysis *a, const char *id)
 {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 16;
-        acache_ttl_group *nv = acache__realloc(a->groups, cap * sizeof *nv);
-        if (!nv)
-            return NULL;
-        a->groups = nv;
-        a->cap = cap;
-    }
+    if (acache__grow(&a->groups, &a->cap, a->n, sizeof *a->groups))
+        return NULL;
     acache_ttl_group *g = &a->groups[a->n];
     memset(g, 0, sizeof *g);
     if (!(g->group_id = acache__strdup(id)))

@@ -258,14 +258,8 @@ struct acache_affinity_list {
 static int list_add(const acache_affinity *a, void *payload)
 {
     acache_affinity_list *l = payload;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        acache_affinity **ni = acache__realloc(l->items, cap * sizeof *ni);
-        if (!ni)
-            return acache__oom();
-        l->items = ni;
-        l->cap = cap;
-    }
+    if (acache__grow(&l->items, &l->cap, l->n, sizeof *l->items))
+        return ACACHE_ENOMEM;
     acache_affinity *d = acache__affinity_dup(a);
     if (!d)
         return ACACHE_ENOMEM;

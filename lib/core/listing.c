@@ -125,14 +125,8 @@ static const char *row_id(const void *row)
 
 static int push(void ***v, size_t *n, size_t *cap, void *p)
 {
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 16;
-        void **nv = acache__realloc(*v, nc * sizeof *nv);
-        if (!nv)
-            return acache__oom();
-        *v = nv;
-        *cap = nc;
-    }
+    if (acache__grow(v, cap, *n, sizeof **v))
+        return ACACHE_ENOMEM;
     (*v)[(*n)++] = p;
     return ACACHE_OK;
 }
@@ -403,14 +397,8 @@ static int walk_cb(const acache_affinity *a, void *payload)
         return 0;
     if (x->sel && !in_sel(x, ak))
         return 0;
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? l->cap * 2 : 64;
-        acache_listing_item *ni = acache__realloc(l->items, nc * sizeof *ni);
-        if (!ni)
-            return acache__oom();
-        l->items = ni;
-        l->cap = nc;
-    }
+    if (acache__grow(&l->items, &l->cap, l->n, sizeof *l->items))
+        return ACACHE_ENOMEM;
     acache_listing_item *it = &l->items[l->n];
     memset(it, 0, sizeof *it);
     if (adup(&l->ar, ak, &it->affinity_key) < 0 ||

@@ -63,14 +63,8 @@ typedef struct strvec {
 
 static int sv_push(strvec *s, const char *p, size_t len)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 16;
-        char **nv = acache__realloc(s->v, cap * sizeof *nv);
-        if (!nv)
-            return acache__oom();
-        s->v = nv;
-        s->cap = cap;
-    }
+    if (acache__grow(&s->v, &s->cap, s->n, sizeof *s->v))
+        return ACACHE_ENOMEM;
     char *d = acache__strndup(p, len);
     if (!d)
         return acache__oom();
@@ -264,14 +258,8 @@ static int model_cb(const acache_cat_model *row, void *payload)
     join *j = payload;
     if (!row->is_active)
         return 0;
-    if (j->nmodels == j->capm) {
-        size_t cap = j->capm ? j->capm * 2 : 16;
-        cat_model *nv = acache__realloc(j->models, cap * sizeof *nv);
-        if (!nv)
-            return acache__oom();
-        j->models = nv;
-        j->capm = cap;
-    }
+    if (acache__grow(&j->models, &j->capm, j->nmodels, sizeof *j->models))
+        return ACACHE_ENOMEM;
     int oom = 0;
     cat_model *m = &j->models[j->nmodels++];
     m->provider_id = dup_or_null(row->provider_id, &oom);
@@ -284,14 +272,8 @@ static int model_cb(const acache_cat_model *row, void *payload)
 static int provider_cb(const acache_cat_provider *row, void *payload)
 {
     join *j = payload;
-    if (j->nprovs == j->capp) {
-        size_t cap = j->capp ? j->capp * 2 : 16;
-        acache_cat_provider *nv = acache__realloc(j->provs, cap * sizeof *nv);
-        if (!nv)
-            return acache__oom();
-        j->provs = nv;
-        j->capp = cap;
-    }
+    if (acache__grow(&j->provs, &j->capp, j->nprovs, sizeof *j->provs))
+        return ACACHE_ENOMEM;
     int oom = 0;
     acache_cat_provider *p = &j->provs[j->nprovs++];
     p->id = dup_or_null(row->id, &oom);
@@ -304,14 +286,8 @@ static int provider_cb(const acache_cat_provider *row, void *payload)
 static int gm_cb(const acache_cat_global_model *row, void *payload)
 {
     join *j = payload;
-    if (j->ngms == j->capg) {
-        size_t cap = j->capg ? j->capg * 2 : 16;
-        acache_cat_global_model *nv = acache__realloc(j->gms, cap * sizeof *nv);
-        if (!nv)
-            return acache__oom();
-        j->gms = nv;
-        j->capg = cap;
-    }
+    if (acache__grow(&j->gms, &j->capg, j->ngms, sizeof *j->gms))
+        return ACACHE_ENOMEM;
     int oom = 0;
     acache_cat_global_model *g = &j->gms[j->ngms++];
     g->id = dup_or_null(row->id, &oom);

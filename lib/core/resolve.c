@@ -140,14 +140,8 @@ static int key_id_cb(const acache_cat_api_key *row, void *payload)
     strvec *s = payload;
     if (!row->id)
         return 0;
-    if (s->n == s->cap) {
-        size_t nc = s->cap ? s->cap * 2 : 8;
-        char **nv = acache__realloc(s->v, nc * sizeof *nv);
-        if (!nv)
-            return acache__oom();
-        s->v = nv;
-        s->cap = nc;
-    }
+    if (acache__grow(&s->v, &s->cap, s->n, sizeof *s->v))
+        return ACACHE_ENOMEM;
     if (!(s->v[s->n] = acache__strdup(row->id)))
         return acache__oom();
     s->n++;

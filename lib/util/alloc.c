@@ -1,4 +1,5 @@
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,4 +74,23 @@ char *acache__sprintf(const char *fmt, ...)
         acache__oom();
     va_end(ap2);
     return s;
+}
+
+int acache__grow(void *pptr, size_t *cap, size_t n, size_t elem)
+{
+    if (n < *cap)
+        return ACACHE_OK;
+    size_t nc = *cap ? *cap * 2 : 16;
+    if (nc < n + 1)
+        nc = n + 1;
+    if (elem && nc > SIZE_MAX / elem)
+        return acache__oom();
+    void *old;
+    memcpy(&old, pptr, sizeof old);
+    void *nv = acache__realloc(old, nc * elem);
+    if (!nv)
+        return acache__oom();
+    memcpy(pptr, &nv, sizeof nv);
+    *cap = nc;
+    return ACACHE_OK;
 }

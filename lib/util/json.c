@@ -27,14 +27,8 @@ static json_t *swap_reals(json_t *v, reals *r)
 {
     switch (json_typeof(v)) {
     case JSON_REAL: {
-        if (r->n == r->cap) {
-            size_t cap = r->cap ? r->cap * 2 : 16;
-            double *nv = acache__realloc(r->vals, cap * sizeof *nv);
-            if (!nv)
-                return NULL;
-            r->vals = nv;
-            r->cap = cap;
-        }
+        if (acache__grow(&r->vals, &r->cap, r->n, sizeof *r->vals))
+            return NULL;
         char tag[32];
         snprintf(tag, sizeof tag, "%c%zu%c", MARK, r->n, MARK);
         r->vals[r->n++] = json_real_value(v);

@@ -19,6 +19,9 @@ char *acache__strdup(const char *s);
 char *acache__strndup(const char *s, size_t n);
 /* printf into a fresh heap string; NULL on ENOMEM (message set). */
 char *acache__sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Make room for element `n` of the array *pptr (any T **), doubling `*cap`.
+ * Returns ACACHE_OK or ACACHE_ENOMEM (message set; the array is kept). */
+int acache__grow(void *pptr, size_t *cap, size_t n, size_t elem);
 /* Test hook: the Nth allocation from now (1-based) fails; 0 disables. */
 void acache__alloc_fail_at(unsigned long n);
 
