@@ -332,6 +332,8 @@ void acache_affinity_list_free(acache_affinity_list *l)
 typedef struct {
     acache *c;
     const acache_match *match; /* NULL: delete every scanned key */
+    const char *needle;        /* raw scans: "\"provider_id\"" as JSON bytes */
+    size_t needle_len;
     size_t removed;
     const char *keys[DELETE_BATCH];
     char *owned[DELETE_BATCH];
@@ -351,14 +353,38 @@ static int bulk_flush(bulk_ctx *b)
     return rc;
 }
 
+/* Whether a raw JSON value may have a string field equal to the quoted
+ * `needle`. Without any backslash in the value every JSON string is its bytes
+ * between quotes, so a value lacking the quoted bytes cannot match; a value
+ * with escapes is passed on (false positives only cost a re-check). */
+static int may_name(const char *v, size_t len, const char *needle, size_t nlen)
+{
+    if (memchr(v, '\\', len))
+        return 1;
+    for (const char *p = v; len >= nlen; p++, len--) {
+        const char *q = memchr(p, needle[0], len - nlen + 1);
+        if (!q)
+            return 0;
+        len -= (size_t)(q - p);
+        p = q;
+        if (memcmp(p, needle, nlen) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int bulk_batch(const acache_entry *e, size_t n, void *payload)
 {
     bulk_ctx *b = payload;
     for (size_t i = 0; i < n; i++) {
         /* Pre-filter on the scanned value; the store re-checks atomically. */
-        if (b->match && (!e[i].record || !e[i].record->provider_id ||
-                         strcmp(e[i].record->provider_id, b->match->provider_id) != 0))
+        if (b->match && b->needle) {
+            if (!e[i].value || !may_name(e[i].value, e[i].value_len, b->needle, b->needle_len))
+                continue;
+        } else if (b->match && (!e[i].record || !e[i].record->provider_id ||
+                                strcmp(e[i].record->provider_id, b->match->provider_id) != 0)) {
             continue;
+        }
         char *k = acache__strndup(e[i].key, e[i].key_len);
         if (!k)
             return acache__oom();
@@ -388,11 +414,26 @@ static int bulk_invalidate(acache *c, const char *affinity_key, const acache_mat
     b->c = c;
     b->match = m;
     /* Without a filter every scanned key goes, whatever its value: scan keys
-     * only (no MGET, no JSON parsing) when the store can. */
+     * only (no MGET, no JSON parsing) when the store can. With a provider
+     * filter on Redis, whose values are the JSON bytes, a byte pre-filter
+     * replaces parsing every value (the delete script decides anyway). */
+    char *needle = NULL;
+    int raw_filter = m && m->provider_id && !m->endpoint_id && !m->key_id &&
+                     c->store->scan && strcmp(c->store->scheme, "redis") == 0;
+    if (raw_filter && !(needle = acache__sprintf("\"%s\"", m->provider_id))) {
+        free(b);
+        free(prefix);
+        return ACACHE_ENOMEM;
+    }
+    b->needle = needle;
+    b->needle_len = needle ? strlen(needle) : 0;
     if (!m && c->store->scan)
         rc = c->store->scan(c->store, prefix, 0, bulk_batch, b);
+    else if (needle)
+        rc = c->store->scan(c->store, prefix, 1, bulk_batch, b);
     else
         rc = c->store->affinity_scan(c->store, prefix, bulk_batch, b);
+    free(needle);
     int rc2 = bulk_flush(b);
     if (!rc)
         rc = rc2;
