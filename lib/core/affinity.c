@@ -36,7 +36,9 @@ int acache_affinity_get(acache_affinity **out, acache *c, const char *affinity_k
         return acache_error_set(ACACHE_EINVALID, "acache_affinity_get: NULL argument");
     *out = NULL;
     int rc;
-    char *key = acache__affinity_storage_key(affinity_key, api_format, model_name, &rc);
+    char kbuf[ACACHE__KEYBUF];
+    char *key = acache__affinity_storage_key(kbuf, sizeof kbuf, affinity_key, api_format,
+                                             model_name, &rc);
     if (!key)
         return rc;
     double now = acache__now(c);
@@ -65,19 +67,19 @@ int acache_affinity_get(acache_affinity **out, acache *c, const char *affinity_k
         }
         if (rc == ACACHE_ENOTFOUND) {
             atomic_fetch_add(&c->cache_misses, 1);
-            free(key);
+            ACACHE__KEY_FREE(key, kbuf);
             return acache_error_set(ACACHE_ENOTFOUND, "no live affinity for %s:%s:%s",
                                     affinity_key, api_format, model_name);
         }
         if (rc) {
-            free(key);
+            ACACHE__KEY_FREE(key, kbuf);
             return rc;
         }
         a = b.out;
         if (c->l1)
             acache__l1_put(c->l1, key, a, epoch);
     }
-    free(key);
+    ACACHE__KEY_FREE(key, kbuf);
     atomic_fetch_add(&c->cache_hits, 1);
     *out = a;
     return ACACHE_OK;
@@ -94,18 +96,20 @@ int acache_affinity_touch(acache_touch_result *result, acache *c, const acache_t
         return acache_error_set(ACACHE_EINVALID, "acache_touch version %u unknown",
                                 t->version);
     int rc;
-    char *key = acache__affinity_storage_key(t->affinity_key, t->api_format, t->model_name,
+    char kbuf[ACACHE__KEYBUF];
+    char *key = acache__affinity_storage_key(kbuf, sizeof kbuf, t->affinity_key,
+                                             t->api_format, t->model_name,
                                              &rc);
     if (!key)
         return rc;
     if ((rc = acache__check_field("provider_id", t->provider_id, 0)) ||
         (rc = acache__check_field("endpoint_id", t->endpoint_id, 0)) ||
         (rc = acache__check_field("key_id", t->key_id, 0))) {
-        free(key);
+        ACACHE__KEY_FREE(key, kbuf);
         return rc;
     }
     if (!t->supports_caching) {
-        free(key);
+        ACACHE__KEY_FREE(key, kbuf);
         return ACACHE_OK;
     }
     acache_touch_req req = {
@@ -124,7 +128,7 @@ int acache_affinity_touch(acache_touch_result *result, acache *c, const acache_t
      * only the store knows the latest count. The next get refills. */
     if (c->l1)
         acache__l1_remove(c->l1, key);
-    free(key);
+    ACACHE__KEY_FREE(key, kbuf);
     if (rc)
         return rc;
     if (outcome == ACACHE_TOUCH_CREATED)
@@ -160,7 +164,9 @@ int acache_affinity_invalidate(acache *c, const char *affinity_key, const char *
     if (!c)
         return acache_error_set(ACACHE_EINVALID, "acache_affinity_invalidate: NULL handle");
     int rc;
-    char *key = acache__affinity_storage_key(affinity_key, api_format, model_name, &rc);
+    char kbuf[ACACHE__KEYBUF];
+    char *key = acache__affinity_storage_key(kbuf, sizeof kbuf, affinity_key, api_format,
+                                             model_name, &rc);
     if (!key)
         return rc;
     acache_match m = {provider_id, endpoint_id, key_id};
@@ -171,7 +177,7 @@ int acache_affinity_invalidate(acache *c, const char *affinity_key, const char *
     if (c->l1)
         acache__l1_remove(c->l1, key);
     rc = c->store->affinity_delete_if(c->store, keys, 1, &m, &n);
-    free(key);
+    ACACHE__KEY_FREE(key, kbuf);
     if (rc)
         return rc;
     if (n == 0)
@@ -184,10 +190,13 @@ int acache_affinity_invalidate(acache *c, const char *affinity_key, const char *
 
 /* ---- enumeration ---- */
 
+typedef int (*take_cb)(acache_affinity *a, void *payload); /* takes ownership */
+
 typedef struct {
     acache *c;
     double now;
-    acache_affinity_cb cb;
+    acache_affinity_cb cb; /* borrows each record... */
+    take_cb take;          /* ...or keeps it (saves a copy per record) */
     void *payload;
     int stop;
 } walk_ctx;
@@ -205,8 +214,13 @@ static int walk_batch(const acache_entry *e, size_t n, void *payload)
         acache_affinity *a = acache__affinity_from_record(e[i].record, e[i].key, e[i].key_len);
         if (!a)
             return ACACHE_ENOMEM;
-        int rc = w->cb(a, w->payload);
-        acache_affinity_free(a);
+        int rc;
+        if (w->take) {
+            rc = w->take(a, w->payload);
+        } else {
+            rc = w->cb(a, w->payload);
+            acache_affinity_free(a);
+        }
         if (rc) {
             w->stop = 1;
             return rc;
@@ -229,17 +243,23 @@ static char *scan_prefix(const char *affinity_key, int *rc)
     return p;
 }
 
-int acache__affinity_walk(acache *c, const char *affinity_key, acache_affinity_cb cb,
-                          void *payload)
+static int walk(acache *c, const char *affinity_key, acache_affinity_cb cb, take_cb take,
+                void *payload)
 {
     int rc;
     char *prefix = scan_prefix(affinity_key, &rc);
     if (!prefix)
         return rc ? rc : acache__oom();
-    walk_ctx w = {c, acache__now(c), cb, payload, 0};
+    walk_ctx w = {c, acache__now(c), cb, take, payload, 0};
     rc = c->store->affinity_scan(c->store, prefix, walk_batch, &w);
     free(prefix);
     return rc;
+}
+
+int acache__affinity_walk(acache *c, const char *affinity_key, acache_affinity_cb cb,
+                          void *payload)
+{
+    return walk(c, affinity_key, cb, NULL, payload);
 }
 
 int acache_affinity_foreach(acache *c, const char *affinity_key, acache_affinity_cb cb,
@@ -255,15 +275,14 @@ struct acache_affinity_list {
     size_t n, cap;
 };
 
-static int list_add(const acache_affinity *a, void *payload)
+static int list_add(acache_affinity *a, void *payload)
 {
     acache_affinity_list *l = payload;
-    if (acache__grow(&l->items, &l->cap, l->n, sizeof *l->items))
+    if (acache__grow(&l->items, &l->cap, l->n, sizeof *l->items)) {
+        acache_affinity_free(a);
         return ACACHE_ENOMEM;
-    acache_affinity *d = acache__affinity_dup(a);
-    if (!d)
-        return ACACHE_ENOMEM;
-    l->items[l->n++] = d;
+    }
+    l->items[l->n++] = a;
     return 0;
 }
 
@@ -296,7 +315,7 @@ int acache_affinity_list_fetch(acache_affinity_list **out, acache *c, const char
     acache_affinity_list *l = acache__calloc(1, sizeof *l);
     if (!l)
         return acache__oom();
-    int rc = acache__affinity_walk(c, affinity_key, list_add, l);
+    int rc = walk(c, affinity_key, NULL, list_add, l);
     if (rc) {
         acache_affinity_list_free(l);
         return rc;

@@ -44,9 +44,19 @@ struct acache {
 /* The handle's clock (options.clock or the wall clock). */
 double acache__now(const acache *c);
 
-/* cache_affinity:{ak}:{fmt}:{model}; NULL + error on bad fields / ENOMEM. */
-char *acache__affinity_storage_key(const char *affinity_key, const char *api_format,
-                                   const char *model_name, int *status);
+/* cache_affinity:{ak}:{fmt}:{model} into `buf` when it fits in `cap`, else a
+ * new allocation (free it when the result != buf); NULL + error on bad fields
+ * or ENOMEM. */
+char *acache__affinity_storage_key(char *buf, size_t cap, const char *affinity_key,
+                                   const char *api_format, const char *model_name,
+                                   int *status);
+#define ACACHE__KEYBUF 256
+/* Free a key from acache__affinity_storage_key unless it is the caller's buffer. */
+#define ACACHE__KEY_FREE(key, buf)                                                       \
+    do {                                                                                 \
+        if ((key) != (buf))                                                              \
+            free(key);                                                                   \
+    } while (0)
 /* Reject NULL, empty, or ':' (when no_colon) identifiers with EINVALID. */
 int acache__check_field(const char *name, const char *value, int no_colon);
 

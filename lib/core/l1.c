@@ -30,12 +30,7 @@ struct acache__l1 {
 
 static uint64_t l1_hash(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return acache__hash(s, strlen(s));
 }
 
 acache__l1 *acache__l1_new(int32_t ttl_ms, int32_t max_entries)

@@ -90,8 +90,9 @@ int acache__check_field(const char *name, const char *value, int no_colon)
     return ACACHE_OK;
 }
 
-char *acache__affinity_storage_key(const char *affinity_key, const char *api_format,
-                                   const char *model_name, int *status)
+char *acache__affinity_storage_key(char *buf, size_t cap, const char *affinity_key,
+                                   const char *api_format, const char *model_name,
+                                   int *status)
 {
     int rc = acache__check_field("affinity_key", affinity_key, 1);
     if (!rc)
@@ -104,7 +105,9 @@ char *acache__affinity_storage_key(const char *affinity_key, const char *api_for
     }
     size_t a = strlen(affinity_key), f = strlen(api_format), m = strlen(model_name);
     size_t plen = sizeof ACACHE_AFFINITY_PREFIX - 1;
-    char *key = acache__malloc(plen + a + f + m + 3);
+    size_t need = plen + a + f + m + 3;
+    /* The hot path passes a stack buffer: no allocation for ordinary keys. */
+    char *key = buf && need <= cap ? buf : acache__malloc(need);
     if (!key) {
         *status = acache__oom();
         return NULL;

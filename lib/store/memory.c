@@ -37,12 +37,7 @@ typedef struct memory_store {
 
 static uint64_t hash_key(const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return acache__hash(s, len);
 }
 
 static shard *shard_for(memory_store *m, uint64_t h)

@@ -29,13 +29,14 @@
 #include <hiredis/hiredis.h>
 
 #include "../core/core.h"
+#include "../util/json.h"
 #include "redis_scripts.h"
 
 #define POOL_MAX 16
 #define DEL_BATCH 500  /* keys per UNLINK / delete_if script call */
 #define PIPE_GROUP 16  /* batches appended before reading replies */
 #define TTL_BATCH 1000 /* TTL commands appended before reading replies */
-#define SCAN_COUNT "1000"
+#define SCAN_COUNT "500" /* keeps each SCAN/MGET well under 10 ms at 1M keys */
 
 typedef struct redis_store {
     acache_store parent;
@@ -613,16 +614,57 @@ static int valid_scan_reply(const redisReply *r)
            r->element[1]->type == REDIS_REPLY_ARRAY;
 }
 
-/* SCAN pages, each followed by one MGET of its keys; the MGET of page k and
- * the SCAN for page k+1 share a round trip. `*called` tells the caller
- * whether the callback ran (after which a retry would repeat entries). */
+/* Queue the requests that follow a SCAN page: the MGET of its keys (when
+ * values are wanted) and the SCAN of the next page (unless it was the last). */
+static int queue_page(redisContext *c, scan_bufs *b, const redisReply *page,
+                      const char **scan_argv, int with_values, int *want_vals,
+                      int *want_scan)
+{
+    const redisReply *keys = page->element[1];
+    size_t n = keys->elements;
+    int rc = bufs_reserve(b, n);
+    if (rc)
+        return rc;
+    *want_vals = with_values && n > 0;
+    if (*want_vals) {
+        b->argv[0] = "MGET";
+        b->lens[0] = 4;
+        for (size_t i = 0; i < n; i++) {
+            b->argv[i + 1] = keys->element[i]->str;
+            b->lens[i + 1] = keys->element[i]->len;
+        }
+        redisAppendCommandArgv(c, (int)(n + 1), b->argv, b->lens);
+    }
+    *want_scan = strcmp(page->element[0]->str, "0") != 0;
+    if (*want_scan) {
+        scan_argv[1] = page->element[0]->str;
+        redisAppendCommandArgv(c, 6, scan_argv, NULL);
+    }
+    return ACACHE_OK;
+}
+
+static int check_page(const redisReply *page, const char *pat)
+{
+    if (!valid_scan_reply(page))
+        return reply_fail(page, "SCAN", pat);
+    const redisReply *keys = page->element[1];
+    for (size_t i = 0; i < keys->elements; i++)
+        if (keys->element[i]->type != REDIS_REPLY_STRING)
+            return reply_fail(keys->element[i], "SCAN", pat);
+    return ACACHE_OK;
+}
+
+/* SCAN pages with their values, pipelined one page ahead: the MGET of page
+ * k+1 and the SCAN of page k+2 are on the wire while page k is parsed and
+ * handed to the callback, so Redis and the JSON parser work at the same time
+ * (parsing is most of a listing's cost). `*called` tells the caller whether
+ * the callback ran (after which a retry would repeat entries). */
 static int scan_once(redis_store *s, redisContext *c, const char *pat, int with_values,
                      int parse, acache_entry_batch_cb cb, void *payload, scan_bufs *b,
                      int *called, int *broken)
 {
-    redisReply *page = NULL, *next = NULL, *vals = NULL;
-    int rc = ACACHE_OK;
-    const char *cursor = "0";
+    redisReply *page = NULL, *vals = NULL, *next = NULL;
+    int rc, want_vals = 0, want_scan = 0;
     const char *scan_argv[] = {"SCAN", "0", "MATCH", pat, "COUNT", SCAN_COUNT};
     redisAppendCommandArgv(c, 6, scan_argv, NULL);
     errno = 0;
@@ -630,57 +672,46 @@ static int scan_once(redis_store *s, redisContext *c, const char *pat, int with_
         *broken = is_broken(c, errno);
         return io_fail(s, c, errno, "SCAN", pat);
     }
-    for (;;) {
-        if (!valid_scan_reply(page)) {
-            rc = reply_fail(page, "SCAN", pat);
-            break;
-        }
-        cursor = page->element[0]->str;
-        int done = strcmp(cursor, "0") == 0;
-        redisReply *keys = page->element[1];
-        size_t n = keys->elements;
-        for (size_t i = 0; i < n; i++)
-            if (keys->element[i]->type != REDIS_REPLY_STRING) {
-                rc = reply_fail(keys->element[i], "SCAN", pat);
-                goto out;
-            }
-        if ((rc = bufs_reserve(b, n)))
-            break;
-        int want_vals = with_values && n > 0;
-        if (want_vals) {
-            b->argv[0] = "MGET";
-            b->lens[0] = 4;
-            for (size_t i = 0; i < n; i++) {
-                b->argv[i + 1] = keys->element[i]->str;
-                b->lens[i + 1] = keys->element[i]->len;
-            }
-            redisAppendCommandArgv(c, (int)(n + 1), b->argv, b->lens);
-        }
-        if (!done) {
-            scan_argv[1] = cursor;
-            redisAppendCommandArgv(c, 6, scan_argv, NULL);
-        }
+    if ((rc = check_page(page, pat)) ||
+        (rc = queue_page(c, b, page, scan_argv, with_values, &want_vals, &want_scan)))
+        goto out;
+    while (page) {
         errno = 0;
         if (want_vals && redisGetReply(c, (void **)&vals) != REDIS_OK) {
             rc = io_fail(s, c, errno, "MGET", pat);
-            break;
+            goto out;
         }
+        want_vals = 0;
         errno = 0;
-        if (!done && redisGetReply(c, (void **)&next) != REDIS_OK) {
+        if (want_scan && redisGetReply(c, (void **)&next) != REDIS_OK) {
             rc = io_fail(s, c, errno, "SCAN", pat);
-            break;
+            goto out;
         }
+        want_scan = 0;
         if (vals && vals->type == REDIS_REPLY_ERROR) {
             rc = reply_fail(vals, "MGET", pat);
-            break;
+            goto out;
+        }
+        /* Put the following page's requests on the wire before parsing. */
+        if (next) {
+            if ((rc = check_page(next, pat)) ||
+                (rc = queue_page(c, b, next, scan_argv, with_values, &want_vals, &want_scan)))
+                goto out;
+            for (int done = 0; !done;) {
+                errno = 0;
+                if (redisBufferWrite(c, &done) != REDIS_OK) {
+                    rc = io_fail(s, c, errno, "SCAN", pat);
+                    goto out;
+                }
+            }
         }
         size_t count = 0;
-        if ((rc = build_page(b, keys, vals, parse, &count)))
-            break;
+        if ((rc = build_page(b, page->element[1], vals, parse, &count)))
+            goto out;
         if (count > 0) {
             *called = 1;
             if ((rc = cb(b->entries, count, payload)))
-                break;
+                goto out;
         }
         freeReplyObject(page);
         page = next;
@@ -688,10 +719,20 @@ static int scan_once(redis_store *s, redisContext *c, const char *pat, int with_
         if (vals)
             freeReplyObject(vals);
         vals = NULL;
-        if (done)
-            break;
     }
 out:
+    /* Stopped early with replies still owed: read them so the connection
+     * goes back to the pool clean (an I/O error discards it instead). */
+    while (!c->err && (want_vals || want_scan)) {
+        redisReply *junk = NULL;
+        if (redisGetReply(c, (void **)&junk) != REDIS_OK)
+            break;
+        freeReplyObject(junk);
+        if (want_vals)
+            want_vals = 0;
+        else
+            want_scan = 0;
+    }
     if (page)
         freeReplyObject(page);
     if (next)
@@ -768,6 +809,66 @@ static int is_noscript(const redisReply *r)
     return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
 }
 
+/* The value of a touched pin, rendered in C so the script only concatenates:
+ * `full` is a new pin's value; `head`/`tail` frame created_at and
+ * request_count for a refresh. One allocation holds all three. */
+typedef struct {
+    char *mem;
+    const char *full, *head, *tail, *pin; /* pin: `{"provider_id": .., "key_id": .., ` */
+} touch_text;
+
+static int render_touch(touch_text *t, const acache_touch_req *req)
+{
+    json_t *o = json_object();
+    int bad = !o;
+    if (o) {
+        bad |= acache__json_set(o, "provider_id", acache__json_str(req->provider_id));
+        bad |= acache__json_set(o, "endpoint_id", acache__json_str(req->endpoint_id));
+        bad |= acache__json_set(o, "key_id", acache__json_str(req->key_id));
+        bad |= acache__json_set(o, "api_format", acache__json_str(req->api_format));
+        bad |= acache__json_set(o, "model_name", acache__json_str(req->model_name));
+    }
+    /* Strings only: jansson's own output has Python's separators. */
+    char *strs = bad ? NULL : json_dumps(o, 0);
+    json_decref(o);
+    if (!strs)
+        return acache__oom();
+    size_t slen = strlen(strs) - 1; /* without the closing brace */
+    /* The pin prefix ends right before ", \"api_format\": " (searched from the
+     * end: the value strings before it cannot contain that unescaped). */
+    static const char fmt_key[] = ", \"api_format\": ";
+    char *fk = strstr(strs, fmt_key);
+    for (char *n = fk; n; n = strstr(n + 1, fmt_key))
+        fk = n;
+    size_t plen = fk ? (size_t)(fk - strs) + 2 : 0;
+    char now[40], exp[40];
+    acache__fmt_double(now, sizeof now, req->now);
+    acache__fmt_double(exp, sizeof exp, req->now + req->ttl_s);
+    static const char c_at[] = ", \"created_at\": ", e_at[] = ", \"expire_at\": ",
+                      r_ct[] = ", \"request_count\": ";
+    size_t cap = 3 * slen + 2 * sizeof c_at + 2 * sizeof e_at + 2 * sizeof r_ct +
+                 strlen(now) + 2 * strlen(exp) + 16;
+    char *m = acache__malloc(cap);
+    if (!m) {
+        free(strs);
+        return acache__oom();
+    }
+    int a = snprintf(m, cap, "%.*s%s%s%s%s%s1}", (int)slen, strs, c_at, now, e_at, exp, r_ct);
+    int b = snprintf(m + a + 1, cap - (size_t)a - 1, "%.*s%s", (int)slen, strs, c_at);
+    int c = snprintf(m + a + b + 2, cap - (size_t)(a + b) - 2, "%s%s%s", e_at, exp, r_ct);
+    /* No prefix found (cannot happen for our own rendering): an empty prefix
+     * disables the script's fast path rather than matching everything. */
+    snprintf(m + a + b + c + 3, cap - (size_t)(a + b + c) - 3, "%.*s", (int)plen,
+             plen ? strs : "");
+    free(strs);
+    t->mem = m;
+    t->full = m;
+    t->head = m + a + 1;
+    t->tail = m + a + b + 2;
+    t->pin = m + a + b + c + 3;
+    return ACACHE_OK;
+}
+
 static int r_affinity_touch(acache_store *self, const acache_touch_req *req, int *result,
                             acache_record_cb cb, void *payload)
 {
@@ -775,54 +876,50 @@ static int r_affinity_touch(acache_store *self, const acache_touch_req *req, int
     char now[40], ttl[16];
     snprintf(now, sizeof now, "%.17g", req->now);
     snprintf(ttl, sizeof ttl, "%u", (unsigned)req->ttl_s);
-    const char *api_format = req->api_format ? req->api_format : "";
-    const char *model_name = req->model_name ? req->model_name : "";
-    const char *argv[] = {"EVALSHA",
-                          s->touch_sha,
-                          "1",
-                          req->key,
-                          req->provider_id,
-                          req->endpoint_id,
-                          req->key_id,
-                          api_format,
-                          model_name,
-                          now,
-                          ttl};
-    redisReply *r;
-    /* Not retried (see the top of the file): a replay could count twice. */
-    int rc = run(s, 0, "EVALSHA", req->key, 11, argv, NULL, &r);
+    touch_text tt = {NULL, NULL, NULL, NULL, NULL};
+    int rc = render_touch(&tt, req);
     if (rc)
         return rc;
-    if (is_noscript(r)) {
+    const char *argv[] = {"EVALSHA", s->touch_sha, "1",     req->key, req->provider_id,
+                          req->endpoint_id, req->key_id, now, ttl, tt.full,
+                          tt.head, tt.tail, tt.pin};
+    const int argc = (int)(sizeof argv / sizeof argv[0]);
+    redisReply *r;
+    /* Not retried (see the top of the file): a replay could count twice. */
+    rc = run(s, 0, "EVALSHA", req->key, argc, argv, NULL, &r);
+    if (!rc && is_noscript(r)) {
         /* Script cache flushed under us: the script did not run, so EVAL
          * (which also caches it again) is safe. */
         freeReplyObject(r);
         argv[0] = "EVAL";
         argv[1] = ACACHE_REDIS_TOUCH_LUA;
-        if ((rc = run(s, 0, "EVAL", req->key, 11, argv, NULL, &r)))
-            return rc;
+        rc = run(s, 0, "EVAL", req->key, argc, argv, NULL, &r);
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 ||
+    free(tt.mem);
+    if (rc)
+        return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_INTEGER ||
         r->element[1]->type != REDIS_REPLY_STRING ||
-        r->element[2]->type != REDIS_REPLY_STRING ||
-        r->element[3]->type != REDIS_REPLY_STRING) {
+        r->element[2]->type != REDIS_REPLY_STRING) {
         rc = reply_fail(r, "EVALSHA", req->key);
         freeReplyObject(r);
         return rc;
     }
+    int outcome = (int)r->element[0]->integer;
     acache_record rec = {
         .provider_id = req->provider_id,
         .endpoint_id = req->endpoint_id,
         .key_id = req->key_id,
         .api_format = req->api_format,
         .model_name = req->model_name,
-        .created_at = strtod(r->element[1]->str, NULL),
-        .expire_at = strtod(r->element[2]->str, NULL),
-        .request_count = strtoll(r->element[3]->str, NULL, 10),
+        .created_at = outcome == ACACHE_TOUCH_REFRESHED ? strtod(r->element[1]->str, NULL)
+                                                        : req->now,
+        .expire_at = req->now + req->ttl_s,
+        .request_count = strtoll(r->element[2]->str, NULL, 10),
     };
     if (result)
-        *result = (int)r->element[0]->integer;
+        *result = outcome;
     freeReplyObject(r);
     if (cb)
         cb(&rec, payload);

@@ -38,6 +38,8 @@ int acache__fmt_double(char *buf, size_t size, double v);
 
 /* Wall clock, seconds since epoch, microsecond resolution. */
 double acache__wallclock(void);
+/* Fast non-cryptographic hash for in-process tables. */
+uint64_t acache__hash(const void *data, size_t len);
 /* Monotonic milliseconds. */
 int64_t acache__monotonic_ms(void);
 
