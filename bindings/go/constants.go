@@ -143,6 +143,9 @@ const TouchVersion = 1
 // HitAnalysisVersion is ACACHE_HIT_ANALYSIS_VERSION.
 const HitAnalysisVersion = 1
 
+// L1Off is ACACHE_L1_OFF.
+const L1Off = -1
+
 // OptionsVersion is ACACHE_OPTIONS_VERSION.
 const OptionsVersion = 1
 

@@ -33,8 +33,9 @@ typedef struct acache_options {
     const char *catalog_uri;     /* NULL = no catalog; json:///path, a path, or
                                     postgresql://... */
     uint32_t default_ttl_s;      /* affinity TTL; 0 = 300 */
-    int32_t l1_ttl_ms;           /* L1 cache in front of Redis; 0 = 3000, <0 = off */
-    int32_t l1_max_entries;      /* 0 = 1000, <0 = off */
+    int32_t l1_ttl_ms;           /* L1 cache in front of Redis; 0 = 3000,
+                                    ACACHE_L1_OFF (or any value < 0) = no L1 */
+    int32_t l1_max_entries;      /* 0 = 1000, ACACHE_L1_OFF = no L1 */
     uint32_t connect_timeout_ms; /* 0 = 2000 */
     uint32_t command_timeout_ms; /* 0 = 2000 */
     const char *encryption_key;  /* Aether ENCRYPTION_KEY (Fernet key or
@@ -46,6 +47,11 @@ typedef struct acache_options {
     acache_clock_fn clock;       /* NULL = wall clock */
     void *clock_payload;
 } acache_options;
+
+/* Disables the L1 cache. Zero means "default" in every options field, so a
+ * zero-initialised struct (or one from an older caller) gets Aether's 3 s /
+ * 1000 entries; switching the L1 off is this explicit value. */
+#define ACACHE_L1_OFF (-1)
 
 #define ACACHE_OPTIONS_VERSION 1
 #define ACACHE_OPTIONS_INIT {.version = ACACHE_OPTIONS_VERSION}
