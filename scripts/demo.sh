@@ -29,11 +29,31 @@ if [ -x build-demo/examples/acache-admin ]; then
   base="http://127.0.0.1:$port/api/admin/monitoring/cache"
   for path in "/stats" "/affinities?limit=2" "/affinity/bob"; do
     echo "\$ curl -s -H 'Authorization: Bearer \$TOKEN' '$base$path'"
-    curl -s -H "Authorization: Bearer $token" "$base$path" | head -c 1200
-    echo; echo
+    curl -s -H "Authorization: Bearer $token" "$base$path" | head -c 600
+    echo " ..."; echo
   done
   echo "\$ curl -s -X DELETE -H 'Authorization: Bearer \$TOKEN' '$base/users/bob'"
   curl -s -X DELETE -H "Authorization: Bearer $token" "$base/users/bob"; echo; echo
   echo "\$ curl -s -i '$base/stats'   # no token"
   curl -s -i "$base/stats" | head -1
+fi
+
+if command -v redis-server > /dev/null && command -v redis-cli > /dev/null; then
+  echo
+  echo "==== 11. the same library on a private Redis: the model-mapping cache ===="
+  rtmp=$(mktemp -d)
+  rport=$(( 20000 + RANDOM % 20000 ))
+  redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$rtmp" \
+      > "$rtmp/log" 2>&1 &
+  rpid=$!
+  stop_redis() { kill "$rpid" 2>/dev/null; wait "$rpid" 2>/dev/null; rm -rf "$rtmp"; }
+  trap 'stop_redis; cleanup' EXIT
+  for _ in $(seq 100); do redis-cli -p "$rport" ping > /dev/null 2>&1 && break; sleep 0.05; done
+  # Keys as Aether's gateway fills them (examples/model-mapping-demo.redis).
+  redis-cli -p "$rport" < examples/model-mapping-demo.redis > /dev/null
+  acache="build-demo/examples/acache --store redis://127.0.0.1:$rport --catalog examples/catalog.json"
+  echo "\$ acache --store redis://... --catalog examples/catalog.json --pretty mapping-stats"
+  $acache --pretty mapping-stats
+  echo "\$ acache ... mapping-clear 'claude-sonnet-4-5'   # a literal name, never a pattern"
+  $acache mapping-clear 'claude-sonnet-4-5'
 fi
