@@ -99,12 +99,19 @@ static int reply_fail(const redisReply *r, const char *cmd, const char *what)
  * pq_block_sigpipe), leaving the process's disposition alone. */
 
 typedef struct sigpipe_guard {
+    int active; /* 0: SIGPIPE was ignored already, nothing to undo */
     sigset_t old;
     int was_pending;
 } sigpipe_guard;
 
 static void sigpipe_block(sigpipe_guard *g)
 {
+    /* Most hosts (CPython, Go, servers) ignore SIGPIPE already: one query
+     * instead of four syscalls around every command. */
+    struct sigaction cur;
+    g->active = !(sigaction(SIGPIPE, NULL, &cur) == 0 && cur.sa_handler == SIG_IGN);
+    if (!g->active)
+        return;
     sigset_t set, pending;
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
@@ -115,6 +122,8 @@ static void sigpipe_block(sigpipe_guard *g)
 
 static void sigpipe_restore(sigpipe_guard *g)
 {
+    if (!g->active)
+        return;
     if (!g->was_pending) {
         sigset_t set, pending;
         sigpending(&pending);
