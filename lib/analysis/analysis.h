@@ -86,4 +86,16 @@ const char *acache__sqlres_get(const acache__sqlres *r, size_t row, size_t col);
 /* timestamptz text parameter of an instant in microseconds. */
 void acache__fmt_pg_ts(char *buf, size_t size, int64_t us);
 
+/* Parameters shared by the SQL analyses: $1 = the window start (the same
+ * boundary as usage_scan), then " AND user_id = $n" / " AND api_key_id = $n"
+ * for the filters given, collected in `filt`. */
+typedef struct acache__pg_window {
+    char ts[64];
+    const char *params[3];
+    int n;
+    char filt[128];
+} acache__pg_window;
+void acache__pg_window_init(acache__pg_window *w, int64_t since_us, int inclusive,
+                            const char *user_id, const char *api_key_id);
+
 #endif

@@ -332,3 +332,23 @@ const char *acache__sqlres_get(const acache__sqlres *r, size_t row, size_t col)
         return NULL;
     return r->cells[row * r->cols + col];
 }
+
+void acache__pg_window_init(acache__pg_window *w, int64_t since_us, int inclusive,
+                            const char *user_id, const char *api_key_id)
+{
+    acache_usage_filter f = {0};
+    acache__filter_window(&f, since_us, inclusive);
+    acache__fmt_pg_ts(w->ts, sizeof w->ts, acache__usage_min_us(&f));
+    w->params[0] = w->ts;
+    w->params[1] = w->params[2] = NULL;
+    w->n = 1;
+    w->filt[0] = '\0';
+    const char *cols[2] = {"user_id", "api_key_id"}, *vals[2] = {user_id, api_key_id};
+    for (int i = 0; i < 2; i++) {
+        if (!vals[i])
+            continue;
+        w->params[w->n++] = vals[i];
+        size_t used = strlen(w->filt);
+        snprintf(w->filt + used, sizeof w->filt - used, " AND %s = $%d", cols[i], w->n);
+    }
+}

@@ -36,23 +36,8 @@ static int sum_cb(const acache_cat_usage *row, void *payload)
 static int compute_sql(sums *s, acache *c, int64_t since_us, const char *user_id,
                        const char *api_key_id)
 {
-    acache_usage_filter f = {0};
-    acache__filter_window(&f, since_us, 1);
-    char ts[64];
-    acache__fmt_pg_ts(ts, sizeof ts, acache__usage_min_us(&f));
-    const char *params[3] = {ts, NULL, NULL};
-    int np = 1;
-    char filt[128] = "";
-    if (user_id) {
-        params[np++] = user_id;
-        snprintf(filt + strlen(filt), sizeof filt - strlen(filt), " AND user_id = $%d",
-                 np);
-    }
-    if (api_key_id) {
-        params[np++] = api_key_id;
-        snprintf(filt + strlen(filt), sizeof filt - strlen(filt), " AND api_key_id = $%d",
-                 np);
-    }
+    acache__pg_window w;
+    acache__pg_window_init(&w, since_us, 1, user_id, api_key_id);
     char *sql = acache__sprintf(
         "SELECT count(id), count(id) FILTER (WHERE cache_read_input_tokens > 0),"
         " COALESCE(sum(input_tokens), 0), COALESCE(sum(cache_read_input_tokens), 0),"
@@ -60,11 +45,11 @@ static int compute_sql(sums *s, acache *c, int64_t since_us, const char *user_id
         " COALESCE(sum(cache_read_cost_usd), 0), COALESCE(sum(cache_creation_cost_usd), "
         "0)"
         " FROM usage WHERE status = 'completed' AND created_at >= $1::timestamptz%s",
-        filt);
+        w.filt);
     if (!sql)
         return ACACHE_ENOMEM;
     acache__sqlres r;
-    int rc = acache__sql(c, sql, np, params, &r);
+    int rc = acache__sql(c, sql, w.n, w.params, &r);
     free(sql);
     if (rc < 0)
         return rc;

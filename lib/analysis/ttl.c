@@ -193,24 +193,9 @@ static int compute_sql(acache_ttl_analysis *a, acache *c, int64_t since_us,
                        const char *user_id, const char *api_key_id)
 {
     /* Same boundary rule as the catalogs' usage_scan (strict ">" start). */
-    acache_usage_filter f = {0};
-    acache__filter_window(&f, since_us, 0);
-    char ts[64];
-    acache__fmt_pg_ts(ts, sizeof ts, acache__usage_min_us(&f));
-    const char *params[3] = {ts, NULL, NULL};
-    int np = 1;
+    acache__pg_window w;
+    acache__pg_window_init(&w, since_us, 0, user_id, api_key_id);
     const char *g = api_key_id ? "api_key_id" : "user_id";
-    char filt[128] = "";
-    if (user_id) {
-        params[np++] = user_id;
-        snprintf(filt + strlen(filt), sizeof filt - strlen(filt), " AND user_id = $%d",
-                 np);
-    }
-    if (api_key_id) {
-        params[np++] = api_key_id;
-        snprintf(filt + strlen(filt), sizeof filt - strlen(filt), " AND api_key_id = $%d",
-                 np);
-    }
     /* Gaps in whole microseconds / 6e7 as float8: the same arithmetic as the
      * C path, so both backends give identical doubles. */
     char *sql = acache__sprintf(
@@ -232,11 +217,11 @@ static int compute_sql(acache_ttl_analysis *a, acache *c, int64_t since_us,
         " avg(m), min(m), max(m)"
         " FROM iv WHERE m IS NOT NULL GROUP BY g HAVING count(*) >= 2"
         " ORDER BY count(*) DESC, g COLLATE \"C\"",
-        g, g, filt);
+        g, g, w.filt);
     if (!sql)
         return ACACHE_ENOMEM;
     acache__sqlres r;
-    int rc = acache__sql(c, sql, np, params, &r);
+    int rc = acache__sql(c, sql, w.n, w.params, &r);
     free(sql);
     if (rc < 0)
         return rc;
