@@ -434,61 +434,24 @@ int acache_clear_all_json(acache_buf *out, acache *c)
                                      "count", (json_int_t)n));
 }
 
-typedef struct {
-    json_t *arr;
-} list_json_ctx;
-
-static int list_json_add(const acache_affinity *a, void *payload)
-{
-    json_t *o = acache__affinity_json(a);
-    if (!o || json_array_append_new(((list_json_ctx *)payload)->arr, o) < 0)
-        return acache__oom();
-    return 0;
-}
-
-static int cmp_json_items(const void *x, const void *y)
-{
-    json_t *a = *(json_t *const *)x, *b = *(json_t *const *)y;
-    const char *f[3] = {"affinity_key", "api_format", "model_name"};
-    for (int i = 0; i < 3; i++) {
-        int r = strcmp(json_string_value(json_object_get(a, f[i])),
-                       json_string_value(json_object_get(b, f[i])));
-        if (r)
-            return r;
-    }
-    return 0;
-}
-
 int acache_affinity_list_json(acache_buf *out, acache *c, const char *affinity_key)
 {
     if (!out || !c)
         return acache_error_set(ACACHE_EINVALID, "acache_affinity_list_json: NULL argument");
-    list_json_ctx ctx = {json_array()};
-    if (!ctx.arr)
-        return acache__oom();
-    int rc = acache__affinity_walk(c, affinity_key, list_json_add, &ctx);
-    if (rc) {
-        json_decref(ctx.arr);
+    acache_affinity_list *l = NULL;
+    int rc = acache_affinity_list_fetch(&l, c, affinity_key); /* sorted by storage key */
+    if (rc)
         return rc;
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < acache_affinity_list_count(l); i++) {
+        json_t *o = acache__affinity_json(acache_affinity_list_at(l, i));
+        if (!o || json_array_append_new(arr, o) < 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
     }
-    /* Sort by storage key for a stable output. */
-    size_t n = json_array_size(ctx.arr);
-    json_t **items = acache__malloc((n ? n : 1) * sizeof *items);
-    json_t *sorted = json_array();
-    if (!items || !sorted) {
-        free(items);
-        json_decref(sorted);
-        json_decref(ctx.arr);
-        return acache__oom();
-    }
-    for (size_t i = 0; i < n; i++)
-        items[i] = json_array_get(ctx.arr, i);
-    qsort(items, n, sizeof *items, cmp_json_items);
-    for (size_t i = 0; i < n; i++)
-        json_array_append(sorted, items[i]);
-    free(items);
-    json_decref(ctx.arr);
-    return dump_owned(out, sorted);
+    acache_affinity_list_free(l);
+    return dump_owned(out, arr);
 }
 
 int acache_http_status(int status)

@@ -464,3 +464,29 @@ Test(affinity, threads_sharing_a_handle_lose_no_count)
     acache_affinity_free(a);
     cr_assert_eq(stats().total_affinities, 2);
 }
+
+Test(affinity, list_json_is_sorted_by_storage_key)
+{
+    touch("b", "openai", "m", "p", "e", "k", 0);
+    touch("a", "openai", "z:1", "p", "e", "k", 0);
+    touch("a", "claude", "m", "p2", "e", "k", 0);
+    acache_buf b = ACACHE_BUF_INIT;
+    cr_assert_eq(acache_affinity_list_json(&b, c, NULL), ACACHE_OK, "%s", acache_last_error());
+    json_t *arr = json_loads(b.ptr, 0, NULL);
+    cr_assert(json_is_array(arr));
+    cr_assert_eq(json_array_size(arr), 3);
+    const char *want[3][3] = {{"a", "claude", "m"}, {"a", "openai", "z:1"}, {"b", "openai", "m"}};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *o = json_array_get(arr, i);
+        cr_assert_str_eq(json_string_value(json_object_get(o, "affinity_key")), want[i][0]);
+        cr_assert_str_eq(json_string_value(json_object_get(o, "api_format")), want[i][1]);
+        cr_assert_str_eq(json_string_value(json_object_get(o, "model_name")), want[i][2]);
+    }
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(arr, 0), "provider_id")), "p2");
+    json_decref(arr);
+    cr_assert_eq(acache_affinity_list_json(&b, c, "b"), ACACHE_OK);
+    arr = json_loads(b.ptr, 0, NULL);
+    cr_assert_eq(json_array_size(arr), 1);
+    json_decref(arr);
+    acache_buf_dispose(&b);
+}
