@@ -15,6 +15,10 @@ int acache__catalog_json_new(acache_catalog **out, const char *path);
  * (ACACHE_OK, or ACACHE_ECATALOG once for a file that became invalid). */
 int acache__json_catalog_recheck(acache_catalog *cat);
 
+/* ISO 8601 timestamp text s[0..len) (not NUL-terminated; never read past
+ * len) to microseconds since the epoch: 0, or -1 when it is not one. */
+int acache__iso8601_parse(const char *s, size_t len, int64_t *out_us);
+
 /* usage_scan window: a row passes when its created_at, in whole
  * microseconds since the epoch, is >= the value returned. Both backends use
  * this so the strict/inclusive boundary is identical. */

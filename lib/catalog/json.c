@@ -189,17 +189,6 @@ static int f_int(rowctx *c, const char *field, int64_t def, int64_t *out)
 
 /* ---- timestamps ---- */
 
-static int digits(const char *p, int n)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (p[i] - '0');
-    }
-    return v;
-}
-
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
  * days_from_civil), so no time-zone state is involved. */
 static int64_t days_from_civil(int64_t y, int m, int d)
@@ -212,74 +201,75 @@ static int64_t days_from_civil(int64_t y, int m, int d)
     return era * 146097 + doe - 719468;
 }
 
+/* 1 when s begins with `layout`: 'd' is an ASCII digit, anything else
+ * itself. s is NUL-terminated and the layout holds no NUL, so a match never
+ * reads past the end of s. */
+static int shaped(const char *s, const char *layout)
+{
+    for (; *layout; s++, layout++)
+        if (*layout == 'd' ? *s < '0' || *s > '9' : *s != *layout)
+            return 0;
+    return 1;
+}
+
 /* YYYY-MM-DD[T ]HH:MM[:SS[.ffffff]][Z|+HH:MM|+HHMM|+HH]; no offset = UTC.
- * More than six fraction digits round to the microsecond, as PostgreSQL does. */
-static int parse_iso8601(const char *s, int64_t *out_us)
+ * More than six fraction digits round to the microsecond, as PostgreSQL does.
+ * Reads s[0..len) only: the text is copied, NUL-terminated, into a bounded
+ * buffer first (longer than any sane timestamp = not a timestamp), each part's
+ * layout is checked, then sscanf reads the digits the layout guarantees. */
+int acache__iso8601_parse(const char *s, size_t len, int64_t *out_us)
 {
     static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int y = digits(s, 4);
-    if (y < 1 || s[4] != '-')
+    char b[64];
+    if (len >= sizeof b || memchr(s, '\0', len))
         return -1;
-    int mo = digits(s + 5, 2), d = s[7] == '-' ? digits(s + 8, 2) : -1;
-    if (mo < 1 || mo > 12 || d < 1)
+    memcpy(b, s, len);
+    b[len] = '\0';
+    int y, mo, d, h, mi, sec = 0;
+    if (!shaped(b, "dddd-dd-dd") || (b[10] != 'T' && b[10] != 't' && b[10] != ' ') ||
+        !shaped(b + 11, "dd:dd") ||
+        sscanf(b, "%4d-%2d-%2d%*c%2d:%2d", &y, &mo, &d, &h, &mi) != 5)
+        return -1;
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59)
         return -1;
     int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     if (d > mdays[mo - 1] + (mo == 2 && leap))
         return -1;
-    const char *p = s + 10;
-    if (*p != 'T' && *p != 't' && *p != ' ')
-        return -1;
-    p++;
-    int h = digits(p, 2), mi = p[2] == ':' ? digits(p + 3, 2) : -1, sec = 0;
-    if (h < 0 || h > 23 || mi < 0 || mi > 59)
-        return -1;
-    p += 5;
+    const char *p = b + 16;
     int64_t frac_us = 0;
     if (*p == ':') {
-        sec = digits(p + 1, 2);
-        if (sec < 0 || sec > 59)
+        if (!shaped(p, ":dd") || sscanf(p + 1, "%2d", &sec) != 1 || sec > 59)
             return -1;
         p += 3;
         if (*p == '.' || *p == ',') {
-            p++;
-            int nd = 0, round_up = 0;
-            while (*p >= '0' && *p <= '9') {
-                if (nd < 6)
-                    frac_us = frac_us * 10 + (*p - '0');
-                else if (nd == 6)
-                    round_up = *p >= '5';
-                nd++;
-                p++;
-            }
+            size_t nd = strspn(++p, "0123456789");
             if (nd == 0)
                 return -1;
-            for (int i = nd; i < 6; i++)
-                frac_us *= 10;
-            frac_us += round_up;
+            for (size_t i = 0; i < 6; i++)
+                frac_us = frac_us * 10 + (i < nd ? p[i] - '0' : 0);
+            frac_us += nd > 6 && p[6] >= '5';
+            p += nd;
         }
     }
-    int64_t off_s = 0;
+    int oh = 0, om = 0, sign = 1;
     if (*p == 'Z' || *p == 'z') {
         p++;
     } else if (*p == '+' || *p == '-') {
-        int sign = *p == '-' ? -1 : 1;
-        int oh = digits(p + 1, 2), om = 0;
-        if (oh < 0 || oh > 23)
-            return -1;
-        p += 3;
-        if (*p == ':') {
-            om = digits(p + 1, 2);
+        sign = *p == '-' ? -1 : 1;
+        if (shaped(p + 1, "dd:dd") && sscanf(p + 1, "%2d:%2d", &oh, &om) == 2)
+            p += 6;
+        else if (shaped(p + 1, "dddd") && sscanf(p + 1, "%2d%2d", &oh, &om) == 2)
+            p += 5;
+        else if (shaped(p + 1, "dd") && sscanf(p + 1, "%2d", &oh) == 1)
             p += 3;
-        } else if (*p >= '0' && *p <= '9') {
-            om = digits(p, 2);
-            p += 2;
-        }
-        if (om < 0 || om > 59)
+        else
             return -1;
-        off_s = sign * (oh * 3600 + om * 60);
+        if (oh > 23 || om > 59)
+            return -1;
     }
-    if (*p != '\0')
+    if (p != b + len)
         return -1;
+    int64_t off_s = sign * (oh * 3600 + om * 60);
     int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off_s;
     *out_us = secs * 1000000 + frac_us;
     return 0;
@@ -289,7 +279,7 @@ static int f_time(rowctx *c, const char *field, int64_t *out)
 {
     json_t *v = json_object_get(c->o, field);
     if (v && json_is_string(v)) {
-        if (parse_iso8601(json_string_value(v), out) == 0)
+        if (acache__iso8601_parse(json_string_value(v), json_string_length(v), out) == 0)
             return 0;
         return fail(c->L, "%s[%zu].%s: not an ISO 8601 timestamp", c->table, c->i, field);
     }

@@ -1,5 +1,6 @@
 /* Affinity values as Aether writes them, and storage keys. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -17,6 +18,23 @@ static double opt_number(json_t *obj, const char *name)
 {
     json_t *v = json_object_get(obj, name);
     return json_is_number(v) ? json_number_value(v) : 0.0;
+}
+
+/* request_count written as a real by another writer (Aether's Python would
+ * keep a float). Casting an out-of-range double to int64_t is undefined, so:
+ * the fraction is dropped (toward zero), values beyond int64 saturate at
+ * INT64_MIN/INT64_MAX, and NaN (jansson never yields it) reads as 0. The pin
+ * itself stays valid: a silly counter must not drop a routing decision. */
+static int64_t count_of_real(double v)
+{
+    if (isnan(v))
+        return 0;
+    /* 2^63 is exact in a double; every double below it converts. */
+    if (v >= 9223372036854775808.0)
+        return INT64_MAX;
+    if (v <= -9223372036854775808.0)
+        return INT64_MIN;
+    return (int64_t)v;
 }
 
 int acache_record_parse(const char *json, size_t len, acache_record_cb cb, void *payload)
@@ -45,8 +63,8 @@ int acache_record_parse(const char *json, size_t len, acache_record_cb cb, void 
     json_t *count = json_object_get(root, "request_count");
     if (json_is_integer(count))
         rec.request_count = (int64_t)json_integer_value(count);
-    else if (json_is_real(count) && isfinite(json_real_value(count)))
-        rec.request_count = (int64_t)json_real_value(count);
+    else if (json_is_real(count))
+        rec.request_count = count_of_real(json_real_value(count));
     if (!rec.provider_id || !rec.endpoint_id || !rec.key_id) {
         rc = acache_error_set(ACACHE_ERROR,
                               "affinity value lacks provider_id, endpoint_id or key_id");

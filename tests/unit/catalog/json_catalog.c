@@ -280,7 +280,8 @@ Test(catalog_json, timestamp_forms, .init = tmp_setup, .fini = tmp_teardown)
     const char *bad[] = {"\"2025-02-30T00:00:00Z\"", "\"2025-01-02T24:00:00Z\"",
                          "\"2025-01-02\"", "\"2025-01-02T03:04:05.Z\"",
                          "\"2025-01-02T03:04:05+25:00\"", "\"2025-01-02T03:04:05Zjunk\"",
-                         "true"};
+                         "\"2024-\"", "\"2024-01-01T1\"", "\" 2025-01-02T03:04\"",
+                         "\"+025-01-02T03:04\"", "\"2025-1-02T03:04\"", "true"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char doc[256];
         snprintf(doc, sizeof doc,
@@ -290,6 +291,52 @@ Test(catalog_json, timestamp_forms, .init = tmp_setup, .fini = tmp_teardown)
         acache_catalog *cat = NULL;
         cr_assert_eq(acache__catalog_open(&cat, path), ACACHE_ECATALOG, "%s", bad[i]);
     }
+}
+
+/* Issue 8 item 5: truncated timestamps were read past their end (hidden by
+ * jansson's spare bytes). Every prefix of a full timestamp, in a heap block
+ * of exactly its size, under ASan: first NUL-terminated (as jansson hands
+ * strings over), then without a terminator at all ((ptr,len) contract). */
+Test(catalog_json, iso8601_truncated_exact_size)
+{
+    static const char full[] = "2025-01-02T03:04:05.123456+01:00";
+    const size_t n = sizeof full - 1;
+    /* prefixes that are timestamps themselves */
+    static const size_t ok_len[] = {16, 19, 21, 22, 23, 24, 25, 26, 29, 32};
+    for (int terminated = 1; terminated >= 0; terminated--) {
+        for (size_t len = 0; len <= n; len++) {
+            char *s = malloc(len + (size_t)terminated);
+            cr_assert_not_null(s);
+            memcpy(s, full, len);
+            if (terminated)
+                s[len] = '\0';
+            int64_t us = 0;
+            int rc = acache__iso8601_parse(s, len, &us);
+            int want = -1;
+            for (size_t k = 0; k < sizeof ok_len / sizeof ok_len[0]; k++)
+                if (ok_len[k] == len)
+                    want = 0;
+            cr_assert_eq(rc, want, "prefix %zu '%.*s'", len, (int)len, full);
+            free(s);
+        }
+    }
+    static const char *const truncated[] = {"2024-", "2024-01-01T1", "2024-01-01T10:0",
+                                            "2024-01-01T10:00:", "2024-01-01T10:00:0",
+                                            "2024-01-01T10:00:00.", "2024-01-01T10:00+",
+                                            "2024-01-01T10:00+0", "2024-01-01T10:00+01:"};
+    for (size_t i = 0; i < sizeof truncated / sizeof truncated[0]; i++) {
+        size_t len = strlen(truncated[i]);
+        char *s = malloc(len + 1);
+        memcpy(s, truncated[i], len + 1);
+        int64_t us = 0;
+        cr_assert_eq(acache__iso8601_parse(s, len, &us), -1, "%s", truncated[i]);
+        free(s);
+    }
+    int64_t us = 0;
+    cr_assert_eq(acache__iso8601_parse(full, n, &us), 0);
+    cr_assert_eq(us, INT64_C(1735783445123456));
+    /* an embedded NUL is not a timestamp, whatever follows */
+    cr_assert_eq(acache__iso8601_parse("2025-01-02T03:04\0Z", 18, &us), -1);
 }
 
 #define DOC_V1 "{\"users\": [{\"id\": \"u1\", \"username\": \"first\", \"email\": \"e\"}]}"
