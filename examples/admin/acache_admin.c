@@ -9,8 +9,11 @@
 #include <getopt.h>
 #include <limits.h>
 #include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,8 +65,29 @@ typedef struct request {
     size_t body_bytes;   /* request body received so far (discarded) */
 } request;
 
-static volatile sig_atomic_t g_stop;
+/* One per TCP connection (MHD's socket context), on a list the head reaper
+ * walks. `since` is when the connection last started waiting for a request
+ * head: its accept, or the end of the previous response (keep-alive). */
+typedef struct conn_ctx {
+    struct conn_ctx *prev, *next;
+    int fd;
+    bool busy;   /* a request head is complete and not yet answered */
+    bool reaped; /* shut down by the reaper already */
+    struct timespec since;
+} conn_ctx;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    conn_ctx *head;
+    unsigned timeout_s; /* --head-timeout */
+    bool stop;
+} g_conns = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 10, false};
+
+static volatile sig_atomic_t g_stop; /* number of SIGINT/SIGTERM received */
 static int g_sigpipe[2] = {-1, -1};
+static atomic_int g_inflight;   /* requests whose head was complete, not yet done */
+static atomic_bool g_draining;  /* shutting down: answer with Connection: close */
 
 /* ------------------------------------------------------------ utilities */
 
@@ -111,6 +135,8 @@ static MHD_Result_t send_body(struct MHD_Connection *conn, request *rq, const ch
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (extra_name)
         MHD_add_response_header(resp, extra_name, extra_value);
+    if (atomic_load(&g_draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     MHD_Result_t ret = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
     if (rq)
@@ -119,7 +145,8 @@ static MHD_Result_t send_body(struct MHD_Connection *conn, request *rq, const ch
     return ret;
 }
 
-/* {"detail": message}, rendered by the library so escaping is right. */
+/* {"detail": message, "error": {...}} (acache_error_json), rendered by the
+ * library so escaping is right. */
 static MHD_Result_t send_error_hdr(struct MHD_Connection *conn, request *rq,
                                    const char *method, unsigned int status,
                                    const char *message, const char *hname,
@@ -131,7 +158,9 @@ static MHD_Result_t send_error_hdr(struct MHD_Connection *conn, request *rq,
         ret = send_body(conn, rq, method, status, JSON_TYPE, buf.ptr, buf.size, hname,
                         hvalue);
     } else {
-        static const char fallback[] = "{\"detail\": \"internal error\"}";
+        static const char fallback[] = "{\"detail\": \"internal error\", \"error\": "
+                                       "{\"type\": \"http_error\", \"message\": "
+                                       "\"internal error\"}}";
         ret = send_body(conn, rq, method, 500, JSON_TYPE, fallback, sizeof(fallback) - 1,
                         NULL, NULL);
     }
@@ -151,7 +180,7 @@ static MHD_Result_t send_error(struct MHD_Connection *conn, request *rq, const c
 }
 
 /* Answer a library call: 200 with its body, or the mapped status with
- * {"detail": last error}. Must run right after the call, on its thread,
+ * the error body of the last error. Must run right after the call, on its thread,
  * because the last error is thread-local. */
 static MHD_Result_t send_result(struct MHD_Connection *conn, request *rq,
                                 const char *method, int rc, acache_buf *buf,
@@ -599,15 +628,118 @@ static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
     return rq;
 }
 
+static conn_ctx *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void set_busy(struct MHD_Connection *conn, bool busy)
+{
+    conn_ctx *cc = conn_of(conn);
+    if (!cc)
+        return;
+    pthread_mutex_lock(&g_conns.mu);
+    cc->busy = busy;
+    if (!busy)
+        clock_gettime(CLOCK_MONOTONIC, &cc->since);
+    pthread_mutex_unlock(&g_conns.mu);
+}
+
+/* Connections enter the reaper's list on accept and leave it in
+ * NOTIFY_CLOSED, which libmicrohttpd calls before it closes the socket: so
+ * the reaper, holding the same mutex, never shuts down a reused fd. */
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_ctx *cc = calloc(1, sizeof(*cc));
+        if (!cc || !ci) {
+            free(cc); /* untracked: still bounded by --idle-timeout */
+            *socket_context = NULL;
+            return;
+        }
+        cc->fd = ci->connect_fd;
+        clock_gettime(CLOCK_MONOTONIC, &cc->since);
+        pthread_mutex_lock(&g_conns.mu);
+        cc->next = g_conns.head;
+        if (g_conns.head)
+            g_conns.head->prev = cc;
+        g_conns.head = cc;
+        pthread_mutex_unlock(&g_conns.mu);
+        *socket_context = cc;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conn_ctx *cc = *socket_context;
+        if (!cc)
+            return;
+        pthread_mutex_lock(&g_conns.mu);
+        if (cc->prev)
+            cc->prev->next = cc->next;
+        else
+            g_conns.head = cc->next;
+        if (cc->next)
+            cc->next->prev = cc->prev;
+        pthread_mutex_unlock(&g_conns.mu);
+        free(cc);
+        *socket_context = NULL;
+    }
+}
+
+/* libmicrohttpd's timeout is one of inactivity: a client sending a byte now
+ * and then keeps a connection forever (slowloris). This thread closes every
+ * connection that has not completed a request head within --head-timeout of
+ * starting to wait for one; shutdown() makes the worker see EOF and close it
+ * through its normal path. */
+static void *head_reaper(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g_conns.mu);
+    while (!g_conns.stop) {
+        struct timespec now, wake;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        unsigned n = 0;
+        for (conn_ctx *cc = g_conns.head; cc; cc = cc->next) {
+            long long waited_ns = (long long)(now.tv_sec - cc->since.tv_sec) * 1000000000LL +
+                                  (now.tv_nsec - cc->since.tv_nsec);
+            if (cc->busy || cc->reaped || waited_ns < (long long)g_conns.timeout_s * 1000000000LL)
+                continue;
+            shutdown(cc->fd, SHUT_RDWR);
+            cc->reaped = true;
+            n++;
+        }
+        if (n)
+            fprintf(stderr,
+                    "acache-admin: closed %u connection(s) with no complete request head "
+                    "after %us\n",
+                    n, g_conns.timeout_s);
+        clock_gettime(CLOCK_REALTIME, &wake); /* the cond uses the default clock */
+        wake.tv_nsec += 250 * 1000000L;
+        if (wake.tv_nsec >= 1000000000L) {
+            wake.tv_sec++;
+            wake.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&g_conns.cv, &g_conns.mu, &wake);
+    }
+    pthread_mutex_unlock(&g_conns.mu);
+    return NULL;
+}
+
 static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)conn;
     (void)toe;
     request *rq = *con_cls;
     if (!rq)
         return;
+    if (rq->started) {
+        set_busy(conn, false); /* keep-alive: the next head has --head-timeout */
+        atomic_fetch_sub(&g_inflight, 1);
+    }
     free(rq->raw_path);
     free(rq);
     *con_cls = NULL;
@@ -628,6 +760,8 @@ static MHD_Result_t handler(void *cls, struct MHD_Connection *conn, const char *
 
     if (!rq->started) {
         rq->started = true;
+        atomic_fetch_add(&g_inflight, 1);
+        set_busy(conn, true);
         if (!authorized(srv, conn))
             return send_error_hdr(conn, rq, method, 401, "Not authenticated",
                                   MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
@@ -666,7 +800,8 @@ static void on_signal(int sig)
 {
     (void)sig;
     int saved = errno;
-    g_stop = 1;
+    if (g_stop < 2)
+        g_stop++;
     if (g_sigpipe[1] >= 0) {
         char c = 1;
         ssize_t w = write(g_sigpipe[1], &c, 1);
@@ -779,8 +914,30 @@ static void usage(FILE *to)
             "  --token-file PATH           admin bearer token (or $ACACHE_ADMIN_TOKEN)\n"
             "  --insecure-no-auth          serve without a token (local testing only)\n"
             "  --threads N                 worker threads (default 4)\n"
+            "  --max-connections N         open connections at most (default 256)\n"
+            "  --per-ip-limit N            connections per client address (default 32, 0 = none)\n"
+            "  --head-timeout SECONDS      close a connection whose request head is not complete\n"
+            "                              this long after accept or the last response (default 10)\n"
+            "  --idle-timeout SECONDS      close a connection idle this long (default 30)\n"
+            "  --shutdown-grace SECONDS    on SIGTERM/SIGINT, wait this long for in-flight\n"
+            "                              requests (default 10; a second signal stops at once)\n"
             "  --replay FILE               record JSON-lines traffic (acache-replay format)\n"
-            "                              before serving: fills a memory:// store\n");
+            "                              before serving: fills a memory:// store\n"
+            "  --version                   print the version and exit\n");
+}
+
+/* A decimal option value in [lo, hi]; prints the error itself. */
+static bool num_opt(const char *name, const char *v, long lo, long hi, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < lo || n > hi) {
+        fprintf(stderr, "acache-admin: %s must be an integer in %ld..%ld\n", name, lo, hi);
+        return false;
+    }
+    *out = n;
+    return true;
 }
 
 /* Touch every pin of an acache-replay file, so a memory:// server has data. */
@@ -840,7 +997,8 @@ int main(int argc, char **argv)
     const char *catalog = NULL, *key_file = NULL, *token_file = NULL, *port_file = NULL, *replay = NULL;
     const char *listen_spec = "127.0.0.1:8084";
     int insecure = 0;
-    long threads = 4;
+    long threads = 4, max_conns = 256, per_ip = 32, head_timeout = 10, idle_timeout = 30,
+         grace = 10;
     static const struct option longopts[] = {
         {"store", required_argument, NULL, 's'},
         {"catalog", required_argument, NULL, 'c'},
@@ -851,6 +1009,12 @@ int main(int argc, char **argv)
         {"token-file", required_argument, NULL, 't'},
         {"insecure-no-auth", no_argument, NULL, 'I'},
         {"threads", required_argument, NULL, 'T'},
+        {"max-connections", required_argument, NULL, 'M'},
+        {"per-ip-limit", required_argument, NULL, 'P'},
+        {"head-timeout", required_argument, NULL, 'H'},
+        {"idle-timeout", required_argument, NULL, 'D'},
+        {"shutdown-grace", required_argument, NULL, 'G'},
+        {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -866,12 +1030,33 @@ int main(int argc, char **argv)
         case 't': token_file = optarg; break;
         case 'I': insecure = 1; break;
         case 'T':
-            threads = strtol(optarg, NULL, 10);
-            if (threads < 1 || threads > 64) {
-                fprintf(stderr, "acache-admin: --threads must be 1..64\n");
+            if (!num_opt("--threads", optarg, 1, 64, &threads))
                 return 2;
-            }
             break;
+        case 'M':
+            if (!num_opt("--max-connections", optarg, 1, 65536, &max_conns))
+                return 2;
+            break;
+        case 'P':
+            if (!num_opt("--per-ip-limit", optarg, 0, 65536, &per_ip))
+                return 2;
+            break;
+        case 'H':
+            if (!num_opt("--head-timeout", optarg, 1, 3600, &head_timeout))
+                return 2;
+            break;
+        case 'D':
+            if (!num_opt("--idle-timeout", optarg, 1, 86400, &idle_timeout))
+                return 2;
+            break;
+        case 'G':
+            if (!num_opt("--shutdown-grace", optarg, 0, 3600, &grace))
+                return 2;
+            break;
+        case 'V':
+            printf("acache-admin %s (libaethercache %s, libmicrohttpd %s)\n", ACACHE_VERSION_STRING,
+                   acache_version(), MHD_get_version());
+            return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -900,7 +1085,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "acache-admin: refusing to start without an admin token "
                         "(--token-file or $ACACHE_ADMIN_TOKEN; --insecure-no-auth "
                         "to serve without one)\n");
-        return 1;
+        return 2; /* a usage error, like every other missing or bad option */
     }
     srv.auth = token != NULL;
     if (token) {
@@ -956,15 +1141,20 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    /* ITC: MHD_quiesce_daemon needs it with a thread pool. */
+    unsigned int flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, NULL, NULL, handler, &srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_conns,
+        /* Per client address: one client cannot take every connection. */
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)idle_timeout,
+        MHD_OPTION_NOTIFY_CONNECTION, notify_connection, NULL,
         /* Bounds the request line + headers: longer ones get 414/431. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)128,
@@ -973,6 +1163,14 @@ int main(int argc, char **argv)
         MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "acache-admin: cannot listen on %s\n", listen_spec);
+        acache_close(srv.cache);
+        return 1;
+    }
+    g_conns.timeout_s = (unsigned)head_timeout;
+    pthread_t reaper;
+    if (pthread_create(&reaper, NULL, head_reaper, NULL) != 0) {
+        fprintf(stderr, "acache-admin: cannot start the reaper thread\n");
+        MHD_stop_daemon(d);
         acache_close(srv.cache);
         return 1;
     }
@@ -1009,8 +1207,33 @@ int main(int argc, char **argv)
         if (r < 0 && errno != EINTR)
             break;
     }
-    fprintf(stderr, "acache-admin: shutting down\n");
+    /* Drain: stop accepting, let in-flight requests finish (their responses
+     * say Connection: close) for up to --shutdown-grace, then stop. */
+    atomic_store(&g_draining, true);
+    MHD_socket lfd = MHD_quiesce_daemon(d);
+    fprintf(stderr, "acache-admin: shutting down (%d request(s) in flight, grace %lds)\n",
+            atomic_load(&g_inflight), grace);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (atomic_load(&g_inflight) > 0 && g_stop < 2 && elapsed_us(&t0) < (double)grace * 1e6) {
+        struct pollfd pfd = {g_sigpipe[0], POLLIN, 0};
+        if (poll(&pfd, 1, 50) > 0) {
+            char c;
+            ssize_t r = read(g_sigpipe[0], &c, 1);
+            (void)r;
+        }
+    }
+    if (atomic_load(&g_inflight) > 0)
+        fprintf(stderr, "acache-admin: %d request(s) still in flight, stopping anyway\n",
+                atomic_load(&g_inflight));
+    pthread_mutex_lock(&g_conns.mu);
+    g_conns.stop = true;
+    pthread_cond_signal(&g_conns.cv);
+    pthread_mutex_unlock(&g_conns.mu);
+    pthread_join(reaper, NULL);
     MHD_stop_daemon(d);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd); /* ours after quiesce, closed only after MHD_stop_daemon */
     acache_close(srv.cache);
     close(g_sigpipe[0]);
     close(g_sigpipe[1]);

@@ -79,7 +79,10 @@ ACACHE_EXTERN int acache_http_status(int status);
 ACACHE_EXTERN int acache_json_reformat(acache_buf *out, const char *json, size_t len,
                                        int indent);
 
-/** Error body {"detail": message} with JSON escaping.  Since: 0.1 */
+/**
+ * Error body {"detail": message, "error": {"type": "http_error", "message":
+ * message}} with JSON escaping (both FastAPI's and Aether's shapes).  Since: 0.1
+ */
 ACACHE_EXTERN int acache_error_json(acache_buf *out, const char *message);
 
 ACACHE_END_DECL

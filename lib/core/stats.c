@@ -470,7 +470,11 @@ int acache_error_json(acache_buf *out, const char *message)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "acache_error_json: NULL buffer");
-    return dump_owned(out, json_pack("{s:o}", "detail", acache__json_str(message ? message : "")));
+    /* Both shapes (admin-api.md): FastAPI clients and Aether's web UI read
+     * "detail", Aether's own exception handler sends "error". */
+    const char *m = message ? message : "";
+    return dump_owned(out, json_pack("{s:o,s:{s:s,s:o}}", "detail", acache__json_str(m), "error",
+                                     "type", "http_error", "message", acache__json_str(m)));
 }
 
 int acache_json_reformat(acache_buf *out, const char *json, size_t len, int indent)

@@ -41,6 +41,19 @@ def q(s):
     return urllib.parse.quote(s, safe="")
 
 
+def err(detail):
+    """An error body: FastAPI's `detail` and Aether's `error` (admin-api.md)."""
+    return {"detail": detail, "error": {"type": "http_error", "message": detail}}
+
+
+def check_err(data):
+    """Any error body has both shapes with the same message; returns the detail."""
+    body = json.loads(data)
+    assert isinstance(body.get("detail"), str) and body == err(body["detail"]), body
+    assert data.startswith(b'{"detail": '), data  # detail first, as admin-api.md shows
+    return body["detail"]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,13 +104,15 @@ class Server:
                     return int(line.split()[1])
         return 0
 
-    def request(self, method, path, token=True, headers=None, body=None, timeout=30):
+    def request(self, method, path, token=True, headers=None, body=None, timeout=30,
+                source=None):
         h = dict(headers or {})
         if token is True:
             h["Authorization"] = "Bearer " + self.token
         elif token:
             h["Authorization"] = token
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout,
+                                          source_address=(source, 0) if source else None)
         try:
             conn.putrequest(method, path, skip_accept_encoding=True)
             for k, v in h.items():
@@ -115,6 +130,8 @@ class Server:
         st, hdr, data = self.request(method, path, **kw)
         assert st == expect, "%s %s: %d != %d: %r" % (method, path, st, expect, data[:300])
         assert hdr.get("content-type") == "application/json; charset=utf-8", hdr
+        if st >= 400:
+            check_err(data)
         return json.loads(data)
 
     def stop(self):
@@ -194,7 +211,7 @@ def check_auth(s):
                 "Basic " + s.token, "Bearer", "Bearer "):
         st, hdr, data = s.request("GET", path, token=tok)
         assert st == 401, (tok, st)
-        assert json.loads(data) == {"detail": "Not authenticated"}, data
+        assert json.loads(data) == err("Not authenticated"), data
         assert hdr.get("www-authenticate") == "Bearer"
     # 401 comes before routing and before the body.
     assert s.request("GET", "/nope", token=None)[0] == 401
@@ -203,16 +220,17 @@ def check_auth(s):
 
 
 def check_routing(s):
-    assert s.json("GET", MON + "/nope", 404) == {"detail": "Not Found"}
-    assert s.json("GET", "/", 404) == {"detail": "Not Found"}
-    assert s.json("GET", MON + "x/stats", 404) == {"detail": "Not Found"}
-    assert s.json("GET", MON + "/stats/extra", 404) == {"detail": "Not Found"}
-    assert s.json("GET", MON + "/affinity/", 404) == {"detail": "Not Found"}  # empty param
+    assert s.json("GET", MON + "/nope", 404) == err("Not Found")
+    assert s.json("GET", "/", 404) == err("Not Found")
+    assert s.json("GET", MON + "x/stats", 404) == err("Not Found")
+    assert s.json("GET", MON + "/stats/extra", 404) == err("Not Found")
+    assert s.json("GET", MON + "/affinity/", 404) == err("Not Found")  # empty param
     st, hdr, data = s.request("GET", MON)
     assert st == 405 and hdr.get("allow") == "DELETE", (st, hdr)
-    assert json.loads(data) == {"detail": "Method Not Allowed"}
-    st, hdr, _ = s.request("POST", MON + "/stats", body=b"{}")
+    assert json.loads(data) == err("Method Not Allowed")
+    st, hdr, data = s.request("POST", MON + "/stats", body=b"{}")
     assert st == 405 and hdr.get("allow") == "GET"
+    assert json.loads(data) == err("Method Not Allowed")
     st, hdr, _ = s.request("GET", MON + "/affinity/a/b/c/d")
     assert st == 405 and hdr.get("allow") == "DELETE"
     st, hdr, _ = s.request("DELETE", MON + "/affinity/someone")
@@ -229,7 +247,7 @@ def check_limits(s):
     # Declared body over 64 KiB: 413 before reading it.
     st, _, data = s.request("POST", MON + "/stats", body=b"x" * (70 * 1024))
     assert st == 413, st
-    assert "detail" in json.loads(data)
+    assert "larger than" in check_err(data)
     # Chunked body over 64 KiB (no length announced): refused mid-upload.
     conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
     try:
@@ -389,6 +407,181 @@ def check_shutdown(s):
     assert "shutting down" in s.log()
 
 
+# --------------------------------------------------------------- slow clients, shutdown
+
+def slow_sockets(port, n, source):
+    """n non-blocking connections from `source`; connects may stay pending."""
+    socks = []
+    for _ in range(n):
+        c = socket.socket()
+        c.setblocking(False)
+        c.bind((source, 0))
+        try:
+            c.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        socks.append(c)
+    return socks
+
+
+def dribble(socks, chunk):
+    """Send `chunk` on every socket that takes it; returns how many did."""
+    ok = 0
+    for c in socks:
+        try:
+            c.send(chunk)
+            ok += 1
+        except OSError:
+            pass
+    return ok
+
+
+def check_slowloris():
+    """Item 8: 260 slowloris connections from one address (more than the 256
+    connection limit) must not starve a legitimate client on another address.
+    Default options: the per-IP limit is what protects it."""
+    s = Server("memory://")
+    socks = []
+    try:
+        socks = slow_sockets(s.port, 260, "127.0.0.3")
+        head = b"GET " + MON.encode() + b"/stats HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        deadline = time.monotonic() + 12
+        times = []
+        for i in range(6):
+            dribble(socks, head if i == 0 else b"a")
+            t0 = time.monotonic()
+            st, _, data = s.request("GET", MON + "/stats", timeout=3, source="127.0.0.2")
+            times.append(time.monotonic() - t0)
+            assert st == 200 and json.loads(data)["status"] == "ok", (st, data[:200])
+            time.sleep(0.5)
+        assert time.monotonic() < deadline
+        print("    slowloris: legitimate requests took max %.3fs" % max(times))
+    finally:
+        for c in socks:
+            c.close()
+        assert s.stop() == 0, s.log()[-3000:]
+
+
+def wait_closed(c, limit):
+    """Seconds until the server closes socket `c` (EOF or reset), or None."""
+    t0 = time.monotonic()
+    c.settimeout(0.1)
+    while time.monotonic() - t0 < limit:
+        try:
+            if c.recv(4096) == b"":
+                return time.monotonic() - t0
+        except socket.timeout:
+            pass
+        except OSError:
+            return time.monotonic() - t0
+        try:
+            c.send(b"a")  # keep dribbling: inactivity alone must not be what closes it
+        except OSError:
+            return time.monotonic() - t0
+        time.sleep(0.2)
+    return None
+
+
+def check_head_timeout():
+    """Item 8: a connection whose request head does not complete within
+    --head-timeout is closed although it keeps sending; --per-ip-limit
+    refuses connections past the limit; a keep-alive client is not hurt."""
+    s = Server("memory://", extra=["--head-timeout", "1", "--per-ip-limit", "3"])
+    socks = []
+    try:
+        # Keep-alive: two requests on one connection, 0.3 s apart.
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5,
+                                          source_address=("127.0.0.6", 0))
+        for _ in range(2):
+            conn.request("GET", MON + "/config",
+                         headers={"Authorization": ("Bearer " + s.token).encode()})
+            r = conn.getresponse()
+            assert r.status == 200, r.status
+            r.read()
+            time.sleep(0.3)
+        conn.close()
+        # Over the per-IP limit: closed at once.
+        socks = slow_sockets(s.port, 3, "127.0.0.4")
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", s.port), timeout=5,
+                                         source_address=("127.0.0.4", 0))
+        socks.append(extra)
+        dt = wait_closed(extra, 1.0)
+        assert dt is not None and dt < 0.9, dt
+        # A slow head, one byte every 0.2 s: closed after about 1 s.
+        slow = socket.create_connection(("127.0.0.1", s.port), timeout=5,
+                                        source_address=("127.0.0.5", 0))
+        socks.append(slow)
+        slow.send(b"GET " + MON.encode() + b"/stats HTTP/1.1\r\n")
+        dt = wait_closed(slow, 5.0)
+        assert dt is not None and 0.7 < dt < 3.0, dt
+        assert "no complete request head" in s.log(), s.log()[-2000:]
+        assert s.request("GET", MON + "/config", source="127.0.0.7")[0] == 200
+    finally:
+        for c in socks:
+            c.close()
+        assert s.stop() == 0, s.log()[-3000:]
+
+
+def paused_request(s, r, path):
+    """Start GET `path` while redis-server is stopped; returns (thread, result)."""
+    result = {}
+
+    def go():
+        try:
+            result["resp"] = s.request("GET", path, timeout=15)
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            result["error"] = repr(e)
+
+    r.proc.send_signal(signal.SIGSTOP)
+    t = threading.Thread(target=go)
+    t.start()
+    time.sleep(0.5)  # the handler is now blocked on Redis
+    return t, result
+
+
+def check_drain(r):
+    """Item 9: SIGTERM lets an in-flight request finish (default grace), then
+    the process exits 0. Redis is paused so the request is really in flight."""
+    s = Server(r.uri)
+    try:
+        t, result = paused_request(s, r, MON + "/stats")
+        t0 = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert s.proc.poll() is None, "exited with a request in flight"
+        r.proc.send_signal(signal.SIGCONT)
+        t.join(15)
+        assert "error" not in result, result
+        st, hdr, data = result["resp"]
+        assert st == 200 and json.loads(data)["status"] == "ok", (st, data[:300])
+        assert hdr.get("connection", "").lower() == "close", hdr
+        rc = s.proc.wait(timeout=10)
+        assert rc == 0 and time.monotonic() - t0 < 10, (rc, s.log()[-3000:])
+        assert "1 request(s) in flight" in s.log(), s.log()[-2000:]
+    finally:
+        r.proc.send_signal(signal.SIGCONT)
+        s.stop()
+
+
+def check_drain_bounded(r):
+    """Item 9: the drain is bounded by --shutdown-grace even when the request
+    does not finish in it (the library's command timeout ends it later)."""
+    s = Server(r.uri, extra=["--shutdown-grace", "1"])
+    try:
+        t, result = paused_request(s, r, MON + "/stats")
+        t0 = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        rc = s.proc.wait(timeout=10)
+        dt = time.monotonic() - t0
+        assert rc == 0 and 0.9 < dt < 4.0, (rc, dt, s.log()[-3000:])
+        assert "still in flight" in s.log(), s.log()[-2000:]
+        t.join(15)
+    finally:
+        r.proc.send_signal(signal.SIGCONT)
+        s.stop()
+
+
 # --------------------------------------------------------------- startup options
 
 def check_startup_options():
@@ -397,10 +590,19 @@ def check_startup_options():
     env.pop("ACACHE_ADMIN_TOKEN", None)
     r = subprocess.run([ARGS.server, "--listen", "127.0.0.1:0"], capture_output=True,
                        env=env, timeout=30)
-    assert r.returncode != 0 and b"token" in r.stderr, r
+    assert r.returncode == 2 and b"token" in r.stderr, r  # a usage error, like the others
     r = subprocess.run([ARGS.server, "--listen", "nonsense"], capture_output=True, env=env,
                        timeout=30)
-    assert r.returncode != 0
+    assert r.returncode == 2, r
+    for bad in (["--per-ip-limit", "x"], ["--head-timeout", "0"], ["--shutdown-grace", "-1"],
+                ["--max-connections", "0"], ["--idle-timeout", ""]):
+        r = subprocess.run([ARGS.server, "--insecure-no-auth", *bad], capture_output=True,
+                           env=env, timeout=30)
+        assert r.returncode == 2 and bad[0].encode() in r.stderr, (bad, r)
+    r = subprocess.run([ARGS.server, "--version"], capture_output=True, env=env, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith(b"acache-admin 0."), r
+    r = subprocess.run([ARGS.server, "--help"], capture_output=True, env=env, timeout=30)
+    assert r.returncode == 0 and b"--shutdown-grace" in r.stdout, r
     # Token from the environment, --port-file, and the encryption key file.
     portfile = os.path.join(TMP, "port")
     keyfile = os.path.join(TMP, "enc-key")
@@ -680,6 +882,8 @@ def main():
                                                 MON + "/metrics", MON + "/affinities"])
         finally:
             run("memory.shutdown", check_shutdown, s)
+        run("slowloris", check_slowloris)
+        run("head_timeout", check_head_timeout)
 
         if not shutil.which("redis-server"):
             print("SKIP redis: redis-server not installed")
@@ -701,6 +905,8 @@ def main():
                                                        MON + "/affinity/alice"])
                 finally:
                     run("redis.shutdown", check_shutdown, s)
+                run("redis.drain", check_drain, r)
+                run("redis.drain_bounded", check_drain_bounded, r)
             finally:
                 r.stop()
     finally:
