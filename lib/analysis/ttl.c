@@ -136,14 +136,14 @@ static int compute_rows(acache_ttl_analysis *a, const acache__urows *rows)
     int rc = ACACHE_OK;
     for (size_t i = 0; i < rows->n && rc == ACACHE_OK;) {
         size_t j = i + 1, n = 0;
-        double sum = 0;
         uint64_t buckets[5] = {0};
         for (; j < rows->n && strcmp(rows->v[j].group, rows->v[i].group) == 0; j++) {
             double m = acache__gap_minutes(rows->v[j - 1].us, rows->v[j].us);
             iv[n++] = m;
-            sum += m;
             buckets[bucket_of(m)]++;
         }
+        /* The gaps telescope: their exact sum in microseconds is last - first. */
+        int64_t sum_us = rows->v[j - 1].us - rows->v[i].us;
         if (n >= 2) {
             acache_ttl_group *g = new_group(a, rows->v[i].group);
             if (!g) {
@@ -152,7 +152,11 @@ static int compute_rows(acache_ttl_analysis *a, const acache__urows *rows)
             }
             g->n = n;
             memcpy(g->buckets, buckets, sizeof buckets);
-            g->raw[ST_AVG] = sum / (double)n;
+            /* Aether averages exact decimals (numeric) and converts once:
+             * one division of two exact doubles (both < 2^53) is that same
+             * nearest double, where a double sum of minutes is not (6 s and
+             * 837 s: 7.025 exactly -> 7.03, not 7.0249999... -> 7.02). */
+            g->raw[ST_AVG] = (double)sum_us / ((double)n * 60000000.0);
             qsort(iv, n, sizeof *iv, dbl_cmp);
             g->raw[ST_MIN] = iv[0];
             g->raw[ST_MAX] = iv[n - 1];
@@ -196,15 +200,19 @@ static int compute_sql(acache_ttl_analysis *a, acache *c, int64_t since_us,
     acache__pg_window w;
     acache__pg_window_init(&w, since_us, 0, user_id, api_key_id);
     const char *g = api_key_id ? "api_key_id" : "user_id";
-    /* Gaps in whole microseconds / 6e7 as float8: the same arithmetic as the
-     * C path, so both backends give identical doubles. */
+    /* Gaps in whole microseconds (us), and us / 6e7 as float8 (m): the same
+     * arithmetic as the C path, so both backends give identical doubles. The
+     * average is exact decimal as in Aether (numeric): sum of us over
+     * count * 6e7, with 20 decimals kept so strtod gives the nearest double
+     * (7.025 for gaps of 6 s and 837 s, where avg(m) gives 7.0249999...). */
     char *sql = acache__sprintf(
         "WITH f AS (SELECT %s AS g, id, created_at FROM usage"
         " WHERE status = 'completed' AND created_at >= $1::timestamptz"
         " AND %s IS NOT NULL%s),"
-        " iv AS (SELECT g, (EXTRACT(EPOCH FROM created_at - LAG(created_at) OVER"
-        " (PARTITION BY g ORDER BY created_at, id COLLATE \"C\")) * 1000000)::float8"
-        " / 60000000.0::float8 AS m FROM f)"
+        " d AS (SELECT g, round(EXTRACT(EPOCH FROM created_at - LAG(created_at) OVER"
+        " (PARTITION BY g ORDER BY created_at, id COLLATE \"C\")) * 1000000)::int8"
+        " AS us FROM f),"
+        " iv AS (SELECT g, us, us::float8 / 60000000.0::float8 AS m FROM d)"
         " SELECT g, count(*),"
         " count(*) FILTER (WHERE m <= 5),"
         " count(*) FILTER (WHERE m > 5 AND m <= 15),"
@@ -214,7 +222,7 @@ static int compute_sql(acache_ttl_analysis *a, acache *c, int64_t since_us,
         " percentile_cont(0.5) WITHIN GROUP (ORDER BY m),"
         " percentile_cont(0.75) WITHIN GROUP (ORDER BY m),"
         " percentile_cont(0.9) WITHIN GROUP (ORDER BY m),"
-        " avg(m), min(m), max(m)"
+        " sum(us)::numeric(40, 20) / (count(*) * 60000000), min(m), max(m)"
         " FROM iv WHERE m IS NOT NULL GROUP BY g HAVING count(*) >= 2"
         " ORDER BY count(*) DESC, g COLLATE \"C\"",
         g, g, w.filt);

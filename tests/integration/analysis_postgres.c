@@ -153,3 +153,36 @@ Test(analysis_postgres, sampling_overshoot, .timeout = 60)
     acache_timeline_free(t);
     pg_close(&f);
 }
+
+/* Issue 8 item 15 on the SQL path: exact decimal average, then rounding
+ * (6 s + 837 s -> 7.03; 3 s + 6 s -> 0.07), as Aether's numeric avg. */
+Test(analysis_postgres, average_is_exact_decimal, .timeout = 60)
+{
+    char json[1024];
+    double t0 = WORKED_NOW - 3600;
+    snprintf(json, sizeof json,
+             "{\"users\": [{\"id\": \"u1\", \"username\": \"one\", \"email\": \"1@x\"},"
+             " {\"id\": \"u2\", \"username\": \"two\", \"email\": \"2@x\"}],"
+             " \"usage\": ["
+             "{\"id\": \"a0\", \"user_id\": \"u1\", \"model\": \"m\", \"created_at\": %.0f},"
+             "{\"id\": \"a1\", \"user_id\": \"u1\", \"model\": \"m\", \"created_at\": %.0f},"
+             "{\"id\": \"a2\", \"user_id\": \"u1\", \"model\": \"m\", \"created_at\": %.0f},"
+             "{\"id\": \"b0\", \"user_id\": \"u2\", \"model\": \"m\", \"created_at\": %.0f},"
+             "{\"id\": \"b1\", \"user_id\": \"u2\", \"model\": \"m\", \"created_at\": %.0f},"
+             "{\"id\": \"b2\", \"user_id\": \"u2\", \"model\": \"m\", \"created_at\": %.0f}]}",
+             t0, t0 + 6, t0 + 843, t0, t0 + 3, t0 + 9);
+    pgfix f = pg_open(json);
+    acache_ttl_analysis *a = NULL;
+    cr_assert_eq(acache_ttl_analysis_compute(&a, f.c, 24, NULL, NULL), ACACHE_OK, "%s",
+                 acache_last_error());
+    cr_assert_eq(acache_ttl_analysis_group_count(a), 2);
+    const acache_ttl_group *g1 = acache_ttl_analysis_group_at(a, 0);
+    const acache_ttl_group *g2 = acache_ttl_analysis_group_at(a, 1);
+    cr_assert_str_eq(acache_ttl_group_id(g1), "u1");
+    cr_assert_eq(acache_ttl_group_stat(g1, ACACHE_TTL_AVG), 7.03);
+    cr_assert_eq(acache_ttl_group_stat(g2, ACACHE_TTL_AVG), 0.07);
+    /* min/max/percentiles stay double, as in Aether */
+    cr_assert_eq(acache_ttl_group_stat(g1, ACACHE_TTL_MAX), 13.95);
+    acache_ttl_analysis_free(a);
+    pg_close(&f);
+}

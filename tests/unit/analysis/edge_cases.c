@@ -381,3 +381,34 @@ Test(analysis_bounds, window_start_exact_to_the_microsecond)
         done(c);
     }
 }
+
+/* Issue 8 item 15: Aether averages the gaps in exact decimal, then rounds.
+ * u1: 6 s + 837 s -> 7.025 exactly -> 7.03 (a double sum of minutes gives
+ * 7.0249999... -> 7.02). u2: 3 s + 6 s -> 0.075 exactly, whose nearest double
+ * is below it -> 0.07 (the double sum 0.07500000000000001 gave 0.08). */
+Test(analysis_ties, average_is_exact_decimal)
+{
+    double t0 = NOW - 3600;
+    json_t *u = json_array();
+    json_array_append_new(u, row("a0", "u1", "k1", "m", t0));
+    json_array_append_new(u, row("a1", "u1", "k1", "m", t0 + 6));
+    json_array_append_new(u, row("a2", "u1", "k1", "m", t0 + 843));
+    json_array_append_new(u, row("b0", "u2", "k2", "m", t0));
+    json_array_append_new(u, row("b1", "u2", "k2", "m", t0 + 3));
+    json_array_append_new(u, row("b2", "u2", "k2", "m", t0 + 9));
+    acache *c = open_usage(NULL, u);
+    acache_ttl_analysis *a = NULL;
+    cr_assert_eq(acache_ttl_analysis_compute(&a, c, 24, NULL, NULL), ACACHE_OK);
+    cr_assert_eq(acache_ttl_analysis_group_count(a), 2);
+    const acache_ttl_group *g1 = acache_ttl_analysis_group_at(a, 0);
+    const acache_ttl_group *g2 = acache_ttl_analysis_group_at(a, 1);
+    cr_assert_str_eq(acache_ttl_group_id(g1), "u1");
+    cr_assert_eq(acache_ttl_group_stat(g1, ACACHE_TTL_AVG), 7.03);
+    cr_assert_eq(acache_ttl_group_stat(g2, ACACHE_TTL_AVG), 0.07);
+    acache_ttl_analysis_free(a);
+    acache_buf b = ACACHE_BUF_INIT;
+    char *j = json_of(acache_ttl_analysis_json(&b, c, 24, "u1", NULL), &b);
+    cr_assert(strstr(j, "\"avg_interval_minutes\": 7.03,") != NULL, "%s", j);
+    acache_buf_dispose(&b);
+    done(c);
+}
