@@ -33,6 +33,8 @@
 #include <aether_cache/aether_cache.h>
 #include <jansson.h>
 
+#include "secret_file.h"
+
 #if MHD_VERSION < 0x00097002
 typedef int MHD_Result_t;
 #else
@@ -810,50 +812,22 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-/* Read a secret file: the first line, trailing whitespace stripped. The
- * returned buffer is wiped and freed with free_secret(). */
-static char *read_secret(const char *path, size_t max)
+/* Secret files go through examples/common/secret_file.c: open/read into a
+ * wiped buffer, a warning when group/other can read the file, a refusal when
+ * they can write it. Buffers are freed (and wiped) with free_secret(). */
+static char *read_secret(const char *path, const char *what)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "acache-admin: %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = sodium_malloc(max + 1);
-    if (!buf) {
-        fclose(f);
-        fprintf(stderr, "acache-admin: out of memory\n");
-        return NULL;
-    }
-    size_t n = fread(buf, 1, max, f);
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        fprintf(stderr, "acache-admin: %s: read error\n", path);
-        sodium_free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
-    n = strlen(buf);
-    while (n && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-        buf[--n] = '\0';
-    return buf;
+    return secret_file_read("acache-admin", what, path, SECRET_FILE_MAX, NULL);
 }
 
 static char *dup_secret(const char *s)
 {
-    size_t n = strlen(s);
-    char *buf = sodium_malloc(n + 1);
-    if (buf)
-        memcpy(buf, s, n + 1);
-    return buf;
+    return secret_dup(s);
 }
 
 static void free_secret(char *s)
 {
-    if (s)
-        sodium_free(s); /* sodium_free wipes */
+    secret_free(s);
 }
 
 /* HOST:PORT, [IPv6]:PORT. Numeric hosts or names resolved once at start. */
@@ -1073,7 +1047,7 @@ int main(int argc, char **argv)
     static server srv;
     char *token = NULL;
     if (token_file)
-        token = read_secret(token_file, 4096);
+        token = read_secret(token_file, "admin token file");
     else if (getenv("ACACHE_ADMIN_TOKEN"))
         token = dup_secret(getenv("ACACHE_ADMIN_TOKEN"));
     if ((token_file || getenv("ACACHE_ADMIN_TOKEN")) && (!token || !token[0])) {
@@ -1096,7 +1070,7 @@ int main(int argc, char **argv)
 
     char *enc_key = NULL;
     if (key_file) {
-        if (!(enc_key = read_secret(key_file, 4096)))
+        if (!(enc_key = read_secret(key_file, "encryption key file")))
             return 1;
     } else if (getenv("ACACHE_ENCRYPTION_KEY")) {
         enc_key = dup_secret(getenv("ACACHE_ENCRYPTION_KEY"));
