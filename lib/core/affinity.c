@@ -22,7 +22,7 @@ static void drop_expired(acache *c, const acache_affinity *a, const char *key)
     /* Compare-and-delete on the expired pin's own provider/endpoint/key, so a
      * concurrent touch that switched it survives. (A refresh of the same pin
      * racing here is lost: it would itself have seen an expired pin.) */
-    const char *keys[1] = {key};
+    const acache_key keys[1] = {{key, strlen(key)}};
     size_t n = 0;
     acache_match m = {acache_affinity_provider_id(a), acache_affinity_endpoint_id(a),
                       acache_affinity_key_id(a)};
@@ -170,7 +170,7 @@ int acache_affinity_invalidate(acache *c, const char *affinity_key, const char *
     if (!key)
         return rc;
     acache_match m = {provider_id, endpoint_id, key_id};
-    const char *keys[1] = {key};
+    const acache_key keys[1] = {{key, strlen(key)}};
     size_t n = 0;
     /* Drop the L1 entry first so this handle never serves the pin again,
      * whatever the store answers. */
@@ -354,7 +354,7 @@ typedef struct {
     const char *needle;        /* raw scans: "\"provider_id\"" as JSON bytes */
     size_t needle_len;
     size_t removed;
-    const char *keys[DELETE_BATCH];
+    acache_key keys[DELETE_BATCH]; /* with lengths: a scanned key may hold a NUL */
     char *owned[DELETE_BATCH];
     size_t n;
 } bulk_ctx;
@@ -408,7 +408,8 @@ static int bulk_batch(const acache_entry *e, size_t n, void *payload)
         if (!k)
             return acache__oom();
         b->owned[b->n] = k;
-        b->keys[b->n++] = k;
+        b->keys[b->n].ptr = k;
+        b->keys[b->n++].len = e[i].key_len;
         if (b->n == DELETE_BATCH) {
             int rc = bulk_flush(b);
             if (rc)

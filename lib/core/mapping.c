@@ -1116,7 +1116,10 @@ static int clear_all_impl(size_t *deleted, acache *c, int any_store)
     size_t total = 0;
     for (size_t i = 0; i < keys.n && rc == ACACHE_OK; i += 500) {
         size_t n = keys.n - i < 500 ? keys.n - i : 500, d = 0;
-        rc = c->store->del(c->store, (const char *const *)keys.v + i, n, &d);
+        acache_key batch[500];
+        for (size_t j = 0; j < n; j++)
+            batch[j] = (acache_key){keys.v[i + j], strlen(keys.v[i + j])};
+        rc = c->store->del(c->store, batch, n, &d);
         total += d;
     }
     sv_free(&keys);
@@ -1131,7 +1134,8 @@ static int del_each(acache *c, const char *const *keys, size_t n, unsigned int *
     *bits = 0;
     for (size_t i = 0; i < n; i++) {
         size_t d = 0;
-        int rc = c->store->del(c->store, &keys[i], 1, &d);
+        acache_key k = {keys[i], strlen(keys[i])};
+        int rc = c->store->del(c->store, &k, 1, &d);
         if (rc < 0)
             return rc;
         if (d)

@@ -16,7 +16,7 @@
 typedef struct entry {
     struct entry *next;
     uint64_t hash;
-    int64_t deadline_ms; /* 0 = no expiry */
+    int64_t deadline_ms;  /* 0 = no expiry */
     acache_affinity *rec; /* parsed affinity, or NULL */
     char *raw;            /* raw bytes, or NULL (rendered from rec on demand) */
     size_t raw_len;
@@ -170,8 +170,8 @@ static int m_affinity_get(acache_store *self, const char *key, acache_record_cb 
         cb(&rec, payload);
         rc = ACACHE_OK;
     } else if (pp) {
-        rc = acache_error_set(ACACHE_ERROR, "memory: value of %s is not a readable affinity",
-                              key);
+        rc = acache_error_set(ACACHE_ERROR,
+                              "memory: value of %s is not a readable affinity", key);
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
@@ -229,25 +229,25 @@ static int field_matches(const char *want, const char *have)
     return !want || (have && strcmp(want, have) == 0);
 }
 
-static int m_affinity_delete_if(acache_store *self, const char *const *keys, size_t n,
+static int m_affinity_delete_if(acache_store *self, const acache_key *keys, size_t n,
                                 const acache_match *mt, size_t *deleted)
 {
     memory_store *m = (memory_store *)self;
     int any_filter = mt && (mt->provider_id || mt->endpoint_id || mt->key_id);
     *deleted = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(keys[i]);
-        uint64_t h = hash_key(keys[i], len);
+        uint64_t h = hash_key(keys[i].ptr, keys[i].len);
         shard *s = shard_for(m, h);
         pthread_mutex_lock(&s->lock);
-        entry **pp = find_slot(s, keys[i], len, h);
+        entry **pp = find_slot(s, keys[i].ptr, keys[i].len, h);
         if (pp) {
             entry *e = *pp;
             int match = !any_filter;
             if (any_filter && e->rec)
-                match = field_matches(mt->provider_id, acache_affinity_provider_id(e->rec)) &&
-                        field_matches(mt->endpoint_id, acache_affinity_endpoint_id(e->rec)) &&
-                        field_matches(mt->key_id, acache_affinity_key_id(e->rec));
+                match =
+                    field_matches(mt->provider_id, acache_affinity_provider_id(e->rec)) &&
+                    field_matches(mt->endpoint_id, acache_affinity_endpoint_id(e->rec)) &&
+                    field_matches(mt->key_id, acache_affinity_key_id(e->rec));
             if (match) {
                 *pp = e->next;
                 s->count--;
@@ -392,8 +392,8 @@ static int scan_common(memory_store *m, const char *prefix, int affinity, int wi
     return rc;
 }
 
-static int m_affinity_scan(acache_store *self, const char *prefix, acache_entry_batch_cb cb,
-                           void *payload)
+static int m_affinity_scan(acache_store *self, const char *prefix,
+                           acache_entry_batch_cb cb, void *payload)
 {
     return scan_common((memory_store *)self, prefix, 1, 1, cb, payload);
 }
@@ -455,7 +455,7 @@ static int m_set(acache_store *self, const char *key, const char *value, size_t 
     return rc;
 }
 
-static int m_del(acache_store *self, const char *const *keys, size_t n, size_t *deleted)
+static int m_del(acache_store *self, const acache_key *keys, size_t n, size_t *deleted)
 {
     return m_affinity_delete_if(self, keys, n, NULL, deleted);
 }

@@ -33,9 +33,9 @@
 #include "redis_scripts.h"
 
 #define POOL_MAX 16
-#define DEL_BATCH 500  /* keys per UNLINK / delete_if script call */
-#define PIPE_GROUP 16  /* batches appended before reading replies */
-#define TTL_BATCH 1000 /* TTL commands appended before reading replies */
+#define DEL_BATCH 500    /* keys per UNLINK / delete_if script call */
+#define PIPE_GROUP 16    /* batches appended before reading replies */
+#define TTL_BATCH 1000   /* TTL commands appended before reading replies */
 #define SCAN_COUNT "500" /* keeps each SCAN/MGET well under 10 ms at 1M keys */
 
 typedef struct redis_store {
@@ -352,9 +352,25 @@ static int r_set(acache_store *self, const char *key, const char *value, size_t 
     return rc;
 }
 
+/* A key for an error message: bytes up to the first NUL, at most 200. */
+typedef struct label {
+    char text[208];
+} label;
+
+static const char *key_label(label *l, const acache_key *k)
+{
+    size_t n = k->len < 200 ? k->len : 200;
+    const char *nul = memchr(k->ptr, '\0', n);
+    if (nul)
+        n = (size_t)(nul - k->ptr);
+    memcpy(l->text, k->ptr, n);
+    l->text[n] = '\0';
+    return l->text;
+}
+
 /* Everything appended on `c` must be read before it can be reused; on an
  * early exit the connection is discarded instead. */
-static int r_del(acache_store *self, const char *const *keys, size_t n, size_t *deleted)
+static int r_del(acache_store *self, const acache_key *keys, size_t n, size_t *deleted)
 {
     redis_store *s = (redis_store *)self;
     *deleted = 0;
@@ -373,6 +389,7 @@ static int r_del(acache_store *self, const char *const *keys, size_t n, size_t *
     redisContext *c = NULL;
     int rc = conn_get(s, &c);
     size_t done = 0;
+    label lb;
     while (!rc && done < n) {
         size_t group_start = done;
         int appended = 0;
@@ -381,8 +398,8 @@ static int r_del(acache_store *self, const char *const *keys, size_t n, size_t *
             argv[0] = "UNLINK";
             lens[0] = 6;
             for (size_t i = 0; i < m; i++) {
-                argv[i + 1] = keys[done + i];
-                lens[i + 1] = strlen(keys[done + i]);
+                argv[i + 1] = keys[done + i].ptr;
+                lens[i + 1] = keys[done + i].len;
             }
             redisAppendCommandArgv(c, (int)(m + 1), argv, lens);
             done += m;
@@ -391,13 +408,13 @@ static int r_del(acache_store *self, const char *const *keys, size_t n, size_t *
             redisReply *r;
             errno = 0;
             if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-                rc = io_fail(s, c, errno, "UNLINK", keys[group_start]);
+                rc = io_fail(s, c, errno, "UNLINK", key_label(&lb, &keys[group_start]));
                 break;
             }
             if (r->type == REDIS_REPLY_INTEGER)
                 *deleted += (size_t)r->integer;
             else if (!rc)
-                rc = reply_fail(r, "UNLINK", keys[group_start]);
+                rc = reply_fail(r, "UNLINK", key_label(&lb, &keys[group_start]));
             freeReplyObject(r);
         }
     }
@@ -704,7 +721,8 @@ static int scan_once(redis_store *s, redisContext *c, const char *pat, int with_
         /* Put the following page's requests on the wire before parsing. */
         if (next) {
             if ((rc = check_page(next, pat)) ||
-                (rc = queue_page(c, b, next, scan_argv, with_values, &want_vals, &want_scan)))
+                (rc = queue_page(c, b, next, scan_argv, with_values, &want_vals,
+                                 &want_scan)))
                 goto out;
             for (int done = 0; !done;) {
                 errno = 0;
@@ -862,7 +880,8 @@ static int render_touch(touch_text *t, const acache_touch_req *req)
         free(strs);
         return acache__oom();
     }
-    int a = snprintf(m, cap, "%.*s%s%s%s%s%s1}", (int)slen, strs, c_at, now, e_at, exp, r_ct);
+    int a =
+        snprintf(m, cap, "%.*s%s%s%s%s%s1}", (int)slen, strs, c_at, now, e_at, exp, r_ct);
     int b = snprintf(m + a + 1, cap - (size_t)a - 1, "%.*s%s", (int)slen, strs, c_at);
     int c = snprintf(m + a + b + 2, cap - (size_t)(a + b) - 2, "%s%s%s", e_at, exp, r_ct);
     /* No prefix found (cannot happen for our own rendering): an empty prefix
@@ -889,9 +908,10 @@ static int r_affinity_touch(acache_store *self, const acache_touch_req *req, int
     int rc = render_touch(&tt, req);
     if (rc)
         return rc;
-    const char *argv[] = {"EVALSHA", s->touch_sha, "1",     req->key, req->provider_id,
-                          req->endpoint_id, req->key_id, now, ttl, tt.full,
-                          tt.head, tt.tail, tt.pin};
+    const char *argv[] = {
+        "EVALSHA",        s->touch_sha, "1",   req->key, req->provider_id,
+        req->endpoint_id, req->key_id,  now,   ttl,      tt.full,
+        tt.head,          tt.tail,      tt.pin};
     const int argc = (int)(sizeof argv / sizeof argv[0]);
     redisReply *r;
     /* Not retried (see the top of the file): a replay could count twice. */
@@ -935,7 +955,27 @@ static int r_affinity_touch(acache_store *self, const acache_touch_req *req, int
     return ACACHE_OK;
 }
 
-static int r_affinity_delete_if(acache_store *self, const char *const *keys, size_t n,
+/* argv of one compare-and-delete call: cmd script nkeys KEYS... filters. */
+static void fill_delete_args(const char **argv, size_t *lens, const char *cmd,
+                             const char *script, const char *nkeys,
+                             const acache_key *keys, size_t k, char *const filt[3])
+{
+    argv[0] = cmd;
+    argv[1] = script;
+    argv[2] = nkeys;
+    for (size_t i = 0; i < 3; i++)
+        lens[i] = strlen(argv[i]);
+    for (size_t i = 0; i < k; i++) {
+        argv[3 + i] = keys[i].ptr;
+        lens[3 + i] = keys[i].len;
+    }
+    for (size_t i = 0; i < 3; i++) {
+        argv[3 + k + i] = filt[i];
+        lens[3 + k + i] = strlen(filt[i]);
+    }
+}
+
+static int r_affinity_delete_if(acache_store *self, const acache_key *keys, size_t n,
                                 const acache_match *m, size_t *deleted)
 {
     redis_store *s = (redis_store *)self;
@@ -961,6 +1001,7 @@ static int r_affinity_delete_if(acache_store *self, const char *const *keys, siz
     redisContext *c = NULL;
     rc = conn_get(s, &c);
     char nkeys[24];
+    label lb;
     size_t done = 0;
     while (!rc && done < n) {
         /* Remember each batch's bounds: a NOSCRIPT batch is re-sent with EVAL. */
@@ -971,16 +1012,8 @@ static int r_affinity_delete_if(acache_store *self, const char *const *keys, siz
             starts[appended] = done;
             counts[appended] = k;
             snprintf(nkeys, sizeof nkeys, "%zu", k);
-            argv[0] = "EVALSHA";
-            argv[1] = s->delete_sha;
-            argv[2] = nkeys;
-            for (size_t i = 0; i < k; i++)
-                argv[3 + i] = keys[done + i];
-            argv[3 + k] = filt[0];
-            argv[4 + k] = filt[1];
-            argv[5 + k] = filt[2];
-            for (size_t i = 0; i < k + 6; i++)
-                lens[i] = strlen(argv[i]);
+            fill_delete_args(argv, lens, "EVALSHA", s->delete_sha, nkeys, keys + done, k,
+                             filt);
             redisAppendCommandArgv(c, (int)(k + 6), argv, lens);
             done += k;
         }
@@ -989,7 +1022,7 @@ static int r_affinity_delete_if(acache_store *self, const char *const *keys, siz
             redisReply *r;
             errno = 0;
             if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-                rc = io_fail(s, c, errno, "EVALSHA", keys[starts[i]]);
+                rc = io_fail(s, c, errno, "EVALSHA", key_label(&lb, &keys[starts[i]]));
                 break;
             }
             if (r->type == REDIS_REPLY_INTEGER)
@@ -997,7 +1030,7 @@ static int r_affinity_delete_if(acache_store *self, const char *const *keys, siz
             else if (is_noscript(r))
                 noscript[i] = 1;
             else if (!rc)
-                rc = reply_fail(r, "EVALSHA", keys[starts[i]]);
+                rc = reply_fail(r, "EVALSHA", key_label(&lb, &keys[starts[i]]));
             freeReplyObject(r);
         }
         for (int i = 0; i < appended && !rc; i++) {
@@ -1005,24 +1038,18 @@ static int r_affinity_delete_if(acache_store *self, const char *const *keys, siz
                 continue;
             size_t k = counts[i];
             snprintf(nkeys, sizeof nkeys, "%zu", k);
-            argv[0] = "EVAL";
-            argv[1] = ACACHE_REDIS_DELETE_IF_LUA;
-            argv[2] = nkeys;
-            for (size_t j = 0; j < k; j++)
-                argv[3 + j] = keys[starts[i] + j];
-            argv[3 + k] = filt[0];
-            argv[4 + k] = filt[1];
-            argv[5 + k] = filt[2];
+            fill_delete_args(argv, lens, "EVAL", ACACHE_REDIS_DELETE_IF_LUA, nkeys,
+                             keys + starts[i], k, filt);
             int err;
-            redisReply *r = command(c, (int)(k + 6), argv, NULL, &err);
+            redisReply *r = command(c, (int)(k + 6), argv, lens, &err);
             if (!r) {
-                rc = io_fail(s, c, err, "EVAL", keys[starts[i]]);
+                rc = io_fail(s, c, err, "EVAL", key_label(&lb, &keys[starts[i]]));
                 break;
             }
             if (r->type == REDIS_REPLY_INTEGER)
                 *deleted += (size_t)r->integer;
             else
-                rc = reply_fail(r, "EVAL", keys[starts[i]]);
+                rc = reply_fail(r, "EVAL", key_label(&lb, &keys[starts[i]]));
             freeReplyObject(r);
         }
     }

@@ -135,6 +135,16 @@ static int touch(acache_store *s, const char *key, const char *p, const char *e,
     return result;
 }
 
+/* Keys as the delete slots take them (bytes + length); free() the array. */
+static acache_key *key_array(const char *const *strs, size_t n)
+{
+    acache_key *k = calloc(n ? n : 1, sizeof *k);
+    cr_assert_not_null(k);
+    for (size_t i = 0; i < n; i++)
+        k[i] = (acache_key){strs[i], strlen(strs[i])};
+    return k;
+}
+
 /* ---- URIs ---- */
 
 Test(store_redis, uri_junk_is_invalid)
@@ -337,7 +347,7 @@ Test(store_redis, restart_reconnects_and_reloads_scripts)
     freeReplyObject(rcmd(c, "SCRIPT FLUSH"));
     acache_match m = {.provider_id = "p"};
     size_t deleted = 0;
-    const char *keys[] = {key};
+    const acache_key keys[] = {{key, strlen(key)}};
     cr_expect_eq(s->affinity_delete_if(s, keys, 1, &m, &deleted), ACACHE_OK, "%s",
                  acache_last_error());
     cr_expect_eq(deleted, 1);
@@ -474,24 +484,22 @@ Test(store_redis, delete_if_filters_and_batches)
     cr_assert_eq(s->set(s, keys[0], junk, strlen(junk), 0), ACACHE_OK);
 
     size_t deleted = 0;
+    acache_key *ks = key_array((const char *const *)keys, N + 1);
     acache_match m = {.provider_id = "pB", .key_id = "k2"}; /* i % 6 == 0, minus junk 0 */
-    cr_assert_eq(s->affinity_delete_if(s, (const char *const *)keys, N + 1, &m, &deleted),
-                 ACACHE_OK, "%s", acache_last_error());
+    cr_assert_eq(s->affinity_delete_if(s, ks, N + 1, &m, &deleted), ACACHE_OK, "%s",
+                 acache_last_error());
     cr_expect_eq(deleted, (N + 5) / 6 - 1);
     acache_match none = {.endpoint_id = "other"};
-    cr_assert_eq(
-        s->affinity_delete_if(s, (const char *const *)keys, N + 1, &none, &deleted),
-        ACACHE_OK);
+    cr_assert_eq(s->affinity_delete_if(s, ks, N + 1, &none, &deleted), ACACHE_OK);
     cr_expect_eq(deleted, 0);
     /* all filters NULL: everything given goes, junk included */
     acache_match any = {0};
-    cr_assert_eq(
-        s->affinity_delete_if(s, (const char *const *)keys, N + 1, &any, &deleted),
-        ACACHE_OK);
+    cr_assert_eq(s->affinity_delete_if(s, ks, N + 1, &any, &deleted), ACACHE_OK);
     cr_expect_eq(deleted, N - ((N + 5) / 6 - 1));
     for (int i = 0; i <= N; i++)
         free(keys[i]);
     free(keys);
+    free(ks);
     s->free(s);
 }
 
@@ -583,9 +591,11 @@ Test(store_redis, raw_ops_and_literal_prefixes)
     cr_expect(ttls[1] > 290 && ttls[1] <= 300);
     cr_expect_eq(ttls[N], -2);
     size_t deleted = 0;
-    cr_assert_eq(s->del(s, tk, N + 1, &deleted), ACACHE_OK);
+    acache_key *dk = key_array(tk, N + 1);
+    cr_assert_eq(s->del(s, dk, N + 1, &deleted), ACACHE_OK);
+    free(dk);
     cr_expect_eq(deleted, N, "counts only what existed");
-    const char *star[] = {"global_model:resolve:a*"};
+    const acache_key star[] = {{"global_model:resolve:a*", 23}};
     cr_assert_eq(s->del(s, star, 1, &deleted), ACACHE_OK);
     cr_expect_eq(deleted, 1);
     cr_expect_eq(s->get(s, "global_model:resolve:a*b", &b), ACACHE_OK,
@@ -739,6 +749,64 @@ Test(store_redis, clear_all_uses_scan_and_stays_fast, .timeout = 120)
                     e->element[3]->element[0]->str);
     }
     freeReplyObject(r);
+    redisFree(c);
+}
+
+/* Issue 8 item 3: a key with a NUL byte (written by another client of the
+ * shared Redis) is found by SCAN with its length and must be deletable. */
+static void set_nul_pin(redisContext *c, const char *provider)
+{
+    static const char key[] = "cache_affinity:a\0b:claude:m";
+    char value[256];
+    int n = snprintf(value, sizeof value,
+                     "{\"provider_id\": \"%s\", \"endpoint_id\": \"e\", \"key_id\": "
+                     "\"k\", \"api_format\": \"claude\", \"model_name\": \"m\", "
+                     "\"created_at\": 1.0, \"expire_at\": 9999999999.0, "
+                     "\"request_count\": 1}",
+                     provider);
+    freeReplyObject(rcmd(c, "SET %b %b", key, sizeof key - 1, value, (size_t)n));
+}
+
+static long long dbsize(redisContext *c)
+{
+    redisReply *r = rcmd(c, "DBSIZE");
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+Test(store_redis, keys_with_nul_bytes_are_deleted)
+{
+    redisContext *c = raw();
+    acache *h = open_handle(NULL, NULL, NULL);
+    size_t removed = 0;
+
+    set_nul_pin(c, "p");
+    cr_assert_eq(dbsize(c), 1);
+    cr_assert_eq(acache_affinity_clear_all(&removed, h), ACACHE_OK, "%s",
+                 acache_last_error());
+    cr_expect_eq(removed, 1);
+    cr_expect_eq(dbsize(c), 0, "clear-all left the key with a NUL byte");
+
+    set_nul_pin(c, "p");
+    cr_assert_eq(acache_affinity_invalidate_provider(&removed, h, "other"), ACACHE_OK);
+    cr_expect_eq(removed, 0);
+    cr_expect_eq(dbsize(c), 1);
+    cr_assert_eq(acache_affinity_invalidate_provider(&removed, h, "p"), ACACHE_OK, "%s",
+                 acache_last_error());
+    cr_expect_eq(removed, 1);
+    cr_expect_eq(dbsize(c), 0, "invalidate by provider left the key with a NUL byte");
+
+    /* The raw slots take the length too. */
+    static const char raw_key[] = "model:id:x\0y";
+    freeReplyObject(rcmd(c, "SET %b v", raw_key, sizeof raw_key - 1));
+    acache_store *s = acache_get_store(h);
+    const acache_key k = {raw_key, sizeof raw_key - 1};
+    size_t deleted = 0;
+    cr_assert_eq(s->del(s, &k, 1, &deleted), ACACHE_OK);
+    cr_expect_eq(deleted, 1);
+    cr_expect_eq(dbsize(c), 0);
+    acache_close(h);
     redisFree(c);
 }
 

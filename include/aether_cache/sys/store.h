@@ -14,11 +14,11 @@
 #ifndef ACACHE_SYS_STORE_H
 #define ACACHE_SYS_STORE_H
 
-#include <stddef.h>
-#include <stdint.h>
-#include "../common.h"
 #include "../buffer.h"
 #include "../cache.h"
+#include "../common.h"
+#include <stddef.h>
+#include <stdint.h>
 
 ACACHE_BEGIN_DECL
 
@@ -51,7 +51,8 @@ typedef struct acache_entry {
 
 /** Receives scanned entries in batches (borrowed for the call only).
  *  Return 0 to go on, nonzero to stop (that value is returned by the scan). */
-typedef int (*acache_entry_batch_cb)(const acache_entry *entries, size_t n, void *payload);
+typedef int (*acache_entry_batch_cb)(const acache_entry *entries, size_t n,
+                                     void *payload);
 
 /** Receives a record borrowed for the duration of the call. */
 typedef void (*acache_record_cb)(const acache_record *rec, void *payload);
@@ -64,9 +65,18 @@ typedef struct acache_touch_req {
     const char *key_id;
     const char *api_format;
     const char *model_name;
-    double now;    /* seconds since epoch */
+    double now; /* seconds since epoch */
     uint32_t ttl_s;
 } acache_touch_req;
+
+/** A key as bytes with a length: keys found by a scan may hold any byte,
+ *  NUL included (another writer of a shared Redis may create them), and must
+ *  still be deletable. `ptr` need not be NUL-terminated.   Since: 0.1
+ *  (store version 2). */
+typedef struct acache_key {
+    const char *ptr;
+    size_t len;
+} acache_key;
 
 /** Filters of an atomic compare-and-delete; NULL fields match anything. */
 typedef struct acache_match {
@@ -98,13 +108,13 @@ struct acache_store {
     /** Atomic compare-and-delete of `n` keys: each is deleted if it exists and
      *  matches `m` (an unreadable value never matches a non-empty filter, and
      *  is deleted when all filters are NULL). `*deleted` = how many went. */
-    int (*affinity_delete_if)(acache_store *self, const char *const *keys, size_t n,
+    int (*affinity_delete_if)(acache_store *self, const acache_key *keys, size_t n,
                               const acache_match *m, size_t *deleted);
 
     /** Every affinity record whose key starts with the literal `prefix`
      *  (glob characters in it are not patterns), in batches. */
-    int (*affinity_scan)(acache_store *self, const char *prefix,
-                         acache_entry_batch_cb cb, void *payload);
+    int (*affinity_scan)(acache_store *self, const char *prefix, acache_entry_batch_cb cb,
+                         void *payload);
 
     /* --- raw keys (model-mapping cache, test loading) --- */
 
@@ -115,7 +125,7 @@ struct acache_store {
     int (*set)(acache_store *self, const char *key, const char *value, size_t len,
                uint32_t ttl_s);
     /** Delete keys (batched UNLINK); `*deleted` = how many existed. */
-    int (*del)(acache_store *self, const char *const *keys, size_t n, size_t *deleted);
+    int (*del)(acache_store *self, const acache_key *keys, size_t n, size_t *deleted);
     /** Keys starting with the literal `prefix`, in batches, with values when
      *  `with_values` (SCAN + MGET), else value = NULL. Never KEYS. */
     int (*scan)(acache_store *self, const char *prefix, int with_values,
@@ -129,8 +139,16 @@ struct acache_store {
     /* version 2 slots go below; the core checks `version` before using them */
 };
 
-#define ACACHE_STORE_VERSION 1
-#define ACACHE_STORE_VERSION_MIN 1
+/* Store vtable versions (pre-1.0: sys/ may change between 0.y releases).
+ *   1  (0.1) keys of affinity_delete_if and del were NUL-terminated strings.
+ *   2  affinity_delete_if and del take acache_key arrays (bytes + length), so
+ *      that keys with a NUL byte found by a scan can be deleted (issue 8).
+ * Version 1 is no longer accepted: its delete slots have another signature,
+ * so a version 1 store does not compile against this header anyway and a
+ * binary one would be called with the wrong argument types. Port it by
+ * taking `keys[i].ptr` / `keys[i].len` (never strlen) in those two slots. */
+#define ACACHE_STORE_VERSION 2
+#define ACACHE_STORE_VERSION_MIN 2
 
 /**
  * Open a handle on a store you built (instead of options.store_uri). The

@@ -333,7 +333,7 @@ Test(MM_SUITE, clear_all_leaves_other_keys)
                     "\"provider_model_mappings\": null}}");
     acache_store *s = acache_get_store(c);
     size_t d = 0;
-    const char *keys[] = {"modelx:other", "cache_affinity:k:CLAUDE:m"};
+    const acache_key keys[] = {{"modelx:other", 12}, {"cache_affinity:k:CLAUDE:m", 25}};
     s->del(s, keys, 2, &d);
     acache_buf_dispose(&b);
     mm_done(c);
