@@ -142,7 +142,7 @@ Test(MM_SUITE, stats_with_catalog)
     acache *c = mm_open(mm_catalog(1, 1), 0);
     mm_expect_stats(c,
                     "{\"status\": \"ok\", \"data\": {\"available\": true, " MM_BREAKDOWN
-                    ", " MM_MAPPINGS_FULL ", " MM_UNMAPPED ", " MM_PM "}}");
+                    ", " MM_MAPPINGS_FULL ", " MM_PM ", " MM_UNMAPPED "}}");
     mm_done(c);
 }
 
@@ -178,12 +178,13 @@ Test(MM_SUITE, stats_without_catalog)
         c, "{\"status\": \"ok\", \"data\": {\"available\": true, " MM_BREAKDOWN
            ", \"mappings\": [{\"mapping_name\": \"claude-sonnet-4-5-20250929\", "
            "\"global_model_name\": \"claude-sonnet-4-5\", \"global_model_display_name\": "
-           "\"Claude Sonnet 4.5\", \"providers\": [], \"ttl\": 300}], " MM_UNMAPPED
-           ", \"provider_model_mappings\": [{\"provider_id\": \"" PROV "\", "
+           "\"Claude Sonnet 4.5\", \"providers\": [], \"ttl\": 300}], "
+           "\"provider_model_mappings\": [{\"provider_id\": \"" PROV "\", "
            "\"provider_name\": null, \"global_model_id\": \"" GM_ID "\", "
            "\"global_model_name\": null, \"global_model_display_name\": null, "
            "\"provider_model_name\": \"claude-sonnet-4-5-20250929\", \"aliases\": "
-           "[\"sonnet\", \"claude-3-7-sonnet\"], \"ttl\": 300, \"hit_count\": 17}]}}");
+           "[\"sonnet\", \"claude-3-7-sonnet\"], \"ttl\": 300, \"hit_count\": "
+           "17}], " MM_UNMAPPED "}}");
     mm_done(c);
 }
 
@@ -205,7 +206,9 @@ Test(MM_SUITE, inactive_provider_and_global_model)
     acache_model_mapping_stats_free(s);
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(MM_STATS_JSON(&b, c), ACACHE_OK);
-    cr_assert(strstr(b.ptr, "\"provider_model_mappings\": null}}") != NULL, "%s", b.ptr);
+    cr_assert(strstr(b.ptr, "\"provider_model_mappings\": null, " MM_UNMAPPED "}}") !=
+                  NULL,
+              "%s", b.ptr);
     acache_buf_dispose(&b);
     mm_done(c);
 }
@@ -324,17 +327,80 @@ Test(MM_SUITE, clear_all_leaves_other_keys)
                             "cache keys\", \"deleted_count\": 9}");
     cr_assert(mm_exists(c, "modelx:other"));
     cr_assert(mm_exists(c, "cache_affinity:k:CLAUDE:m"));
-    mm_expect_stats(c,
-                    "{\"status\": \"ok\", \"data\": {\"available\": true, "
-                    "\"ttl_seconds\": 300, \"total_keys\": 0, \"breakdown\": "
-                    "{\"model_by_id\": 0, \"model_by_provider_global\": 0, "
-                    "\"global_model_by_id\": 0, \"global_model_by_name\": 0, "
-                    "\"global_model_resolve\": 0}, \"mappings\": [], \"unmapped\": null, "
-                    "\"provider_model_mappings\": null}}");
+    mm_expect_stats(c, "{\"status\": \"ok\", \"data\": {\"available\": true, "
+                       "\"ttl_seconds\": 300, \"total_keys\": 0, \"breakdown\": "
+                       "{\"model_by_id\": 0, \"model_by_provider_global\": 0, "
+                       "\"global_model_by_id\": 0, \"global_model_by_name\": 0, "
+                       "\"global_model_resolve\": 0}, \"mappings\": [], "
+                       "\"provider_model_mappings\": null, \"unmapped\": null}}");
     acache_store *s = acache_get_store(c);
     size_t d = 0;
     const acache_key keys[] = {{"modelx:other", 12}, {"cache_affinity:k:CLAUDE:m", 25}};
     s->del(s, keys, 2, &d);
+    acache_buf_dispose(&b);
+    mm_done(c);
+}
+
+/* Issue 8 item 14: a resolve value is classified as Aether reads it. JSON that
+ * is not an object (Aether's `.get` on it raises) and bytes that are not UTF-8
+ * (its decode() raises) are "error" with ttl null; invalid JSON stays
+ * "invalid" with its TTL; an empty value is omitted but still counted. */
+Test(MM_SUITE, resolve_value_shapes)
+{
+    acache *c = mm_open(NULL, 0);
+    mm_set(c, "global_model:resolve:a-array", "[{\"name\": \"claude-sonnet-4-5\"}]");
+    mm_set(c, "global_model:resolve:b-empty", "");
+    mm_set(c, "global_model:resolve:c-string", "\"claude-sonnet-4-5\"");
+    mm_set(c, "global_model:resolve:d-number", "5");
+    mm_set(c, "global_model:resolve:e-null", "null");
+    mm_set(c, "global_model:resolve:f-latin1", "{\"name\": \"caf\xe9\"}");
+    mm_set(c, "global_model:resolve:g-blank", " ");
+    acache_model_mapping_stats *s = NULL;
+    cr_assert_eq(MM_STATS(&s, c), ACACHE_OK, "%s", acache_last_error());
+    cr_assert_eq(acache_model_mapping_stats_breakdown(s, ACACHE_MM_GLOBAL_MODEL_RESOLVE),
+                 11);
+    cr_assert_eq(acache_model_mapping_stats_unmapped_count(s), 8);
+    cr_assert_str_eq(acache_model_mapping_stats_unmapped_name(s, 0), "a-array");
+    cr_assert_eq(acache_model_mapping_stats_unmapped_status(s, 0), ACACHE_MM_ERROR);
+    cr_assert_eq(acache_model_mapping_stats_unmapped_ttl(s, 0), -1);
+    acache_model_mapping_stats_free(s);
+    mm_expect_stats(
+        c,
+        "{\"status\": \"ok\", \"data\": {\"available\": true, \"ttl_seconds\": 300, "
+        "\"total_keys\": 15, \"breakdown\": {\"model_by_id\": 1, "
+        "\"model_by_provider_global\": 1, \"global_model_by_id\": 1, "
+        "\"global_model_by_name\": 1, \"global_model_resolve\": 11}, "
+        "\"mappings\": [{\"mapping_name\": \"claude-sonnet-4-5-20250929\", "
+        "\"global_model_name\": \"claude-sonnet-4-5\", \"global_model_display_name\": "
+        "\"Claude Sonnet 4.5\", \"providers\": [], \"ttl\": 300}], "
+        "\"provider_model_mappings\": [{\"provider_id\": \"" PROV "\", "
+        "\"provider_name\": null, \"global_model_id\": \"" GM_ID "\", "
+        "\"global_model_name\": null, \"global_model_display_name\": null, "
+        "\"provider_model_name\": \"claude-sonnet-4-5-20250929\", \"aliases\": "
+        "[\"sonnet\", \"claude-3-7-sonnet\"], \"ttl\": 300, \"hit_count\": 17}], "
+        "\"unmapped\": ["
+        "{\"mapping_name\": \"a-array\", \"status\": \"error\", \"ttl\": null}, "
+        "{\"mapping_name\": \"c-string\", \"status\": \"error\", \"ttl\": null}, "
+        "{\"mapping_name\": \"d-number\", \"status\": \"error\", \"ttl\": null}, "
+        "{\"mapping_name\": \"e-null\", \"status\": \"error\", \"ttl\": null}, "
+        "{\"mapping_name\": \"f-latin1\", \"status\": \"error\", \"ttl\": null}, "
+        "{\"mapping_name\": \"g-blank\", \"status\": \"invalid\", \"ttl\": 300}, "
+        "{\"mapping_name\": \"gpt-9-turbo\", \"status\": \"not_found\", \"ttl\": 300}, "
+        "{\"mapping_name\": \"weird*name?[x]\", \"status\": \"invalid\", "
+        "\"ttl\": 300}]}}");
+    mm_done(c);
+}
+
+/* Issue 8 item 14: the keys of `data` come in Aether's order. */
+Test(MM_SUITE, stats_key_order)
+{
+    acache *c = mm_open(mm_catalog(1, 1), 0);
+    acache_buf b = ACACHE_BUF_INIT;
+    cr_assert_eq(MM_STATS_JSON(&b, c), ACACHE_OK, "%s", acache_last_error());
+    const char *m = strstr(b.ptr, "\"mappings\": ");
+    const char *p = strstr(b.ptr, "\"provider_model_mappings\": ");
+    const char *u = strstr(b.ptr, "\"unmapped\": ");
+    cr_assert(m && p && u && m < p && p < u, "%s", b.ptr);
     acache_buf_dispose(&b);
     mm_done(c);
 }
