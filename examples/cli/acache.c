@@ -534,7 +534,8 @@ static const char global_options_text[] =
 
 static void print_version(void)
 {
-    printf("acache (libaethercache) %s\n", acache_version());
+    /* "PROGRAM VERSION" first, as help2man expects (and as acache-admin prints). */
+    printf("acache %s (libaethercache %s)\n", ACACHE_VERSION_STRING, acache_version());
 }
 
 static void usage(FILE *f)

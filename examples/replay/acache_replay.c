@@ -177,7 +177,8 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         case 'V':
-            printf("acache-replay (libaethercache) %s\n", acache_version());
+            printf("acache-replay %s (libaethercache %s)\n", ACACHE_VERSION_STRING,
+                   acache_version());
             return 0;
         default:
             usage(stderr);
