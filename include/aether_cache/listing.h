@@ -14,7 +14,7 @@ ACACHE_BEGIN_DECL
 /** Inputs of acache_list_affinities(); initialise with ACACHE_LIST_QUERY_INIT. */
 typedef struct acache_list_query {
     unsigned int version; /* ACACHE_LIST_QUERY_VERSION */
-    const char *keyword;  /* NULL or blank (after trimming) = no keyword */
+    const char *keyword;  /* NULL or "" = no keyword (a blank one is matched as is) */
     int64_t limit;        /* 1..1000; the INIT value is 100 */
     int64_t offset;       /* >= 0 */
 } acache_list_query;
@@ -32,12 +32,17 @@ typedef struct acache_listing_item acache_listing_item;
 
 /**
  * Build the enriched, filtered, sorted, paginated listing (admin-api.md
- * "Enriched listing"). The keyword is trimmed, then: an api_keys.id selects
- * that key's pins; else a user (id, username, email) selects the pins of all
- * the user's keys; else every pin whose affinity_key, user_api_key_name,
- * user_id, username, email, provider_id or key_id contains the keyword,
- * compared case-insensitively. Case folding is byte-wise ASCII: non-ASCII
- * letters only match in the same case. Items are sorted by expire_at
+ * "Enriched listing"). As in Aether, the keyword is trimmed only to resolve a
+ * user: an api_keys.id equal to the keyword as given selects that key's pins;
+ * else the trimmed keyword resolved as a user identifier (id, username,
+ * email, API key id) selects the pins of all the user's keys; else every pin
+ * whose affinity_key, user_api_key_name, user_id, username, email,
+ * provider_id or key_id contains the keyword as given, both lower-cased like
+ * Python's str.lower() (full Unicode mapping, libunistring). Bytes of the
+ * data that are not valid UTF-8 are compared as they are, and a match starts
+ * and ends on character boundaries. Key fields holding a NUL byte are matched
+ * and rendered in JSON with every byte; the C getters stop at the NUL, and
+ * such a key is never enriched. Items are sorted by expire_at
  * descending, ties by (affinity_key, api_format, model_name) ascending (byte
  * order), then paginated. Catalog look-ups are batched (at most one per table
  * for the enrichment), and each distinct encrypted key is decrypted once.

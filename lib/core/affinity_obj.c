@@ -1,4 +1,8 @@
-/* The acache_affinity object: one allocation holding every string. */
+/* The acache_affinity object: one allocation holding every string.
+ *
+ * Each field keeps its length: the key fields come from the storage key,
+ * which is bytes (Redis) and may hold a NUL; the C getters then see a
+ * truncated string, the JSON form and the listing use the lengths. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,10 +10,12 @@
 
 #include "../util/json.h"
 #include "core.h"
+#include "listing_priv.h"
 
 struct acache_affinity {
     const char *affinity_key, *api_format, *model_name;
     const char *provider_id, *endpoint_id, *key_id;
+    size_t len[ACACHE__F_COUNT]; /* in the order above (acache__affinity_field) */
     double created_at, expire_at;
     int64_t request_count;
     char data[];
@@ -20,7 +26,8 @@ typedef struct {
     size_t len;
 } span;
 
-static acache_affinity *pack(const span f[6], double created, double expire, int64_t count)
+static acache_affinity *pack(const span f[6], double created, double expire,
+                             int64_t count)
 {
     size_t total = 0;
     for (int i = 0; i < 6; i++)
@@ -28,13 +35,15 @@ static acache_affinity *pack(const span f[6], double created, double expire, int
     acache_affinity *a = acache__malloc(sizeof *a + total);
     if (!a)
         return NULL;
-    const char **dst[6] = {&a->affinity_key, &a->api_format, &a->model_name,
-                           &a->provider_id, &a->endpoint_id, &a->key_id};
+    const char **dst[6] = {&a->affinity_key, &a->api_format,  &a->model_name,
+                           &a->provider_id,  &a->endpoint_id, &a->key_id};
     char *p = a->data;
     for (int i = 0; i < 6; i++) {
-        memcpy(p, f[i].s ? f[i].s : "", f[i].len);
+        if (f[i].len)
+            memcpy(p, f[i].s, f[i].len);
         p[f[i].len] = '\0';
         *dst[i] = p;
+        a->len[i] = f[i].len;
         p += f[i].len + 1;
     }
     a->created_at = created;
@@ -71,10 +80,20 @@ acache_affinity *acache__affinity_from_record(const acache_record *rec, const ch
     return a;
 }
 
+const char *acache__affinity_field(const acache_affinity *a, int field, size_t *len)
+{
+    const char *const v[ACACHE__F_COUNT] = {a->affinity_key, a->api_format,
+                                            a->model_name,   a->provider_id,
+                                            a->endpoint_id,  a->key_id};
+    *len = a->len[field];
+    return v[field];
+}
+
 acache_affinity *acache__affinity_dup(const acache_affinity *a)
 {
-    span f[6] = {sp(a->affinity_key), sp(a->api_format), sp(a->model_name),
-                 sp(a->provider_id), sp(a->endpoint_id), sp(a->key_id)};
+    span f[6];
+    for (int i = 0; i < 6; i++)
+        f[i].s = acache__affinity_field(a, i, &f[i].len);
     acache_affinity *d = pack(f, a->created_at, a->expire_at, a->request_count);
     if (!d)
         acache__oom();
@@ -141,12 +160,18 @@ json_t *acache__affinity_json(const acache_affinity *a)
     if (!o)
         return NULL;
     int bad = 0;
-    bad |= acache__json_set(o, "affinity_key", acache__json_str(a->affinity_key));
-    bad |= acache__json_set(o, "provider_id", acache__json_str(a->provider_id));
-    bad |= acache__json_set(o, "endpoint_id", acache__json_str(a->endpoint_id));
-    bad |= acache__json_set(o, "key_id", acache__json_str(a->key_id));
-    bad |= acache__json_set(o, "api_format", acache__json_str(a->api_format));
-    bad |= acache__json_set(o, "model_name", acache__json_str(a->model_name));
+    static const struct {
+        const char *name;
+        int field;
+    } order[] = {
+        {"affinity_key", ACACHE__F_AFFINITY_KEY}, {"provider_id", ACACHE__F_PROVIDER_ID},
+        {"endpoint_id", ACACHE__F_ENDPOINT_ID},   {"key_id", ACACHE__F_KEY_ID},
+        {"api_format", ACACHE__F_API_FORMAT},     {"model_name", ACACHE__F_MODEL_NAME}};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        size_t len;
+        const char *v = acache__affinity_field(a, order[i].field, &len);
+        bad |= acache__json_set(o, order[i].name, acache__json_strn(v, len));
+    }
     bad |= acache__json_set(o, "created_at", json_real(a->created_at));
     bad |= acache__json_set(o, "expire_at", json_real(a->expire_at));
     bad |= acache__json_set(o, "request_count", json_integer(a->request_count));
@@ -160,7 +185,8 @@ json_t *acache__affinity_json(const acache_affinity *a)
 int acache_affinity_to_json(acache_buf *out, const acache_affinity *a)
 {
     if (!out || !a)
-        return acache_error_set(ACACHE_EINVALID, "acache_affinity_to_json: NULL argument");
+        return acache_error_set(ACACHE_EINVALID,
+                                "acache_affinity_to_json: NULL argument");
     json_t *o = acache__affinity_json(a);
     if (!o)
         return acache__oom();

@@ -6,13 +6,21 @@
  * paginate on raw fields, then enrich only the page. Each table is looked up
  * at most once for the enrichment, with every distinct value in one batch, and
  * each distinct ciphertext is decrypted once. Everything a listing hands out
- * lives in one arena freed by acache_listing_free(). */
+ * lives in one arena freed by acache_listing_free().
+ *
+ * The record fields (affinity_key, api_format, model_name from the storage
+ * key; provider_id, endpoint_id, key_id) are carried as bytes with a length:
+ * a key from Redis may hold a NUL byte, and must neither be shown nor matched
+ * nor enriched under its truncated prefix. Such a value is never sent to the
+ * catalog (whose look-ups take C strings) and so is never enriched. */
 #include <stdalign.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
+#include <unicase.h>
+#include <unistr.h>
 
 #include "../crypto/crypto.h"
 #include "../util/json.h"
@@ -87,6 +95,40 @@ static int adup(arena *a, const char *s, const char **dst)
     return ACACHE_OK;
 }
 
+/* Bytes with a length; p == NULL: absent. Arena copies are NUL-terminated. */
+typedef struct {
+    const char *p;
+    size_t n;
+} bytes;
+
+static int adupn(arena *a, const char *s, size_t n, bytes *dst)
+{
+    if (!s) {
+        *dst = (bytes){NULL, 0};
+        return ACACHE_OK;
+    }
+    char *p = arena_alloc(a, n + 1);
+    if (!p)
+        return acache__oom();
+    if (n)
+        memcpy(p, s, n);
+    p[n] = '\0';
+    *dst = (bytes){p, n};
+    return ACACHE_OK;
+}
+
+/* The value as a catalog id: NULL when absent or holding a NUL byte (it can
+ * equal no C-string id, and must not match its truncated prefix). */
+static const char *as_id(bytes b)
+{
+    return b.p && !memchr(b.p, '\0', b.n) ? b.p : NULL;
+}
+
+static json_t *bytes_json(bytes b)
+{
+    return acache__json_strn(b.p, b.n);
+}
+
 /* ---- catalog rows: each struct starts with its id, so tables sort by it ---- */
 
 typedef struct {
@@ -157,14 +199,14 @@ static const void *table_find(const table *t, const char *id)
 /* ---- the listing ---- */
 
 struct acache_listing_item {
-    const char *affinity_key, *api_format, *raw_model, *provider_id, *endpoint_id,
-        *key_id;
+    bytes affinity_key, api_format, raw_model, provider_id, endpoint_id, key_id;
     double created_at, expire_at;
     int64_t request_count;
 
     const char *user_api_key_name, *user_api_key_prefix, *user_id, *username, *email;
     const char *provider_name, *endpoint_api_format, *endpoint_url;
-    const char *key_name, *key_prefix, *model_name, *model_display_name;
+    const char *key_name, *key_prefix, *model_display_name;
+    bytes model_name; /* global_models.name, else raw_model */
     int is_standalone;
     double rate_multiplier;
 
@@ -361,8 +403,35 @@ static int fetch(ctx *x, int k, int by, const char **vals, size_t n)
     return ACACHE_OK;
 }
 
-/* Collect one field of items[from .. to) into a scratch array and fetch. */
-static int fetch_items(ctx *x, int k, size_t from, size_t to, size_t field_off)
+typedef const char *(*item_id_fn)(const acache_listing_item *it);
+
+static const char *id_affinity_key(const acache_listing_item *it)
+{
+    return as_id(it->affinity_key);
+}
+static const char *id_user(const acache_listing_item *it)
+{
+    return it->user_id;
+}
+static const char *id_provider(const acache_listing_item *it)
+{
+    return as_id(it->provider_id);
+}
+static const char *id_endpoint(const acache_listing_item *it)
+{
+    return as_id(it->endpoint_id);
+}
+static const char *id_key(const acache_listing_item *it)
+{
+    return as_id(it->key_id);
+}
+static const char *id_model(const acache_listing_item *it)
+{
+    return as_id(it->raw_model);
+}
+
+/* Collect one id of items[from .. to) into a scratch array and fetch. */
+static int fetch_items(ctx *x, int k, size_t from, size_t to, item_id_fn get)
 {
     if (to <= from) {
         x->t[k].fetched = 1;
@@ -372,19 +441,18 @@ static int fetch_items(ctx *x, int k, size_t from, size_t to, size_t field_off)
     if (!vals)
         return acache__oom();
     for (size_t i = from; i < to; i++)
-        vals[i - from] =
-            *(const char *const *)((const char *)&x->l->items[i] + field_off);
+        vals[i - from] = get(&x->l->items[i]);
     int rc = fetch(x, k, ACACHE_BY_ID, vals, to - from);
     free(vals);
     return rc;
 }
 
-#define FIELD(f) offsetof(acache_listing_item, f)
-
 /* ---- selection ---- */
 
-static int in_sel(const ctx *x, const char *ak)
+static int in_sel(const ctx *x, const char *ak, size_t akl)
 {
+    if (memchr(ak, '\0', akl))
+        return 0; /* the selection holds C-string ids */
     return bsearch(&ak, x->sel, x->nsel, sizeof *x->sel, str_cmp) != NULL;
 }
 
@@ -392,22 +460,24 @@ static int walk_cb(const acache_affinity *a, void *payload)
 {
     ctx *x = payload;
     acache_listing *l = x->l;
-    const char *ak = acache_affinity_affinity_key(a);
-    if (!ak || !*ak)
+    size_t akl;
+    const char *ak = acache__affinity_field(a, ACACHE__F_AFFINITY_KEY, &akl);
+    if (!ak || !akl)
         return 0;
-    if (x->sel && !in_sel(x, ak))
+    if (x->sel && !in_sel(x, ak, akl))
         return 0;
     if (acache__grow(&l->items, &l->cap, l->n, sizeof *l->items))
         return ACACHE_ENOMEM;
     acache_listing_item *it = &l->items[l->n];
     memset(it, 0, sizeof *it);
-    if (adup(&l->ar, ak, &it->affinity_key) < 0 ||
-        adup(&l->ar, acache_affinity_api_format(a), &it->api_format) < 0 ||
-        adup(&l->ar, acache_affinity_model_name(a), &it->raw_model) < 0 ||
-        adup(&l->ar, acache_affinity_provider_id(a), &it->provider_id) < 0 ||
-        adup(&l->ar, acache_affinity_endpoint_id(a), &it->endpoint_id) < 0 ||
-        adup(&l->ar, acache_affinity_key_id(a), &it->key_id) < 0)
-        return ACACHE_ENOMEM;
+    bytes *dst[ACACHE__F_COUNT] = {&it->affinity_key, &it->api_format,  &it->raw_model,
+                                   &it->provider_id,  &it->endpoint_id, &it->key_id};
+    for (int f = 0; f < ACACHE__F_COUNT; f++) {
+        size_t n;
+        const char *v = acache__affinity_field(a, f, &n);
+        if (adupn(&l->ar, v, n, dst[f]) < 0)
+            return ACACHE_ENOMEM;
+    }
     it->created_at = acache_affinity_created_at(a);
     it->expire_at = acache_affinity_expire_at(a);
     it->request_count = acache_affinity_request_count(a);
@@ -441,9 +511,14 @@ static int set_sel(ctx *x, const char *const *keys, size_t n)
     return ACACHE_OK;
 }
 
-static const char *nz(const char *s)
+/* Byte order, a prefix first; absent sorts like empty. */
+static int bytes_cmp(bytes a, bytes b)
 {
-    return s ? s : "";
+    size_t n = a.n < b.n ? a.n : b.n;
+    int r = n ? memcmp(a.p, b.p, n) : 0;
+    if (r == 0 && a.n != b.n)
+        r = a.n < b.n ? -1 : 1;
+    return r;
 }
 
 static int item_cmp(const void *pa, const void *pb)
@@ -453,11 +528,11 @@ static int item_cmp(const void *pa, const void *pb)
         return -1;
     if (a->expire_at < b->expire_at)
         return 1;
-    int r = strcmp(a->affinity_key, b->affinity_key);
+    int r = bytes_cmp(a->affinity_key, b->affinity_key);
     if (r == 0)
-        r = strcmp(nz(a->api_format), nz(b->api_format));
+        r = bytes_cmp(a->api_format, b->api_format);
     if (r == 0)
-        r = strcmp(nz(a->raw_model), nz(b->raw_model));
+        r = bytes_cmp(a->raw_model, b->raw_model);
     return r;
 }
 
@@ -465,7 +540,7 @@ static int item_cmp(const void *pa, const void *pb)
 
 static void enrich_client(ctx *x, acache_listing_item *it)
 {
-    const key_row *k = table_find(&x->t[T_KEYS], it->affinity_key);
+    const key_row *k = table_find(&x->t[T_KEYS], as_id(it->affinity_key));
     if (k) {
         it->user_api_key_name = k->name;
         it->user_id = k->user_id;
@@ -481,23 +556,23 @@ static void enrich_client(ctx *x, acache_listing_item *it)
 
 static void enrich_rest(ctx *x, acache_listing_item *it)
 {
-    const prov_row *p = table_find(&x->t[T_PROVS], it->provider_id);
+    const prov_row *p = table_find(&x->t[T_PROVS], as_id(it->provider_id));
     if (p)
         it->provider_name = p->display_name;
-    const ep_row *e = table_find(&x->t[T_EPS], it->endpoint_id);
+    const ep_row *e = table_find(&x->t[T_EPS], as_id(it->endpoint_id));
     if (e) {
         it->endpoint_api_format = e->api_format;
         it->endpoint_url = e->base_url;
     }
-    const pkey_row *k = table_find(&x->t[T_PKEYS], it->key_id);
+    const pkey_row *k = table_find(&x->t[T_PKEYS], as_id(it->key_id));
     if (k) {
         it->key_name = k->name;
         it->rate_multiplier = k->rate_multiplier;
         it->pkey_enc = k->enc;
     }
-    const gm_row *g = table_find(&x->t[T_GMS], it->raw_model);
+    const gm_row *g = table_find(&x->t[T_GMS], as_id(it->raw_model));
     if (g) {
-        it->model_name = g->name;
+        it->model_name = (bytes){g->name, g->name ? strlen(g->name) : 0};
         it->model_display_name = g->display_name;
     }
 }
@@ -507,12 +582,12 @@ static int enrich_clients(ctx *x, size_t from, size_t to)
 {
     int rc;
     if (!x->t[T_KEYS].fetched &&
-        (rc = fetch_items(x, T_KEYS, from, to, FIELD(affinity_key))) < 0)
+        (rc = fetch_items(x, T_KEYS, from, to, id_affinity_key)) < 0)
         return rc;
     for (size_t i = from; i < to; i++)
         enrich_client(x, &x->l->items[i]);
     if (!x->t[T_USERS].fetched) {
-        if ((rc = fetch_items(x, T_USERS, from, to, FIELD(user_id))) < 0)
+        if ((rc = fetch_items(x, T_USERS, from, to, id_user)) < 0)
             return rc;
         for (size_t i = from; i < to; i++)
             enrich_client(x, &x->l->items[i]);
@@ -588,10 +663,10 @@ static int enrich_page(ctx *x)
         return ACACHE_OK;
     if ((rc = enrich_clients(x, from, to)) < 0)
         return rc;
-    if ((rc = fetch_items(x, T_PROVS, from, to, FIELD(provider_id))) < 0 ||
-        (rc = fetch_items(x, T_EPS, from, to, FIELD(endpoint_id))) < 0 ||
-        (rc = fetch_items(x, T_PKEYS, from, to, FIELD(key_id))) < 0 ||
-        (rc = fetch_items(x, T_GMS, from, to, FIELD(raw_model))) < 0)
+    if ((rc = fetch_items(x, T_PROVS, from, to, id_provider)) < 0 ||
+        (rc = fetch_items(x, T_EPS, from, to, id_endpoint)) < 0 ||
+        (rc = fetch_items(x, T_PKEYS, from, to, id_key)) < 0 ||
+        (rc = fetch_items(x, T_GMS, from, to, id_model)) < 0)
         return rc;
     for (size_t i = from; i < to; i++)
         enrich_rest(x, &l->items[i]);
@@ -600,40 +675,164 @@ static int enrich_page(ctx *x)
 
 /* ---- keyword ---- */
 
-static unsigned char lower(unsigned char ch)
+/* Rule 3 lower-cases both sides as Python's str.lower() does (Aether):
+ * libunistring's full Unicode lower-case mapping, language-independent, no
+ * normalisation ('ZOË' -> 'zoë', KELVIN SIGN -> 'k', 'İ' -> "i\u0307").
+ * Bytes that are not valid UTF-8 (data is bytes) are kept as they are and
+ * compared byte for byte, each one a character of its own; a match must start
+ * and end on character boundaries of the data, so an invalid byte of the
+ * keyword never matches part of a valid character (nor the reverse). */
+typedef struct {
+    uint8_t *s;         /* folded bytes */
+    unsigned char *bnd; /* bnd[i] != 0: a character starts at s[i]; bnd[len] = 1 */
+    size_t len, cap;
+} folded;
+
+static void folded_free(folded *f)
 {
-    return (ch >= 'A' && ch <= 'Z') ? (unsigned char)(ch - 'A' + 'a') : ch;
+    free(f->s);
+    free(f->bnd);
 }
 
-/* Byte-wise ASCII case-insensitive substring test; `needle` is lower case. */
-static int ci_contains(const char *hay, const char *needle, size_t nlen)
+/* Room for `more` bytes plus the final boundary flag. */
+static int folded_reserve(folded *f, size_t more)
+{
+    if (f->cap - f->len > more)
+        return ACACHE_OK;
+    size_t cap = f->cap ? f->cap : 64;
+    while (cap - f->len <= more)
+        cap *= 2;
+    uint8_t *s = realloc(f->s, cap);
+    if (s)
+        f->s = s;
+    unsigned char *b = s ? realloc(f->bnd, cap) : NULL;
+    if (!b)
+        return acache__oom();
+    f->bnd = b;
+    f->cap = cap;
+    return ACACHE_OK;
+}
+
+/* Fold s[0..n) into f (replacing its contents). */
+static int fold(folded *f, const char *str, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)str, *end = p + n;
+    f->len = 0;
+    while (p < end) {
+        const uint8_t *bad = u8_check(p, (size_t)(end - p));
+        size_t run = bad ? (size_t)(bad - p) : (size_t)(end - p);
+        size_t ascii = 0;
+        while (ascii < run && p[ascii] < 0x80)
+            ascii++;
+        if (ascii == run) { /* the common case: no allocation */
+            if (folded_reserve(f, run) < 0)
+                return ACACHE_ENOMEM;
+            for (size_t i = 0; i < run; i++) {
+                uint8_t ch = p[i];
+                f->s[f->len] = (ch >= 'A' && ch <= 'Z') ? (uint8_t)(ch - 'A' + 'a') : ch;
+                f->bnd[f->len++] = 1;
+            }
+        } else {
+            /* The whole valid run at once: Final_Sigma looks at its context. */
+            uint8_t tmp[256];
+            size_t olen = sizeof tmp;
+            uint8_t *r = u8_tolower(p, run, NULL, NULL, tmp, &olen);
+            if (!r)
+                return acache__oom(); /* the run is valid: only ENOMEM is left */
+            int rc = folded_reserve(f, olen);
+            if (rc == ACACHE_OK) {
+                memcpy(f->s + f->len, r, olen);
+                for (size_t i = 0; i < olen; i++)
+                    f->bnd[f->len + i] = (r[i] & 0xC0) != 0x80;
+                f->len += olen;
+            }
+            if (r != tmp)
+                free(r);
+            if (rc < 0)
+                return rc;
+        }
+        p += run;
+        if (bad) {
+            if (folded_reserve(f, 1) < 0)
+                return ACACHE_ENOMEM;
+            f->s[f->len] = *p++;
+            f->bnd[f->len++] = 1;
+        }
+    }
+    if (folded_reserve(f, 0) < 0)
+        return ACACHE_ENOMEM;
+    f->bnd[f->len] = 1;
+    return ACACHE_OK;
+}
+
+/* Does the folded `hay` contain the folded keyword, on character boundaries?
+ * 1, 0, or ACACHE_ENOMEM. `tmp` is scratch space. */
+static int contains(folded *tmp, const char *hay, size_t hlen, const folded *kw)
 {
     if (!hay)
         return 0;
-    size_t hlen = strlen(hay);
-    if (nlen > hlen)
-        return 0;
-    for (size_t i = 0; i + nlen <= hlen; i++) {
-        size_t j = 0;
-        while (j < nlen && lower((unsigned char)hay[i + j]) == (unsigned char)needle[j])
-            j++;
-        if (j == nlen)
+    if (fold(tmp, hay, hlen) < 0)
+        return ACACHE_ENOMEM;
+    if (kw->len == 0 || kw->len > tmp->len)
+        return kw->len == 0;
+    /* memmem is not POSIX: scan for the first byte, compare the rest. */
+    const uint8_t *s = tmp->s, *last = tmp->s + (tmp->len - kw->len);
+    while (s <= last) {
+        const uint8_t *hit = memchr(s, kw->s[0], (size_t)(last - s) + 1);
+        if (!hit)
+            return 0;
+        size_t at = (size_t)(hit - tmp->s);
+        if (tmp->bnd[at] && tmp->bnd[at + kw->len] && memcmp(hit, kw->s, kw->len) == 0)
             return 1;
+        s = hit + 1;
     }
     return 0;
 }
 
-static int item_matches(const acache_listing_item *it, const char *kw, size_t kwlen)
+static int item_matches(folded *tmp, const acache_listing_item *it, const folded *kw)
 {
-    return ci_contains(it->affinity_key, kw, kwlen) ||
-           ci_contains(it->user_api_key_name, kw, kwlen) ||
-           ci_contains(it->user_id, kw, kwlen) || ci_contains(it->username, kw, kwlen) ||
-           ci_contains(it->email, kw, kwlen) || ci_contains(it->provider_id, kw, kwlen) ||
-           ci_contains(it->key_id, kw, kwlen);
+    const bytes f[] = {
+        it->affinity_key,
+        {it->user_api_key_name,
+         it->user_api_key_name ? strlen(it->user_api_key_name) : 0},
+        {it->user_id, it->user_id ? strlen(it->user_id) : 0},
+        {it->username, it->username ? strlen(it->username) : 0},
+        {it->email, it->email ? strlen(it->email) : 0},
+        it->provider_id,
+        it->key_id,
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        int r = contains(tmp, f[i].p, f[i].n, kw);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+/* Rule 3 over items[0 .. n): keep the matching ones, in place. */
+static int keyword_filter(acache_listing *l, const char *kw)
+{
+    folded k = {0}, tmp = {0};
+    int rc = fold(&k, kw, strlen(kw));
+    size_t m = 0;
+    for (size_t i = 0; rc == ACACHE_OK && i < l->n; i++) {
+        int r = item_matches(&tmp, &l->items[i], &k);
+        if (r < 0)
+            rc = r;
+        else if (r)
+            l->items[m++] = l->items[i];
+    }
+    if (rc == ACACHE_OK)
+        l->n = m;
+    folded_free(&k);
+    folded_free(&tmp);
+    return rc;
 }
 
 /* Rules 1 and 2: the keyword names an API key, or a user. Sets the selection
- * and the tables they already fetched (reused by the enrichment). */
+ * and the tables they already fetched (reused by the enrichment). As in
+ * Aether, only the user resolution trims the keyword: rule 1 and rule 3 see
+ * it as given. */
 static int select_by_keyword(ctx *x, const char *kw, int *selected)
 {
     acache_catalog *cat = x->c->catalog;
@@ -655,8 +854,14 @@ static int select_by_keyword(ctx *x, const char *kw, int *selected)
     /* A failed rule 1 leaves api_keys un-fetched for the enrichment. */
     x->t[T_KEYS].fetched = 0;
 
+    /* Resolution steps 1-4 on the trimmed keyword; step 4 (api_keys.id) is
+     * rule 1 again, already answered, unless trimming changed the keyword. */
+    char *trimmed = acache__trim_dup(kw);
+    if (!trimmed)
+        return ACACHE_ENOMEM;
     acache__user_info u = {0};
-    rc = acache__find_user(&u, x->c, kw);
+    rc = acache__resolve_ident(&u, x->c, trimmed, strcmp(trimmed, kw) != 0);
+    free(trimmed);
     if (rc == ACACHE_ENOTFOUND)
         return ACACHE_OK;
     if (rc < 0)
@@ -686,8 +891,11 @@ static int select_by_keyword(ctx *x, const char *kw, int *selected)
     return rc;
 }
 
-static int build(acache_listing *l, acache *c, const char *kw, const char *const *keys,
-                 size_t nkeys, int enrich)
+/* `filter`: only the pins of keys[0 .. nkeys), none when nkeys == 0 (an empty
+ * list selects nothing, it is not "no filter"). Else `kw` (NULL: none)
+ * selects by the rules. */
+static int build(acache_listing *l, acache *c, const char *kw, int filter,
+                 const char *const *keys, size_t nkeys, int enrich)
 {
     ctx x;
     memset(&x, 0, sizeof x);
@@ -695,7 +903,7 @@ static int build(acache_listing *l, acache *c, const char *kw, const char *const
     x.l = l;
     int rc = ACACHE_OK, selected = 0;
 
-    if (keys)
+    if (filter)
         rc = set_sel(&x, keys, nkeys);
     else if (kw)
         rc = select_by_keyword(&x, kw, &selected);
@@ -707,22 +915,8 @@ static int build(acache_listing *l, acache *c, const char *kw, const char *const
     if (rc == ACACHE_OK && kw && !selected) {
         /* Rule 3: the filter needs the client fields of every record. */
         rc = enrich_clients(&x, 0, l->n);
-        if (rc == ACACHE_OK) {
-            size_t kwlen = strlen(kw);
-            char *low = acache__malloc(kwlen + 1);
-            if (!low) {
-                rc = acache__oom();
-            } else {
-                for (size_t i = 0; i <= kwlen; i++)
-                    low[i] = (char)lower((unsigned char)kw[i]);
-                size_t m = 0;
-                for (size_t i = 0; i < l->n; i++)
-                    if (item_matches(&l->items[i], low, kwlen))
-                        l->items[m++] = l->items[i];
-                l->n = m;
-                free(low);
-            }
-        }
+        if (rc == ACACHE_OK)
+            rc = keyword_filter(l, kw);
     }
     if (rc == ACACHE_OK) {
         if (l->n > 1)
@@ -772,20 +966,9 @@ int acache_list_affinities(acache_listing **out, acache *c, const acache_list_qu
     l->limit = q->limit;
     l->offset = q->offset;
 
-    char *kw = NULL;
-    if (q->keyword) {
-        kw = acache__trim_dup(q->keyword);
-        if (!kw) {
-            acache_listing_free(l);
-            return ACACHE_ENOMEM;
-        }
-        if (!*kw) {
-            free(kw);
-            kw = NULL;
-        }
-    }
-    int rc = build(l, c, kw, NULL, 0, 1);
-    free(kw);
+    /* Only "" is no keyword: a blank one is matched as given (rule 3). */
+    const char *kw = q->keyword && *q->keyword ? q->keyword : NULL;
+    int rc = build(l, c, kw, 0, NULL, 0, 1);
     if (rc < 0) {
         acache_listing_free(l);
         return rc;
@@ -802,7 +985,7 @@ int acache__listing_for_keys(acache_listing **out, acache *c, const char *const 
     if (!l)
         return ACACHE_ENOMEM;
     l->limit = INT64_MAX;
-    int rc = build(l, c, NULL, keys, n, 0);
+    int rc = build(l, c, NULL, 1, keys, n, 0);
     if (rc < 0) {
         acache_listing_free(l);
         return rc;
@@ -864,26 +1047,26 @@ const acache_listing_item *acache_listing_at(const acache_listing *l, size_t i)
         return it ? (expr) : (dflt);                                                     \
     }
 
-GETTER(const char *, affinity_key, it->affinity_key, NULL)
+GETTER(const char *, affinity_key, it->affinity_key.p, NULL)
 GETTER(const char *, user_api_key_name, it->user_api_key_name, NULL)
 GETTER(const char *, user_api_key_prefix, it->user_api_key_prefix, NULL)
 GETTER(int, is_standalone, it->is_standalone, 0)
 GETTER(const char *, user_id, it->user_id, NULL)
 GETTER(const char *, username, it->username, NULL)
 GETTER(const char *, email, it->email, NULL)
-GETTER(const char *, provider_id, it->provider_id, NULL)
+GETTER(const char *, provider_id, it->provider_id.p, NULL)
 GETTER(const char *, provider_name, it->provider_name, NULL)
-GETTER(const char *, endpoint_id, it->endpoint_id, NULL)
+GETTER(const char *, endpoint_id, it->endpoint_id.p, NULL)
 GETTER(const char *, endpoint_api_format, it->endpoint_api_format, NULL)
 GETTER(const char *, endpoint_url, it->endpoint_url, NULL)
-GETTER(const char *, key_id, it->key_id, NULL)
+GETTER(const char *, key_id, it->key_id.p, NULL)
 GETTER(const char *, key_name, it->key_name, NULL)
 GETTER(const char *, key_prefix, it->key_prefix, NULL)
 GETTER(double, rate_multiplier, it->rate_multiplier, 1.0)
-GETTER(const char *, global_model_id, it->raw_model, NULL)
-GETTER(const char *, model_name, it->model_name, NULL)
+GETTER(const char *, global_model_id, it->raw_model.p, NULL)
+GETTER(const char *, model_name, it->model_name.p, NULL)
 GETTER(const char *, model_display_name, it->model_display_name, NULL)
-GETTER(const char *, api_format, it->api_format, NULL)
+GETTER(const char *, api_format, it->api_format.p, NULL)
 GETTER(double, created_at, it->created_at, 0.0)
 GETTER(double, expire_at, it->expire_at, 0.0)
 GETTER(int64_t, request_count, it->request_count, 0)
@@ -895,7 +1078,7 @@ static json_t *item_json(const acache_listing_item *it)
     json_t *o = json_object();
     if (!o)
         return NULL;
-    if (acache__json_set(o, "affinity_key", acache__json_str(it->affinity_key)) < 0 ||
+    if (acache__json_set(o, "affinity_key", bytes_json(it->affinity_key)) < 0 ||
         acache__json_set(o, "user_api_key_name",
                          acache__json_str(it->user_api_key_name)) < 0 ||
         acache__json_set(o, "user_api_key_prefix",
@@ -904,21 +1087,21 @@ static json_t *item_json(const acache_listing_item *it)
         acache__json_set(o, "user_id", acache__json_str(it->user_id)) < 0 ||
         acache__json_set(o, "username", acache__json_str(it->username)) < 0 ||
         acache__json_set(o, "email", acache__json_str(it->email)) < 0 ||
-        acache__json_set(o, "provider_id", acache__json_str(it->provider_id)) < 0 ||
+        acache__json_set(o, "provider_id", bytes_json(it->provider_id)) < 0 ||
         acache__json_set(o, "provider_name", acache__json_str(it->provider_name)) < 0 ||
-        acache__json_set(o, "endpoint_id", acache__json_str(it->endpoint_id)) < 0 ||
+        acache__json_set(o, "endpoint_id", bytes_json(it->endpoint_id)) < 0 ||
         acache__json_set(o, "endpoint_api_format",
                          acache__json_str(it->endpoint_api_format)) < 0 ||
         acache__json_set(o, "endpoint_url", acache__json_str(it->endpoint_url)) < 0 ||
-        acache__json_set(o, "key_id", acache__json_str(it->key_id)) < 0 ||
+        acache__json_set(o, "key_id", bytes_json(it->key_id)) < 0 ||
         acache__json_set(o, "key_name", acache__json_str(it->key_name)) < 0 ||
         acache__json_set(o, "key_prefix", acache__json_str(it->key_prefix)) < 0 ||
         acache__json_set(o, "rate_multiplier", json_real(it->rate_multiplier)) < 0 ||
-        acache__json_set(o, "global_model_id", acache__json_str(it->raw_model)) < 0 ||
-        acache__json_set(o, "model_name", acache__json_str(it->model_name)) < 0 ||
+        acache__json_set(o, "global_model_id", bytes_json(it->raw_model)) < 0 ||
+        acache__json_set(o, "model_name", bytes_json(it->model_name)) < 0 ||
         acache__json_set(o, "model_display_name",
                          acache__json_str(it->model_display_name)) < 0 ||
-        acache__json_set(o, "api_format", acache__json_str(it->api_format)) < 0 ||
+        acache__json_set(o, "api_format", bytes_json(it->api_format)) < 0 ||
         acache__json_set(o, "created_at", json_real(it->created_at)) < 0 ||
         acache__json_set(o, "expire_at", json_real(it->expire_at)) < 0 ||
         acache__json_set(o, "request_count", json_integer(it->request_count)) < 0) {

@@ -212,6 +212,12 @@ static int resolve(acache__user_info *info, acache *c, const char *ident, int wa
     return ACACHE_OK;
 }
 
+int acache__resolve_ident(acache__user_info *out, acache *c, const char *ident,
+                          int key_step)
+{
+    return key_step ? resolve(out, c, ident, 1) : acache__find_user(out, c, ident);
+}
+
 int acache_resolve_user(acache_buf *user_id_out, acache *c, const char *identifier)
 {
     if (!user_id_out || !c || !identifier)
@@ -453,7 +459,8 @@ int acache_user_affinity_json(acache_buf *out, acache *c, const char *identifier
     if (rc == ACACHE_OK)
         rc = user_key_ids(&ids, c, u.id);
     /* Aether compares a user_id field its records never carry; the user's pins
-     * are those of the user's API keys. */
+     * are those of the user's API keys (none when the user has no keys: the
+     * key list is a filter even when empty). */
     if (rc == ACACHE_OK)
         rc = acache__listing_for_keys(&l, c, (const char *const *)ids.v, ids.n);
     if (rc == ACACHE_OK)

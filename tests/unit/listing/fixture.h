@@ -54,9 +54,10 @@ static inline void lf_write_catalog(const char *key)
     char *pk1 = lf_encrypt(key, PLAIN_PK1);
     char *pk2 = lf_encrypt(key, PLAIN_PK2);
     json_t *root = json_pack(
-        "{s:[{s:s,s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s}],"
+        "{s:[{s:s,s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s},"
+        "    {s:s,s:s,s:s},{s:s,s:s,s:s}],"
         " s:[{s:s,s:s,s:s,s:s,s:b},{s:s,s:s,s:s,s:n,s:b},{s:s,s:s,s:s,s:s,s:b},"
-        "    {s:s,s:s,s:s,s:n,s:b}],"
+        "    {s:s,s:s,s:s,s:n,s:b},{s:s,s:s,s:s,s:n,s:b}],"
         " s:[{s:s,s:s,s:s,s:b},{s:s,s:s,s:s,s:b}],"
         " s:[{s:s,s:s,s:s,s:s},{s:s,s:s,s:s,s:s}],"
         " s:[{s:s,s:s,s:s,s:s,s:f},{s:s,s:s,s:s,s:s,s:f},{s:s,s:s,s:s,s:s,s:f}],"
@@ -67,16 +68,21 @@ static inline void lf_write_catalog(const char *key)
         /* resolution order: this username is user-1's id, this email alice's name */
         "id", "user-4", "username", "user-1", "email", "alice",
         /* a username equal to an API key id wins over the key (step 2 < step 4) */
-        "id", "user-5", "username", "key-a1", "email", "eve@example.com", "api_keys",
-        "id", "key-a1", "user_id", "user-1", "name", "Alice Main", "key_encrypted", a1,
+        "id", "user-5", "username", "key-a1", "email", "eve@example.com",
+        /* non-ASCII letters for Unicode case folding (key-z1, pinned by tests) */
+        "id", "user-6", "username", "zoe", "email", "ZO\xc3\x8b@EXAMPLE.COM",
+        /* no api_keys rows at all */
+        "id", "user-7", "username", "dave", "email", "dave@example.com", "api_keys", "id",
+        "key-a1", "user_id", "user-1", "name", "Alice Main", "key_encrypted", a1,
         "is_standalone", 0, "id", "key-a2", "user_id", "user-1", "name", "Alice CI",
         "key_encrypted", "is_standalone", 0, "id", "key-b1", "user_id", "user-2", "name",
         "Bob Key", "key_encrypted", "not-a-token", "is_standalone", 1, "id", "key-c1",
-        "user_id", "user-3", "name", "Carol", "key_encrypted", "is_standalone", 0,
-        "providers", "id", "prov-1", "name", "anthropic", "display_name",
-        "Anthropic Direct", "is_active", 1, "id", "prov-2", "name", "relay",
-        "display_name", "OpenAI Relay", "is_active", 1, "provider_endpoints", "id",
-        "ep-1", "provider_id", "prov-1", "api_format", "CLAUDE", "base_url",
+        "user_id", "user-3", "name", "Carol", "key_encrypted", "is_standalone", 0, "id",
+        "key-z1", "user_id", "user-6", "name", "Zo\xc3\xab Key", "key_encrypted",
+        "is_standalone", 0, "providers", "id", "prov-1", "name", "anthropic",
+        "display_name", "Anthropic Direct", "is_active", 1, "id", "prov-2", "name",
+        "relay", "display_name", "OpenAI Relay", "is_active", 1, "provider_endpoints",
+        "id", "ep-1", "provider_id", "prov-1", "api_format", "CLAUDE", "base_url",
         "https://api.anthropic.com", "id", "ep-2", "provider_id", "prov-2", "api_format",
         "OPENAI", "base_url", "https://relay.example/v1", "provider_api_keys", "id",
         "pk-1", "endpoint_id", "ep-1", "name", "anthropic-prod", "api_key", pk1,
@@ -253,7 +259,7 @@ static inline void lf_keys(const acache_listing *l, char *buf, size_t size)
 static inline json_t *lf_parse(const acache_buf *b)
 {
     json_error_t err;
-    json_t *j = json_loadb(b->ptr, b->size, 0, &err);
+    json_t *j = json_loadb(b->ptr, b->size, JSON_ALLOW_NUL, &err);
     cr_assert_not_null(j, "bad JSON (%s): %s", err.text, b->ptr);
     return j;
 }

@@ -213,10 +213,91 @@ Test(listing, rule3_keyword_on_each_field)
         cr_assert_eq(acache_listing_total(l), acache_listing_count(l));
         acache_listing_free(l);
     }
-    /* a blank keyword is no keyword */
-    acache_listing *l = lf_list(c, "   ", 100, 0);
+    /* only "" is no keyword (a blank one is matched as given: issue 8 item 11) */
+    acache_listing *l = lf_list(c, "", 100, 0);
     cr_assert_eq(acache_listing_total(l), 5);
+    cr_assert_null(acache_listing_matched_user_id(l));
     acache_listing_free(l);
+}
+
+/* Issue 8 item 11: Aether trims the keyword only to resolve a user (rule 2);
+ * rules 1 and 3 see it as given. */
+Test(listing, keyword_trimmed_only_to_resolve_a_user)
+{
+    static const struct {
+        const char *kw, *expect, *user;
+    } cases[] = {
+        {"   ", "", NULL},         /* rule 3 on "   ": nothing (was: every pin) */
+        {" OV-2 ", "", NULL},      /* " ov-2 " is in no field (was: prov-2's pin) */
+        {"Alice Main ", "", NULL}, /* nor "alice main " */
+        {"\tkey-z", "", NULL},     /* nor "\tkey-z" */
+        /* trimmed "key-a2" resolves (step 4) to user-1: all of alice's keys
+         * (was: rule 1 on the trimmed keyword, key-a2's pin only) */
+        {" key-a2 ", "key-a2/openai,key-a1/claude,key-a1/openai", "user-1"},
+        /* trimmed "key-a1" is user-5's username (step 2 < step 4): no keys */
+        {" key-a1 ", "", "user-5"},
+        {"  key-b1\t\n", "key-b1/claude", "user-2"},
+        {" alice\n", "key-a2/openai,key-a1/claude,key-a1/openai", "user-1"},
+        {"key-a2", "key-a2/openai", "user-1"}, /* rule 1 untrimmed */
+        {"KEY-Z", "key-zz/gemini", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        acache_listing *l = lf_list(c, cases[i].kw, 100, 0);
+        char got[512];
+        lf_keys(l, got, sizeof got);
+        cr_assert_str_eq(got, cases[i].expect, "keyword '%s'", cases[i].kw);
+        const char *u = acache_listing_matched_user_id(l);
+        if (cases[i].user)
+            cr_assert(u && strcmp(u, cases[i].user) == 0, "keyword '%s': user %s",
+                      cases[i].kw, u ? u : "(null)");
+        else
+            cr_assert_null(u, "keyword '%s': user %s", cases[i].kw, u);
+        acache_listing_free(l);
+    }
+    /* Trimming changed nothing: step 4 is rule 1 again and is not re-asked. */
+    lf_proxy_reset(proxy);
+    acache_listing *l = lf_list(c, "no-such-thing", 100, 0);
+    cr_assert_eq(proxy->calls[LF_KEYS], 2); /* rule 1 + enrichment */
+    acache_listing_free(l);
+    lf_proxy_reset(proxy);
+    l = lf_list(c, " no-such-thing ", 100, 0);
+    cr_assert_eq(proxy->calls[LF_KEYS], 3); /* rule 1, step 4, enrichment */
+    acache_listing_free(l);
+}
+
+/* Issue 8 item 11: case folding is Unicode, as Python's str.lower(). */
+Test(listing, keyword_unicode_case_folding)
+{
+    lf_pin(c, "key-z1", "claude", "gm-1", "prov-1", "ep-1", "pk-1", 50);
+    /* data that is not valid UTF-8 (a Redis key is bytes) */
+    lf_pin(c, "BAD\xff\xc3KEY\xe2\x84", "claude", "gm-1", "prov-1", "ep-1", "pk-1", 40);
+    static const struct {
+        const char *kw, *expect;
+    } cases[] = {
+        {"zo\xc3\xab@", "key-z1/claude"},        /* 'zoë@' in ZOË@EXAMPLE.COM */
+        {"ZO\xc3\x8b@example", "key-z1/claude"}, /* both sides folded */
+        {"\xc3\x8b k", "key-z1/claude"},         /* 'Ë k' in 'Zoë Key' */
+        {"\xe2\x84\xaa"
+         "ey-z1",
+         "key-z1/claude"}, /* KELVIN SIGN folds to 'k' */
+        /* a lone lead byte: the raw byte of the bad key, never half of 'ë' */
+        {"\xc3", "BAD\xff\xc3KEY\xe2\x84/claude"},
+        {"\xab", ""}, /* nor a lone continuation byte */
+        {"o\xc3", ""},
+        /* invalid bytes of the data compare byte for byte, the rest is folded */
+        {"bad\xff\xc3k", "BAD\xff\xc3KEY\xe2\x84/claude"},
+        {"\xff", "BAD\xff\xc3KEY\xe2\x84/claude"},
+        {"key\xe2\x84", "BAD\xff\xc3KEY\xe2\x84/claude"},
+        {"\xc3\xbf", ""},                           /* 'ÿ' is not the byte 0xff */
+        {"\xc3k", "BAD\xff\xc3KEY\xe2\x84/claude"}, /* raw 0xc3, then 'K' folded */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        acache_listing *l = lf_list(c, cases[i].kw, 100, 0);
+        char got[512];
+        lf_keys(l, got, sizeof got);
+        cr_assert_str_eq(got, cases[i].expect, "keyword case %zu", i);
+        acache_listing_free(l);
+    }
 }
 
 Test(listing, hostile_keywords)

@@ -219,3 +219,60 @@ Test(users_config, no_catalog_finds_nobody)
     acache_listing_free(l);
     acache_close(h);
 }
+
+/* Issue 8 item 2: a user with no api_keys rows (dave) has no pins; the empty
+ * key list selected every pin of the store. */
+Test(users, user_without_api_keys_has_no_pins)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    cr_assert_eq(acache_user_affinity_json(&b, c, "dave"), ACACHE_OK, "%s",
+                 acache_last_error());
+    json_t *j = lf_parse(&b);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "not_found");
+    cr_assert(json_is_string(json_object_get(j, "message")));
+    cr_assert_eq(json_array_size(json_object_get(j, "affinities")), 0);
+    cr_assert_eq(json_integer_value(json_object_get(j, "total_endpoints")), 0);
+    cr_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(j, "user_info"), "user_id")),
+        "user-7");
+    json_decref(j);
+    acache_buf_dispose(&b);
+
+    /* The mechanism: an empty (or all-NULL) key list is a filter matching
+     * nothing, for every caller. */
+    acache_listing *l = NULL;
+    cr_assert_eq(acache__listing_for_keys(&l, c, NULL, 0), ACACHE_OK);
+    cr_assert_eq(acache_listing_total(l), 0);
+    acache_listing_free(l);
+    const char *none[1] = {NULL};
+    cr_assert_eq(acache__listing_for_keys(&l, c, none, 1), ACACHE_OK);
+    cr_assert_eq(acache_listing_total(l), 0);
+    acache_listing_free(l);
+    const char *one[2] = {NULL, "key-b1"};
+    cr_assert_eq(acache__listing_for_keys(&l, c, one, 2), ACACHE_OK);
+    LF_EXPECT(l, "key-b1/claude");
+    acache_listing_free(l);
+
+    /* The listing's rule 2 for him: no pins, matched_user_id set. */
+    l = lf_list(c, "dave@example.com", 100, 0);
+    cr_assert_eq(acache_listing_total(l), 0);
+    cr_assert_str_eq(acache_listing_matched_user_id(l), "user-7");
+    acache_listing_free(l);
+
+    /* Invalidation by that user removes nothing. */
+    cr_assert_eq(acache_clear_user_json(&b, c, "dave"), ACACHE_OK);
+    j = lf_parse(&b);
+    cr_assert_eq(json_integer_value(json_object_get(j, "count")), 0);
+    json_decref(j);
+    acache_buf_dispose(&b);
+    acache_target t = ACACHE_TARGET_INIT;
+    t.kind = ACACHE_TARGET_USER;
+    t.identifier = "user-7";
+    size_t removed = 99;
+    cr_assert_eq(acache_invalidate(&removed, c, &t), ACACHE_OK, "%s",
+                 acache_last_error());
+    cr_assert_eq(removed, 0);
+    l = lf_list(c, NULL, 100, 0);
+    cr_assert_eq(acache_listing_total(l), 5, "nothing was removed");
+    acache_listing_free(l);
+}
