@@ -14,13 +14,19 @@ static int has_prefix(const char *s, const char *prefix)
 
 int acache__catalog_open(acache_catalog **out, const char *uri)
 {
+    return acache__catalog_open_ex(out, uri, 0, 0);
+}
+
+int acache__catalog_open_ex(acache_catalog **out, const char *uri,
+                            uint32_t connect_timeout_ms, uint32_t command_timeout_ms)
+{
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "catalog: out is NULL");
     *out = NULL;
     if (!uri || !*uri)
         return acache_error_set(ACACHE_EINVALID, "catalog: empty URI");
     if (has_prefix(uri, "postgresql://") || has_prefix(uri, "postgres://"))
-        return acache__catalog_pg_new(out, uri);
+        return acache__catalog_pg_new(out, uri, connect_timeout_ms, command_timeout_ms);
     if (has_prefix(uri, "json://")) {
         const char *path = uri + strlen("json://");
         /* Only json:///abs/path: a host part (json://host/x) has no meaning. */
@@ -79,8 +85,7 @@ int acache__utf8_valid(const char *str)
             cp = (cp << 6) | (s[i] & 0x3F);
         }
         if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-            (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
+            (len == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
             return 0;
         s += len;
     }

@@ -5,7 +5,10 @@
  * literal. Connections come from a small pool so that a usage_scan callback
  * (which runs while its connection streams rows) can still call other slots.
  */
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -19,20 +22,31 @@
 #include "postgres.h"
 
 /* Enough for an admin listing and a scan with nested look-ups running at
- * once; further callers wait for a connection to come back. */
+ * once; further callers wait (up to the command timeout) for a connection to
+ * come back. */
 #define PG_MAX_CONNS 4
 
+/* Timed-out statements are cancelled from a detached thread, because libpq
+ * 15's PQcancel blocks until the postmaster answers, which a paused server
+ * never does. The connection is dropped anyway, so the cancel only spares the
+ * server work; past this many outstanding, skip it (statement_timeout ends
+ * the statement server-side). Process-wide, so no catalog has to outlive it. */
+#define PG_MAX_CANCELS 8
+static atomic_int pg_cancels_running;
+
 typedef struct pg_conn {
-    PGconn *conn;
-    unsigned gen; /* pool generation it was (re)connected in */
+    PGconn *conn;          /* NULL after a timeout: reconnect before the next use */
+    unsigned gen;          /* pool generation it was (re)connected in */
+    uint32_t stmt_timeout; /* the session's statement_timeout, ms (0 = none) */
     struct pg_conn *next;
 } pg_conn;
 
 typedef struct pg_catalog {
     acache_catalog parent;
     char *uri;
+    uint32_t connect_ms, command_ms;
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    pthread_cond_t cond; /* CLOCK_MONOTONIC */
     pg_conn *idle;
     unsigned open_count;
     /* Bumped when a connection is found dead: the server probably restarted,
@@ -43,6 +57,13 @@ typedef struct pg_catalog {
 } pg_catalog;
 
 static void pg_free(acache_catalog *self);
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* libpq messages end with a newline; keep the error text on one line. */
 static const char *trim_msg(const char *m, char *buf, size_t size)
@@ -66,33 +87,267 @@ static void ignore_notice(void *arg, const char *message)
     (void)message;
 }
 
-static PGconn *pg_connect(const char *uri)
-{
-    /* Keywords are applied in order, so anything set in the URI (including
-     * its own connect_timeout) overrides these defaults. */
-    const char *const keys[] = {"connect_timeout", "client_encoding", "application_name",
-                                "dbname", NULL};
-    const char *const vals[] = {"5", "UTF8", "libaethercache", uri, NULL};
-    PGconn *conn = PQconnectdbParams(keys, vals, 1);
-    if (conn)
-        PQsetNoticeProcessor(conn, ignore_notice, NULL);
-    return conn;
-}
-
 static int conn_error(PGconn *conn, const char *what)
 {
     char buf[512];
-    return acache_error_set(ACACHE_ECATALOG, "postgresql %s: %s", what,
-                            trim_msg(conn ? PQerrorMessage(conn) : NULL, buf, sizeof buf));
+    return acache_error_set(
+        ACACHE_ECATALOG, "postgresql %s: %s", what,
+        trim_msg(conn ? PQerrorMessage(conn) : NULL, buf, sizeof buf));
 }
 
-/* Take a usable connection: an idle one (reset first if it is dead or from an
- * older generation) or a new one while under the cap. */
-static int acquire(pg_catalog *pg, pg_conn **out)
+/* Wait until the connection's socket is ready for `events` or `deadline`
+ * (mono_ms) passes. 1 ready, 0 timed out, -1 socket error. */
+static int wait_socket(PGconn *conn, short events, int64_t deadline)
+{
+    int fd = PQsocket(conn);
+    if (fd < 0)
+        return -1;
+    for (;;) {
+        int64_t left = deadline - mono_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd p = {.fd = fd, .events = events};
+        int n = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (n > 0)
+            return 1; /* POLLERR/POLLHUP too: libpq reports the error */
+        if (n == 0)
+            return 0;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+static void *cancel_thread(void *arg)
+{
+    char ebuf[256];
+    PQcancel(arg, ebuf, sizeof ebuf);
+    PQfreeCancel(arg);
+    atomic_fetch_sub(&pg_cancels_running, 1);
+    return NULL;
+}
+
+/* Ask the server to stop the statement running on `conn`, without waiting. */
+static void cancel_async(PGconn *conn)
+{
+    if (atomic_fetch_add(&pg_cancels_running, 1) >= PG_MAX_CANCELS) {
+        atomic_fetch_sub(&pg_cancels_running, 1);
+        return;
+    }
+    PGcancel *cn = PQgetCancel(conn);
+    pthread_t th;
+    pthread_attr_t attr;
+    int ok = 0;
+    if (cn && pthread_attr_init(&attr) == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        ok = pthread_create(&th, &attr, cancel_thread, cn) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    if (!ok) {
+        PQfreeCancel(cn);
+        atomic_fetch_sub(&pg_cancels_running, 1);
+    }
+}
+
+/* The deadline passed with a statement in flight: cancel it, drop the
+ * connection (its protocol state is unknown) so the next use reconnects. */
+static int abandon(pg_conn *pc, const char *what, uint32_t ms)
+{
+    cancel_async(pc->conn);
+    PQfinish(pc->conn);
+    pc->conn = NULL;
+    return acache_error_set(
+        ACACHE_ECATALOG,
+        "postgresql %s: catalog query timed out after %u ms (connection "
+        "dropped; reconnects on the next call)",
+        what, (unsigned)ms);
+}
+
+/* Flush what PQsend* queued (the socket is nonblocking) before `deadline`.
+ * ACACHE_OK, or ACACHE_ECATALOG with the connection abandoned/broken. */
+static int flush_out(pg_conn *pc, const char *what, uint32_t ms, int64_t deadline)
+{
+    for (;;) {
+        int f = PQflush(pc->conn);
+        if (f == 0)
+            return ACACHE_OK;
+        if (f < 0)
+            return conn_error(pc->conn, what);
+        int w = wait_socket(pc->conn, POLLIN | POLLOUT, deadline);
+        if (w == 0)
+            return abandon(pc, what, ms);
+        if (w < 0 || !PQconsumeInput(pc->conn))
+            return conn_error(pc->conn, what);
+    }
+}
+
+/* Next result of the statement in flight, waiting until `deadline`. *out is
+ * NULL once the statement is complete. */
+static int next_result(pg_conn *pc, const char *what, uint32_t ms, int64_t deadline,
+                       PGresult **out)
+{
+    *out = NULL;
+    while (PQisBusy(pc->conn)) {
+        int w = wait_socket(pc->conn, POLLIN, deadline);
+        if (w == 0)
+            return abandon(pc, what, ms);
+        if (w < 0 || !PQconsumeInput(pc->conn))
+            return ACACHE_ECATALOG; /* the caller reports it from the conn */
+    }
+    *out = PQgetResult(pc->conn);
+    return ACACHE_OK;
+}
+
+static int result_error(PGconn *conn, const PGresult *r, const char *what)
+{
+    char buf[512];
+    const char *m = r ? PQresultErrorMessage(r) : NULL;
+    if ((!m || !*m) && conn)
+        m = PQerrorMessage(conn);
+    trim_msg(m, buf, sizeof buf);
+    if (!conn || PQstatus(conn) != CONNECTION_OK)
+        return acache_error_set(ACACHE_ECATALOG,
+                                "postgresql %s: connection lost (will reconnect on the "
+                                "next call): %s",
+                                what, buf);
+    return acache_error_set(ACACHE_ECATALOG, "postgresql %s: %s", what, buf);
+}
+
+/* Send one statement and collect its results before `deadline`. On ACACHE_OK
+ * *out is the statement's result (TUPLES_OK or COMMAND_OK). The connection
+ * is idle again afterwards, or NULL (abandoned) / broken on failure. */
+static int run_statement(pg_conn *pc, const char *what, uint32_t ms, int64_t deadline,
+                         const char *sql, int nparams, const char *const *params,
+                         PGresult **out)
+{
+    *out = NULL;
+    int sent = nparams >= 0 ? PQsendQueryParams(pc->conn, sql, nparams, NULL, params,
+                                                NULL, NULL, 0)
+                            : PQsendQuery(pc->conn, sql);
+    if (!sent)
+        return result_error(pc->conn, NULL, what);
+    int rc = flush_out(pc, what, ms, deadline);
+    if (rc < 0)
+        return rc;
+    PGresult *keep = NULL, *r;
+    int err = 0;
+    for (;;) {
+        rc = next_result(pc, what, ms, deadline, &r);
+        if (rc < 0) {
+            PQclear(keep);
+            return pc->conn ? result_error(pc->conn, NULL, what) : rc;
+        }
+        if (!r)
+            break;
+        ExecStatusType st = PQresultStatus(r);
+        if (!err && st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+            err = result_error(pc->conn, r, what);
+            PQclear(keep);
+            keep = NULL;
+        }
+        if (!err && !keep) {
+            keep = r;
+            continue;
+        }
+        PQclear(r);
+    }
+    if (err)
+        return err;
+    if (!keep)
+        return result_error(pc->conn, NULL, what);
+    *out = keep;
+    return ACACHE_OK;
+}
+
+/* Make the session's statement_timeout `want` ms (a round trip only when it
+ * changes: usage_scan runs without one, everything else with command_ms). */
+static int set_stmt_timeout(pg_conn *pc, const char *what, uint32_t want, uint32_t ms,
+                            int64_t deadline)
+{
+    if (pc->stmt_timeout == want)
+        return ACACHE_OK;
+    char set[64];
+    snprintf(set, sizeof set, "SET statement_timeout = %u", (unsigned)want);
+    PGresult *r;
+    int rc = run_statement(pc, what, ms, deadline, set, -1, NULL, &r);
+    if (rc < 0)
+        return rc;
+    PQclear(r);
+    pc->stmt_timeout = want;
+    return ACACHE_OK;
+}
+
+/* (Re)connect pc without blocking past the connect timeout, then set the
+ * session's statement_timeout. Keywords are applied in order, so anything
+ * set in the URI overrides these defaults; the connect deadline is ours
+ * (libpq does not apply connect_timeout to PQconnectPoll). */
+static int pg_connect(pg_catalog *pg, pg_conn *pc, const char *what)
+{
+    PQfinish(pc->conn);
+    pc->conn = NULL;
+    char ct[16], idle[16], intvl[16], user_to[16];
+    uint32_t cs = (pg->command_ms + 999) / 1000;
+    snprintf(ct, sizeof ct, "%u",
+             (unsigned)((pg->connect_ms + 999) / 1000 < 2
+                            ? 2
+                            : (pg->connect_ms + 999) / 1000));
+    /* An idle pooled connection to a vanished host is found dead in about
+     * idle + 3 * interval; tcp_user_timeout bounds unacknowledged writes. */
+    snprintf(idle, sizeof idle, "%u", (unsigned)(cs < 1 ? 1 : cs));
+    snprintf(intvl, sizeof intvl, "%u", (unsigned)(cs / 3 < 1 ? 1 : cs / 3));
+    snprintf(user_to, sizeof user_to, "%u", (unsigned)pg->command_ms);
+    const char *const keys[] = {"connect_timeout",  "keepalives",
+                                "keepalives_idle",  "keepalives_interval",
+                                "keepalives_count", "tcp_user_timeout",
+                                "client_encoding",  "application_name",
+                                "dbname",           NULL};
+    const char *const vals[] = {
+        ct, "1", idle, intvl, "3", user_to, "UTF8", "libaethercache", pg->uri, NULL};
+    int64_t deadline = mono_ms() + pg->connect_ms;
+    PGconn *conn = PQconnectStartParams(keys, vals, 1);
+    if (!conn)
+        return acache__oom();
+    pc->conn = conn;
+    if (PQstatus(conn) == CONNECTION_BAD)
+        return conn_error(conn, what);
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (st != PGRES_POLLING_OK) {
+        if (st == PGRES_POLLING_FAILED)
+            return conn_error(conn, what);
+        int w =
+            wait_socket(conn, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
+        if (w == 0)
+            return acache_error_set(ACACHE_ECATALOG,
+                                    "postgresql %s: timed out after %u ms", what,
+                                    (unsigned)pg->connect_ms);
+        st = PQconnectPoll(conn);
+    }
+    PQsetNoticeProcessor(conn, ignore_notice, NULL);
+    if (PQsetnonblocking(conn, 1) != 0)
+        return conn_error(conn, what);
+    /* Server-side bound for every statement of the session. */
+    pc->stmt_timeout = UINT32_MAX;
+    return set_stmt_timeout(pc, what, pg->command_ms, pg->connect_ms, deadline);
+}
+
+/* Take a usable connection before `deadline`: an idle one (reconnected first
+ * if it was dropped, is dead or from an older generation) or a new one while
+ * under the cap. */
+static int acquire(pg_catalog *pg, const char *what, int64_t deadline, pg_conn **out)
 {
     pthread_mutex_lock(&pg->lock);
-    while (!pg->idle && pg->open_count >= PG_MAX_CONNS)
-        pthread_cond_wait(&pg->cond, &pg->lock);
+    while (!pg->idle && pg->open_count >= PG_MAX_CONNS) {
+        int64_t at = deadline;
+        struct timespec ts = {.tv_sec = (time_t)(at / 1000),
+                              .tv_nsec = (long)(at % 1000) * 1000000};
+        if (pthread_cond_timedwait(&pg->cond, &pg->lock, &ts) == ETIMEDOUT && !pg->idle &&
+            pg->open_count >= PG_MAX_CONNS) {
+            pthread_mutex_unlock(&pg->lock);
+            return acache_error_set(ACACHE_ECATALOG,
+                                    "postgresql %s: catalog query timed out after %u ms "
+                                    "waiting for a connection (all %d busy)",
+                                    what, (unsigned)pg->command_ms, PG_MAX_CONNS);
+        }
+    }
     pg_conn *pc = pg->idle;
     unsigned gen = pg->gen;
     if (pc)
@@ -103,10 +358,8 @@ static int acquire(pg_catalog *pg, pg_conn **out)
 
     if (!pc) {
         pc = acache__calloc(1, sizeof *pc);
-        if (pc)
-            pc->conn = pg_connect(pg->uri);
-        if (!pc || !pc->conn || PQstatus(pc->conn) != CONNECTION_OK) {
-            int rc = pc ? conn_error(pc->conn, "connect") : acache__oom();
+        int rc = pc ? pg_connect(pg, pc, "connect") : acache__oom();
+        if (rc < 0) {
             if (pc) {
                 PQfinish(pc->conn);
                 free(pc);
@@ -118,11 +371,10 @@ static int acquire(pg_catalog *pg, pg_conn **out)
             return rc;
         }
         pc->gen = gen;
-    } else if (PQstatus(pc->conn) != CONNECTION_OK || pc->gen != gen) {
-        PQreset(pc->conn);
+    } else if (!pc->conn || PQstatus(pc->conn) != CONNECTION_OK || pc->gen != gen) {
         pc->gen = gen;
-        if (PQstatus(pc->conn) != CONNECTION_OK) {
-            int rc = conn_error(pc->conn, "reconnect");
+        int rc = pg_connect(pg, pc, "reconnect");
+        if (rc < 0) {
             pthread_mutex_lock(&pg->lock);
             pc->next = pg->idle;
             pg->idle = pc;
@@ -138,7 +390,9 @@ static int acquire(pg_catalog *pg, pg_conn **out)
 static void release(pg_catalog *pg, pg_conn *pc)
 {
     pthread_mutex_lock(&pg->lock);
-    if (PQstatus(pc->conn) != CONNECTION_OK)
+    /* A dropped (timed-out) connection does not mean the server restarted:
+     * only a broken one bumps the generation. */
+    if (pc->conn && PQstatus(pc->conn) != CONNECTION_OK)
         pg->gen++;
     pc->next = pg->idle;
     pg->idle = pc;
@@ -146,40 +400,25 @@ static void release(pg_catalog *pg, pg_conn *pc)
     pthread_mutex_unlock(&pg->lock);
 }
 
-static int result_error(PGconn *conn, const PGresult *r, const char *what)
-{
-    char buf[512];
-    const char *m = r ? PQresultErrorMessage(r) : NULL;
-    if (!m || !*m)
-        m = PQerrorMessage(conn);
-    trim_msg(m, buf, sizeof buf);
-    if (PQstatus(conn) != CONNECTION_OK)
-        return acache_error_set(ACACHE_ECATALOG,
-                                "postgresql %s: connection lost (will reconnect on the "
-                                "next call): %s",
-                                what, buf);
-    return acache_error_set(ACACHE_ECATALOG, "postgresql %s: %s", what, buf);
-}
-
+/* The one way a statement is run: a pooled connection (waiting at most
+ * command_ms for one, plus connect_ms when it has to be (re)made), then
+ * command_ms for send + results on the client and statement_timeout on the
+ * server. */
 static int pg_exec(pg_catalog *pg, const char *what, const char *sql, int nparams,
                    const char *const *params, PGresult **out)
 {
     pg_conn *pc;
-    int rc = acquire(pg, &pc);
+    int rc = acquire(pg, what, mono_ms() + pg->command_ms, &pc);
     if (rc < 0)
         return rc;
-    atomic_fetch_add(&pg->statements, 1);
-    PGresult *r = PQexecParams(pc->conn, sql, nparams, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        rc = result_error(pc->conn, r, what);
-        PQclear(r);
-        release(pg, pc);
-        return rc;
+    int64_t deadline = mono_ms() + pg->command_ms;
+    rc = set_stmt_timeout(pc, what, pg->command_ms, pg->command_ms, deadline);
+    if (rc == ACACHE_OK) {
+        atomic_fetch_add(&pg->statements, 1);
+        rc = run_statement(pc, what, pg->command_ms, deadline, sql, nparams, params, out);
     }
     release(pg, pc);
-    *out = r;
-    return ACACHE_OK;
+    return rc;
 }
 
 int acache__catalog_is_postgres(const acache_catalog *cat)
@@ -309,7 +548,8 @@ static int pg_users(acache_catalog *self, int by, const char *const *values, siz
                     acache_cat_user_cb cb, void *payload)
 {
     static const char *const sql[] = {
-        [ACACHE_BY_ID] = "SELECT id, username, email FROM users WHERE id = ANY($1::text[])",
+        [ACACHE_BY_ID] =
+            "SELECT id, username, email FROM users WHERE id = ANY($1::text[])",
         [ACACHE_BY_USERNAME] =
             "SELECT id, username, email FROM users WHERE username = ANY($1::text[])",
         [ACACHE_BY_EMAIL] =
@@ -378,10 +618,11 @@ static int pg_endpoints(acache_catalog *self, int by, const char *const *values,
     if (by != ACACHE_BY_ID)
         return bad_by("endpoints", by);
     PGresult *r;
-    int rc = lookup((pg_catalog *)self, "endpoints",
-                    "SELECT id, provider_id, api_format, base_url FROM provider_endpoints "
-                    "WHERE id = ANY($1::text[])",
-                    values, n, &r);
+    int rc =
+        lookup((pg_catalog *)self, "endpoints",
+               "SELECT id, provider_id, api_format, base_url FROM provider_endpoints "
+               "WHERE id = ANY($1::text[])",
+               values, n, &r);
     for (int i = 0; r && rc == 0 && i < PQntuples(r); i++) {
         acache_cat_endpoint e = {col(r, i, 0), col(r, i, 1), col(r, i, 2), col(r, i, 3)};
         rc = cb(&e, payload);
@@ -451,7 +692,7 @@ static int pg_models(acache_catalog *self, int by, const char *const *values, si
     PGresult *r;
     int rc = lookup((pg_catalog *)self, "models", sql[by], values, n, &r);
     for (int i = 0; r && rc == 0 && i < PQntuples(r); i++) {
-        acache_cat_model m = {col(r, i, 0), col(r, i, 1),     col(r, i, 2),
+        acache_cat_model m = {col(r, i, 0), col(r, i, 1), col(r, i, 2),
                               col(r, i, 3), col(r, i, 4), col_bool(r, i, 5)};
         rc = cb(&m, payload);
     }
@@ -517,10 +758,18 @@ static int pg_usage_scan(acache_catalog *self, const acache_usage_filter *f,
     const char *params[4] = {since, f->user_id, f->api_key_id,
                              f->require_user_id ? "true" : "false"};
 
+    const uint32_t ms = pg->command_ms;
     pg_conn *pc;
-    int rc = acquire(pg, &pc);
+    int rc = acquire(pg, "usage_scan", mono_ms() + ms, &pc);
     if (rc < 0)
         return rc;
+    /* A scan streams rows to a callback for as long as the window is large:
+     * no statement_timeout; the client deadline applies to each wait. */
+    rc = set_stmt_timeout(pc, "usage_scan", 0, ms, mono_ms() + ms);
+    if (rc < 0) {
+        release(pg, pc);
+        return rc;
+    }
     atomic_fetch_add(&pg->statements, 1);
     if (!PQsendQueryParams(pc->conn, USAGE_SQL, 4, NULL, params, NULL, NULL, 0)) {
         rc = result_error(pc->conn, NULL, "usage_scan");
@@ -529,12 +778,27 @@ static int pg_usage_scan(acache_catalog *self, const acache_usage_filter *f,
     }
     /* One row per PGresult: a million-row window never sits in memory. */
     PQsetSingleRowMode(pc->conn);
+    rc = flush_out(pc, "usage_scan", ms, mono_ms() + ms);
+    if (rc < 0) {
+        release(pg, pc);
+        return rc;
+    }
 
-    int err = 0, stopped = 0;
+    /* The client waits at most ms for each row (a scan may stream for longer
+     * than that in all). */
+    int err = 0;
     PGresult *r;
-    while ((r = PQgetResult(pc->conn)) != NULL) {
+    for (;;) {
+        err = next_result(pc, "usage_scan", ms, mono_ms() + ms, &r);
+        if (err < 0) {
+            if (pc->conn)
+                err = result_error(pc->conn, NULL, "usage_scan");
+            break;
+        }
+        if (!r)
+            break;
         ExecStatusType st = PQresultStatus(r);
-        if (st == PGRES_SINGLE_TUPLE && !stopped && !err) {
+        if (st == PGRES_SINGLE_TUPLE) {
             acache_cat_usage u = {
                 .id = col(r, 0, 0),
                 .user_id = col(r, 0, 1),
@@ -549,26 +813,32 @@ static int pg_usage_scan(acache_catalog *self, const acache_usage_filter *f,
                 .cache_creation_cost_usd = col_double(r, 0, 10, NAN),
             };
             rc = cb(&u, payload);
+            PQclear(r);
             if (rc != 0) {
-                /* Stop the server producing rows nobody will read, then drain. */
-                stopped = 1;
-                char ebuf[256];
-                PGcancel *cancel = PQgetCancel(pc->conn);
-                if (cancel) {
-                    PQcancel(cancel, ebuf, sizeof ebuf);
-                    PQfreeCancel(cancel);
-                }
+                /* Stop the server producing rows nobody will read: cancel and
+                 * drop the connection rather than drain it (a paused server
+                 * would make either wait unbounded). */
+                cancel_async(pc->conn);
+                PQfinish(pc->conn);
+                pc->conn = NULL;
+                break;
             }
-        } else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && !stopped &&
-                   !err) {
-            err = result_error(pc->conn, r, "usage_scan");
+            continue;
         }
+        if (st != PGRES_TUPLES_OK && !err)
+            err = result_error(pc->conn, r, "usage_scan");
         PQclear(r);
-        if (PQstatus(pc->conn) != CONNECTION_OK)
+        if (err)
             break;
     }
-    if (!err && !stopped && PQstatus(pc->conn) != CONNECTION_OK)
-        err = result_error(pc->conn, NULL, "usage_scan");
+    if (err && pc->conn && PQstatus(pc->conn) == CONNECTION_OK) {
+        /* An error result: read up to the end so the connection is idle. */
+        for (;;) {
+            if (next_result(pc, "usage_scan", ms, mono_ms() + ms, &r) < 0 || !r)
+                break;
+            PQclear(r);
+        }
+    }
     release(pg, pc);
     return err ? err : rc;
 }
@@ -592,7 +862,8 @@ static void pg_free(acache_catalog *self)
     free(pg);
 }
 
-int acache__catalog_pg_new(acache_catalog **out, const char *uri)
+int acache__catalog_pg_new(acache_catalog **out, const char *uri,
+                           uint32_t connect_timeout_ms, uint32_t command_timeout_ms)
 {
     *out = NULL;
     pg_catalog *pg = acache__calloc(1, sizeof *pg);
@@ -603,8 +874,15 @@ int acache__catalog_pg_new(acache_catalog **out, const char *uri)
         free(pg);
         return acache__oom();
     }
+    pg->connect_ms = connect_timeout_ms ? connect_timeout_ms : 2000;
+    pg->command_ms = command_timeout_ms ? command_timeout_ms : 2000;
     pthread_mutex_init(&pg->lock, NULL);
-    pthread_cond_init(&pg->cond, NULL);
+    /* acquire() waits against mono_ms() deadlines. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&pg->cond, &ca);
+    pthread_condattr_destroy(&ca);
     atomic_init(&pg->statements, 0);
     pg->parent.version = ACACHE_CATALOG_VERSION;
     pg->parent.scheme = "postgresql";
@@ -620,7 +898,7 @@ int acache__catalog_pg_new(acache_catalog **out, const char *uri)
 
     /* Connect now so a wrong URI or a server that is down fails acache_open. */
     pg_conn *pc;
-    int rc = acquire(pg, &pc);
+    int rc = acquire(pg, "connect", mono_ms() + pg->command_ms, &pc);
     if (rc < 0) {
         pg_free(&pg->parent);
         return rc;

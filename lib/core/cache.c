@@ -137,7 +137,8 @@ int acache_open_with_backends(acache **out, const acache_options *opts,
             rc = ACACHE_EINVALID;
     }
     if (!rc && !catalog && opts->catalog_uri)
-        rc = acache__catalog_open(&own_catalog, opts->catalog_uri);
+        rc = acache__catalog_open_ex(&own_catalog, opts->catalog_uri, opts->connect_timeout_ms,
+                                     opts->command_timeout_ms);
     if (!rc && (opts->encryption_key || opts->use_dev_encryption_key)) {
         const char *k = opts->encryption_key ? opts->encryption_key : acache__dev_encryption_key();
         rc = acache__crypto_new(&c->crypto, k, strlen(k));

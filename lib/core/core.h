@@ -111,5 +111,9 @@ int acache__store_memory_new(acache_store **out);
 int acache__store_redis_new(acache_store **out, const char *uri,
                             uint32_t connect_timeout_ms, uint32_t command_timeout_ms);
 int acache__catalog_open(acache_catalog **out, const char *uri);
+/* Same, with the handle's timeouts for a PostgreSQL catalog (0 = 2000 ms; see
+ * lib/catalog/postgres.h); acache__catalog_open uses the defaults. */
+int acache__catalog_open_ex(acache_catalog **out, const char *uri, uint32_t connect_timeout_ms,
+                            uint32_t command_timeout_ms);
 
 #endif

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <aether_cache/aether_cache.h>
+
 #include "catalog/internal.h"
 #include "catalog/postgres.h"
 #include "catalog_suite.h"
@@ -78,8 +80,8 @@ Test(catalog_postgres, pg_query_for_analyses, .init = setup, .fini = teardown)
 {
     const char *params[] = {"x' OR '1'='1"};
     void *res = NULL;
-    int rc = acache__pg_query(g_cat, "SELECT id FROM users WHERE username = $1", 1, params,
-                              &res);
+    int rc = acache__pg_query(g_cat, "SELECT id FROM users WHERE username = $1", 1,
+                              params, &res);
     cr_assert_eq(rc, ACACHE_OK, "%s", acache_last_error());
     PGresult *r = res;
     cr_assert_eq(PQntuples(r), 1);
@@ -193,7 +195,8 @@ Test(catalog_postgres, usage_scan_streams_many_rows, .init = setup, .fini = tear
                         "CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'completed' END, "
                         "timestamptz '2025-03-01 00:00:00+00' + i * interval '1 ms' "
                         "FROM generate_series(1, 100000) AS i");
-    acache_usage_filter f = {.since = 1740787200.0, .since_inclusive = 1}; /* 2025-03-01 */
+    acache_usage_filter f = {.since = 1740787200.0,
+                             .since_inclusive = 1}; /* 2025-03-01 */
     scan_state s = {.ordered = 1};
     unsigned long before = acache__pg_statement_count(g_cat);
     cr_assert_eq(g_cat->usage_scan(g_cat, &f, scan_cb, &s), 0, "%s", acache_last_error());
@@ -208,7 +211,8 @@ Test(catalog_postgres, usage_scan_streams_many_rows, .init = setup, .fini = tear
     cr_assert_eq(g_cat->usage_scan(g_cat, &f, scan_cb, &s2), 1);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     cr_assert_eq(s2.n, 10);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    double secs =
+        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     cr_assert_lt(secs, 5.0);
     size_t rows = 0;
     const char *v[] = {"11111111-1111-4111-8111-111111111111"};
@@ -239,4 +243,163 @@ Test(catalog_postgres, concurrent_lookups, .init = setup, .fini = teardown)
         pthread_join(th[i], &res);
         cr_assert_null(res);
     }
+}
+
+/* ---- issue 8 item 7: a paused (SIGSTOP) server ----
+ * Every catalog call must give ACACHE_ECATALOG within the handle's timeouts
+ * instead of blocking for as long as the server is frozen; the next call
+ * after the server resumes works. Without the fix each call blocks until the
+ * pause ends: the watchdog ends it after PAUSE_MAX_MS, so the test fails on
+ * its timing assertions instead of hanging (and .timeout guards the rest). */
+
+#define PAUSE_CONNECT_MS 400
+#define PAUSE_COMMAND_MS 500
+#define PAUSE_SLACK_MS 1500 /* ASan on 2 shared cores */
+#define PAUSE_MAX_MS 8000
+
+static acache_test_pg_instance p_inst;
+static char *p_uri;
+static acache *p_c;
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
+           (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void paused_setup(void)
+{
+    acache_test_pg_instance_create(&p_inst);
+    p_uri = acache_test_pg_new_db(p_inst.uri);
+    acache_test_pg_seed_json(p_uri, ACACHE_CATALOG_SEED);
+    acache_options o = ACACHE_OPTIONS_INIT;
+    o.store_uri = "memory://";
+    o.catalog_uri = p_uri;
+    o.connect_timeout_ms = PAUSE_CONNECT_MS;
+    o.command_timeout_ms = PAUSE_COMMAND_MS;
+    o.use_dev_encryption_key = 1;
+    cr_assert_eq(acache_open(&p_c, &o), ACACHE_OK, "%s", acache_last_error());
+    cr_assert(acache__catalog_is_postgres(acache_get_catalog(p_c)));
+}
+
+static void paused_teardown(void)
+{
+    /* Always continue the server, whatever the test did or failed at. */
+    acache_test_pg_instance_resume(&p_inst);
+    acache_close(p_c);
+    p_c = NULL;
+    free(p_uri); /* its schema goes with the instance */
+    p_uri = NULL;
+    acache_test_pg_instance_destroy(&p_inst);
+}
+
+static const char *const ALICE[] = {"11111111-1111-4111-8111-111111111111"};
+
+/* The calls a paused server can block: user look-up, listing enrichment,
+ * user resolution, an analysis (SQL path) and a usage scan. */
+enum { OP_USERS, OP_LIST, OP_RESOLVE, OP_ANALYSIS, OP_SCAN, OP_COUNT };
+static const char *const op_names[] = {"users", "listing", "resolve_user", "hit_analysis",
+                                       "usage_scan"};
+
+static int run_op(int op)
+{
+    acache_catalog *cat = acache_get_catalog(p_c);
+    size_t rows = 0;
+    switch (op) {
+    case OP_USERS:
+        return cat->users(cat, ACACHE_BY_ID, ALICE, 1, nop_user, &rows);
+    case OP_LIST: {
+        acache_listing *l = NULL;
+        int rc = acache_list_affinities(&l, p_c, NULL);
+        acache_listing_free(l);
+        return rc;
+    }
+    case OP_RESOLVE: {
+        acache_buf b = ACACHE_BUF_INIT;
+        int rc = acache_resolve_user(&b, p_c, "alice");
+        acache_buf_dispose(&b);
+        return rc;
+    }
+    case OP_ANALYSIS: {
+        acache_hit_analysis h = {.version = ACACHE_HIT_ANALYSIS_VERSION};
+        return acache_hit_analysis_compute(&h, p_c, 24, NULL, NULL);
+    }
+    default: {
+        acache_usage_filter f = {.since = 0};
+        return cat->usage_scan(cat, &f, usage_count, &rows);
+    }
+    }
+}
+
+static void *paused_worker(void *arg)
+{
+    double *ms = arg;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = run_op(OP_USERS);
+    *ms = ms_since(&t0);
+    return rc == ACACHE_ECATALOG ? NULL : (void *)1;
+}
+
+Test(catalog_postgres, paused_server_times_out, .init = paused_setup,
+     .fini = paused_teardown, .timeout = 120)
+{
+    /* A pin, so the listing has something to enrich from the catalog. */
+    acache_touch_result tr;
+    cr_assert_eq(acache_affinity_set(&tr, p_c, "a0000001-0000-4000-8000-000000000001",
+                                     "claude", "claude-sonnet-4", "p", "e", "k", 1, 300),
+                 ACACHE_OK, "%s", acache_last_error());
+    for (int op = 0; op < OP_COUNT; op++)
+        cr_assert_eq(run_op(op), ACACHE_OK, "%s before the pause: %s", op_names[op],
+                     acache_last_error());
+    /* Open several pooled connections, so that calls in the pause meet live
+     * idle connections (statement deadline) as well as dropped ones
+     * (reconnect deadline). */
+    pthread_t warm[4];
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(pthread_create(&warm[i], NULL, hammer, acache_get_catalog(p_c)), 0);
+    for (int i = 0; i < 4; i++) {
+        void *res;
+        pthread_join(warm[i], &res);
+        cr_assert_null(res);
+    }
+
+    acache_test_pg_instance_pause(&p_inst, PAUSE_MAX_MS);
+    /* The first call finds an idle connection: the statement deadline. Later
+     * ones may have to reconnect first (connect deadline, then statement). */
+    const double bound = PAUSE_CONNECT_MS + PAUSE_COMMAND_MS + PAUSE_SLACK_MS;
+    for (int op = 0; op < OP_COUNT; op++) {
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int rc = run_op(op);
+        double ms = ms_since(&t0);
+        cr_assert_eq(rc, ACACHE_ECATALOG, "%s on a paused server: rc %d after %.0f ms",
+                     op_names[op], rc, ms);
+        cr_assert_lt(ms, bound, "%s took %.0f ms", op_names[op], ms);
+        const char *msg = acache_last_error();
+        cr_assert(strstr(msg, "timed out after"), "%s: %s", op_names[op], msg);
+        if (op == OP_USERS) {
+            cr_assert(strstr(msg, "catalog query timed out after 500 ms"), "%s", msg);
+            cr_assert_lt(ms, PAUSE_COMMAND_MS + PAUSE_SLACK_MS, "%.0f ms", ms);
+        }
+    }
+
+    /* Four callers at once (all of acache-admin's workers): none is held. */
+    pthread_t th[4];
+    double took[4];
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, paused_worker, &took[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        void *res;
+        pthread_join(th[i], &res);
+        cr_assert_null(res, "thread %d did not get ACACHE_ECATALOG", i);
+        cr_assert_lt(took[i], bound, "thread %d took %.0f ms", i, took[i]);
+    }
+
+    acache_test_pg_instance_resume(&p_inst);
+    for (int op = 0; op < OP_COUNT; op++)
+        cr_assert_eq(run_op(op), ACACHE_OK, "%s after resume: %s", op_names[op],
+                     acache_last_error());
 }

@@ -55,6 +55,22 @@ start_server() {
             -c max_connections=200" start >/dev/null
 }
 
+# A test may have paused the server (SIGSTOP, pg_server.c) and died before
+# resuming it: continue the postmaster and its children (by PID) so that
+# stop/destroy cannot hang on a frozen server.
+resume_server() {
+    local pidfile=$1/data/postmaster.pid pid
+    [[ -f "$pidfile" ]] || return 0
+    pid=$(head -n1 "$pidfile")
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 0
+    # Only our own postmaster (the PID file may be stale and the PID reused).
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$1/data" || return 0
+    kill -CONT "$pid" 2>/dev/null || return 0
+    for child in $(pgrep -P "$pid" 2>/dev/null); do
+        kill -CONT "$child" 2>/dev/null || true
+    done
+}
+
 cmd=${1:-}
 case "$cmd" in
 create)
@@ -82,6 +98,7 @@ create)
     exit 1
     ;;
 stop)
+    resume_server "$2"
     run_as "$PG_BINDIR/pg_ctl" -D "$2/data" -m fast -w -t 60 stop >/dev/null
     ;;
 start)
@@ -90,6 +107,7 @@ start)
 destroy)
     dir=$2
     if [[ -f "$dir/data/postmaster.pid" ]]; then
+        resume_server "$dir"
         run_as "$PG_BINDIR/pg_ctl" -D "$dir/data" -m immediate -w -t 60 stop \
             >/dev/null 2>&1 || true
     fi

@@ -2,13 +2,19 @@
 #include "pg_server.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <math.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,7 +48,8 @@ static PGconn *connect_or_fail(const char *uri)
 
 static void exec_on(PGconn *c, const char *sql, int n, const char *const *params)
 {
-    PGresult *r = n ? PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
+    PGresult *r =
+        n ? PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         char msg[1024];
@@ -136,16 +143,16 @@ typedef struct seed_table {
     const char *const *cols;
 } seed_table;
 
-static const char *const users_cols[] = {"id", "username", "email", "is_active", "is_deleted",
-                                         NULL};
-static const char *const keys_cols[] = {"id",          "user_id",   "name", "key_encrypted",
-                                        "is_standalone", "is_active", NULL};
+static const char *const users_cols[] = {"id",        "username",   "email",
+                                         "is_active", "is_deleted", NULL};
+static const char *const keys_cols[] = {
+    "id", "user_id", "name", "key_encrypted", "is_standalone", "is_active", NULL};
 static const char *const prov_cols[] = {"id", "name", "display_name", "is_active", NULL};
-static const char *const ep_cols[] = {"id", "provider_id", "api_format", "base_url",
-                                      "is_active", NULL};
-static const char *const pk_cols[] = {"id",      "endpoint_id",     "name",
-                                      "api_key", "rate_multiplier", "cache_ttl_minutes",
-                                      "is_active", NULL};
+static const char *const ep_cols[] = {"id",       "provider_id", "api_format",
+                                      "base_url", "is_active",   NULL};
+static const char *const pk_cols[] = {
+    "id",        "endpoint_id", "name", "api_key", "rate_multiplier", "cache_ttl_minutes",
+    "is_active", NULL};
 static const char *const gm_cols[] = {"id", "name", "display_name", "is_active", NULL};
 static const char *const model_cols[] = {"id",
                                          "provider_id",
@@ -168,14 +175,10 @@ static const char *const usage_cols[] = {"id",
                                          NULL};
 
 static const seed_table seed_tables[] = {
-    {"users", users_cols},
-    {"api_keys", keys_cols},
-    {"providers", prov_cols},
-    {"provider_endpoints", ep_cols},
-    {"provider_api_keys", pk_cols},
-    {"global_models", gm_cols},
-    {"models", model_cols},
-    {"usage", usage_cols},
+    {"users", users_cols},          {"api_keys", keys_cols},
+    {"providers", prov_cols},       {"provider_endpoints", ep_cols},
+    {"provider_api_keys", pk_cols}, {"global_models", gm_cols},
+    {"models", model_cols},         {"usage", usage_cols},
 };
 
 static void format_ts_us(char *buf, size_t size, long long us)
@@ -247,8 +250,8 @@ void acache_test_pg_seed_json(const char *uri, const char *json_path)
                 snprintf(vals + vl, sizeof vals - vl, "%s$%d", n > 1 ? ", " : "", n);
             }
             char sql[2048];
-            snprintf(sql, sizeof sql, "INSERT INTO %s (%s) VALUES (%s)", seed_tables[t].name,
-                     cols, vals);
+            snprintf(sql, sizeof sql, "INSERT INTO %s (%s) VALUES (%s)",
+                     seed_tables[t].name, cols, vals);
             exec_on(c, sql, n, (const char *const *)params);
             for (int k = 0; k < n; k++)
                 free(params[k]);
@@ -307,8 +310,134 @@ void acache_test_pg_instance_start(const acache_test_pg_instance *inst)
 
 void acache_test_pg_instance_destroy(acache_test_pg_instance *inst)
 {
+    acache_test_pg_instance_resume(inst);
     if (!inst->dir[0])
         return;
     run_script("destroy", inst->dir);
     inst->dir[0] = '\0';
+}
+
+/* ---- pause / resume ---- */
+
+/* The postmaster PID of `inst`, checked against /proc: it must be a postgres
+ * running on this instance's data directory. -1 when it cannot be proven. */
+static int instance_postmaster(const acache_test_pg_instance *inst)
+{
+    char path[600], line[64];
+    snprintf(path, sizeof path, "%s/data/postmaster.pid", inst->dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int pid = -1;
+    if (fgets(line, sizeof line, f))
+        pid = atoi(line);
+    fclose(f);
+    if (pid <= 1)
+        return -1;
+    snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char cmd[4096];
+    size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i++)
+        if (cmd[i] == '\0')
+            cmd[i] = ' ';
+    cmd[n] = '\0';
+    char want[600];
+    snprintf(want, sizeof want, "%s/data", inst->dir);
+    return strstr(cmd, "postgres") && strstr(cmd, want) ? pid : -1;
+}
+
+/* PIDs whose parent is `ppid` (from /proc/N/stat), up to max. */
+static int children_of(int ppid, int *out, int max)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        int pid = atoi(e->d_name);
+        if (pid <= 0)
+            continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%d/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        /* "pid (comm) state ppid ...": comm may hold spaces, so after the last ')'. */
+        char *rp = strrchr(buf, ')');
+        char state;
+        int parent;
+        if (rp && sscanf(rp + 1, " %c %d", &state, &parent) == 2 && parent == ppid)
+            out[n++] = pid;
+    }
+    closedir(d);
+    return n;
+}
+
+void acache_test_pg_instance_pause(acache_test_pg_instance *inst, unsigned max_ms)
+{
+    cr_assert_eq(inst->n_paused, 0, "instance already paused");
+    int pm = instance_postmaster(inst);
+    cr_assert(pm > 0, "no postmaster of our own in %s", inst->dir);
+    const int max = (int)(sizeof inst->paused / sizeof inst->paused[0]);
+    /* The postmaster first, so it forks nothing new meanwhile. */
+    cr_assert_eq(kill(pm, SIGSTOP), 0, "SIGSTOP %d: %s", pm, strerror(errno));
+    inst->paused[0] = pm;
+    inst->n_paused = 1 + children_of(pm, inst->paused + 1, max - 1);
+
+    int fds[2];
+    if (pipe(fds) != 0 || fcntl(fds[0], F_SETFD, FD_CLOEXEC) != 0 ||
+        fcntl(fds[1], F_SETFD, FD_CLOEXEC) != 0) {
+        for (int i = 0; i < inst->n_paused; i++)
+            kill(inst->paused[i], SIGCONT);
+        inst->n_paused = 0;
+        cr_assert_fail("pipe: %s", strerror(errno));
+    }
+    /* The watchdog uses only poll/kill/_exit (we may have threads). It is
+     * woken by EOF on the pipe: our write end closes on resume or when this
+     * process dies, however it dies. */
+    pid_t w = fork();
+    if (w == 0) {
+        close(fds[1]);
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        while (poll(&p, 1, (int)max_ms) < 0 && errno == EINTR)
+            ;
+        for (int i = 0; i < inst->n_paused; i++)
+            kill(inst->paused[i], SIGCONT);
+        _exit(0);
+    }
+    close(fds[0]);
+    if (w < 0) {
+        close(fds[1]);
+        for (int i = 0; i < inst->n_paused; i++)
+            kill(inst->paused[i], SIGCONT);
+        inst->n_paused = 0;
+        cr_assert_fail("fork: %s", strerror(errno));
+    }
+    inst->watchdog_pid = (int)w;
+    inst->watchdog_fd = fds[1];
+    for (int i = 1; i < inst->n_paused; i++)
+        kill(inst->paused[i], SIGSTOP);
+}
+
+void acache_test_pg_instance_resume(acache_test_pg_instance *inst)
+{
+    if (!inst->n_paused)
+        return;
+    for (int i = 0; i < inst->n_paused; i++)
+        kill(inst->paused[i], SIGCONT);
+    inst->n_paused = 0;
+    if (inst->watchdog_pid > 0) {
+        close(inst->watchdog_fd);
+        waitpid(inst->watchdog_pid, NULL, 0);
+    }
+    inst->watchdog_pid = 0;
+    inst->watchdog_fd = -1;
 }

@@ -38,12 +38,26 @@ typedef struct acache_test_pg_instance {
     char dir[512];
     int port;
     char uri[256]; /* postgresql://postgres@127.0.0.1:PORT/postgres */
+    /* While paused: the stopped processes and the watchdog (see _pause). */
+    int paused[64];
+    int n_paused;
+    int watchdog_pid, watchdog_fd;
 } acache_test_pg_instance;
 
 void acache_test_pg_instance_create(acache_test_pg_instance *inst);
 void acache_test_pg_instance_stop(const acache_test_pg_instance *inst);
 void acache_test_pg_instance_start(const acache_test_pg_instance *inst);
-/* Stop and remove it; safe to call twice. */
+/* Stop and remove it (resuming it first if paused); safe to call twice. */
 void acache_test_pg_instance_destroy(acache_test_pg_instance *inst);
+
+/* Freeze the instance (SIGSTOP to its postmaster, checked to be this
+ * instance's, and to the postmaster's children, i.e. every backend): TCP
+ * connects still complete in the kernel but nothing answers, like a stalled
+ * host. A watchdog process sends SIGCONT when _resume is called, when the test
+ * process dies (crash, Criterion timeout), or after max_ms, whichever comes
+ * first, so a failing test never leaves a frozen server behind. */
+void acache_test_pg_instance_pause(acache_test_pg_instance *inst, unsigned max_ms);
+/* SIGCONT everything _pause stopped; a no-op when not paused. */
+void acache_test_pg_instance_resume(acache_test_pg_instance *inst);
 
 #endif

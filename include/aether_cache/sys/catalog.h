@@ -9,6 +9,12 @@
  * Threading: slots are called concurrently from many threads; the backend
  * synchronises. A lost connection is reported as ACACHE_ECATALOG and
  * re-established on the next call.
+ *
+ * Timeouts: a slot must not block without bound (callers include HTTP worker
+ * threads); give up with ACACHE_ECATALOG. The vtable carries no timeout: a
+ * backend takes its own at construction. The built-in PostgreSQL backend
+ * uses the handle's connect_timeout_ms and command_timeout_ms (statement
+ * timeout on the server and a client deadline on every statement).
  */
 #ifndef ACACHE_SYS_CATALOG_H
 #define ACACHE_SYS_CATALOG_H
