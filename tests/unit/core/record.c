@@ -43,7 +43,9 @@ Test(record, real_request_count_saturates)
 
 Test(record, saturated_count_renders_as_an_integer)
 {
-    acache_record rec = {.provider_id = "p", .endpoint_id = "e", .key_id = "k",
+    acache_record rec = {.provider_id = "p",
+                         .endpoint_id = "e",
+                         .key_id = "k",
                          .request_count = count_of("1e300")};
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(acache_record_render(&b, &rec), ACACHE_OK);
