@@ -74,6 +74,15 @@ const TtlMin TtlStat = 4
 // TtlMax is ACACHE_TTL_MAX.
 const TtlMax TtlStat = 5
 
+// ReservationPhase mirrors enum acache_reservation_phase.
+type ReservationPhase int
+
+// ReservationProbe is ACACHE_RESERVATION_PROBE.
+const ReservationProbe ReservationPhase = 0
+
+// ReservationStable is ACACHE_RESERVATION_STABLE.
+const ReservationStable ReservationPhase = 1
+
 // Status mirrors enum acache_status.
 type Status int
 

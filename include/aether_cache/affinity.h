@@ -70,8 +70,10 @@ typedef struct acache_touch {
  * Record that a request was served through (provider, endpoint, key):
  * create, refresh or switch the pin atomically in the store (a Lua script on
  * Redis), so concurrent touches from any number of processes lose no count.
- * @param result optional: receives what happened.
- * @return ACACHE_OK, ACACHE_EINVALID, ACACHE_ESTORE.
+ * @param result optional: receives what happened (ACACHE_TOUCH_SKIPPED on
+ *        any error, which then says nothing about the store).
+ * @return ACACHE_OK, ACACHE_EINVALID, ACACHE_ESTORE (outcome unknown: a
+ *         timed-out touch may still be applied; it is not counted).
  * Thread-safety: safe concurrently.   Since: 0.1
  */
 ACACHE_EXTERN int acache_affinity_touch(acache_touch_result *result, acache *c,
@@ -85,10 +87,13 @@ ACACHE_EXTERN int acache_affinity_set(acache_touch_result *result, acache *c,
                                       int supports_caching, uint32_t ttl_s);
 
 /**
- * Delete the pin if it exists and every non-NULL filter matches its value
- * (atomic compare-and-delete). Counts an invalidation when one is removed.
- * @return ACACHE_OK (removed), ACACHE_ENOTFOUND (absent or a filter differs),
- *         ACACHE_EINVALID, ACACHE_ESTORE.
+ * Delete the pin if it is live and every non-NULL filter matches its value
+ * (atomic compare-and-delete). A pin past its expire_at is not live, even if
+ * its Redis key has not expired yet: it is reaped as by acache_affinity_get()
+ * and reported not found. Counts an invalidation when one is removed.
+ * @return ACACHE_OK (removed), ACACHE_ENOTFOUND (absent, expired, or a filter
+ *         differs), ACACHE_EINVALID, ACACHE_ESTORE (outcome unknown: the
+ *         delete may still have happened, see docs/affinity.md).
  * Thread-safety: safe concurrently.   Since: 0.1
  */
 ACACHE_EXTERN int acache_affinity_invalidate(acache *c, const char *affinity_key,
@@ -98,13 +103,18 @@ ACACHE_EXTERN int acache_affinity_invalidate(acache *c, const char *affinity_key
                                              const char *provider_id,
                                              const char *endpoint_id);
 
-/** Remove every pin of one client API key. @param removed optional count. */
+/** Remove every pin of one client API key; counts them as invalidations.
+ *  @param removed optional count. On ACACHE_ESTORE it holds the removals the
+ *  store confirmed; the batch in flight (at most 500 keys) may also have gone
+ *  (docs/affinity.md "Errors"). The same holds for the two functions below. */
 ACACHE_EXTERN int acache_affinity_invalidate_api_key(size_t *removed, acache *c,
                                                      const char *affinity_key);
-/** Remove every pin whose value names `provider_id` (checked atomically per pin). */
+/** Remove every pin whose value names `provider_id` (checked atomically per
+ *  pin); counts them as invalidations. */
 ACACHE_EXTERN int acache_affinity_invalidate_provider(size_t *removed, acache *c,
                                                       const char *provider_id);
-/** Remove every cache_affinity:* record (SCAN + batched UNLINK, never KEYS). */
+/** Remove every cache_affinity:* record (SCAN + batched UNLINK, never KEYS).
+ *  Not counted in cache_invalidations (Aether's clear_all is not). */
 ACACHE_EXTERN int acache_affinity_clear_all(size_t *removed, acache *c);
 
 /** A list of records, sorted by storage key. Free with acache_affinity_list_free(). */

@@ -91,7 +91,8 @@ typedef struct acache_stats {
     uint64_t cache_hits;
     uint64_t cache_misses;
     double cache_hit_rate;        /* hits / (hits + misses), 0.0 when none */
-    uint64_t cache_invalidations;
+    uint64_t cache_invalidations; /* pins removed by invalidations (single, API key,
+                                     user, provider); not by clear-all */
     uint64_t provider_switches;
     uint64_t key_switches;
     uint64_t malformed_records;   /* unreadable values met by get/list */
@@ -123,6 +124,27 @@ ACACHE_EXTERN void acache_scheduler_record_concurrency_denied(acache *c);
 /** Remember the last request's api_format and model (copied; NULL keeps). */
 ACACHE_EXTERN void acache_scheduler_record_request(acache *c, const char *api_format,
                                                    const char *model_name);
+
+/** Phase of the scheduler's dynamic reservation when it made a check. */
+typedef enum acache_reservation_phase {
+    ACACHE_RESERVATION_PROBE = 0, /* "probe": the key's first requests */
+    ACACHE_RESERVATION_STABLE = 1 /* "stable": the key's success rate is trusted */
+} acache_reservation_phase;
+
+/**
+ * The scheduler's dynamic reservation made a check and chose `ratio`
+ * (share of the key's concurrency reserved for pinned clients) in `phase`,
+ * with `confidence` and `load_factor` as it computed them. Counts it in
+ * reservation_probe_count or reservation_stable_count, folds `ratio` into
+ * avg_reservation_ratio (avg = 0.1 * ratio + 0.9 * avg, from 0.0), keeps the
+ * four values as last_reservation_result and sets last_updated_at.
+ * @return ACACHE_OK, or ACACHE_EINVALID (NULL handle, unknown phase, or a
+ *         value that is NaN or infinite; nothing is recorded).
+ * Thread-safety: safe concurrently.   Since: 0.1
+ */
+ACACHE_EXTERN int acache_scheduler_record_reservation(acache *c, double ratio,
+                                                      acache_reservation_phase phase,
+                                                      double confidence, double load_factor);
 
 /* ---- JSON / text renderings (admin-api.md), for FFI and HTTP ---- */
 

@@ -172,18 +172,38 @@ int acache_affinity_invalidate(acache *c, const char *affinity_key, const char *
     acache_match m = {provider_id, endpoint_id, key_id};
     const acache_key keys[1] = {{key, strlen(key)}};
     size_t n = 0;
-    /* Drop the L1 entry first so this handle never serves the pin again,
-     * whatever the store answers. */
     if (c->l1)
         acache__l1_remove(c->l1, key);
-    rc = c->store->affinity_delete_if(c->store, keys, 1, &m, &n);
+    /* A pin past its expire_at is no pin, even while its Redis key lives on
+     * (Aether reads it through get_affinity, which answers none): reap it as
+     * get does and report not found. */
+    build_ctx b = {key, NULL};
+    rc = c->store->affinity_get(c->store, key, build_cb, &b);
+    if (rc == ACACHE_OK && !b.out)
+        rc = ACACHE_ENOMEM;
+    if (rc == ACACHE_OK && acache_affinity_expire_at(b.out) <= acache__now(c)) {
+        drop_expired(c, b.out, key);
+        rc = ACACHE_ENOTFOUND;
+    } else if (rc == ACACHE_OK || rc == ACACHE_ERROR) {
+        /* Live, or unreadable (deleted only when no filter is given): the
+         * store compares and deletes atomically. */
+        rc = c->store->affinity_delete_if(c->store, keys, 1, &m, &n);
+        if (!rc && n == 0)
+            rc = ACACHE_ENOTFOUND;
+    }
+    acache_affinity_free(b.out);
+    /* Again after the delete, whatever it answered: a get of this handle that
+     * read the store before the delete must not cache the pin back. The bump
+     * of the stripe's epoch makes its fill drop (l1.c). */
+    if (c->l1)
+        acache__l1_remove(c->l1, key);
     ACACHE__KEY_FREE(key, kbuf);
+    if (rc == ACACHE_ENOTFOUND)
+        return acache_error_set(ACACHE_ENOTFOUND,
+                                "no live affinity %s:%s:%s matching the given filters",
+                                affinity_key, api_format, model_name);
     if (rc)
         return rc;
-    if (n == 0)
-        return acache_error_set(ACACHE_ENOTFOUND,
-                                "no affinity %s:%s:%s matching the given filters",
-                                affinity_key, api_format, model_name);
     atomic_fetch_add(&c->cache_invalidations, 1);
     return ACACHE_OK;
 }
@@ -419,8 +439,12 @@ static int bulk_batch(const acache_entry *e, size_t n, void *payload)
     return 0;
 }
 
+/* `count`: add the removals to cache_invalidations (clear-all does not, as
+ * Aether's clear_all does not). On failure `*removed` and the counter hold the
+ * removals the store confirmed; the batch in flight (at most DELETE_BATCH
+ * keys) may have been applied too, unreported. */
 static int bulk_invalidate(acache *c, const char *affinity_key, const acache_match *m,
-                           size_t *removed)
+                           int count, size_t *removed)
 {
     int rc;
     char *prefix = scan_prefix(affinity_key, &rc);
@@ -464,7 +488,8 @@ static int bulk_invalidate(acache *c, const char *affinity_key, const acache_mat
         acache__l1_clear(c->l1);
     if (removed)
         *removed = b->removed;
-    atomic_fetch_add(&c->cache_invalidations, b->removed);
+    if (count)
+        atomic_fetch_add(&c->cache_invalidations, b->removed);
     free(b);
     free(prefix);
     return rc;
@@ -477,7 +502,7 @@ int acache_affinity_invalidate_api_key(size_t *removed, acache *c, const char *a
     if (!c)
         return acache_error_set(ACACHE_EINVALID, "NULL handle");
     int rc = acache__check_field("affinity_key", affinity_key, 1);
-    return rc ? rc : bulk_invalidate(c, affinity_key, NULL, removed);
+    return rc ? rc : bulk_invalidate(c, affinity_key, NULL, 1, removed);
 }
 
 int acache__invalidate_api_keys(acache *c, const char *const *affinity_keys, size_t n,
@@ -490,7 +515,7 @@ int acache__invalidate_api_keys(acache *c, const char *const *affinity_keys, siz
         /* A key id with ':' cannot own pins (writes reject it): skip it. */
         if (!affinity_keys[i] || !*affinity_keys[i] || strchr(affinity_keys[i], ':'))
             continue;
-        rc = bulk_invalidate(c, affinity_keys[i], NULL, &r);
+        rc = bulk_invalidate(c, affinity_keys[i], NULL, 1, &r);
         total += r;
     }
     if (removed)
@@ -508,7 +533,7 @@ int acache_affinity_invalidate_provider(size_t *removed, acache *c, const char *
     if (rc)
         return rc;
     acache_match m = {provider_id, NULL, NULL};
-    return bulk_invalidate(c, NULL, &m, removed);
+    return bulk_invalidate(c, NULL, &m, 1, removed);
 }
 
 int acache_affinity_clear_all(size_t *removed, acache *c)
@@ -517,7 +542,7 @@ int acache_affinity_clear_all(size_t *removed, acache *c)
         *removed = 0;
     if (!c)
         return acache_error_set(ACACHE_EINVALID, "NULL handle");
-    return bulk_invalidate(c, NULL, NULL, removed);
+    return bulk_invalidate(c, NULL, NULL, 0, removed);
 }
 
 int acache_invalidate(size_t *removed, acache *c, const acache_target *t)

@@ -21,6 +21,12 @@ typedef struct acache__sched {
     uint64_t cache_hits, cache_misses, concurrency_denied;
     char *last_api_format, *last_model_name;
     double last_updated_at; /* 0 = never */
+    /* Reservation checks (affinity.md "Scheduler counters"). */
+    uint64_t reservation_probe_count, reservation_stable_count;
+    double avg_reservation_ratio; /* EMA, alpha 0.1, from 0.0 */
+    int has_last_reservation;     /* 0: last_reservation_result is null */
+    acache_reservation_phase last_res_phase;
+    double last_res_ratio, last_res_confidence, last_res_load_factor;
 } acache__sched;
 
 struct acache {

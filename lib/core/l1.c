@@ -19,7 +19,11 @@ typedef struct l1_entry {
 
 /* A fill races with writes: get reads the store, a touch or invalidation of
  * the same key lands, then get's older copy would be cached. Each write bumps
- * its key's stripe epoch; a fill whose epoch moved meanwhile is dropped. */
+ * its key's stripe epoch; a fill whose epoch moved meanwhile is dropped. The
+ * bump must come after the store write has returned (touch and invalidate
+ * call acache__l1_remove then): a bump before it only covers gets that read
+ * the epoch earlier, and one that reads the epoch between the bump and the
+ * write could cache the pin the write just removed. */
 struct acache__l1 {
     pthread_mutex_t lock;
     uint64_t epoch[L1_STRIPES];

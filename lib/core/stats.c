@@ -1,9 +1,11 @@
 /* Counters, scheduler metrics and their JSON / Prometheus renderings. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../analysis/analysis.h" /* acache__round_py */
 #include "../util/json.h"
 #include "core.h"
 
@@ -136,6 +138,36 @@ void acache_scheduler_record_request(acache *c, const char *api_format,
     pthread_mutex_unlock(&c->sched.lock);
 }
 
+int acache_scheduler_record_reservation(acache *c, double ratio,
+                                        acache_reservation_phase phase, double confidence,
+                                        double load_factor)
+{
+    if (!c)
+        return acache_error_set(ACACHE_EINVALID,
+                                "acache_scheduler_record_reservation: NULL handle");
+    if (phase != ACACHE_RESERVATION_PROBE && phase != ACACHE_RESERVATION_STABLE)
+        return acache_error_set(ACACHE_EINVALID, "reservation phase %d unknown",
+                                (int)phase);
+    /* One NaN would poison the moving average for good (and JSON has no NaN). */
+    if (!isfinite(ratio) || !isfinite(confidence) || !isfinite(load_factor))
+        return acache_error_set(ACACHE_EINVALID,
+                                "reservation check values must be finite");
+    pthread_mutex_lock(&c->sched.lock);
+    if (phase == ACACHE_RESERVATION_PROBE)
+        c->sched.reservation_probe_count++;
+    else
+        c->sched.reservation_stable_count++;
+    c->sched.avg_reservation_ratio = 0.1 * ratio + 0.9 * c->sched.avg_reservation_ratio;
+    c->sched.has_last_reservation = 1;
+    c->sched.last_res_phase = phase;
+    c->sched.last_res_ratio = ratio;
+    c->sched.last_res_confidence = confidence;
+    c->sched.last_res_load_factor = load_factor;
+    sched_touch(c);
+    pthread_mutex_unlock(&c->sched.lock);
+    return ACACHE_OK;
+}
+
 /* A consistent copy of the scheduler counters (strings duplicated). */
 typedef struct {
     acache__sched s;
@@ -162,6 +194,17 @@ static double avg_candidates(const acache__sched *s)
 }
 
 /* ---- JSON ---- */
+
+/* last_reservation_result: {ratio, phase, confidence, load_factor} or null. */
+static json_t *last_reservation(const acache__sched *s)
+{
+    if (!s->has_last_reservation)
+        return json_null();
+    return json_pack("{s:f, s:s, s:f, s:f}", "ratio", s->last_res_ratio, "phase",
+                     s->last_res_phase == ACACHE_RESERVATION_PROBE ? "probe" : "stable",
+                     "confidence", s->last_res_confidence, "load_factor",
+                     s->last_res_load_factor);
+}
 
 static json_t *reservation_config(void)
 {
@@ -206,8 +249,10 @@ int acache_stats_json(acache_buf *out, acache *c)
         (json_int_t)st.provider_switches, "key_switches", (json_int_t)st.key_switches,
         "malformed_records", (json_int_t)st.malformed_records, "config", "default_ttl",
         (int)st.default_ttl_s);
+    uint64_t checks = s->reservation_probe_count + s->reservation_stable_count;
     json_t *sched = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:f, s:f}", "total_batches",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:f, s:o, s:f, s:f}",
+        "total_batches",
         (json_int_t)s->total_batches, "last_batch_size", (json_int_t)s->last_batch_size,
         "total_candidates", (json_int_t)s->total_candidates, "last_candidate_count",
         (json_int_t)s->last_candidate_count, "cache_hits", (json_int_t)s->cache_hits,
@@ -216,20 +261,28 @@ int acache_stats_json(acache_buf *out, acache *c)
         acache__json_str(s->last_api_format), "last_model_name",
         acache__json_str(s->last_model_name), "last_updated_at",
         s->last_updated_at > 0 ? json_real(s->last_updated_at) : json_null(),
-        "cache_hit_rate", rate(s->cache_hits, s->cache_misses),
+        "reservation_probe_count", (json_int_t)s->reservation_probe_count,
+        "reservation_stable_count", (json_int_t)s->reservation_stable_count,
+        "avg_reservation_ratio", s->avg_reservation_ratio, "last_reservation_result",
+        last_reservation(s), "cache_hit_rate", rate(s->cache_hits, s->cache_misses),
         "avg_candidates_per_batch", avg_candidates(s));
-    sched_snap_free(&ss);
-    /* The reservation manager runs in the gateway's scheduler, not here: its
-     * live figures are reported idle (no checks made). */
+    /* The reservation manager runs in the gateway's scheduler, which reports
+     * its checks (acache_scheduler_record_reservation); Aether's get_stats
+     * derives these figures from the same counters. */
+    double probe_ratio =
+        checks ? acache__round_py((double)s->reservation_probe_count / (double)checks, 3)
+               : 0.0;
     json_t *data = affinity && sched
-                       ? json_pack("{s:s, s:f, s:{s:b, s:o, s:f, s:f, s:i, s:n}, s:o, s:o}",
+                       ? json_pack("{s:s, s:f, s:{s:b, s:o, s:f, s:f, s:I, s:o}, s:o, s:o}",
                                    "scheduler", "cache_aware", "cache_reservation_ratio",
                                    RESERVATION_RATIO, "dynamic_reservation", "enabled", 1,
-                                   "config", reservation_config(), "current_avg_ratio", 0.0,
-                                   "probe_phase_ratio", 0.0, "total_checks", 0,
-                                   "last_result", "affinity_stats", affinity,
-                                   "scheduler_metrics", sched)
+                                   "config", reservation_config(), "current_avg_ratio",
+                                   acache__round_py(s->avg_reservation_ratio, 3),
+                                   "probe_phase_ratio", probe_ratio, "total_checks",
+                                   (json_int_t)checks, "last_result", last_reservation(s),
+                                   "affinity_stats", affinity, "scheduler_metrics", sched)
                        : NULL;
+    sched_snap_free(&ss);
     if (!data) {
         json_decref(affinity);
         json_decref(sched);

@@ -267,6 +267,64 @@ Test(affinity, clear_single_json_requires_matching_endpoint)
     cr_assert_eq(acache_clear_single_json(&b, c, AK, "e", GM, "claude"), ACACHE_ENOTFOUND);
 }
 
+/* Issue 8 item 12: an expired pin whose store key is still alive is not a
+ * live pin (Aether: 404); it was deleted and answered 200. */
+Test(affinity, clear_single_on_an_expired_pin_is_not_found)
+{
+    touch(AK, "claude", GM, "p", "e", "k", 100);
+    touch(AK, "claude", "other", "p", "e", "k", 100);
+    th_advance(100.5); /* past expire_at; the store's own TTL is 100 s of wall time */
+    cr_assert_eq(stats().active_affinities, 2, "the store must still hold both keys");
+    acache_buf b = ACACHE_BUF_INIT;
+    cr_assert_eq(acache_clear_single_json(&b, c, AK, "e", GM, "claude"), ACACHE_ENOTFOUND);
+    cr_assert_null(b.ptr);
+    cr_assert_eq(acache_http_status(ACACHE_ENOTFOUND), 404);
+    cr_assert_eq(acache_affinity_invalidate(c, AK, "claude", "other", NULL, NULL, NULL),
+                 ACACHE_ENOTFOUND);
+    acache_stats s = stats();
+    cr_assert_eq(s.cache_invalidations, 0);
+    cr_assert_eq(s.active_affinities, 0, "the expired pins are reaped, as get does");
+    /* A live pin at the same place is cleared as before. */
+    cr_assert_eq(touch(AK, "claude", GM, "p", "e", "k", 100), ACACHE_TOUCH_CREATED);
+    cr_assert_eq(acache_clear_single_json(&b, c, AK, "e", GM, "claude"), ACACHE_OK);
+    acache_buf_dispose(&b);
+    cr_assert_eq(stats().cache_invalidations, 1);
+}
+
+/* Issue 8 item 13: Aether's clear_all does not count invalidations (the web
+ * UI labels that figure "invalidations because a provider was unavailable"). */
+Test(affinity, clear_all_is_not_counted_as_invalidations)
+{
+    touch("k1", "claude", "m", "p", "e", "k", 0);
+    touch("k2", "claude", "m", "p", "e", "k", 0);
+    touch("k3", "claude", "m", "p", "e", "k", 0);
+    cr_assert_eq(acache_affinity_invalidate(c, "k1", "claude", "m", NULL, NULL, NULL),
+                 ACACHE_OK);
+    cr_assert_eq(stats().cache_invalidations, 1);
+    size_t n = 0;
+    cr_assert_eq(acache_affinity_clear_all(&n, c), ACACHE_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(stats().cache_invalidations, 1);
+    touch("k4", "claude", "m", "p", "e", "k", 0);
+    acache_buf b = ACACHE_BUF_INIT;
+    cr_assert_eq(acache_clear_all_json(&b, c), ACACHE_OK);
+    acache_buf_dispose(&b);
+    acache_target t = ACACHE_TARGET_INIT;
+    t.kind = ACACHE_TARGET_ALL;
+    touch("k5", "claude", "m", "p", "e", "k", 0);
+    cr_assert_eq(acache_invalidate(&n, c, &t), ACACHE_OK);
+    cr_assert_eq(n, 1);
+    acache_stats s = stats();
+    cr_assert_eq(s.cache_invalidations, 1);
+    cr_assert_eq(s.active_affinities, 0);
+    cr_assert_eq(acache_stats_json(&b, c), ACACHE_OK);
+    json_t *o = json_loads(b.ptr, 0, NULL);
+    acache_buf_dispose(&b);
+    json_t *as = json_object_get(json_object_get(o, "data"), "affinity_stats");
+    cr_assert_eq(json_integer_value(json_object_get(as, "cache_invalidations")), 1);
+    json_decref(o);
+}
+
 Test(affinity, invalidate_api_key_is_a_literal_prefix)
 {
     touch("ab", "claude", "m", "p", "e", "k", 0);
