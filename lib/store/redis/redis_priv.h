@@ -1,0 +1,191 @@
+/* Redis store, private: the pieces of lib/store/redis/ and how they meet.
+ *
+ *   store.c      vtable glue and lifetime (acache__store_redis_new)
+ *   raw.c        raw key slots: get, set, del (UNLINK), ttl
+ *   affinity.c   affinity slots: get, touch (script), delete_if (script)
+ *   scan.c       the SCAN + MGET pipeline behind both scans
+ *   scripts.c    the Lua scripts (scripts/ *.lua, embedded at build time),
+ *                SCRIPT LOAD, and EVALSHA with the NOSCRIPT fallback
+ *   pool.c       connection pool, dialling (AUTH, SELECT, scripts), one-shot
+ *                commands with the retry policy, the SIGPIPE guard, errors
+ *   transport.c  one connection: the byte stream under hiredis's RESP codec
+ *   uri.c        redis:// and unix:// URIs
+ *
+ * Retries: a pooled connection whose server went away (restart) is detected
+ * before use by a zero-timeout poll() (an idle RESP connection never has
+ * bytes to read, so readability means EOF or garbage), so no command is ever
+ * sent on a known-dead socket. If a connection still breaks mid-command,
+ * reads (GET, MGET, SCAN, TTL) and SET (same bytes again) are retried once on
+ * a fresh connection; touch, delete_if and UNLINK are not, since the server
+ * may have run them before the connection broke and a replay would count a
+ * request twice or misreport the deleted count. Timeouts are never retried
+ * (the caller already waited command_timeout_ms).
+ */
+#ifndef ACACHE_STORE_REDIS_PRIV_H
+#define ACACHE_STORE_REDIS_PRIV_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include "../../core/core.h"
+
+#define POOL_MAX 16
+#define DEL_BATCH 500    /* keys per UNLINK / delete_if script call */
+#define PIPE_GROUP 16    /* batches appended before reading replies */
+#define TTL_BATCH 1000   /* TTL commands appended before reading replies */
+#define SCAN_COUNT "500" /* keeps each SCAN/MGET well under 10 ms at 1M keys */
+
+/* ---- transport.c: one connection ---- */
+
+typedef struct rconn rconn;
+
+/* Why the last I/O failed (rconn_err). */
+enum { RIO_OK = 0, RIO_TIMEOUT, RIO_BROKEN, RIO_OTHER };
+
+typedef struct rconn_target {
+    const char *host; /* TCP, or NULL for a unix socket */
+    int port;
+    const char *path; /* unix socket */
+    uint32_t connect_ms, command_ms;
+} rconn_target;
+
+/* Connect. On failure returns NULL with a message in errbuf (OOM: empty). */
+rconn *rconn_open(const rconn_target *t, char *errbuf, size_t errlen);
+void rconn_close(rconn *c);
+/* Queue one command (hiredis formats it). 0, or -1 (out of memory). */
+int rconn_append(rconn *c, int argc, const char **argv, const size_t *lens);
+/* Write everything queued. 0, or -1 with rconn_err set. */
+int rconn_flush(rconn *c);
+/* Flush, then read one reply. 0 with *out set, or -1 with rconn_err set. */
+int rconn_read(rconn *c, redisReply **out);
+/* An idle connection with bytes to read (EOF, garbage) or a past error. */
+int rconn_stale(rconn *c);
+int rconn_err(const rconn *c); /* RIO_*; RIO_OK while healthy */
+const char *rconn_errstr(const rconn *c);
+
+/* ---- pool.c ---- */
+
+typedef struct redis_store {
+    acache_store parent;
+    char *host; /* TCP, or NULL for a unix socket */
+    int port;
+    char *path; /* unix socket */
+    char *user, *password;
+    int db;
+    char where[300]; /* host:port or path, for messages (no secrets) */
+    uint32_t connect_ms, command_ms;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    rconn *idle[POOL_MAX];
+    int n_idle, n_total;
+
+    /* Set by the first dial in acache__store_redis_new (before any sharing),
+     * read-only afterwards: the SHA1 of a script is the same on every server. */
+    char touch_sha[41], delete_sha[41];
+} redis_store;
+
+/* hiredis writes with write(2), so a peer that vanished raises SIGPIPE and
+ * would kill the host process: blocked on this thread around an operation. */
+typedef struct sigpipe_guard {
+    int active; /* 0: SIGPIPE was ignored already, nothing to undo */
+    sigset_t old;
+    int was_pending;
+} sigpipe_guard;
+
+void acache__redis_sigpipe_block(sigpipe_guard *g);
+void acache__redis_sigpipe_restore(sigpipe_guard *g);
+
+/* Message for an I/O failure on `c` (timeout or broken), returns ESTORE. */
+int acache__redis_io_fail(redis_store *s, const rconn *c, const char *cmd,
+                          const char *what);
+/* Message for an error reply or an unexpected reply type, returns ESTORE. */
+int acache__redis_reply_fail(const redisReply *r, const char *cmd, const char *what);
+
+/* Dial: connect, AUTH, SELECT, load the scripts (`first`: record their SHAs). */
+int acache__redis_dial(redis_store *s, rconn **out, int first);
+int acache__redis_conn_get(redis_store *s, rconn **out);
+/* Return a connection; one that failed (or still owes replies) is closed. */
+void acache__redis_conn_put(redis_store *s, rconn *c, int discard);
+/* One command on a pooled connection; `retry` replays it once on a fresh
+ * connection when the old one broke. Error replies are returned as replies
+ * (the caller decides); I/O failures set the message and return ESTORE. */
+int acache__redis_run(redis_store *s, int retry, const char *cmd, const char *what,
+                      int argc, const char **argv, const size_t *lens, redisReply **out);
+/* Send one command on `c` and read its reply: 0, or -1 (rconn_err set; OOM
+ * is reported as RIO_OTHER). */
+int acache__redis_command(rconn *c, int argc, const char **argv, const size_t *lens,
+                          redisReply **out);
+
+/* ---- scripts.c ---- */
+
+typedef struct redis_script {
+    const char *name; /* "touch", for messages */
+    const char *text;
+    size_t len;
+} redis_script;
+
+extern const redis_script acache__redis_touch_script, acache__redis_delete_script;
+
+/* SCRIPT LOAD both scripts on `c`; `first`: record their SHAs in `s`. */
+int acache__redis_load_scripts(redis_store *s, rconn *c, int first);
+
+/* Builds the arguments of call `i` from argv[3] on (the helper fills argv[0]
+ * "EVALSHA"/"EVAL", argv[1] the SHA or text and argv[2] the key count) and
+ * returns the total argc. */
+typedef struct script_call {
+    int argc;
+    const char **argv; /* at least argc entries, argv[0..1] set by the helper */
+    size_t *lens;
+} script_call;
+typedef int (*script_build_fn)(void *ctx, size_t i, script_call *call);
+/* Receives call i's reply (borrowed); return ACACHE_OK or an error code. */
+typedef int (*script_reply_fn)(void *ctx, size_t i, const redisReply *r);
+
+/* Run `n` calls of `sc` pipelined on `c` with EVALSHA; a call answered
+ * NOSCRIPT (the script cache was flushed under us, so it did not run) is
+ * re-sent with EVAL, which also caches the script again. Error replies other
+ * than NOSCRIPT go to `take` like any reply. */
+int acache__redis_eval(redis_store *s, rconn *c, const redis_script *sc, const char *sha,
+                       size_t n, script_build_fn build, script_reply_fn take, void *ctx,
+                       const char *what);
+
+/* ---- scan.c ---- */
+
+/* Keys starting with the literal `prefix`, with values when `with_values`,
+ * parsed as affinity records when `parse`. */
+int acache__redis_scan(redis_store *s, const char *prefix, int with_values, int parse,
+                       acache_entry_batch_cb cb, void *payload);
+
+/* ---- raw.c, affinity.c: the slots ---- */
+
+int acache__redis_get(acache_store *self, const char *key, acache_buf *out);
+int acache__redis_set(acache_store *self, const char *key, const char *value, size_t len,
+                      uint32_t ttl_s);
+int acache__redis_del(acache_store *self, const acache_key *keys, size_t n,
+                      size_t *deleted);
+int acache__redis_ttl(acache_store *self, const char *const *keys, size_t n,
+                      int64_t *out);
+int acache__redis_affinity_get(acache_store *self, const char *key, acache_record_cb cb,
+                               void *payload);
+int acache__redis_affinity_touch(acache_store *self, const acache_touch_req *req,
+                                 int *result, acache_record_cb cb, void *payload);
+int acache__redis_affinity_delete_if(acache_store *self, const acache_key *keys, size_t n,
+                                     const acache_match *m, size_t *deleted);
+
+/* A key for an error message: its bytes up to the first NUL, at most 200. */
+typedef struct key_label {
+    char text[208];
+} key_label;
+const char *acache__redis_key_label(key_label *l, const acache_key *k);
+
+/* ---- uri.c ---- */
+
+/* Fill host/port/path/user/password/db/where of `s` from `uri`. */
+int acache__redis_parse_uri(redis_store *s, const char *uri);
+
+#endif

@@ -1,0 +1,90 @@
+/* Redis store: Aether's keys and JSON values in a shared redis-server. This
+ * file is the vtable and the store's lifetime; redis_priv.h maps the rest. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "redis_priv.h"
+
+static int r_scan(acache_store *self, const char *prefix, int with_values,
+                  acache_entry_batch_cb cb, void *payload)
+{
+    return acache__redis_scan((redis_store *)self, prefix, with_values, 0, cb, payload);
+}
+
+static int r_affinity_scan(acache_store *self, const char *prefix,
+                           acache_entry_batch_cb cb, void *payload)
+{
+    return acache__redis_scan((redis_store *)self, prefix, 1, 1, cb, payload);
+}
+
+static void r_free(acache_store *self)
+{
+    redis_store *s = (redis_store *)self;
+    if (!s)
+        return;
+    for (int i = 0; i < s->n_idle; i++)
+        rconn_close(s->idle[i]);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s->host);
+    free(s->path);
+    free(s->user);
+    if (s->password) {
+        memset(s->password, 0, strlen(s->password));
+        free(s->password);
+    }
+    free(s);
+}
+
+int acache__store_redis_new(acache_store **out, const char *uri,
+                            uint32_t connect_timeout_ms, uint32_t command_timeout_ms)
+{
+    *out = NULL;
+    redis_store *s = acache__calloc(1, sizeof *s);
+    if (!s)
+        return acache__oom();
+    if (pthread_mutex_init(&s->lock, NULL) != 0) {
+        free(s);
+        return acache_error_set(ACACHE_ERROR, "redis store: cannot create a mutex");
+    }
+    if (pthread_cond_init(&s->cond, NULL) != 0) {
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return acache_error_set(ACACHE_ERROR, "redis store: cannot create a condvar");
+    }
+    s->parent.version = ACACHE_STORE_VERSION;
+    s->parent.scheme = "redis";
+    s->parent.affinity_get = acache__redis_affinity_get;
+    s->parent.affinity_touch = acache__redis_affinity_touch;
+    s->parent.affinity_delete_if = acache__redis_affinity_delete_if;
+    s->parent.affinity_scan = r_affinity_scan;
+    s->parent.get = acache__redis_get;
+    s->parent.set = acache__redis_set;
+    s->parent.del = acache__redis_del;
+    s->parent.scan = r_scan;
+    s->parent.ttl = acache__redis_ttl;
+    s->parent.free = r_free;
+    s->connect_ms = connect_timeout_ms ? connect_timeout_ms : 2000;
+    s->command_ms = command_timeout_ms ? command_timeout_ms : 2000;
+
+    int rc = acache__redis_parse_uri(s, uri);
+    if (rc) {
+        r_free(&s->parent);
+        return rc;
+    }
+    /* Connect now so that a wrong address or a server that is down fails the
+     * open, not the first request. */
+    sigpipe_guard g;
+    acache__redis_sigpipe_block(&g);
+    rconn *c = NULL;
+    rc = acache__redis_dial(s, &c, 1);
+    acache__redis_sigpipe_restore(&g);
+    if (rc) {
+        r_free(&s->parent);
+        return rc;
+    }
+    s->idle[s->n_idle++] = c;
+    s->n_total = 1;
+    *out = &s->parent;
+    return ACACHE_OK;
+}
