@@ -6,8 +6,6 @@ package aethercache
 */
 import "C"
 
-import "encoding/json"
-
 // JSON null strings decode to "" throughout: the library never uses "" as a
 // meaningful value where it could also send null, except where a field is a
 // pointer below.
@@ -161,20 +159,33 @@ type AffinityStats struct {
 	} `json:"config"`
 }
 
+// ReservationResult is one reservation check (see RecordReservation).
+type ReservationResult struct {
+	Ratio      float64 `json:"ratio"`
+	Phase      string  `json:"phase"` // "probe" or "stable"
+	Confidence float64 `json:"confidence"`
+	LoadFactor float64 `json:"load_factor"`
+}
+
 // SchedulerMetrics are the scheduler counters of the stats body.
 type SchedulerMetrics struct {
-	TotalBatches          int64    `json:"total_batches"`
-	LastBatchSize         int64    `json:"last_batch_size"`
-	TotalCandidates       int64    `json:"total_candidates"`
-	LastCandidateCount    int64    `json:"last_candidate_count"`
-	CacheHits             int64    `json:"cache_hits"`
-	CacheMisses           int64    `json:"cache_misses"`
-	ConcurrencyDenied     int64    `json:"concurrency_denied"`
-	LastAPIFormat         string   `json:"last_api_format"`
-	LastModelName         string   `json:"last_model_name"`
-	LastUpdatedAt         *float64 `json:"last_updated_at"`
-	CacheHitRate          float64  `json:"cache_hit_rate"`
-	AvgCandidatesPerBatch float64  `json:"avg_candidates_per_batch"`
+	TotalBatches       int64    `json:"total_batches"`
+	LastBatchSize      int64    `json:"last_batch_size"`
+	TotalCandidates    int64    `json:"total_candidates"`
+	LastCandidateCount int64    `json:"last_candidate_count"`
+	CacheHits          int64    `json:"cache_hits"`
+	CacheMisses        int64    `json:"cache_misses"`
+	ConcurrencyDenied  int64    `json:"concurrency_denied"`
+	LastAPIFormat      string   `json:"last_api_format"`
+	LastModelName      string   `json:"last_model_name"`
+	LastUpdatedAt      *float64 `json:"last_updated_at"`
+	// Reservation checks reported with RecordReservation.
+	ReservationProbeCount  int64              `json:"reservation_probe_count"`
+	ReservationStableCount int64              `json:"reservation_stable_count"`
+	AvgReservationRatio    float64            `json:"avg_reservation_ratio"`
+	LastReservationResult  *ReservationResult `json:"last_reservation_result"` // nil before the first
+	CacheHitRate           float64            `json:"cache_hit_rate"`
+	AvgCandidatesPerBatch  float64            `json:"avg_candidates_per_batch"`
 }
 
 // Stats is the `data` of the admin stats body.
@@ -182,12 +193,12 @@ type Stats struct {
 	Scheduler             string  `json:"scheduler"`
 	CacheReservationRatio float64 `json:"cache_reservation_ratio"`
 	DynamicReservation    struct {
-		Enabled         bool              `json:"enabled"`
-		Config          ReservationConfig `json:"config"`
-		CurrentAvgRatio float64           `json:"current_avg_ratio"`
-		ProbePhaseRatio float64           `json:"probe_phase_ratio"`
-		TotalChecks     int64             `json:"total_checks"`
-		LastResult      json.RawMessage   `json:"last_result"`
+		Enabled         bool               `json:"enabled"`
+		Config          ReservationConfig  `json:"config"`
+		CurrentAvgRatio float64            `json:"current_avg_ratio"`
+		ProbePhaseRatio float64            `json:"probe_phase_ratio"`
+		TotalChecks     int64              `json:"total_checks"`
+		LastResult      *ReservationResult `json:"last_result"` // nil before the first check
 	} `json:"dynamic_reservation"`
 	AffinityStats    AffinityStats    `json:"affinity_stats"`
 	SchedulerMetrics SchedulerMetrics `json:"scheduler_metrics"`

@@ -197,6 +197,18 @@ func (c *Cache) RecordConcurrencyDenied() {
 	c.void(func(h *C.acache) { C.acache_scheduler_record_concurrency_denied(h) })
 }
 
+// RecordReservation reports a reservation check of the scheduler: the ratio
+// it chose in phase, with its confidence and load factor. It feeds the
+// reservation counters of Stats (SchedulerMetrics and DynamicReservation).
+// An unknown phase or a NaN/infinite value is ErrInvalid (nothing recorded).
+func (c *Cache) RecordReservation(ratio float64, phase ReservationPhase, confidence,
+	loadFactor float64) error {
+	return c.call(func(h *C.acache) C.int {
+		return C.acache_scheduler_record_reservation(h, C.double(ratio),
+			C.acache_reservation_phase(phase), C.double(confidence), C.double(loadFactor))
+	})
+}
+
 // RecordRequest remembers the last request's api format and model.
 func (c *Cache) RecordRequest(apiFormat, modelName string) {
 	var cs cstrings

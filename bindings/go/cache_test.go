@@ -590,3 +590,50 @@ func BenchmarkGet(b *testing.B) {
 		}
 	}
 }
+
+// Issue 8 item 16: reservation checks are recorded and derived as Aether's
+// get_stats does (scheduler_metrics and dynamic_reservation).
+func TestRecordReservation(t *testing.T) {
+	c := open(t, Options{})
+	s := must(c.Stats()).ok(t)
+	if s.SchedulerMetrics.LastReservationResult != nil || s.DynamicReservation.LastResult != nil ||
+		s.DynamicReservation.TotalChecks != 0 {
+		t.Fatalf("before any check: %+v", s)
+	}
+	if err := c.RecordReservation(0.1, ReservationProbe, 0.2, 0.3); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RecordReservation(0.35, ReservationStable, 0.75, 0.9); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RecordReservation(math.NaN(), ReservationStable, 1, 1); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("NaN ratio: %v", err)
+	}
+	if err := c.RecordReservation(0.2, ReservationPhase(9), 1, 1); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("unknown phase: %v", err)
+	}
+	s = must(c.Stats()).ok(t)
+	m := s.SchedulerMetrics
+	// float64 steps, as the library computes (Go constant arithmetic is exact)
+	avg, alpha, keep := 0.0, 0.1, 0.9
+	for _, r := range []float64{0.1, 0.35} {
+		avg = alpha*r + keep*avg
+	}
+	if m.ReservationProbeCount != 1 || m.ReservationStableCount != 1 ||
+		m.AvgReservationRatio != avg || m.LastUpdatedAt == nil {
+		t.Fatalf("scheduler metrics %+v", m)
+	}
+	want := ReservationResult{Ratio: 0.35, Phase: "stable", Confidence: 0.75, LoadFactor: 0.9}
+	if m.LastReservationResult == nil || *m.LastReservationResult != want {
+		t.Fatalf("last_reservation_result %+v", m.LastReservationResult)
+	}
+	d := s.DynamicReservation
+	if d.CurrentAvgRatio != 0.044 || d.ProbePhaseRatio != 0.5 || d.TotalChecks != 2 ||
+		d.LastResult == nil || *d.LastResult != want {
+		t.Fatalf("dynamic_reservation %+v", d)
+	}
+	c.Close()
+	if err := c.RecordReservation(0.1, ReservationProbe, 0, 0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed handle: %v", err)
+	}
+}

@@ -29,6 +29,8 @@ def _enum_from(c_type, name, prefix):
 
 Status = _enum_from("acache_status", "Status", "ACACHE_")
 TouchResult = _enum_from("acache_touch_result", "TouchResult", "ACACHE_TOUCH_")
+ReservationPhase = _enum_from("acache_reservation_phase", "ReservationPhase",
+                              "ACACHE_RESERVATION_")
 
 
 def library_version():
@@ -47,7 +49,8 @@ def http_status(status):
 
 
 __all__ = [
-    "Affinity", "Cache", "ClosedError", "Status", "TouchResult", "constants",
+    "Affinity", "Cache", "ClosedError", "Status", "TouchResult", "ReservationPhase",
+    "constants",
     "library_path", "library_version", "strerror", "http_status", "__version__",
     "AetherCacheError", "NotFoundError", "InvalidArgumentError",
     "StoreUnavailableError", "CatalogUnavailableError", "CryptoError",

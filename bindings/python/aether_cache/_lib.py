@@ -118,6 +118,8 @@ _PROTOS = [
     ("acache_scheduler_record_cache", None, [c_void_p, c_int]),
     ("acache_scheduler_record_concurrency_denied", None, [c_void_p]),
     ("acache_scheduler_record_request", None, [c_void_p, c_char_p, c_char_p]),
+    ("acache_scheduler_record_reservation", c_int, [c_void_p, c_double, c_int, c_double,
+                                                    c_double]),
     # affinity.h
     ("acache_affinity_get", c_int, [P(c_void_p), c_void_p, c_char_p, c_char_p, c_char_p]),
     ("acache_affinity_free", None, [c_void_p]),

@@ -35,6 +35,9 @@ class Affinity:
     request_count: int
 
 
+_PHASES = {"probe": K.ACACHE_RESERVATION_PROBE, "stable": K.ACACHE_RESERVATION_STABLE}
+
+
 def _b(s):
     """str -> UTF-8 bytes for a const char * argument; None stays NULL."""
     if s is None or isinstance(s, bytes):
@@ -356,6 +359,22 @@ class Cache:
     def record_request(self, api_format=None, model_name=None):
         self._call_void(lib.acache_scheduler_record_request, _b(api_format),
                         _b(model_name))
+
+    def record_reservation(self, ratio, phase, confidence, load_factor):
+        """Report a reservation check of the scheduler: the ratio it chose in
+        phase ("probe", "stable" or a ReservationPhase), with its confidence
+        and load factor. Feeds scheduler_metrics' reservation counters and
+        dynamic_reservation in stats(). InvalidArgumentError for an unknown
+        phase or a NaN/infinite value (nothing is recorded)."""
+        if isinstance(phase, str):
+            code = _PHASES.get(phase)
+            if code is None:
+                raise InvalidArgumentError(K.ACACHE_EINVALID,
+                                           f"reservation phase {phase!r} unknown")
+        else:
+            code = int(phase)
+        self._status(lib.acache_scheduler_record_reservation, float(ratio), code,
+                     float(confidence), float(load_factor))
 
     def _call_void(self, fn, *args):
         h = self._enter()

@@ -209,6 +209,42 @@ def test_stats_counters_config_metrics(cache):
     assert 'cache_scheduler_info{scheduler="cache_aware"} 1' in text
 
 
+def test_record_reservation(cache):
+    """Issue 8 item 16: reservation checks feed scheduler_metrics and the
+    derived dynamic_reservation figures, as Aether's get_stats does."""
+    s = cache.stats()
+    assert s["scheduler_metrics"]["last_reservation_result"] is None
+    assert s["dynamic_reservation"]["last_result"] is None
+    assert s["dynamic_reservation"]["total_checks"] == 0
+    cache.record_reservation(0.1, "probe", 0.2, 0.3)
+    cache.record_reservation(0.1, ac.ReservationPhase.PROBE, 0.4, 0.6)
+    cache.record_reservation(0.35, "stable", 0.75, 0.9)
+    for bad in (dict(ratio=math.nan), dict(phase="warmup"), dict(phase=7),
+                dict(confidence=math.inf)):
+        args = dict(ratio=0.2, phase="stable", confidence=1.0, load_factor=1.0)
+        args.update(bad)
+        with pytest.raises(ac.InvalidArgumentError):
+            cache.record_reservation(**args)
+    avg = 0.0
+    for r in (0.1, 0.1, 0.35):
+        avg = 0.1 * r + 0.9 * avg
+    s = cache.stats()
+    sm = s["scheduler_metrics"]
+    last = {"ratio": 0.35, "phase": "stable", "confidence": 0.75, "load_factor": 0.9}
+    assert sm["reservation_probe_count"] == 2 and sm["reservation_stable_count"] == 1
+    assert sm["avg_reservation_ratio"] == avg
+    assert sm["last_reservation_result"] == last
+    keys = list(sm)
+    i = keys.index("last_updated_at")
+    assert keys[i + 1:i + 5] == ["reservation_probe_count", "reservation_stable_count",
+                                 "avg_reservation_ratio", "last_reservation_result"]
+    assert keys[i + 5:] == ["cache_hit_rate", "avg_candidates_per_batch"]
+    dr = s["dynamic_reservation"]
+    assert dr["current_avg_ratio"] == round(avg, 3) == 0.052
+    assert dr["probe_phase_ratio"] == round(2 / 3, 3)
+    assert dr["total_checks"] == 3 and dr["last_result"] == last
+
+
 def test_model_mapping_unavailable_on_memory():
     with Cache() as c:
         s = c.model_mapping_stats()
