@@ -8,10 +8,6 @@
 #include "../catalog/internal.h"
 #include "../core/core.h"
 
-/* Python round(x, digits) on a double: half-to-even on the exact binary
- * value, which is what glibc's "%.*f" does; strtod reads it back. */
-double acache__round_py(double x, int digits);
-
 /* "%.1f"-style text of x with '.' as the decimal point whatever the locale. */
 void acache__fmt_fixed(char *buf, size_t size, int digits, double x);
 

@@ -10,18 +10,6 @@
 #include "../catalog/postgres.h"
 #include "analysis.h"
 
-double acache__round_py(double x, int digits)
-{
-    /* glibc prints the exact binary value rounded half-to-even, which is
-     * what Python's round() does; floor(x*10^d+0.5) is not (2.125 -> 2.13).
-     * Both calls use the same locale, so the round trip is exact. */
-    char buf[512];
-    if (!isfinite(x))
-        return x;
-    snprintf(buf, sizeof buf, "%.*f", digits, x);
-    return strtod(buf, NULL);
-}
-
 void acache__fmt_fixed(char *buf, size_t size, int digits, double x)
 {
     snprintf(buf, size, "%.*f", digits, x);

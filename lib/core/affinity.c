@@ -544,33 +544,3 @@ int acache_affinity_clear_all(size_t *removed, acache *c)
         return acache_error_set(ACACHE_EINVALID, "NULL handle");
     return bulk_invalidate(c, NULL, NULL, 0, removed);
 }
-
-int acache_invalidate(size_t *removed, acache *c, const acache_target *t)
-{
-    if (removed)
-        *removed = 0;
-    if (!c || !t)
-        return acache_error_set(ACACHE_EINVALID, "acache_invalidate: NULL argument");
-    if (t->version == 0 || t->version > ACACHE_TARGET_VERSION)
-        return acache_error_set(ACACHE_EINVALID, "acache_target version %u unknown",
-                                t->version);
-    switch (t->kind) {
-    case ACACHE_TARGET_SINGLE: {
-        int rc = acache_affinity_invalidate(c, t->affinity_key, t->api_format, t->model_name,
-                                            t->key_id, t->provider_id, t->endpoint_id);
-        if (!rc && removed)
-            *removed = 1;
-        return rc;
-    }
-    case ACACHE_TARGET_API_KEY:
-        return acache_affinity_invalidate_api_key(removed, c, t->affinity_key);
-    case ACACHE_TARGET_USER:
-        return acache__invalidate_user(removed, c, t->identifier);
-    case ACACHE_TARGET_PROVIDER:
-        return acache_affinity_invalidate_provider(removed, c, t->provider_id);
-    case ACACHE_TARGET_ALL:
-        return acache_affinity_clear_all(removed, c);
-    default:
-        return acache_error_set(ACACHE_EINVALID, "acache_target kind %d unknown", t->kind);
-    }
-}

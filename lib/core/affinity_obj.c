@@ -10,7 +10,6 @@
 
 #include "../util/json.h"
 #include "core.h"
-#include "listing_priv.h"
 
 struct acache_affinity {
     const char *affinity_key, *api_format, *model_name;

@@ -1,4 +1,6 @@
-/* Private to lib/: the handle's layout and the helpers core modules share. */
+/* Private to lib/: the handle's layout and the helpers core modules share.
+ * Core is the bottom room: it includes nothing from lib/admin, lib/mapping or
+ * lib/analysis (those include this header). */
 #ifndef ACACHE_CORE_H
 #define ACACHE_CORE_H
 
@@ -78,6 +80,23 @@ acache_affinity *acache__affinity_from_record(const acache_record *rec, const ch
                                               size_t key_len);
 
 acache_affinity *acache__affinity_dup(const acache_affinity *a);
+
+/* The string fields of an acache_affinity, in storage order. */
+enum {
+    ACACHE__F_AFFINITY_KEY,
+    ACACHE__F_API_FORMAT,
+    ACACHE__F_MODEL_NAME,
+    ACACHE__F_PROVIDER_ID,
+    ACACHE__F_ENDPOINT_ID,
+    ACACHE__F_KEY_ID,
+    ACACHE__F_COUNT
+};
+
+/* Field `field` (ACACHE__F_*) of `a` and its length in bytes. The key fields
+ * come from a storage key, which is bytes: they may hold a NUL, so callers
+ * that compare or render them use the length, never strlen. The string is
+ * NUL-terminated after `*len` bytes. */
+const char *acache__affinity_field(const acache_affinity *a, int field, size_t *len);
 void acache__affinity_to_record(const acache_affinity *a, acache_record *rec);
 /* New jansson object of a record's fields (affinity_key first); NULL on ENOMEM. */
 struct json_t;
@@ -105,9 +124,6 @@ int acache__affinity_walk(acache *c, const char *affinity_key, acache_affinity_c
 /* Remove every pin of each client key (batched) and invalidate L1. */
 int acache__invalidate_api_keys(acache *c, const char *const *affinity_keys, size_t n,
                                 size_t *removed);
-
-/* Remove the pins of every API key of a user identifier (lib/core/listing.c). */
-int acache__invalidate_user(size_t *removed, acache *c, const char *identifier);
 
 /* Storage-key order of two records (affinity_key, api_format, model_name). */
 int acache__affinity_cmp_key(const acache_affinity *a, const acache_affinity *b);

@@ -86,3 +86,15 @@ uint64_t acache__hash(const void *data, size_t len)
     h ^= h >> 33;
     return h;
 }
+
+double acache__round_py(double x, int digits)
+{
+    /* glibc prints the exact binary value rounded half-to-even, which is
+     * what Python's round() does; floor(x*10^d+0.5) is not (2.125 -> 2.13).
+     * Both calls use the same locale, so the round trip is exact. */
+    char buf[512];
+    if (!isfinite(x))
+        return x;
+    snprintf(buf, sizeof buf, "%.*f", digits, x);
+    return strtod(buf, NULL);
+}

@@ -36,6 +36,10 @@ void acache__buf_take(acache_buf *out, char *ptr, size_t len);
  * into buf (>= 32 bytes). Returns the length. */
 int acache__fmt_double(char *buf, size_t size, double v);
 
+/* Python round(x, digits) on a double: half-to-even on the exact binary
+ * value, which is what glibc's "%.*f" does; strtod reads it back. */
+double acache__round_py(double x, int digits);
+
 /* Wall clock, seconds since epoch, microsecond resolution. */
 double acache__wallclock(void);
 /* Fast non-cryptographic hash for in-process tables. */

@@ -20,7 +20,7 @@
 #include <jansson.h>
 
 #include "catalog/internal.h"
-#include "core/mapping_priv.h"
+#include "mapping/mapping_priv.h"
 
 #define MAX_ENTRIES 256
 #define MAX_KEY 512

@@ -9,7 +9,7 @@
 
 #include <aether_cache/aether_cache.h>
 
-#include "core/mapping_priv.h"
+#include "mapping/mapping_priv.h"
 #include "harness.h"
 #include "util/util.h"
 #include "worked_data.h"

@@ -15,7 +15,7 @@
 #include "aether_cache/aether_cache.h"
 #include "aether_cache/sys/catalog.h"
 #include "core/core.h"
-#include "core/listing_priv.h"
+#include "admin/listing_priv.h"
 #include "crypto/crypto.h"
 #include "harness.h"
 

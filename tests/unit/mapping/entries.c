@@ -7,7 +7,7 @@
 
 #include <criterion/criterion.h>
 
-#include "core/mapping_priv.h"
+#include "mapping/mapping_priv.h"
 
 #define E(k, v)                                                                          \
     {                                                                                    \

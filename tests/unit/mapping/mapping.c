@@ -1,6 +1,6 @@
 /* Model-mapping cache on the memory store: the public functions report
  * "Redis not enabled"; the logic runs through the any-store entry points. */
-#include "core/mapping_priv.h"
+#include "mapping/mapping_priv.h"
 
 #define MM_SUITE mapping_memory
 #define MM_STATS acache__model_mapping_stats_any_store

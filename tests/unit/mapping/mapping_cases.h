@@ -1,6 +1,6 @@
 /* Model-mapping cache cases (model-mapping.md), included by
  * tests/unit/mapping/mapping.c (memory store, through the any-store entry
- * points of lib/core/mapping_priv.h) and tests/integration/mapping_redis.c
+ * points of lib/mapping/mapping_priv.h) and tests/integration/mapping_redis.c
  * (private redis-server, through the public functions). The includer
  * defines MM_SUITE and the MM_* call macros. Data: model-mapping.jsonl. */
 #ifndef ACACHE_TEST_MAPPING_CASES_H

@@ -6,8 +6,8 @@
 
 #include <jansson.h>
 
+#include "../core/core.h"
 #include "../util/json.h"
-#include "core.h"
 #include "listing_priv.h"
 
 #define ACCEPTED_KINDS "a user id, username, email or API key id"

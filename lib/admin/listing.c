@@ -22,9 +22,9 @@
 #include <unicase.h>
 #include <unistr.h>
 
+#include "../core/core.h"
 #include "../crypto/crypto.h"
 #include "../util/json.h"
-#include "core.h"
 #include "listing_priv.h"
 
 #define LIMIT_MAX 1000

@@ -1,27 +1,10 @@
-/* Private to lib/core: what listing.c, resolve.c and affinity_obj.c share. */
+/* Private to lib/admin: what listing.c, resolve.c and invalidate.c share. */
 #ifndef ACACHE_LISTING_PRIV_H
 #define ACACHE_LISTING_PRIV_H
 
 #include <stddef.h>
 
-#include "core.h"
-
-/* The string fields of an acache_affinity, in storage order. */
-enum {
-    ACACHE__F_AFFINITY_KEY,
-    ACACHE__F_API_FORMAT,
-    ACACHE__F_MODEL_NAME,
-    ACACHE__F_PROVIDER_ID,
-    ACACHE__F_ENDPOINT_ID,
-    ACACHE__F_KEY_ID,
-    ACACHE__F_COUNT
-};
-
-/* Field `field` (ACACHE__F_*) of `a` and its length in bytes. The key fields
- * come from a storage key, which is bytes: they may hold a NUL, so callers
- * that compare or render them use the length, never strlen. The string is
- * NUL-terminated after `*len` bytes. */
-const char *acache__affinity_field(const acache_affinity *a, int field, size_t *len);
+#include "../core/core.h"
 
 /* A users row, copied (heap strings, NULL for SQL NULL). */
 typedef struct acache__user_info {
@@ -54,6 +37,13 @@ int acache__resolve_ident(acache__user_info *out, acache *c, const char *ident,
  * entries. */
 int acache__listing_for_keys(acache_listing **out, acache *c, const char *const *keys,
                              size_t n);
+
+/* Remove the pins of every API key of a user identifier (resolve.c). */
+int acache__invalidate_user(size_t *removed, acache *c, const char *identifier);
+
+/* Dump `root` (owned; NULL = ENOMEM) into `out` as a compact admin body. */
+struct json_t;
+int acache__admin_dump(acache_buf *out, struct json_t *root);
 
 /* Test hook: how many decrypt_and_mask calls built this listing. */
 unsigned long acache__listing_decrypt_count(const acache_listing *l);

@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/core.h"
 #include "../crypto/crypto.h"
 #include "../util/json.h"
-#include "core.h"
 #include "mapping_priv.h"
 
 #define P_MODEL "model:"
