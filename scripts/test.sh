@@ -5,7 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${JOBS:-2}
-cmake -S . -B build-asan -DACACHE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DACACHE_BUILD_BENCH=OFF
+# clang for the sanitized suite: its UBSan has float-cast-overflow and more
+# checks than GCC's (a build dir configured with another compiler starts afresh).
+fresh=()
+if [[ -f build-asan/CMakeCache.txt ]] &&
+    ! grep -q '^CMAKE_C_COMPILER:[A-Z]*=.*clang' build-asan/CMakeCache.txt; then
+    fresh=(--fresh)
+fi
+cmake "${fresh[@]}" -S . -B build-asan -DCMAKE_C_COMPILER=clang -DACACHE_SANITIZE=ON \
+    -DCMAKE_BUILD_TYPE=Debug -DACACHE_BUILD_BENCH=OFF
 cmake --build build-asan -j"$jobs"
 cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build-rel -j"$jobs"
@@ -19,4 +27,26 @@ status=0
 ctest --test-dir build-asan --output-on-failure --timeout 900 || status=1
 ctest --test-dir build-rel --output-on-failure --timeout 900 -E '^(unit|integration)$' || status=1
 ctest --test-dir build-tsan --output-on-failure --timeout 600 -L tsan || status=1
+# libFuzzer targets (tests/fuzz, clang): each runs FUZZ_SECONDS over a temp
+# copy of its seed corpus (new inputs never land in the repo); a crash leaves
+# its input in build-fuzz/artifacts/.
+fuzz_seconds=${FUZZ_SECONDS:-20}
+cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DACACHE_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
+    -DACACHE_BUILD_TESTS=OFF -DACACHE_BUILD_EXAMPLES=OFF -DACACHE_BUILD_BENCH=OFF
+cmake --build build-fuzz -j"$jobs" --target acache_fuzz
+mkdir -p build-fuzz/artifacts
+for src in tests/fuzz/fuzz_*.c; do
+    name=$(basename "$src" .c)
+    corpus=$(mktemp -d)
+    [[ -d tests/fuzz/corpus/${name#fuzz_} ]] && cp -R "tests/fuzz/corpus/${name#fuzz_}/." "$corpus/"
+    echo "fuzz: $name for ${fuzz_seconds}s"
+    if ! "build-fuzz/tests/fuzz/$name" -max_total_time="$fuzz_seconds" -timeout=10 \
+        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build-fuzz/artifacts/ \
+        "$corpus" >"build-fuzz/$name.log" 2>&1; then
+        tail -n 60 "build-fuzz/$name.log"
+        echo "fuzz: $name FAILED (log: build-fuzz/$name.log)"
+        status=1
+    fi
+    rm -rf "$corpus"
+done
 exit $status

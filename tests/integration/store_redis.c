@@ -425,8 +425,8 @@ Test(store_redis, touch_semantics_and_exact_value)
 
     /* an unreadable existing value counts as none */
     const char *junk[] = {"{\"provider_id\": \"p", "[1,2]", "42", "{}",
-                          "{\"provider_id\": \"p1\", \"endpoint_id\": \"e1\", "
-                          "\"key_id\": \"k1\", \"expire_at\": \"soon\"}"};
+                          ("{\"provider_id\": \"p1\", \"endpoint_id\": \"e1\", "
+                           "\"key_id\": \"k1\", \"expire_at\": \"soon\"}")};
     for (size_t i = 0; i < sizeof junk / sizeof *junk; i++) {
         cr_assert_eq(s->set(s, key, junk[i], strlen(junk[i]), 0), ACACHE_OK);
         cr_expect_eq(touch(s, key, "p1", "e1", "k1", "m/x", t1, 300, &cap),
