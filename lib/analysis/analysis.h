@@ -33,8 +33,15 @@ int acache__analysis_begin(acache *c, const char *what, int hours, int64_t *sinc
  * since_us (inclusive) or just after it (strict), whatever the double rounding. */
 void acache__filter_window(acache_usage_filter *f, int64_t since_us, int inclusive);
 
-/* 1 when the handle's catalog is PostgreSQL (the analyses then run in SQL). */
-int acache__analysis_use_sql(acache *c);
+/* Run `q` through the catalog's analysis slot (catalog version 2).
+ * ACACHE_EUNSUPPORTED (no message) when the catalog has no slot or does not
+ * implement q->kind: the caller then runs the generic C path over usage_scan. */
+int acache__analysis_query(acache *c, const acache_analysis_query *q,
+                           acache_analysis_cb cb, void *payload);
+
+/* The catalog window's first microsecond for a window starting at since_us,
+ * inclusive or strict (acache__filter_window + acache__usage_min_us). */
+int64_t acache__window_min_us(int64_t since_us, int inclusive);
 
 /* One usage row kept by a scan, with the fields the analyses need. */
 typedef struct acache__urow {
@@ -65,33 +72,5 @@ double acache__gap_minutes(int64_t earlier_us, int64_t later_us);
  * Duplicates in ids are allowed. */
 int acache__users_lookup(acache *c, const char *const *ids, size_t n, char **names,
                          char **emails, unsigned char *found);
-
-/* ---- PostgreSQL (the catalog's acache__pg_query) ---- */
-
-/* A result of acache__pg_query as strings: rows x cols, NULL for SQL NULL.
- * Values are owned by the result. */
-typedef struct acache__sqlres {
-    size_t rows, cols;
-    char **cells;
-} acache__sqlres;
-
-int acache__sql(acache *c, const char *sql, int nparams, const char *const *params,
-                acache__sqlres *out);
-void acache__sqlres_free(acache__sqlres *r);
-const char *acache__sqlres_get(const acache__sqlres *r, size_t row, size_t col);
-/* timestamptz text parameter of an instant in microseconds. */
-void acache__fmt_pg_ts(char *buf, size_t size, int64_t us);
-
-/* Parameters shared by the SQL analyses: $1 = the window start (the same
- * boundary as usage_scan), then " AND user_id = $n" / " AND api_key_id = $n"
- * for the filters given, collected in `filt`. */
-typedef struct acache__pg_window {
-    char ts[64];
-    const char *params[3];
-    int n;
-    char filt[128];
-} acache__pg_window;
-void acache__pg_window_init(acache__pg_window *w, int64_t since_us, int inclusive,
-                            const char *user_id, const char *api_key_id);
 
 #endif

@@ -1,13 +1,13 @@
-/* Helpers shared by the usage analyses: Python-compatible rounding,
- * percentile_cont, timestamps, row collection and the batched users look-up. */
-#include <libpq-fe.h>
+/* Helpers shared by the usage analyses: percentile_cont, timestamps, the
+ * catalog's analysis query (or the generic path's row collection) and the
+ * batched users look-up. No backend header here: a catalog that computes an
+ * analysis itself does so behind its `analysis` slot (catalog version 2). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "../catalog/postgres.h"
 #include "analysis.h"
 
 void acache__fmt_fixed(char *buf, size_t size, int digits, double x)
@@ -55,15 +55,6 @@ void acache__fmt_iso_utc(char *buf, size_t size, int64_t us)
         snprintf(buf, size, "%s+00:00", base);
 }
 
-void acache__fmt_pg_ts(char *buf, size_t size, int64_t us)
-{
-    struct tm tm;
-    int64_t frac = split_us(us, &tm);
-    char base[32];
-    strftime(base, sizeof base, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(buf, size, "%s.%06lld+00", base, (long long)frac);
-}
-
 int64_t acache__seconds_to_us(double s)
 {
     return (int64_t)llround(s * 1e6);
@@ -84,7 +75,7 @@ int acache__analysis_begin(acache *c, const char *what, int hours, int64_t *sinc
     if (!c->catalog)
         return acache_error_set(ACACHE_EUNSUPPORTED,
                                 "%s: no catalog configured (usage rows needed)", what);
-    if (!c->catalog->usage_scan && !acache__analysis_use_sql(c))
+    if (!c->catalog->usage_scan && (c->catalog->version < 2 || !c->catalog->analysis))
         return acache_error_set(ACACHE_EUNSUPPORTED, "%s: the catalog has no usage rows",
                                 what);
     *since_us = acache__seconds_to_us(acache__now(c)) - (int64_t)hours * 3600 * 1000000;
@@ -105,9 +96,24 @@ void acache__filter_window(acache_usage_filter *f, int64_t since_us, int inclusi
     }
 }
 
-int acache__analysis_use_sql(acache *c)
+int acache__analysis_query(acache *c, const acache_analysis_query *q,
+                           acache_analysis_cb cb, void *payload)
 {
-    return c->catalog && acache__catalog_is_postgres(c->catalog);
+    acache_catalog *cat = c->catalog;
+    /* A version 1 catalog has no field past `free`: do not read one. */
+    if (!cat || cat->version < 2 || !cat->analysis)
+        return ACACHE_EUNSUPPORTED;
+    int rc = cat->analysis(cat, q, cb, payload);
+    if (rc == ACACHE_EUNSUPPORTED)
+        acache_clear_error(); /* the generic path answers instead */
+    return rc;
+}
+
+int64_t acache__window_min_us(int64_t since_us, int inclusive)
+{
+    acache_usage_filter f = {0};
+    acache__filter_window(&f, since_us, inclusive);
+    return acache__usage_min_us(&f);
 }
 
 double acache__gap_minutes(int64_t earlier_us, int64_t later_us)
@@ -159,6 +165,8 @@ int acache__usage_collect(acache *c, const acache_usage_filter *f, int group_by_
                           int want_model, acache__urows *out)
 {
     memset(out, 0, sizeof *out);
+    if (!c->catalog->usage_scan)
+        return acache_error_set(ACACHE_EUNSUPPORTED, "the catalog has no usage rows");
     collect_ctx x = {out, group_by_key, want_model};
     int rc = c->catalog->usage_scan(c->catalog, f, collect_cb, &x);
     if (rc < 0) {
@@ -263,80 +271,4 @@ int acache__users_lookup(acache *c, const char *const *ids, size_t n, char **nam
         return rc;
     }
     return ACACHE_OK;
-}
-
-/* ---- PostgreSQL ---- */
-
-int acache__sql(acache *c, const char *sql, int nparams, const char *const *params,
-                acache__sqlres *out)
-{
-    memset(out, 0, sizeof *out);
-    void *res = NULL;
-    int rc = acache__pg_query(c->catalog, sql, nparams, params, &res);
-    if (rc < 0)
-        return rc;
-    PGresult *pr = res;
-    int rows = PQntuples(pr), cols = PQnfields(pr);
-    out->rows = (size_t)rows;
-    out->cols = (size_t)cols;
-    if (rows > 0 && cols > 0) {
-        out->cells = acache__calloc((size_t)rows * (size_t)cols, sizeof *out->cells);
-        if (!out->cells) {
-            PQclear(pr);
-            memset(out, 0, sizeof *out);
-            return acache__oom();
-        }
-        for (int r = 0; r < rows; r++)
-            for (int k = 0; k < cols; k++) {
-                if (PQgetisnull(pr, r, k))
-                    continue;
-                char *s = acache__strdup(PQgetvalue(pr, r, k));
-                if (!s) {
-                    PQclear(pr);
-                    acache__sqlres_free(out);
-                    return acache__oom();
-                }
-                out->cells[(size_t)r * (size_t)cols + (size_t)k] = s;
-            }
-    }
-    PQclear(pr);
-    return ACACHE_OK;
-}
-
-void acache__sqlres_free(acache__sqlres *r)
-{
-    if (!r)
-        return;
-    if (r->cells)
-        for (size_t i = 0; i < r->rows * r->cols; i++)
-            free(r->cells[i]);
-    free(r->cells);
-    memset(r, 0, sizeof *r);
-}
-
-const char *acache__sqlres_get(const acache__sqlres *r, size_t row, size_t col)
-{
-    if (row >= r->rows || col >= r->cols || !r->cells)
-        return NULL;
-    return r->cells[row * r->cols + col];
-}
-
-void acache__pg_window_init(acache__pg_window *w, int64_t since_us, int inclusive,
-                            const char *user_id, const char *api_key_id)
-{
-    acache_usage_filter f = {0};
-    acache__filter_window(&f, since_us, inclusive);
-    acache__fmt_pg_ts(w->ts, sizeof w->ts, acache__usage_min_us(&f));
-    w->params[0] = w->ts;
-    w->params[1] = w->params[2] = NULL;
-    w->n = 1;
-    w->filt[0] = '\0';
-    const char *cols[2] = {"user_id", "api_key_id"}, *vals[2] = {user_id, api_key_id};
-    for (int i = 0; i < 2; i++) {
-        if (!vals[i])
-            continue;
-        w->params[w->n++] = vals[i];
-        size_t used = strlen(w->filt);
-        snprintf(w->filt + used, sizeof w->filt - used, " AND %s = $%d", cols[i], w->n);
-    }
 }

@@ -33,41 +33,20 @@ static int sum_cb(const acache_cat_usage *row, void *payload)
     return 0;
 }
 
-static int compute_sql(sums *s, acache *c, int64_t since_us, const char *user_id,
-                       const char *api_key_id)
+static int hits_cb(const acache_analysis_row *row, void *payload)
 {
-    acache__pg_window w;
-    acache__pg_window_init(&w, since_us, 1, user_id, api_key_id);
-    char *sql = acache__sprintf(
-        "SELECT count(id), count(id) FILTER (WHERE cache_read_input_tokens > 0),"
-        " COALESCE(sum(input_tokens), 0), COALESCE(sum(cache_read_input_tokens), 0),"
-        " COALESCE(sum(cache_creation_input_tokens), 0),"
-        " COALESCE(sum(cache_read_cost_usd), 0), COALESCE(sum(cache_creation_cost_usd), "
-        "0)"
-        " FROM usage WHERE status = 'completed' AND created_at >= $1::timestamptz%s",
-        w.filt);
-    if (!sql)
-        return ACACHE_ENOMEM;
-    acache__sqlres r;
-    int rc = acache__sql(c, sql, w.n, w.params, &r);
-    free(sql);
-    if (rc < 0)
-        return rc;
-    if (r.rows != 1 || r.cols != 7) {
-        acache__sqlres_free(&r);
-        return acache_error_set(ACACHE_ECATALOG, "hit analysis: unexpected result shape");
-    }
-#define CELL(k) (acache__sqlres_get(&r, 0, (k)) ? acache__sqlres_get(&r, 0, (k)) : "0")
-    s->total = strtoull(CELL(0), NULL, 10);
-    s->hits = strtoull(CELL(1), NULL, 10);
-    s->input = strtoll(CELL(2), NULL, 10);
-    s->read = strtoll(CELL(3), NULL, 10);
-    s->creation = strtoll(CELL(4), NULL, 10);
-    s->read_cost = strtod(CELL(5), NULL);
-    s->creation_cost = strtod(CELL(6), NULL);
-#undef CELL
-    acache__sqlres_free(&r);
-    return ACACHE_OK;
+    sums *s = payload;
+    if (row->kind != ACACHE_ANALYSIS_HITS)
+        return 0;
+    const acache_analysis_hits *h = &row->as.hits;
+    s->total = h->requests;
+    s->hits = h->requests_with_hit;
+    s->input = h->input_tokens;
+    s->read = h->cache_read_tokens;
+    s->creation = h->cache_creation_tokens;
+    s->read_cost = h->cache_read_cost_usd;
+    s->creation_cost = h->cache_creation_cost_usd;
+    return 0;
 }
 
 int acache_hit_analysis_compute(acache_hit_analysis *out, acache *c, int hours,
@@ -85,9 +64,14 @@ int acache_hit_analysis_compute(acache_hit_analysis *out, acache *c, int hours,
     user_id = acache__opt_str(user_id);
     api_key_id = acache__opt_str(api_key_id);
     sums s = {0};
-    if (acache__analysis_use_sql(c)) {
-        rc = compute_sql(&s, c, since_us, user_id, api_key_id);
-    } else {
+    acache_analysis_query q = {ACACHE_ANALYSIS_HITS,
+                               acache__window_min_us(since_us, 1),
+                               user_id,
+                               api_key_id,
+                               0,
+                               0};
+    rc = acache__analysis_query(c, &q, hits_cb, &s);
+    if (rc == ACACHE_EUNSUPPORTED) {
         acache_usage_filter f = {0};
         acache__filter_window(&f, since_us, 1); /* [keep] ">=" here, ">" elsewhere */
         f.user_id = user_id;

@@ -163,59 +163,27 @@ out:
     return rc;
 }
 
-/* ---- PostgreSQL path ---- */
+/* ---- the catalog's analysis slot, else the C path ---- */
 
-static int compute_sql(acache_timeline *t, acache *c, int64_t since_us, int limit,
-                       const char *user_id)
+static int point_cb(const acache_analysis_row *row, void *payload)
 {
-    acache_usage_filter f = {0};
-    acache__filter_window(&f, since_us, 0);
-    char ts[64], lim[32];
-    acache__fmt_pg_ts(ts, sizeof ts, acache__usage_min_us(&f));
-    snprintf(lim, sizeof lim, "%d", limit);
-    const char *params[3] = {ts, lim, user_id};
-    int np = user_id ? 3 : 2;
-    const char *head =
-        "WITH f AS (SELECT id, user_id, model, created_at FROM usage"
-        " WHERE status = 'completed' AND created_at >= $1::timestamptz"
-        " AND user_id IS NOT NULL%s),"
-        " iv AS (SELECT id, user_id, model, created_at,"
-        " (EXTRACT(EPOCH FROM created_at - LAG(created_at) OVER"
-        " (PARTITION BY user_id ORDER BY created_at, id COLLATE \"C\")) * "
-        "1000000)::float8"
-        " / 60000000.0::float8 AS m FROM f),"
-        " s AS (SELECT * FROM iv WHERE m IS NOT NULL AND m <= 120.0::float8)";
-    const char *tail_plain =
-        " SELECT user_id, model, (EXTRACT(EPOCH FROM created_at) * 1000000)::bigint, m"
-        " FROM s ORDER BY created_at, id COLLATE \"C\" LIMIT $2::bigint";
-    const char *tail_multi =
-        ", r AS (SELECT s.*, ROW_NUMBER() OVER (PARTITION BY user_id"
-        " ORDER BY created_at, id COLLATE \"C\") AS rn,"
-        " count(*) OVER (PARTITION BY user_id) AS cu, count(*) OVER () AS t FROM s)"
-        " SELECT user_id, model, (EXTRACT(EPOCH FROM created_at) * 1000000)::bigint, m"
-        " FROM r WHERE t <= $2::bigint"
-        " OR rn <= GREATEST(1, (cu * $2::bigint + t - 1) / t)"
-        " ORDER BY created_at, id COLLATE \"C\"";
-    char *h = acache__sprintf(head, user_id ? " AND user_id = $3" : "");
-    char *sql = h ? acache__sprintf("%s%s", h, t->multi ? tail_multi : tail_plain) : NULL;
-    free(h);
-    if (!sql)
-        return ACACHE_ENOMEM;
-    acache__sqlres r;
-    int rc = acache__sql(c, sql, np, params, &r);
-    free(sql);
-    if (rc < 0)
-        return rc;
-    for (size_t i = 0; i < r.rows && rc == ACACHE_OK; i++) {
-        const char *uid = acache__sqlres_get(&r, i, 0),
-                   *us = acache__sqlres_get(&r, i, 2), *m = acache__sqlres_get(&r, i, 3);
-        if (!uid || !us || !m)
-            continue;
-        rc = add_point(t, strtoll(us, NULL, 10), strtod(m, NULL), uid,
-                       acache__sqlres_get(&r, i, 1));
-    }
-    acache__sqlres_free(&r);
-    return rc;
+    const acache_analysis_point *p = &row->as.point;
+    if (row->kind != ACACHE_ANALYSIS_TIMELINE || !p->user_id)
+        return 0;
+    return add_point(payload, p->created_at_us, p->gap_minutes, p->user_id, p->model);
+}
+
+static int compute(acache_timeline *t, acache *c, int64_t since_us, int limit,
+                   const char *user_id)
+{
+    acache_analysis_query q = {ACACHE_ANALYSIS_TIMELINE,
+                               acache__window_min_us(since_us, 0),
+                               user_id,
+                               NULL,
+                               limit,
+                               t->multi};
+    int rc = acache__analysis_query(c, &q, point_cb, t);
+    return rc == ACACHE_EUNSUPPORTED ? compute_c(t, c, since_us, limit, user_id) : rc;
 }
 
 /* ---- models and users ---- */
@@ -346,8 +314,7 @@ int acache_timeline_compute(acache_timeline **out, acache *c, int hours, int lim
         return acache__oom();
     t->hours = hours;
     t->multi = include_user_info && !user_id;
-    rc = acache__analysis_use_sql(c) ? compute_sql(t, c, since_us, limit, user_id)
-                                     : compute_c(t, c, since_us, limit, user_id);
+    rc = compute(t, c, since_us, limit, user_id);
     if (rc == ACACHE_OK)
         rc = fill_models(t);
     if (rc == ACACHE_OK)

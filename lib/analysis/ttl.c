@@ -188,70 +188,40 @@ static int compute_c(acache_ttl_analysis *a, acache *c, int64_t since_us,
     return rc;
 }
 
-static double num_or_nan(const char *s)
+static int ttl_cb(const acache_analysis_row *row, void *payload)
 {
-    return s ? strtod(s, NULL) : NAN;
+    acache_ttl_analysis *a = payload;
+    if (row->kind != ACACHE_ANALYSIS_TTL || !row->as.ttl.group_id)
+        return 0;
+    const acache_analysis_ttl_group *t = &row->as.ttl;
+    acache_ttl_group *grp = new_group(a, t->group_id);
+    if (!grp)
+        return acache__oom();
+    grp->n = t->gaps;
+    memcpy(grp->buckets, t->buckets, sizeof grp->buckets);
+    grp->raw[ST_P50] = t->p50;
+    grp->raw[ST_P75] = t->p75;
+    grp->raw[ST_P90] = t->p90;
+    grp->raw[ST_AVG] = t->avg;
+    grp->raw[ST_MIN] = t->min;
+    grp->raw[ST_MAX] = t->max;
+    return finish_group(a, grp);
 }
 
-static int compute_sql(acache_ttl_analysis *a, acache *c, int64_t since_us,
-                       const char *user_id, const char *api_key_id)
+/* The catalog's analysis slot when it has one, else compute_c. Same
+ * boundary rule either way (strict ">" start, as usage_scan). */
+static int compute(acache_ttl_analysis *a, acache *c, int64_t since_us,
+                   const char *user_id, const char *api_key_id)
 {
-    /* Same boundary rule as the catalogs' usage_scan (strict ">" start). */
-    acache__pg_window w;
-    acache__pg_window_init(&w, since_us, 0, user_id, api_key_id);
-    const char *g = api_key_id ? "api_key_id" : "user_id";
-    /* Gaps in whole microseconds (us), and us / 6e7 as float8 (m): the same
-     * arithmetic as the C path, so both backends give identical doubles. The
-     * average is exact decimal as in Aether (numeric): sum of us over
-     * count * 6e7, with 20 decimals kept so strtod gives the nearest double
-     * (7.025 for gaps of 6 s and 837 s, where avg(m) gives 7.0249999...). */
-    char *sql = acache__sprintf(
-        "WITH f AS (SELECT %s AS g, id, created_at FROM usage"
-        " WHERE status = 'completed' AND created_at >= $1::timestamptz"
-        " AND %s IS NOT NULL%s),"
-        " d AS (SELECT g, round(EXTRACT(EPOCH FROM created_at - LAG(created_at) OVER"
-        " (PARTITION BY g ORDER BY created_at, id COLLATE \"C\")) * 1000000)::int8"
-        " AS us FROM f),"
-        " iv AS (SELECT g, us, us::float8 / 60000000.0::float8 AS m FROM d)"
-        " SELECT g, count(*),"
-        " count(*) FILTER (WHERE m <= 5),"
-        " count(*) FILTER (WHERE m > 5 AND m <= 15),"
-        " count(*) FILTER (WHERE m > 15 AND m <= 30),"
-        " count(*) FILTER (WHERE m > 30 AND m <= 60),"
-        " count(*) FILTER (WHERE m > 60),"
-        " percentile_cont(0.5) WITHIN GROUP (ORDER BY m),"
-        " percentile_cont(0.75) WITHIN GROUP (ORDER BY m),"
-        " percentile_cont(0.9) WITHIN GROUP (ORDER BY m),"
-        " sum(us)::numeric(40, 20) / (count(*) * 60000000), min(m), max(m)"
-        " FROM iv WHERE m IS NOT NULL GROUP BY g HAVING count(*) >= 2"
-        " ORDER BY count(*) DESC, g COLLATE \"C\"",
-        g, g, w.filt);
-    if (!sql)
-        return ACACHE_ENOMEM;
-    acache__sqlres r;
-    int rc = acache__sql(c, sql, w.n, w.params, &r);
-    free(sql);
-    if (rc < 0)
-        return rc;
-    for (size_t i = 0; i < r.rows && rc == ACACHE_OK; i++) {
-        const char *id = acache__sqlres_get(&r, i, 0);
-        if (!id)
-            continue;
-        acache_ttl_group *grp = new_group(a, id);
-        if (!grp) {
-            rc = acache__oom();
-            break;
-        }
-        grp->n = strtoull(acache__sqlres_get(&r, i, 1), NULL, 10);
-        for (int b = 0; b < 5; b++)
-            grp->buckets[b] =
-                strtoull(acache__sqlres_get(&r, i, 2 + (size_t)b), NULL, 10);
-        for (int s = 0; s < ST_N; s++)
-            grp->raw[s] = num_or_nan(acache__sqlres_get(&r, i, 7 + (size_t)s));
-        rc = finish_group(a, grp);
-    }
-    acache__sqlres_free(&r);
-    return rc;
+    acache_analysis_query q = {ACACHE_ANALYSIS_TTL,
+                               acache__window_min_us(since_us, 0),
+                               user_id,
+                               api_key_id,
+                               0,
+                               0};
+    int rc = acache__analysis_query(c, &q, ttl_cb, a);
+    return rc == ACACHE_EUNSUPPORTED ? compute_c(a, c, since_us, user_id, api_key_id)
+                                     : rc;
 }
 
 /* One batched users look-up for every user group (§1.6). */
@@ -314,8 +284,7 @@ int acache_ttl_analysis_compute(acache_ttl_analysis **out, acache *c, int hours,
         return acache__oom();
     a->hours = hours;
     a->by_key = api_key_id != NULL;
-    rc = acache__analysis_use_sql(c) ? compute_sql(a, c, since_us, user_id, api_key_id)
-                                     : compute_c(a, c, since_us, user_id, api_key_id);
+    rc = compute(a, c, since_us, user_id, api_key_id);
     if (rc == ACACHE_OK) {
         if (a->n > 1)
             qsort(a->groups, a->n, sizeof *a->groups, group_cmp);

@@ -895,6 +895,7 @@ int acache__catalog_pg_new(acache_catalog **out, const char *uri,
     pg->parent.models = pg_models;
     pg->parent.usage_scan = pg_usage_scan;
     pg->parent.free = pg_free;
+    pg->parent.analysis = acache__pg_analysis;
 
     /* Connect now so a wrong URI or a server that is down fails acache_open. */
     pg_conn *pc;

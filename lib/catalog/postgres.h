@@ -1,4 +1,4 @@
-/* Private to lib/: the PostgreSQL catalog, plus raw access for lib/analysis. */
+/* Private to lib/catalog (and its tests): the PostgreSQL catalog. */
 #ifndef ACACHE_CATALOG_POSTGRES_H
 #define ACACHE_CATALOG_POSTGRES_H
 
@@ -34,12 +34,17 @@ int acache__catalog_is_postgres(const acache_catalog *cat);
 /* Run one parameterised statement (text parameters, text results) on one of
  * the catalog's connections, with the same pooling, timeout and reconnect
  * rules as the slots (this is the one path every catalog statement takes,
- * the analyses' SQL included): a lost connection gives ACACHE_ECATALOG now and is
+ * the analysis slot's SQL included): a lost connection gives ACACHE_ECATALOG now and is
  * re-established on the next call. On ACACHE_OK *pgresult_out is a PGresult* (TUPLES_OK
  * or COMMAND_OK) the caller PQclear()s. ACACHE_EINVALID if `self` is not a PostgreSQL
  * catalog. Thread-safe. */
 int acache__pg_query(acache_catalog *self, const char *sql, int nparams,
                      const char *const *params, void **pgresult_out);
+
+/* The catalog's `analysis` slot (postgres_analysis.c): each analysis as one
+ * statement through acache__pg_query. */
+int acache__pg_analysis(acache_catalog *self, const acache_analysis_query *q,
+                        acache_analysis_cb cb, void *payload);
 
 /* Test hook: statements sent to the server by this catalog so far. */
 unsigned long acache__pg_statement_count(acache_catalog *self);

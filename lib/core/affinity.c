@@ -459,11 +459,13 @@ static int bulk_invalidate(acache *c, const char *affinity_key, const acache_mat
     b->match = m;
     /* Without a filter every scanned key goes, whatever its value: scan keys
      * only (no MGET, no JSON parsing) when the store can. With a provider
-     * filter on Redis, whose values are the JSON bytes, a byte pre-filter
-     * replaces parsing every value (the delete script decides anyway). */
+     * filter on a store whose values are the JSON bytes (CAP_JSON_VALUES), a
+     * byte pre-filter replaces parsing every value (the store's atomic delete
+     * decides anyway). */
     char *needle = NULL;
     int raw_filter = m && m->provider_id && !m->endpoint_id && !m->key_id &&
-                     c->store->scan && strcmp(c->store->scheme, "redis") == 0;
+                     c->store->scan &&
+                     (acache__store_caps(c->store) & ACACHE_STORE_CAP_JSON_VALUES);
     if (raw_filter && !(needle = acache__sprintf("\"%s\"", m->provider_id))) {
         free(b);
         free(prefix);

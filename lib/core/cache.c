@@ -58,6 +58,32 @@ static int open_store(acache_store **out, const acache_options *o)
                             uri);
 }
 
+int acache_store_init(acache_store *store, unsigned int version)
+{
+    if (!store)
+        return acache_error_set(ACACHE_EINVALID, "acache_store_init: NULL store");
+    if (version < ACACHE_STORE_VERSION_MIN || version > ACACHE_STORE_VERSION)
+        return acache_error_set(ACACHE_EINVALID,
+                                "acache_store_init: store version %u outside [%u, %u]",
+                                version, ACACHE_STORE_VERSION_MIN, ACACHE_STORE_VERSION);
+    memset(store, 0, sizeof *store);
+    store->version = version;
+    return ACACHE_OK;
+}
+
+int acache_catalog_init(acache_catalog *catalog, unsigned int version)
+{
+    if (!catalog)
+        return acache_error_set(ACACHE_EINVALID, "acache_catalog_init: NULL catalog");
+    if (version < ACACHE_CATALOG_VERSION_MIN || version > ACACHE_CATALOG_VERSION)
+        return acache_error_set(ACACHE_EINVALID,
+                                "acache_catalog_init: catalog version %u outside [%u, %u]",
+                                version, ACACHE_CATALOG_VERSION_MIN, ACACHE_CATALOG_VERSION);
+    memset(catalog, 0, sizeof *catalog);
+    catalog->version = version;
+    return ACACHE_OK;
+}
+
 static int check_backend_version(const char *what, unsigned int v, unsigned int lo,
                                  unsigned int hi)
 {
@@ -145,7 +171,7 @@ int acache_open_with_backends(acache **out, const acache_options *opts,
     }
     acache_store *s = store ? store : own_store;
     /* The L1 only pays off in front of a remote store. */
-    if (!rc && s && strcmp(s->scheme, "memory") != 0 && opts->l1_ttl_ms >= 0 &&
+    if (!rc && s && (acache__store_caps(s) & ACACHE_STORE_CAP_REMOTE) && opts->l1_ttl_ms >= 0 &&
         opts->l1_max_entries >= 0) {
         c->l1 = acache__l1_new(opts->l1_ttl_ms ? opts->l1_ttl_ms : 3000,
                                opts->l1_max_entries ? opts->l1_max_entries : 1000);

@@ -49,6 +49,13 @@ struct acache {
     acache__sched sched;
 };
 
+/* The capability word of a store (ACACHE_STORE_CAP_*); 0 for none or NULL.
+ * Core, admin, mapping and analysis ask this, never the store's scheme. */
+static inline unsigned int acache__store_caps(const acache_store *s)
+{
+    return s && s->version >= 2 ? s->caps : 0;
+}
+
 /* The handle's clock (options.clock or the wall clock). */
 double acache__now(const acache *c);
 

@@ -180,9 +180,12 @@ static int has_prefix(const char *s, size_t len, const char *p, size_t pl)
     return len >= pl && memcmp(s, p, pl) == 0;
 }
 
-static int is_redis(const acache *c)
+/* The feature gate: a store whose raw slots reach the gateway's keys (Redis;
+ * the memory store is in-process, the gateway never writes there). Without
+ * it the answer is Aether's "Redis not enabled". */
+static int has_raw_keys(const acache *c)
 {
-    return c->store && c->store->scheme && strcmp(c->store->scheme, "redis") == 0;
+    return (acache__store_caps(c->store) & ACACHE_STORE_CAP_RAW_KEYS) != 0;
 }
 
 static int check_slots(acache *c, const char *what)
@@ -951,7 +954,7 @@ int acache__model_mapping_stats_from_entries(acache_model_mapping_stats **out,
     return ACACHE_OK;
 }
 
-static int stats_impl(acache_model_mapping_stats **out, acache *c, int any_store)
+static int stats_impl(acache_model_mapping_stats **out, acache *c)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "model mapping stats: out is NULL");
@@ -962,7 +965,7 @@ static int stats_impl(acache_model_mapping_stats **out, acache *c, int any_store
     if (!s)
         return acache__oom();
     s->ttl_s = c->mapping_ttl_s;
-    if (!any_store && !is_redis(c)) {
+    if (!has_raw_keys(c)) {
         if (!(s->message = acache__strdup(NOT_ENABLED))) {
             free(s);
             return acache__oom();
@@ -1000,13 +1003,9 @@ static int stats_impl(acache_model_mapping_stats **out, acache *c, int any_store
 
 int acache_model_mapping_stats_get(acache_model_mapping_stats **out, acache *c)
 {
-    return stats_impl(out, c, 0);
+    return stats_impl(out, c);
 }
 
-int acache__model_mapping_stats_any_store(acache_model_mapping_stats **out, acache *c)
-{
-    return stats_impl(out, c, 1);
-}
 
 /* ---- stats JSON ---- */
 
@@ -1165,12 +1164,12 @@ int acache__model_mapping_stats_render(acache_buf *out,
     return rc;
 }
 
-static int stats_json_impl(acache_buf *out, acache *c, int any_store)
+static int stats_json_impl(acache_buf *out, acache *c)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "model mapping stats: out is NULL");
     acache_model_mapping_stats *s = NULL;
-    int rc = stats_impl(&s, c, any_store);
+    int rc = stats_impl(&s, c);
     if (rc < 0)
         return rc;
     rc = acache__model_mapping_stats_render(out, s);
@@ -1180,13 +1179,9 @@ static int stats_json_impl(acache_buf *out, acache *c, int any_store)
 
 int acache_model_mapping_stats_json(acache_buf *out, acache *c)
 {
-    return stats_json_impl(out, c, 0);
+    return stats_json_impl(out, c);
 }
 
-int acache__model_mapping_stats_json_any_store(acache_buf *out, acache *c)
-{
-    return stats_json_impl(out, c, 1);
-}
 
 /* ---- getters ---- */
 
@@ -1377,11 +1372,11 @@ int64_t acache_model_mapping_stats_pm_hit_count(const acache_model_mapping_stats
 
 /* ---- clearing ---- */
 
-static int gate(acache *c, int any_store, const char *what)
+static int gate(acache *c, const char *what)
 {
     if (!c)
         return acache_error_set(ACACHE_EINVALID, "%s: handle is NULL", what);
-    if (!any_store && !is_redis(c))
+    if (!has_raw_keys(c))
         return acache_error_set(ACACHE_EUNSUPPORTED, "%s: " NOT_ENABLED, what);
     return check_slots(c, what);
 }
@@ -1405,11 +1400,11 @@ static int collect_keys_cb(const acache_entry *e, size_t n, void *payload)
     return 0;
 }
 
-static int clear_all_impl(size_t *deleted, acache *c, int any_store)
+static int clear_all_impl(size_t *deleted, acache *c)
 {
     if (deleted)
         *deleted = 0;
-    int rc = gate(c, any_store, "model mapping clear");
+    int rc = gate(c, "model mapping clear");
     if (rc < 0)
         return rc;
     /* Collect first, then delete: deleting while a SCAN is open is allowed
@@ -1453,12 +1448,11 @@ static int del_each(acache *c, const char *const *keys, size_t n, unsigned int *
     return ACACHE_OK;
 }
 
-static int clear_model_impl(unsigned int *cleared, acache *c, const char *name,
-                            int any_store)
+static int clear_model_impl(unsigned int *cleared, acache *c, const char *name)
 {
     if (cleared)
         *cleared = 0;
-    int rc = gate(c, any_store, "model mapping clear");
+    int rc = gate(c, "model mapping clear");
     if (rc < 0)
         return rc;
     if (!name || !*name)
@@ -1478,11 +1472,11 @@ static int clear_model_impl(unsigned int *cleared, acache *c, const char *name,
 }
 
 static int clear_provider_impl(unsigned int *cleared, acache *c, const char *provider_id,
-                               const char *global_model_id, int any_store)
+                               const char *global_model_id)
 {
     if (cleared)
         *cleared = 0;
-    int rc = gate(c, any_store, "model mapping clear");
+    int rc = gate(c, "model mapping clear");
     if (rc < 0)
         return rc;
     if (!provider_id || !*provider_id || !global_model_id || !*global_model_id)
@@ -1504,39 +1498,24 @@ static int clear_provider_impl(unsigned int *cleared, acache *c, const char *pro
 
 int acache_model_mapping_clear_all(size_t *deleted, acache *c)
 {
-    return clear_all_impl(deleted, c, 0);
+    return clear_all_impl(deleted, c);
 }
 
-int acache__model_mapping_clear_all_any_store(size_t *deleted, acache *c)
-{
-    return clear_all_impl(deleted, c, 1);
-}
 
 int acache_model_mapping_clear_model(unsigned int *cleared, acache *c,
                                      const char *model_name)
 {
-    return clear_model_impl(cleared, c, model_name, 0);
+    return clear_model_impl(cleared, c, model_name);
 }
 
-int acache__model_mapping_clear_model_any_store(unsigned int *cleared, acache *c,
-                                                const char *model_name)
-{
-    return clear_model_impl(cleared, c, model_name, 1);
-}
 
 int acache_model_mapping_clear_provider(unsigned int *cleared, acache *c,
                                         const char *provider_id,
                                         const char *global_model_id)
 {
-    return clear_provider_impl(cleared, c, provider_id, global_model_id, 0);
+    return clear_provider_impl(cleared, c, provider_id, global_model_id);
 }
 
-int acache__model_mapping_clear_provider_any_store(unsigned int *cleared, acache *c,
-                                                   const char *provider_id,
-                                                   const char *global_model_id)
-{
-    return clear_provider_impl(cleared, c, provider_id, global_model_id, 1);
-}
 
 /* ---- clearing JSON ---- */
 
@@ -1547,12 +1526,12 @@ static int dump_owned(acache_buf *out, json_t *o, int bad)
     return rc;
 }
 
-static int clear_all_json_impl(acache_buf *out, acache *c, int any_store)
+static int clear_all_json_impl(acache_buf *out, acache *c)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "model mapping clear: out is NULL");
     size_t n = 0;
-    int rc = clear_all_impl(&n, c, any_store);
+    int rc = clear_all_impl(&n, c);
     if (rc < 0)
         return rc;
     char *msg = acache__sprintf("Cleared %zu model mapping cache keys", n);
@@ -1581,13 +1560,12 @@ fail:
     return NULL;
 }
 
-static int clear_model_json_impl(acache_buf *out, acache *c, const char *name,
-                                 int any_store)
+static int clear_model_json_impl(acache_buf *out, acache *c, const char *name)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "model mapping clear: out is NULL");
     unsigned int bits = 0;
-    int rc = clear_model_impl(&bits, c, name, any_store);
+    int rc = clear_model_impl(&bits, c, name);
     if (rc < 0)
         return rc;
     char *k0 = acache__sprintf("%s%s", P_GM_RESOLVE, name);
@@ -1608,12 +1586,12 @@ static int clear_model_json_impl(acache_buf *out, acache *c, const char *name,
 }
 
 static int clear_provider_json_impl(acache_buf *out, acache *c, const char *provider_id,
-                                    const char *global_model_id, int any_store)
+                                    const char *global_model_id)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "model mapping clear: out is NULL");
     unsigned int bits = 0;
-    int rc = clear_provider_impl(&bits, c, provider_id, global_model_id, any_store);
+    int rc = clear_provider_impl(&bits, c, provider_id, global_model_id);
     if (rc < 0)
         return rc;
     char *k0 = acache__sprintf("%s%s:%s", P_PG, provider_id, global_model_id);
@@ -1637,36 +1615,21 @@ static int clear_provider_json_impl(acache_buf *out, acache *c, const char *prov
 
 int acache_model_mapping_clear_all_json(acache_buf *out, acache *c)
 {
-    return clear_all_json_impl(out, c, 0);
+    return clear_all_json_impl(out, c);
 }
 
-int acache__model_mapping_clear_all_json_any_store(acache_buf *out, acache *c)
-{
-    return clear_all_json_impl(out, c, 1);
-}
 
 int acache_model_mapping_clear_model_json(acache_buf *out, acache *c,
                                           const char *model_name)
 {
-    return clear_model_json_impl(out, c, model_name, 0);
+    return clear_model_json_impl(out, c, model_name);
 }
 
-int acache__model_mapping_clear_model_json_any_store(acache_buf *out, acache *c,
-                                                     const char *model_name)
-{
-    return clear_model_json_impl(out, c, model_name, 1);
-}
 
 int acache_model_mapping_clear_provider_json(acache_buf *out, acache *c,
                                              const char *provider_id,
                                              const char *global_model_id)
 {
-    return clear_provider_json_impl(out, c, provider_id, global_model_id, 0);
+    return clear_provider_json_impl(out, c, provider_id, global_model_id);
 }
 
-int acache__model_mapping_clear_provider_json_any_store(acache_buf *out, acache *c,
-                                                        const char *provider_id,
-                                                        const char *global_model_id)
-{
-    return clear_provider_json_impl(out, c, provider_id, global_model_id, 1);
-}

@@ -1,11 +1,9 @@
-/* Private to lib/ and the tests: the model-mapping functions without the
- * "Redis only" gate.
+/* Private to lib/mapping and the tests: the stats logic without a store.
  *
- * The public acache_model_mapping_* functions answer "unavailable" /
- * ACACHE_EUNSUPPORTED on any store but Redis, as Aether does. These
- * entry points run the same logic on whatever store the handle has (any
- * store with the raw get/set/del/scan/ttl slots), so unit tests can fill the
- * memory store with Aether's keys and check the logic without a server. */
+ * The public acache_model_mapping_* functions work on any store with
+ * ACACHE_STORE_CAP_RAW_KEYS (Redis; tests grant it to a memory store) and
+ * answer "Redis not enabled" / ACACHE_EUNSUPPORTED on the others, as Aether
+ * does without Redis. */
 #ifndef ACACHE_MAPPING_PRIV_H
 #define ACACHE_MAPPING_PRIV_H
 
@@ -14,21 +12,6 @@
 #include "aether_cache/aether_cache.h"
 #include "aether_cache/sys/catalog.h"
 #include "aether_cache/sys/store.h"
-
-int acache__model_mapping_stats_any_store(acache_model_mapping_stats **out, acache *c);
-int acache__model_mapping_stats_json_any_store(acache_buf *out, acache *c);
-int acache__model_mapping_clear_all_any_store(size_t *deleted, acache *c);
-int acache__model_mapping_clear_all_json_any_store(acache_buf *out, acache *c);
-int acache__model_mapping_clear_model_any_store(unsigned int *cleared, acache *c,
-                                                const char *model_name);
-int acache__model_mapping_clear_model_json_any_store(acache_buf *out, acache *c,
-                                                     const char *model_name);
-int acache__model_mapping_clear_provider_any_store(unsigned int *cleared, acache *c,
-                                                   const char *provider_id,
-                                                   const char *global_model_id);
-int acache__model_mapping_clear_provider_json_any_store(acache_buf *out, acache *c,
-                                                        const char *provider_id,
-                                                        const char *global_model_id);
 
 /* The stats logic without a store, for tests and the fuzzer: `entries` are
  * what the scans of `model:*` and `global_model:*` would hand over (keys and

@@ -518,6 +518,8 @@ int acache__store_memory_new(acache_store **out)
     m->parent.scan = m_scan;
     m->parent.ttl = m_ttl;
     m->parent.free = m_free;
+    /* In process (no L1), keeps structs, and the gateway never writes here. */
+    m->parent.caps = 0;
     for (int i = 0; i < NSHARDS; i++)
         pthread_mutex_init(&m->shards[i].lock, NULL);
     *out = &m->parent;

@@ -124,6 +124,77 @@ typedef int (*acache_cat_global_model_cb)(const acache_cat_global_model *row,
 typedef int (*acache_cat_model_cb)(const acache_cat_model *row, void *payload);
 typedef int (*acache_cat_usage_cb)(const acache_cat_usage *row, void *payload);
 
+/* ---- the analysis query (catalog version 2, optional) ----
+ *
+ * A catalog that can aggregate usage rows itself (PostgreSQL: one SQL
+ * statement) answers an analysis in rows shaped by `kind`; the library then
+ * adds the user look-ups, the rounding and the JSON. A catalog without the
+ * slot, or one answering ACACHE_EUNSUPPORTED for a kind, gets the generic
+ * path: the library computes the same figures in C over usage_scan. Both
+ * paths must give the same rows (docs/backends.md "The analysis query"). */
+
+/** What an analysis query asks for. */
+typedef enum acache_analysis_kind {
+    ACACHE_ANALYSIS_HITS = 1,    /* one acache_analysis_hits row */
+    ACACHE_ANALYSIS_TTL = 2,     /* one acache_analysis_ttl_group per group, any order */
+    ACACHE_ANALYSIS_TIMELINE = 3 /* acache_analysis_point rows, by (created_at, id) */
+} acache_analysis_kind;
+
+/** Inputs of an analysis query. Only completed usage rows count. */
+typedef struct acache_analysis_query {
+    int kind;               /* acache_analysis_kind */
+    int64_t min_created_us; /* a row passes when its created_at, in whole
+                               microseconds since the epoch, is >= this */
+    const char *user_id;    /* NULL = any */
+    const char *api_key_id; /* NULL = any; TTL: groups by api_key_id when set,
+                               else by user_id (rows without one skipped) */
+    int limit;              /* TIMELINE: at most this many points (1..50000) */
+    int multi_user;         /* TIMELINE: when more than `limit` points, keep per
+                               user the earliest max(1, ceil(c_u * limit / total)) */
+} acache_analysis_query;
+
+/** HITS: sums over the window (NULL columns add nothing). */
+typedef struct acache_analysis_hits {
+    uint64_t requests;          /* rows */
+    uint64_t requests_with_hit; /* rows with cache_read_input_tokens > 0 */
+    int64_t input_tokens, cache_read_tokens, cache_creation_tokens;
+    double cache_read_cost_usd, cache_creation_cost_usd;
+} acache_analysis_hits;
+
+/** TTL: one group (user or API key) with >= 2 gaps between its consecutive
+ *  rows ordered by (created_at, id); gaps in minutes = whole microseconds /
+ *  6e7. Buckets: <= 5, (5, 15], (15, 30], (30, 60], > 60 minutes. */
+typedef struct acache_analysis_ttl_group {
+    const char *group_id;
+    uint64_t gaps;
+    uint64_t buckets[5];
+    double p50, p75, p90; /* percentile_cont of the gaps */
+    double avg;           /* sum of gap microseconds / (gaps * 6e7), exact decimal */
+    double min, max;
+} acache_analysis_ttl_group;
+
+/** TIMELINE: one gap of at most 120 minutes between a user's consecutive
+ *  rows (a longer gap is dropped; its later row still starts the next). */
+typedef struct acache_analysis_point {
+    const char *user_id;
+    const char *model;     /* the later row's model; NULL allowed */
+    int64_t created_at_us; /* the later row's created_at */
+    double gap_minutes;
+} acache_analysis_point;
+
+/** One answer row; `kind` says which member is set. */
+typedef struct acache_analysis_row {
+    int kind;
+    union {
+        acache_analysis_hits hits;
+        acache_analysis_ttl_group ttl;
+        acache_analysis_point point;
+    } as;
+} acache_analysis_row;
+
+/** Receives one row borrowed for the call; nonzero stops the query. */
+typedef int (*acache_analysis_cb)(const acache_analysis_row *row, void *payload);
+
 typedef struct acache_catalog acache_catalog;
 
 /* Every look-up: (self, by, values, n, cb, payload). A callback returning
@@ -159,11 +230,37 @@ struct acache_catalog {
 
     /** Free the backend. Required. */
     void (*free)(acache_catalog *self);
-    /* version 2 slots go below */
+
+    /* --- version 2 --- */
+
+    /** Optional (NULL: the library computes every analysis in C over
+     *  usage_scan). Answer `q` through `cb`. @return ACACHE_OK,
+     *  ACACHE_EUNSUPPORTED (this kind is not implemented: the C path runs),
+     *  ACACHE_ECATALOG, ACACHE_ENOMEM, or what `cb` returned.   Since: 0.2 */
+    int (*analysis)(acache_catalog *self, const acache_analysis_query *q,
+                    acache_analysis_cb cb, void *payload);
+    /* later slots go below; the library checks `version` before using them */
 };
 
-#define ACACHE_CATALOG_VERSION 1
+/* Catalog vtable versions (pre-1.0: sys/ may change between 0.y releases).
+ *   1  (0.1) the look-ups, usage_scan and free.
+ *   2  adds the optional `analysis` slot.
+ * Version 1 catalogs are still accepted: the library reads no field past
+ * `free` from them (no analysis slot = the generic C path). */
+#define ACACHE_CATALOG_VERSION 2
 #define ACACHE_CATALOG_VERSION_MIN 1
+
+/** Static initialiser of a catalog vtable at the current version (every
+ *  slot NULL), like libgit2's GIT_ODB_BACKEND_INIT. */
+#define ACACHE_CATALOG_INIT {.version = ACACHE_CATALOG_VERSION}
+
+/**
+ * Zero `catalog` and set its version (1 or 2), for a catalog embedded in a
+ * larger struct or allocated at run time. Fill the slots afterwards.
+ * @return ACACHE_OK, or ACACHE_EINVALID (catalog NULL, or `version` outside
+ *         [ACACHE_CATALOG_VERSION_MIN, ACACHE_CATALOG_VERSION]).   Since: 0.2
+ */
+ACACHE_EXTERN int acache_catalog_init(acache_catalog *catalog, unsigned int version);
 
 /** The handle's catalog (borrowed), or NULL when none is configured. */
 ACACHE_EXTERN acache_catalog *acache_get_catalog(acache *c);

@@ -136,19 +136,53 @@ struct acache_store {
 
     /** Free the backend and everything it owns. Required. */
     void (*free)(acache_store *self);
-    /* version 2 slots go below; the core checks `version` before using them */
+
+    /* --- version 2 --- */
+
+    /** What the store can do: ACACHE_STORE_CAP_* bits; 0 = none of them.
+     *  The core asks these, never `scheme`.   Since: 0.2 (store version 2). */
+    unsigned int caps;
+    /* later slots go below; the core checks `version` before using them */
 };
+
+/* Capability bits of acache_store.caps (docs/backends.md "Capabilities"). */
+/** Remote store: a round trip per call, so the handle puts its in-process
+ *  L1 in front of it by default (options.l1_ttl_ms / l1_max_entries). */
+#define ACACHE_STORE_CAP_REMOTE 0x1u
+/** Raw scans (`scan` with values) hand back Aether's JSON bytes of affinity
+ *  records, so the core may pre-filter them on bytes (a provider invalidation
+ *  skips values that cannot name the provider) before the atomic
+ *  affinity_delete_if re-checks. */
+#define ACACHE_STORE_CAP_JSON_VALUES 0x2u
+/** The raw slots (get/set/del/scan/ttl) reach the keys Aether's gateway
+ *  writes (`model:*`, `global_model:*`): the model-mapping cache works on
+ *  this store. Without it those functions answer ACACHE_EUNSUPPORTED. */
+#define ACACHE_STORE_CAP_RAW_KEYS 0x4u
 
 /* Store vtable versions (pre-1.0: sys/ may change between 0.y releases).
  *   1  (0.1) keys of affinity_delete_if and del were NUL-terminated strings.
  *   2  affinity_delete_if and del take acache_key arrays (bytes + length), so
- *      that keys with a NUL byte found by a scan can be deleted (issue 8).
+ *      that keys with a NUL byte found by a scan can be deleted (issue 8);
+ *      `caps` says what the store can do (the core no longer reads `scheme`).
  * Version 1 is no longer accepted: its delete slots have another signature,
  * so a version 1 store does not compile against this header anyway and a
  * binary one would be called with the wrong argument types. Port it by
  * taking `keys[i].ptr` / `keys[i].len` (never strlen) in those two slots. */
 #define ACACHE_STORE_VERSION 2
 #define ACACHE_STORE_VERSION_MIN 2
+
+/** Static initialiser of a store vtable at the current version (every slot
+ *  NULL, caps 0), like libgit2's GIT_ODB_BACKEND_INIT:
+ *  `acache_store s = ACACHE_STORE_INIT;` then fill the slots. */
+#define ACACHE_STORE_INIT {.version = ACACHE_STORE_VERSION}
+
+/**
+ * Zero `store` and set its version, for a store embedded in a larger
+ * struct or allocated at run time. Fill the slots afterwards.
+ * @return ACACHE_OK, or ACACHE_EINVALID (store NULL, or `version` outside
+ *         [ACACHE_STORE_VERSION_MIN, ACACHE_STORE_VERSION]).   Since: 0.2
+ */
+ACACHE_EXTERN int acache_store_init(acache_store *store, unsigned int version);
 
 /**
  * Open a handle on a store you built (instead of options.store_uri). The

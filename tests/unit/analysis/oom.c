@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 
 #include <aether_cache/aether_cache.h>
+#include <aether_cache/sys/store.h>
 
 #include "mapping/mapping_priv.h"
 #include "harness.h"
@@ -30,7 +31,7 @@ static int tl_fn(acache_buf *o, acache *c)
 }
 static int mm_fn(acache_buf *o, acache *c)
 {
-    return acache__model_mapping_stats_json_any_store(o, c);
+    return acache_model_mapping_stats_json(o, c);
 }
 
 static void run_until_ok(acache *c, json_fn fn)
@@ -84,6 +85,7 @@ Test(analysis_oom, mapping_stats_every_failure_is_clean, .timeout = 120)
 {
     char path[64];
     acache *c = open_worked(path);
+    acache_get_store(c)->caps |= ACACHE_STORE_CAP_RAW_KEYS;
     th_load_jsonl(c, TH_TESTDATA("aether-redis/model-mapping.jsonl"));
     run_until_ok(c, mm_fn);
     acache_close(c);

@@ -1,22 +1,27 @@
-/* Model-mapping cache on the memory store: the public functions report
- * "Redis not enabled"; the logic runs through the any-store entry points. */
+/* Model-mapping cache on the memory store granted ACACHE_STORE_CAP_RAW_KEYS
+ * (the feature asks the capability, never the store's name); without the
+ * capability the public functions report "Redis not enabled", as Aether. */
+#include "core/core.h"
 #include "mapping/mapping_priv.h"
 
 #define MM_SUITE mapping_memory
-#define MM_STATS acache__model_mapping_stats_any_store
-#define MM_STATS_JSON acache__model_mapping_stats_json_any_store
-#define MM_CLEAR_ALL acache__model_mapping_clear_all_any_store
-#define MM_CLEAR_ALL_JSON acache__model_mapping_clear_all_json_any_store
-#define MM_CLEAR_MODEL acache__model_mapping_clear_model_any_store
-#define MM_CLEAR_MODEL_JSON acache__model_mapping_clear_model_json_any_store
-#define MM_CLEAR_PROVIDER acache__model_mapping_clear_provider_any_store
-#define MM_CLEAR_PROVIDER_JSON acache__model_mapping_clear_provider_json_any_store
+#define MM_STORE_CAPS ACACHE_STORE_CAP_RAW_KEYS
+#define MM_STATS acache_model_mapping_stats_get
+#define MM_STATS_JSON acache_model_mapping_stats_json
+#define MM_CLEAR_ALL acache_model_mapping_clear_all
+#define MM_CLEAR_ALL_JSON acache_model_mapping_clear_all_json
+#define MM_CLEAR_MODEL acache_model_mapping_clear_model
+#define MM_CLEAR_MODEL_JSON acache_model_mapping_clear_model_json
+#define MM_CLEAR_PROVIDER acache_model_mapping_clear_provider
+#define MM_CLEAR_PROVIDER_JSON acache_model_mapping_clear_provider_json
 
 #include "mapping_cases.h"
 
-Test(mapping_memory, public_api_says_redis_not_enabled)
+Test(mapping_memory, without_raw_keys_capability_says_redis_not_enabled)
 {
     acache *c = mm_open(NULL, 0);
+    cr_assert_eq(acache__store_caps(acache_get_store(c)), ACACHE_STORE_CAP_RAW_KEYS);
+    acache_get_store(c)->caps = 0; /* the memory store as acache_open makes it */
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(acache_model_mapping_stats_json(&b, c), ACACHE_OK);
     cr_assert_str_eq(b.ptr, "{\"status\": \"ok\", \"data\": {\"available\": false, "
@@ -52,8 +57,9 @@ Test(mapping_memory, ttl_setting_is_reported)
     acache_options o = ACACHE_OPTIONS_INIT;
     o.mapping_ttl_s = 600;
     acache *c = th_open(&o);
+    acache_get_store(c)->caps |= ACACHE_STORE_CAP_RAW_KEYS;
     acache_model_mapping_stats *s = NULL;
-    cr_assert_eq(acache__model_mapping_stats_any_store(&s, c), ACACHE_OK);
+    cr_assert_eq(acache_model_mapping_stats_get(&s, c), ACACHE_OK);
     cr_assert_eq(acache_model_mapping_stats_ttl_seconds(s), 600);
     cr_assert_eq(acache_model_mapping_stats_total_keys(s), 0);
     acache_model_mapping_stats_free(s);

@@ -1,8 +1,9 @@
 /* Model-mapping cache cases (model-mapping.md), included by
- * tests/unit/mapping/mapping.c (memory store, through the any-store entry
- * points of lib/mapping/mapping_priv.h) and tests/integration/mapping_redis.c
- * (private redis-server, through the public functions). The includer
- * defines MM_SUITE and the MM_* call macros. Data: model-mapping.jsonl. */
+ * tests/unit/mapping/mapping.c (memory store granted
+ * ACACHE_STORE_CAP_RAW_KEYS via MM_STORE_CAPS) and
+ * tests/integration/mapping_redis.c (private redis-server), both through the
+ * public functions. The includer defines MM_SUITE and the MM_* call macros.
+ * Data: model-mapping.jsonl. */
 #ifndef ACACHE_TEST_MAPPING_CASES_H
 #define ACACHE_TEST_MAPPING_CASES_H
 
@@ -67,11 +68,13 @@ static acache *mm_open(const char *catalog_json, uint32_t cap)
         o.catalog_uri = mm_path;
     }
     acache *c = th_open(&o);
-    acache_store *s = acache_get_store(c);
+#ifdef MM_STORE_CAPS
+    /* The feature follows the capability, not the store's name. */
+    acache_get_store(c)->caps |= MM_STORE_CAPS;
+#endif
     /* Private Redis per test process, but Criterion may reuse it: start clean. */
     size_t d = 0;
     cr_assert_eq(MM_CLEAR_ALL(&d, c), ACACHE_OK, "%s", acache_last_error());
-    (void)s;
     th_load_jsonl(c, TH_TESTDATA("aether-redis/model-mapping.jsonl"));
     return c;
 }
