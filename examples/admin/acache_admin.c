@@ -1,9 +1,10 @@
-/* acache-admin: the example admin HTTP server (admin-api.md "HTTP routes of
- * the example admin server", usage-analysis.md routes), on libmicrohttpd.
+/* acache-admin: the example admin HTTP server (Aether's admin cache routes
+ * and cache-affinity usage routes), on libmicrohttpd.
  *
  * The library renders every JSON body; this program only authenticates,
  * routes, validates query parameters and maps library statuses to HTTP
- * statuses (acache_http_status). docs/http-api.md describes the routes. */
+ * statuses (acache_http_status). docs/http-api.md describes the routes;
+ * health, readiness, access log, CORS and TLS helpers are in admin_ops.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -33,6 +34,7 @@
 #include <aether_cache/aether_cache.h>
 #include <jansson.h>
 
+#include "admin_ops.h"
 #include "secret_file.h"
 
 #if MHD_VERSION < 0x00097002
@@ -61,6 +63,8 @@ typedef struct server {
 typedef struct request {
     char *raw_path;      /* the URI up to '?', as sent */
     struct timespec start;
+    struct timespec wall; /* arrival, for the access log */
+    char client[INET6_ADDRSTRLEN];
     bool started;        /* the access handler has seen this request */
     bool answered;       /* a response was queued */
     bool logged;
@@ -90,6 +94,7 @@ static volatile sig_atomic_t g_stop; /* number of SIGINT/SIGTERM received */
 static int g_sigpipe[2] = {-1, -1};
 static atomic_int g_inflight;   /* requests whose head was complete, not yet done */
 static atomic_bool g_draining;  /* shutting down: answer with Connection: close */
+static log_format g_log_format; /* --log-format */
 
 /* ------------------------------------------------------------ utilities */
 
@@ -101,9 +106,8 @@ static double elapsed_us(const struct timespec *start)
            (double)(now.tv_nsec - start->tv_nsec) / 1e3;
 }
 
-/* One line per request on stderr. The path is the raw (encoded) one; bytes
- * outside printable ASCII are shown as '?', so a hostile URL cannot forge
- * log lines. */
+/* One line per request on stderr (admin_ops.c: text or JSON). The path is
+ * the raw (encoded) one. A HEAD answer logs 0 bytes: no body is sent. */
 static void access_log(struct MHD_Connection *conn, request *rq, const char *method,
                        unsigned int status, size_t bytes)
 {
@@ -111,18 +115,25 @@ static void access_log(struct MHD_Connection *conn, request *rq, const char *met
     if (!rq || rq->logged)
         return;
     rq->logged = true;
-    char path[512];
-    size_t n = 0;
-    const char *p = rq->raw_path ? rq->raw_path : "-";
-    for (; *p && n + 4 < sizeof(path); p++)
-        path[n++] = (*p >= 0x21 && *p <= 0x7e) ? *p : '?';
-    if (*p) {
-        memcpy(path + n, "...", 3);
-        n += 3;
-    }
-    path[n] = '\0';
-    fprintf(stderr, "%s %s %u %zu %.0fus\n", method ? method : "-", path, status, bytes,
-            elapsed_us(&rq->start));
+    if (method && strcmp(method, "HEAD") == 0)
+        bytes = 0;
+    ops_access_log(g_log_format, &rq->wall, rq->client, method, rq->raw_path, status, bytes,
+                   elapsed_us(&rq->start));
+}
+
+/* Access-Control-Allow-Origin (and Vary) when --cors-origin allows the
+ * request's Origin; nothing otherwise. */
+static void add_cors(struct MHD_Response *resp, struct MHD_Connection *conn)
+{
+    if (!ops_cors_enabled())
+        return;
+    bool vary;
+    const char *allow = ops_cors_allow(
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"), &vary);
+    if (vary)
+        MHD_add_response_header(resp, "Vary", "Origin");
+    if (allow)
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", allow);
 }
 
 static MHD_Result_t send_body(struct MHD_Connection *conn, request *rq, const char *method,
@@ -133,10 +144,12 @@ static MHD_Result_t send_body(struct MHD_Connection *conn, request *rq, const ch
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!resp)
         return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (ctype) /* NULL: no body (204) */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (extra_name)
         MHD_add_response_header(resp, extra_name, extra_value);
+    add_cors(resp, conn);
     if (atomic_load(&g_draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     MHD_Result_t ret = MHD_queue_response(conn, status, resp);
@@ -271,7 +284,7 @@ static param_status int_param(struct MHD_Connection *conn, const char *name, lon
     return PARAM_OK;
 }
 
-/* usage-analysis.md §0 booleans: true/false/1/0/yes/no/on/off/t/f/y/n, any case. */
+/* Aether's (FastAPI's) booleans: true/false/1/0/yes/no/on/off/t/f/y/n, any case. */
 static param_status bool_param(struct MHD_Connection *conn, const char *name, int *out)
 {
     static const char *const yes[] = {"true", "1", "yes", "on", "t", "y"};
@@ -563,20 +576,23 @@ static MHD_Result_t dispatch(server *srv, struct MHD_Connection *conn, request *
         }
     }
 
+    /* HEAD runs the GET route (same status and headers); libmicrohttpd
+     * sends no body for HEAD. Allow lists HEAD wherever GET is. */
+    const char *want = strcmp(method, "HEAD") == 0 ? "GET" : method;
     const route *hit = NULL;
     char allow[64] = "";
     for (size_t i = 0; i < sizeof(ROUTES) / sizeof(ROUTES[0]); i++) {
         const route *r = &ROUTES[i];
         if (!route_matches(r, prefix, seg, nseg))
             continue;
-        if (strcmp(r->method, method) == 0) {
+        if (strcmp(r->method, want) == 0) {
             hit = r;
             break;
         }
         if (!strstr(allow, r->method)) {
             if (allow[0])
                 strcat(allow, ", ");
-            strcat(allow, r->method);
+            strcat(allow, strcmp(r->method, "GET") == 0 ? "GET, HEAD" : r->method);
         }
     }
     if (hit) {
@@ -613,14 +629,67 @@ static bool authorized(server *srv, struct MHD_Connection *conn)
     return ok;
 }
 
+/* CORS preflight (OPTIONS with an allowed Origin): 204, whatever the path;
+ * add_cors() adds Access-Control-Allow-Origin. */
+static MHD_Result_t send_preflight(struct MHD_Connection *conn, request *rq,
+                                   const char *method)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"",
+                                                                MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    add_cors(resp, conn);
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods",
+                            "GET, HEAD, DELETE, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            "Authorization, Content-Type");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    if (atomic_load(&g_draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    MHD_Result_t ret = MHD_queue_response(conn, 204, resp);
+    MHD_destroy_response(resp);
+    rq->answered = true;
+    access_log(conn, rq, method, 204, 0);
+    return ret;
+}
+
+/* GET/HEAD /healthz: the process answers. GET/HEAD /readyz: the store and
+ * the catalog answer within --ready-timeout (admin_ops.c), and the server is
+ * not draining; 503 otherwise. No authentication, no library data. */
+static MHD_Result_t send_health(struct MHD_Connection *conn, request *rq,
+                                const char *method, bool ready)
+{
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return send_error_hdr(conn, rq, method, 405, "Method Not Allowed", "Allow",
+                               "GET, HEAD");
+    if (!ready) {
+        static const char ok[] = "{\"status\": \"ok\"}";
+        return send_body(conn, rq, method, 200, JSON_TYPE, ok, sizeof(ok) - 1, NULL, NULL);
+    }
+    ops_ready r;
+    ops_probe_run(&r);
+    bool draining = atomic_load(&g_draining);
+    size_t len = 0;
+    char *body = ops_ready_json(&r, draining, &len);
+    if (!body)
+        return send_error(conn, rq, method, 500, "out of memory");
+    MHD_Result_t ret = send_body(conn, rq, method, r.ready && !draining ? 200 : 503,
+                                 JSON_TYPE, body, len, NULL, NULL);
+    free(body);
+    return ret;
+}
+
 static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     (void)cls;
-    (void)conn;
     request *rq = calloc(1, sizeof(*rq));
     if (!rq)
         return NULL;
     clock_gettime(CLOCK_MONOTONIC, &rq->start);
+    clock_gettime(CLOCK_REALTIME, &rq->wall);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    ops_addr_string(ci ? ci->client_addr : NULL, rq->client, sizeof(rq->client));
     size_t n = strcspn(uri, "?#");
     rq->raw_path = malloc(n + 1);
     if (rq->raw_path) {
@@ -764,6 +833,16 @@ static MHD_Result_t handler(void *cls, struct MHD_Connection *conn, const char *
         rq->started = true;
         atomic_fetch_add(&g_inflight, 1);
         set_busy(conn, true);
+        /* Before authentication: a browser's preflight carries no token, and
+         * probes (kubelet, load balancers) have none either. */
+        if (strcmp(method, "OPTIONS") == 0 && ops_cors_enabled()) {
+            bool vary;
+            if (ops_cors_allow(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"),
+                               &vary))
+                return send_preflight(conn, rq, method);
+        }
+        if (strcmp(rq->raw_path, "/healthz") == 0 || strcmp(rq->raw_path, "/readyz") == 0)
+            return send_health(conn, rq, method, rq->raw_path[1] == 'r');
         if (!authorized(srv, conn))
             return send_error_hdr(conn, rq, method, 401, "Not authenticated",
                                   MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
@@ -897,6 +976,13 @@ static void usage(FILE *to)
             "                              requests (default 10; a second signal stops at once)\n"
             "  --replay FILE               record JSON-lines traffic (acache-replay format)\n"
             "                              before serving: fills a memory:// store\n"
+            "  --tls-cert PATH             serve HTTPS with this PEM certificate (chain)\n"
+            "  --tls-key PATH              and this PEM private key (both or neither)\n"
+            "  --cors-origin ORIGIN        allow browser calls from ORIGIN (scheme://host[:port]);\n"
+            "                              repeatable; * allows any origin (default: none)\n"
+            "  --log-format text|json      access log lines on stderr (default text)\n"
+            "  --ready-timeout MS          /readyz waits this long for the store and catalog\n"
+            "                              (default 1000)\n"
             "  --version                   print the version and exit\n");
 }
 
@@ -970,6 +1056,8 @@ int main(int argc, char **argv)
     const char *store = getenv("ACACHE_STORE");
     const char *catalog = NULL, *key_file = NULL, *token_file = NULL, *port_file = NULL, *replay = NULL;
     const char *listen_spec = "127.0.0.1:8084";
+    const char *tls_cert_path = NULL, *tls_key_path = NULL;
+    long ready_timeout = 1000;
     int insecure = 0;
     long threads = 4, max_conns = 256, per_ip = 32, head_timeout = 10, idle_timeout = 30,
          grace = 10;
@@ -988,6 +1076,11 @@ int main(int argc, char **argv)
         {"head-timeout", required_argument, NULL, 'H'},
         {"idle-timeout", required_argument, NULL, 'D'},
         {"shutdown-grace", required_argument, NULL, 'G'},
+        {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},
+        {"cors-origin", required_argument, NULL, 'O'},
+        {"log-format", required_argument, NULL, 'L'},
+        {"ready-timeout", required_argument, NULL, 'Y'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -1003,6 +1096,31 @@ int main(int argc, char **argv)
         case 'R': replay = optarg; break;
         case 't': token_file = optarg; break;
         case 'I': insecure = 1; break;
+        case 'C': tls_cert_path = optarg; break;
+        case 'K': tls_key_path = optarg; break;
+        case 'O':
+            if (!ops_cors_add(optarg)) {
+                ops_cors_free();
+                return 2;
+            }
+            break;
+        case 'L':
+            if (strcmp(optarg, "text") == 0) {
+                g_log_format = LOG_TEXT;
+            } else if (strcmp(optarg, "json") == 0) {
+                g_log_format = LOG_JSON;
+            } else {
+                fprintf(stderr, "acache-admin: --log-format must be text or json\n");
+                ops_cors_free();
+                return 2;
+            }
+            break;
+        case 'Y':
+            if (!num_opt("--ready-timeout", optarg, 10, 60000, &ready_timeout)) {
+                ops_cors_free();
+                return 2;
+            }
+            break;
         case 'T':
             if (!num_opt("--threads", optarg, 1, 64, &threads))
                 return 2;
@@ -1039,9 +1157,31 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (!tls_cert_path != !tls_key_path) {
+        fprintf(stderr, "acache-admin: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (tls_cert_path && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        fprintf(stderr, "acache-admin: --tls-cert: this libmicrohttpd (%s) was built without "
+                        "TLS support; rebuild it with GnuTLS or put a TLS reverse proxy in "
+                        "front (docs/http-api.md)\n",
+                MHD_get_version());
+        return 1;
+    }
     if (sodium_init() < 0) {
         fprintf(stderr, "acache-admin: libsodium init failed\n");
         return 1;
+    }
+    /* Read before anything else starts: a bad file fails fast. The buffers
+     * stay until MHD_stop_daemon (libmicrohttpd keeps the pointers). */
+    char *tls_cert = NULL, *tls_key = NULL;
+    if (tls_cert_path) {
+        tls_cert = ops_read_pem(tls_cert_path, "TLS certificate", false);
+        tls_key = tls_cert ? ops_read_pem(tls_key_path, "TLS key", true) : NULL;
+        if (!tls_key) {
+            ops_free_pem(tls_cert);
+            return 1;
+        }
     }
 
     static server srv;
@@ -1120,6 +1260,14 @@ int main(int argc, char **argv)
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem tls_opts[3] = {{MHD_OPTION_END, 0, NULL}};
+    if (tls_cert) {
+        flags |= MHD_USE_TLS;
+        tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, tls_cert};
+        tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, tls_key};
+        tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    }
+    ops_probe_init(srv.cache, (unsigned)ready_timeout);
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, NULL, NULL, handler, &srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
@@ -1134,9 +1282,13 @@ int main(int argc, char **argv)
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)128,
         MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL,
         MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,
+        MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
     if (!d) {
-        fprintf(stderr, "acache-admin: cannot listen on %s\n", listen_spec);
+        fprintf(stderr, "acache-admin: cannot listen on %s%s\n", listen_spec,
+                tls_cert ? " (or the TLS certificate and key were refused)" : "");
+        ops_free_pem(tls_cert);
+        ops_free_pem(tls_key);
         acache_close(srv.cache);
         return 1;
     }
@@ -1167,12 +1319,19 @@ int main(int argc, char **argv)
     }
     if (port_file && write_port_file(port_file, port) != 0)
         fprintf(stderr, "acache-admin: cannot write %s\n", port_file);
+    const char *scheme = tls_cert ? "https" : "http";
     if (bound.ss_family == AF_INET6)
-        printf("listening on http://[%s]:%u\n", hoststr, port);
+        printf("listening on %s://[%s]:%u\n", scheme, hoststr, port);
     else
-        printf("listening on http://%s:%u\n", hoststr, port);
+        printf("listening on %s://%s:%u\n", scheme, hoststr, port);
     if (!srv.auth)
         fprintf(stderr, "acache-admin: WARNING: serving without authentication\n");
+    if (!tls_cert && !ops_is_loopback(&bound))
+        fprintf(stderr,
+                "acache-admin: WARNING: listening on %s, outside loopback, without TLS: "
+                "the bearer token and all data cross the network in clear text; use "
+                "--tls-cert/--tls-key or a TLS reverse proxy (docs/http-api.md)\n",
+                listen_spec);
     fflush(stdout);
 
     while (!g_stop) {
@@ -1208,6 +1367,10 @@ int main(int argc, char **argv)
     MHD_stop_daemon(d);
     if (lfd != MHD_INVALID_SOCKET)
         close(lfd); /* ours after quiesce, closed only after MHD_stop_daemon */
+    ops_probe_shutdown(); /* a detached probe may still use the handle */
+    ops_free_pem(tls_cert);
+    ops_free_pem(tls_key);
+    ops_cors_free();
     acache_close(srv.cache);
     close(g_sigpipe[0]);
     close(g_sigpipe[1]);

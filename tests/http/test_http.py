@@ -3,21 +3,27 @@
 
 Runs the real server binary on a free loopback port, first on the memory
 store, then on a private redis-server (started here, killed by PID) with a
-JSON catalog, and checks every route of admin-api.md and usage-analysis.md:
-status codes, bodies, percent-decoded path segments, auth, limits, a short
-load run and the Prometheus text (with promtool when installed).
+JSON catalog, and checks every route of docs/http-api.md: status codes,
+bodies, percent-decoded path segments, auth, limits, a short load run, the
+Prometheus text (with promtool when installed), HEAD, /healthz and /readyz
+(with the redis-server paused, stopped and restarted), both access log
+formats, CORS, and TLS with a certificate openssl makes at test time (when
+openssl is installed).
 
 Standard library only. Usage:
     test_http.py --server PATH/acache-admin [--replay PATH/acache-replay]
 Prints "N passed, N failed" last; exit status 0 only when nothing failed.
 """
 import argparse
+import datetime
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -42,7 +48,7 @@ def q(s):
 
 
 def err(detail):
-    """An error body: FastAPI's `detail` and Aether's `error` (admin-api.md)."""
+    """An error body: FastAPI's `detail` and Aether's `error` (docs/http-api.md "Errors")."""
     return {"detail": detail, "error": {"type": "http_error", "message": detail}}
 
 
@@ -50,7 +56,7 @@ def check_err(data):
     """Any error body has both shapes with the same message; returns the detail."""
     body = json.loads(data)
     assert isinstance(body.get("detail"), str) and body == err(body["detail"]), body
-    assert data.startswith(b'{"detail": '), data  # detail first, as admin-api.md shows
+    assert data.startswith(b'{"detail": '), data  # detail first, as docs/http-api.md shows
     return body["detail"]
 
 
@@ -71,8 +77,10 @@ def asan_env(extra=""):
 class Server:
     """One acache-admin process on 127.0.0.1:<free port>."""
 
-    def __init__(self, store, catalog=None, token=TOKEN, extra=(), env=None):
+    def __init__(self, store, catalog=None, token=TOKEN, extra=(), env=None, tls=None):
+        """tls: an ssl.SSLContext trusting the server's certificate (HTTPS)."""
         self.token = token
+        self.tls = tls
         tokfile = os.path.join(TMP, "token-%d" % time.monotonic_ns())
         with open(tokfile, "w", encoding="utf-8") as f:
             f.write(token + "\n")
@@ -85,7 +93,8 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.err,
                                      env=env or asan_env())
         line = self.proc.stdout.readline().decode()
-        if not line.startswith("listening on http://127.0.0.1:"):
+        scheme = "https" if tls else "http"
+        if not line.startswith("listening on %s://127.0.0.1:" % scheme):
             self.proc.kill()
             self.proc.wait()
             raise RuntimeError("server did not start: %r\n%s" % (line, self.log()))
@@ -111,8 +120,13 @@ class Server:
             h["Authorization"] = "Bearer " + self.token
         elif token:
             h["Authorization"] = token
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout,
-                                          source_address=(source, 0) if source else None)
+        src = (source, 0) if source else None
+        if self.tls:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                               source_address=src, context=self.tls)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout,
+                                              source_address=src)
         try:
             conn.putrequest(method, path, skip_accept_encoding=True)
             for k, v in h.items():
@@ -148,8 +162,8 @@ class Server:
 
 
 class Redis:
-    def __init__(self):
-        self.port = free_port()
+    def __init__(self, port=None):
+        self.port = port or free_port()
         self.dir = tempfile.mkdtemp(dir=TMP)
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
@@ -229,14 +243,16 @@ def check_routing(s):
     assert st == 405 and hdr.get("allow") == "DELETE", (st, hdr)
     assert json.loads(data) == err("Method Not Allowed")
     st, hdr, data = s.request("POST", MON + "/stats", body=b"{}")
-    assert st == 405 and hdr.get("allow") == "GET"
+    assert st == 405 and hdr.get("allow") == "GET, HEAD", hdr  # HEAD wherever GET is
     assert json.loads(data) == err("Method Not Allowed")
     st, hdr, _ = s.request("GET", MON + "/affinity/a/b/c/d")
     assert st == 405 and hdr.get("allow") == "DELETE"
     st, hdr, _ = s.request("DELETE", MON + "/affinity/someone")
-    assert st == 405 and hdr.get("allow") == "GET"
+    assert st == 405 and hdr.get("allow") == "GET, HEAD"
     st, hdr, _ = s.request("PUT", USAGE + "/ttl-analysis")
-    assert st == 405 and hdr.get("allow") == "GET"
+    assert st == 405 and hdr.get("allow") == "GET, HEAD"
+    st, hdr, _ = s.request("HEAD", MON)  # DELETE-only: HEAD is not implied
+    assert st == 405 and hdr.get("allow") == "DELETE", (st, hdr)
     # Bad escapes in a path segment: 422, never a truncated identifier.
     for bad in ("%zz", "%4", "abc%", "%00", "a%0"):
         body = s.json("DELETE", MON + "/providers/" + bad, 422)
@@ -337,7 +353,7 @@ def check_metrics(s, expect_total=None):
     if shutil.which("promtool"):
         r = subprocess.run(["promtool", "check", "metrics"], input=data, capture_output=True)
         # Exit 3 = parsed fine, only naming-lint remarks. Two names are fixed by
-        # admin-api.md (Aether's dashboards use them): a gauge ending in _total
+        # Aether's API (its dashboards use them): a gauge ending in _total
         # and one ending in _count. Anything else, or a parse error, fails.
         allowed = {b'cache_affinity_total non-counter metrics should not have "_total" suffix',
                    b"cache_scheduler_last_candidate_count non-histogram and non-summary "
@@ -348,13 +364,299 @@ def check_metrics(s, expect_total=None):
     return text
 
 
+# TIME CLIENT METHOD PATH STATUS BYTES DURATION (docs/http-api.md "Access log").
+LOG_TEXT = re.compile(r"^(\S+) (\S+) ([A-Z]+) (\S+) (\d{3}) (\d+) (\d+)us$")
+
+
+def rfc3339(t):
+    """Parse the log's UTC time (RFC 3339, millisecond precision, 'Z')."""
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", t), t
+    return datetime.datetime.fromisoformat(t[:-1] + "+00:00")
+
+
 def check_access_log(s):
+    t0 = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
     s.request("GET", MON + "/config")
+    s.request("GET", MON + "/stats", token=None)  # 401: logged as well
     time.sleep(0.1)
-    lines = [l for l in s.log().splitlines() if l.startswith("GET " + MON + "/config 200 ")]
-    assert lines, s.log()[-2000:]
-    parts = lines[-1].split()
-    assert len(parts) == 5 and parts[3].isdigit() and parts[4].endswith("us"), parts
+    parsed = [LOG_TEXT.match(l) for l in s.log().splitlines()]
+    parsed = [m for m in parsed if m]
+    ok = [m for m in parsed if m.group(3) == "GET" and m.group(4) == MON + "/config"]
+    assert ok, s.log()[-2000:]
+    when, client, _, _, status, nbytes, us = ok[-1].groups()
+    t = rfc3339(when)
+    assert t0 <= t <= datetime.datetime.now(datetime.timezone.utc), (t0, t)
+    assert client == "127.0.0.1" and status == "200" and int(nbytes) > 0 and int(us) >= 0
+    assert any(m.group(4) == MON + "/stats" and m.group(5) == "401" for m in parsed)
+    assert s.token not in s.log()
+
+
+def check_access_log_json():
+    """--log-format json: every access line is one JSON object."""
+    s = Server("memory://", extra=["--log-format", "json"])
+    try:
+        st, _, data = s.request("GET", MON + "/config", source="127.0.0.9")
+        assert st == 200
+        s.request("HEAD", MON + "/stats")
+        s.request("GET", MON + "/%E6%A8%A1")  # logged as sent, still encoded
+        time.sleep(0.1)
+        objs = [json.loads(l) for l in s.log().splitlines() if l.startswith("{")]
+        assert len(objs) == 3, s.log()
+        want = {"time", "client", "method", "path", "status", "bytes", "duration_us"}
+        for o in objs:
+            assert set(o) == want, o
+            rfc3339(o["time"])
+            assert all(isinstance(o[k], int) for k in ("status", "bytes", "duration_us")), o
+        assert objs[0]["client"] == "127.0.0.9" and objs[0]["method"] == "GET", objs[0]
+        assert objs[0]["path"] == MON + "/config" and objs[0]["status"] == 200
+        assert objs[0]["bytes"] == len(data)
+        assert objs[1]["method"] == "HEAD" and objs[1]["bytes"] == 0, objs[1]  # no body sent
+        assert objs[2]["status"] == 404 and objs[2]["path"] == MON + "/%E6%A8%A1", objs[2]
+        assert not LOG_TEXT.search(s.log())
+    finally:
+        assert s.stop() == 0, s.log()[-3000:]
+    r = subprocess.run([ARGS.server, "--insecure-no-auth", "--log-format", "xml"],
+                       capture_output=True, env=asan_env(), timeout=30)
+    assert r.returncode == 2 and b"--log-format" in r.stderr, r
+
+
+# --------------------------------------------------------------- HEAD, health, CORS, TLS
+
+GET_ROUTES = [MON + "/stats", MON + "/config", MON + "/metrics", MON + "/affinities",
+              MON + "/affinity/nobody", MON + "/model-mapping/stats",
+              USAGE + "/ttl-analysis", USAGE + "/hit-analysis", USAGE + "/interval-timeline",
+              MON + "/affinities?limit=0"]
+
+
+def check_head(s):
+    """HEAD on every GET route: GET's status and headers, no body."""
+    for path in GET_ROUTES + ["/healthz", "/readyz"]:
+        gst, ghdr, gdata = s.request("GET", path)
+        hst, hhdr, hdata = s.request("HEAD", path)
+        assert hst == gst and hdata == b"", (path, gst, hst, hdata[:100])
+        assert hhdr.get("content-type") == ghdr.get("content-type"), (path, hhdr)
+        # Content-Length: the GET body's, where the body is deterministic.
+        if path in (MON + "/config", "/healthz", MON + "/affinity/nobody"):
+            assert int(hhdr["content-length"]) == len(gdata), (path, hhdr, len(gdata))
+    assert s.request("HEAD", MON + "/stats", token=None)[0] == 401
+
+
+def check_health(s, store_type, catalog_type):
+    """Unauthenticated /healthz and /readyz."""
+    for tok in (None, "Bearer wrong"):
+        st, hdr, data = s.request("GET", "/healthz", token=tok)
+        assert st == 200 and json.loads(data) == {"status": "ok"}, (st, data)
+        assert hdr["content-type"] == "application/json; charset=utf-8"
+        st, _, data = s.request("GET", "/readyz", token=tok)
+        assert st == 200, (st, data)
+        assert json.loads(data) == {
+            "status": "ready", "store": {"type": store_type, "state": "ok"},
+            "catalog": {"type": catalog_type, "state": "ok" if catalog_type else "none"}}, data
+    st, hdr, data = s.request("POST", "/readyz", token=None, body=b"")
+    assert st == 405 and hdr.get("allow") == "GET, HEAD", (st, hdr)
+    check_err(data)
+    # Only the exact paths are public.
+    assert s.request("GET", "/healthz/x", token=None)[0] == 401
+    assert s.request("GET", MON + "/healthz", token=None)[0] == 401
+
+
+def ready(s, timeout=10):
+    t0 = time.monotonic()
+    st, _, data = s.request("GET", "/readyz", token=None, timeout=timeout)
+    return st, json.loads(data), time.monotonic() - t0
+
+
+def check_readyz_redis():
+    """/readyz follows a redis-server the test pauses (SIGSTOP: timeout),
+    stops (refused: error) and restarts; /healthz stays 200 throughout."""
+    r = Redis()
+    s = None
+    try:
+        s = Server(r.uri, catalog=write_catalog(time.time()),
+                   extra=["--ready-timeout", "300"])
+        st, body, _ = ready(s)
+        assert st == 200 and body["store"] == {"type": "redis", "state": "ok"}, body
+        assert body["catalog"] == {"type": "json", "state": "ok"}, body
+        r.proc.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(2):  # the second joins the probe still blocked on Redis
+                st, body, dt = ready(s)
+                assert st == 503 and body["status"] == "not_ready", (st, body)
+                assert body["store"]["state"] == "timeout", body
+                assert dt < 1.5, dt  # --ready-timeout, not the 2 s command timeout
+            assert s.request("GET", "/healthz", token=None)[0] == 200
+        finally:
+            r.proc.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while ready(s)[0] != 200:
+            assert time.monotonic() < deadline, "not ready again after SIGCONT"
+            time.sleep(0.2)
+        port = r.port
+        r.stop()
+        deadline = time.monotonic() + 10
+        while True:
+            st, body, _ = ready(s)
+            if st == 503 and body["store"]["state"] == "error":
+                break
+            assert time.monotonic() < deadline, (st, body)
+            time.sleep(0.2)
+        assert body["catalog"]["state"] == "ok", body  # named per component
+        assert s.request("GET", "/healthz", token=None)[0] == 200
+        assert "readyz: store" in s.log(), s.log()[-2000:]  # the cause is logged, not served
+        r = Redis(port=port)
+        deadline = time.monotonic() + 10
+        while ready(s)[0] != 200:
+            assert time.monotonic() < deadline, "not ready after the restart"
+            time.sleep(0.2)
+    finally:
+        if s:
+            assert s.stop() == 0, s.log()[-3000:]
+        r.stop()
+
+
+def check_cors():
+    ui, dev = "https://ui.example.com", "http://localhost:3000"
+    s = Server("memory://", extra=["--cors-origin", ui, "--cors-origin", dev])
+    try:
+        for origin in (ui, dev):
+            st, hdr, data = s.request("OPTIONS", MON + "/affinities", token=None, headers={
+                "Origin": origin, "Access-Control-Request-Method": "DELETE",
+                "Access-Control-Request-Headers": "authorization"})
+            assert st == 204 and data == b"", (st, data)
+            assert hdr["access-control-allow-origin"] == origin, hdr
+            assert hdr["vary"] == "Origin", hdr
+            methods = {m.strip() for m in hdr["access-control-allow-methods"].split(",")}
+            assert {"GET", "HEAD", "DELETE", "OPTIONS"} <= methods, hdr
+            assert "authorization" in hdr["access-control-allow-headers"].lower(), hdr
+            assert int(hdr["access-control-max-age"]) > 0, hdr
+        # Normal responses, errors included, carry the header for an allowed origin.
+        st, hdr, _ = s.request("GET", MON + "/config", headers={"Origin": ui})
+        assert st == 200 and hdr["access-control-allow-origin"] == ui, hdr
+        st, hdr, _ = s.request("GET", MON + "/config", token=None, headers={"Origin": ui})
+        assert st == 401 and hdr["access-control-allow-origin"] == ui, hdr
+        # Another origin: no grant, and the preflight is not answered.
+        for other in ("https://evil.example.com", ui + "/", ui.upper()):
+            st, hdr, _ = s.request("OPTIONS", MON + "/config", token=None,
+                                   headers={"Origin": other,
+                                            "Access-Control-Request-Method": "GET"})
+            assert st == 401 and "access-control-allow-origin" not in hdr, (other, st, hdr)
+            st, hdr, _ = s.request("GET", MON + "/config", headers={"Origin": other})
+            assert st == 200 and "access-control-allow-origin" not in hdr, hdr
+    finally:
+        assert s.stop() == 0, s.log()[-3000:]
+    s = Server("memory://", extra=["--cors-origin", "*"])
+    try:
+        st, hdr, _ = s.request("OPTIONS", MON + "/stats", token=None,
+                               headers={"Origin": "https://anything.example"})
+        assert st == 204 and hdr["access-control-allow-origin"] == "*", hdr
+        st, hdr, _ = s.request("GET", MON + "/config", headers={"Origin": "http://x.test"})
+        assert hdr["access-control-allow-origin"] == "*" and "vary" not in hdr, hdr
+    finally:
+        assert s.stop() == 0, s.log()[-3000:]
+    for bad in ("ui.example.com", "https://ui.example.com/", "https://", "https://a b"):
+        r = subprocess.run([ARGS.server, "--insecure-no-auth", "--cors-origin", bad],
+                           capture_output=True, env=asan_env(), timeout=30)
+        assert r.returncode == 2 and b"--cors-origin" in r.stderr, (bad, r)
+
+
+def check_no_cors(s):
+    """Not configured: no CORS header anywhere, OPTIONS is an ordinary request."""
+    h = {"Origin": "https://ui.example.com", "Access-Control-Request-Method": "GET"}
+    st, hdr, _ = s.request("OPTIONS", MON + "/stats", token=None, headers=h)
+    assert st == 401 and not [k for k in hdr if k.startswith("access-control")], hdr
+    st, hdr, _ = s.request("OPTIONS", MON + "/stats", headers=h)
+    assert st == 405, st
+    st, hdr, _ = s.request("GET", MON + "/stats", headers=h)
+    assert st == 200 and not [k for k in hdr if k.startswith("access-control")], hdr
+
+
+def make_cert(name):
+    """A self-signed certificate for 127.0.0.1 made by openssl now."""
+    cert, key = os.path.join(TMP, name + ".crt"), os.path.join(TMP, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                    "-subj", "/CN=acache-admin test", "-addext",
+                    "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=60)
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+def check_tls():
+    cert, key = make_cert("tls")
+    ctx = ssl.create_default_context(cafile=cert)  # verifies chain and 127.0.0.1
+    s = Server("memory://", extra=["--tls-cert", cert, "--tls-key", key], tls=ctx)
+    try:
+        stats = s.json("GET", MON + "/stats")
+        assert stats["status"] == "ok"
+        assert s.request("GET", "/healthz", token=None)[0] == 200
+        assert s.request("GET", MON + "/stats", token=None)[0] == 401
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                assert tls.version() in ("TLSv1.2", "TLSv1.3"), tls.version()
+        # Plain HTTP on the TLS port gets no HTTP answer.
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+            conn.request("GET", "/healthz")
+            st = conn.getresponse().status
+            assert st != 200, st
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            conn.close()
+        # A client that does not trust the certificate is refused.
+        try:
+            plain = ssl.create_default_context()
+            with socket.create_connection(("127.0.0.1", s.port), timeout=5) as raw:
+                plain.wrap_socket(raw, server_hostname="127.0.0.1").close()
+            raise AssertionError("an untrusted certificate was accepted")
+        except ssl.SSLCertVerificationError:
+            pass
+        assert "without TLS" not in s.log()
+    finally:
+        assert s.stop() == 0, s.log()[-3000:]
+    env = asan_env()
+    with open(os.path.join(TMP, "notpem"), "w") as f:
+        f.write("not a certificate\n")
+    for args, rc, what in ((["--tls-cert", cert], 2, b"--tls-key"),
+                           (["--tls-key", key], 2, b"--tls-cert"),
+                           (["--tls-cert", cert, "--tls-key", os.path.join(TMP, "none")], 1,
+                            b"TLS key"),
+                           (["--tls-cert", os.path.join(TMP, "notpem"), "--tls-key", key], 1,
+                            b"not a PEM file"),
+                           (["--tls-cert", key, "--tls-key", cert], 1, b"TLS")):
+        r = subprocess.run([ARGS.server, "--insecure-no-auth", "--listen", "127.0.0.1:0",
+                            *args], capture_output=True, env=env, timeout=30)
+        assert r.returncode == rc and what in r.stderr, (args, r)
+
+
+def start_raw(args):
+    """acache-admin with `args`; returns (process, first stdout line)."""
+    env = asan_env()
+    env["ACACHE_ADMIN_TOKEN"] = "t"
+    p = subprocess.Popen([ARGS.server, *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    return p, p.stdout.readline().decode()
+
+
+def stop_raw(p):
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    return err.decode("utf-8", "replace")
+
+
+def check_exposure_warning():
+    """Outside loopback without TLS: a warning on stderr. The wildcard bind
+    lasts a moment and is only ever connected to over 127.0.0.1."""
+    cert, key = make_cert("warn")
+    for args, warn in ((["--listen", "127.0.0.1:0"], False),
+                       (["--listen", "0.0.0.0:0"], True),
+                       (["--listen", "0.0.0.0:0", "--tls-cert", cert, "--tls-key", key], False)):
+        p, line = start_raw(args)
+        assert line.startswith("listening on http"), line
+        err = stop_raw(p)
+        assert ("outside loopback, without TLS" in err) == warn, (args, err)
 
 
 def load_run(s, paths, total=2000, threads=4):
@@ -644,7 +946,7 @@ def check_startup_options():
 # --------------------------------------------------------------- Redis + catalog
 
 def write_catalog(now):
-    """users/api_keys plus the usage rows of usage-analysis.md §4 (times from `now`)."""
+    """users/api_keys plus the usage rows of a worked example (times from `now`)."""
     users = [{"id": "u-" + n, "username": n, "email": n + "@example.com"}
              for n in ("alice", "bob", "carol", "dave", "erin", "admin")]
     keys = [{"id": i, "user_id": u, "name": nm, "key_encrypted": None, "is_standalone": sa}
@@ -876,14 +1178,23 @@ def main():
                              ("memory.limits", check_limits), ("memory.params", check_params),
                              ("memory.routes", check_memory_specifics),
                              ("memory.metrics", check_metrics),
-                             ("memory.access_log", check_access_log)):
+                             ("memory.access_log", check_access_log),
+                             ("memory.head", check_head), ("memory.no_cors", check_no_cors)):
                 run(name, fn, s)
+            run("memory.health", check_health, s, "memory", None)
             run("memory.load", check_load, s, [MON + "/stats", MON + "/config",
                                                 MON + "/metrics", MON + "/affinities"])
         finally:
             run("memory.shutdown", check_shutdown, s)
         run("slowloris", check_slowloris)
         run("head_timeout", check_head_timeout)
+        run("access_log_json", check_access_log_json)
+        run("cors", check_cors)
+        if shutil.which("openssl"):
+            run("tls", check_tls)
+            run("exposure_warning", check_exposure_warning)
+        else:
+            print("SKIP tls: openssl not installed")
 
         if not shutil.which("redis-server"):
             print("SKIP redis: redis-server not installed")
@@ -896,6 +1207,8 @@ def main():
                 try:
                     npins = load_pins(r, now)
                     run("redis.auth", check_auth, s)
+                    run("redis.health", check_health, s, "redis", "json")
+                    run("redis.head", check_head, s)
                     run("redis.routes", check_redis_routes, s, r, npins)
                     run("redis.analysis", check_analysis_routes, s)
                     r.pipe([aether_pin("k-l%03d" % i, "claude", "m", "p", "e", "k", time.time())
@@ -909,6 +1222,7 @@ def main():
                 run("redis.drain_bounded", check_drain_bounded, r)
             finally:
                 r.stop()
+            run("redis.readyz", check_readyz_redis)
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
     print("%d passed, %d failed" % (RESULTS["passed"], RESULTS["failed"]))

@@ -1,6 +1,8 @@
 # End-to-end test of the example admin HTTP server (examples/admin): starts
 # acache-admin on the memory store and on a private redis-server, and checks
-# every route. Python 3 standard library only; promtool is used when present.
+# every route, health/readiness, HEAD, CORS, access logs and TLS. Python 3
+# standard library only; promtool is used when present, openssl (to make the
+# test certificate) for the TLS checks, which are skipped without it.
 find_package(Python3 COMPONENTS Interpreter QUIET)
 if(TARGET acache-admin AND Python3_Interpreter_FOUND)
   set(_acache_http_args --server $<TARGET_FILE:acache-admin>)
