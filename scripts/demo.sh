@@ -57,3 +57,18 @@ if command -v redis-server > /dev/null && command -v redis-cli > /dev/null; then
   echo "\$ acache ... mapping-clear 'claude-sonnet-4-5'   # a literal name, never a pattern"
   $acache mapping-clear 'claude-sonnet-4-5'
 fi
+
+if [ -x build-demo/examples/acache ]; then
+  echo
+  echo "==== 12. the operator CLI on the example catalog ===="
+  # The catalog's usage rows are from 2025-12-24: --now puts the analysis
+  # window's end there (without it the window ends today and holds no rows).
+  echo "\$ build-demo/examples/acache --catalog examples/catalog.json --now 2025-12-24T12:00:00Z ttl-analysis --hours 24"
+  build-demo/examples/acache --catalog examples/catalog.json --now 2025-12-24T12:00:00Z \
+      ttl-analysis --hours 24 | head -c 400
+  echo " ..."
+fi
+
+echo
+echo "Done. The programs are in build-demo/examples/: try build-demo/examples/acache --help"
+echo "(or install them: cmake --install build-demo --prefix ~/.local; docs/getting-started.md)."

@@ -60,6 +60,7 @@ static const optdef optdefs[] = {
     {{"encryption-key-file", required_argument, NULL, 'K'}, 0},
     {{"dev-encryption-key", no_argument, NULL, 'D'}, 0},
     {{"pretty", no_argument, NULL, 'P'}, 0},
+    {{"now", required_argument, NULL, 'N'}, 0},
     {{"help", no_argument, NULL, 'h'}, 0},
     {{"version", no_argument, NULL, 'V'}, 0},
     {{"keyword", required_argument, NULL, 'k'}, O_KEYWORD},
@@ -87,6 +88,93 @@ typedef struct {
 } cmd_opts;
 
 static int pretty;
+
+/* --now: a fixed clock for the handle (acache_options.clock). */
+static double fixed_now;
+
+static double fixed_clock(void *payload)
+{
+    (void)payload;
+    return fixed_now;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (H. Hinnant's
+ * days_from_civil): no timegm, no TZ. */
+static long long days_from_civil(long long y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (long long)doe - 719468;
+}
+
+/* --now value: seconds since the epoch ("1766577600", "1766577600.5") or ISO 8601
+ * with a zone ("2025-12-24T12:00:00Z", "2025-12-24 20:00:00.5+08:00"). */
+static int parse_now(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end != s && !*end && !errno && v >= 0 && v < 253402300800.0 /* year 10000 */) {
+        *out = v;
+        return 0;
+    }
+    int y, mo, d, h, mi, sec = 0, n = 0;
+    if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10 ||
+        (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+        sscanf(s + 11, "%2d:%2d%n", &h, &mi, &n) != 2 || n != 5)
+        return -1;
+    const char *p = s + 16;
+    if (*p == ':') {
+        if (sscanf(p + 1, "%2d%n", &sec, &n) != 1 || n != 2)
+            return -1;
+        p += 3;
+    }
+    double frac = 0;
+    if (*p == '.' || *p == ',') {
+        const char *q = p + 1;
+        double scale = 0.1;
+        while (*q >= '0' && *q <= '9') {
+            frac += (*q++ - '0') * scale;
+            scale /= 10;
+        }
+        if (q == p + 1)
+            return -1;
+        p = q;
+    }
+    long off = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) == 2 && n == 5)
+            off = oh * 3600L + om * 60L, n += 1;
+        else if (sscanf(p + 1, "%2d%2d%n", &oh, &om, &n) == 2 && n == 4)
+            off = oh * 3600L + om * 60L, n += 1;
+        else
+            return -1;
+        if (oh > 23 || om > 59)
+            return -1;
+        if (*p == '-')
+            off = -off;
+        p += n;
+    } else {
+        return -1; /* no zone: refuse rather than guess local time or UTC */
+    }
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (*p || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 ||
+        mi > 59 || sec > 60 ||
+        (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))))
+        return -1;
+    double t = (double)days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400.0 +
+               h * 3600.0 + mi * 60.0 + sec + frac - (double)off;
+    if (t < 0)
+        return -1;
+    *out = t;
+    return 0;
+}
 
 /* ----------------------------------------------------------------- commands */
 
@@ -398,7 +486,8 @@ static int cmd_mask(acache *c, const command *cmd, cmd_opts *o)
 static int cmd_help(acache *c, const command *cmd, cmd_opts *o);
 
 #define ANALYSIS_OPTS(def)                                                               \
-    "  --hours H          window of H hours before now, 1..720 (default " def ")\n"      \
+    "  --hours H          window of H hours up to now (or --now), 1..720\n"              \
+    "                     (default " def ")\n"                                           \
     "  --user ID          only this user's requests (users.id)\n"
 #define CONFIRM_TEXT                                                                     \
     "  --yes              do not ask for confirmation\n"                                 \
@@ -484,7 +573,10 @@ static const command commands[] = {
     {"ttl-analysis", "", "per-user request intervals and recommended TTLs",
      "Print the TTL analysis of GET /api/admin/usage/cache-affinity/ttl-analysis:\n"
      "request intervals per user (or per API key) and a recommended pin TTL.\n"
-     "Needs a catalog with usage rows.\n"
+     "Needs a catalog with usage rows. recommendation_reason is Aether's Chinese text,\n"
+     "kept for compatibility; recommended_ttl_minutes (5, 15, 30 or 60) and the\n"
+     "percentiles carry the same facts: 5 when 90% of intervals are within 5 minutes,\n"
+     "else 15, 30 or 60 by the 75th percentile (docs/analysis.md).\n"
      "\n" ANALYSIS_OPTS(
          "168") "  --api-key ID       only this API key, and group by API key\n",
      O_HOURS | O_USER | O_API_KEY, cmd_analysis},
@@ -529,6 +621,10 @@ static const char global_options_text[] =
     "                     they can write it\n"
     "  --dev-encryption-key  with no key, use Aether's development default key\n"
     "  --pretty           indent the JSON output\n"
+    "  --now TIME         take TIME as the current time (ISO 8601 with a zone, e.g.\n"
+    "                     2025-12-24T12:00:00Z, or seconds since the epoch): the\n"
+    "                     analyses' windows end there and pins expire against it;\n"
+    "                     for looking at recorded data such as examples/catalog.json\n"
     "  -h, --help         print help (with COMMAND: that command's) and exit\n"
     "  -V, --version      print the version and exit\n";
 
@@ -692,11 +788,14 @@ static int find_command_index(int argc, char **argv)
 
 /* Confirm if needed, read the key, open the handle, run the command, wipe. */
 static int open_and_run(const command *cmd, cmd_opts *o, const char *store_uri,
-                        const char *catalog_uri, const char *key_file, int dev_key)
+                        const char *catalog_uri, const char *key_file, int dev_key,
+                        int have_now)
 {
     if (confirm(cmd, o))
         return EXIT_USAGE;
     acache_options opts = ACACHE_OPTIONS_INIT;
+    if (have_now)
+        opts.clock = fixed_clock;
     opts.use_dev_encryption_key = dev_key;
     opts.catalog_uri = catalog_uri;
     /* The URI may hold the Redis password: keep it in a buffer wiped on free. */
@@ -750,7 +849,7 @@ int main(int argc, char **argv)
     const char *store_uri = getenv("ACACHE_STORE");
     const char *catalog_uri = getenv("ACACHE_CATALOG");
     const char *key_file = NULL;
-    int dev_key = 0, help = 0, version = 0, ch;
+    int dev_key = 0, help = 0, version = 0, have_now = 0, ch;
     cmd_opts o = {0};
     /* No '+' and no POSIXLY_CORRECT: GNU getopt permutes, so options may follow
      * the command and its arguments. */
@@ -770,6 +869,16 @@ int main(int argc, char **argv)
             break;
         case 'P':
             pretty = 1;
+            break;
+        case 'N':
+            if (parse_now(optarg, &fixed_now)) {
+                fprintf(stderr,
+                        "acache: --now takes ISO 8601 with a zone "
+                        "(2025-12-24T12:00:00Z) or epoch seconds, got \"%s\"\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            have_now = 1;
             break;
         case 'h':
             help = 1;
@@ -843,9 +952,9 @@ int main(int argc, char **argv)
 
     /* mask and help are answered without opening the store (or reading a key). */
     int no_handle = cmd->run == cmd_mask || cmd->run == cmd_help;
-    int code = no_handle
-                   ? cmd->run(NULL, cmd, &o)
-                   : open_and_run(cmd, &o, store_uri, catalog_uri, key_file, dev_key);
+    int code = no_handle ? cmd->run(NULL, cmd, &o)
+                         : open_and_run(cmd, &o, store_uri, catalog_uri, key_file,
+                                        dev_key, have_now);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "acache: writing the output: %s\n", strerror(errno));
         if (code == EXIT_OKAY)

@@ -7,7 +7,8 @@
  * the enriched listing with masked keys, one user's pins, an invalidation,
  * stats, Prometheus metrics, the model-mapping stats and a TTL
  * recommendation. The clock is pinned to the catalog's "_demo_now" so the
- * usage rows always fall inside the analysis window. */
+ * usage rows always fall inside the analysis window (the CLI's --now does the
+ * same). scripts/demo.sh prints where the programs are. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,41 @@ static void show(int rc, acache_buf *b)
         printf("%s\n", b->ptr);
     acache_buf_dispose(&p);
     acache_buf_dispose(b);
+}
+
+/* The TTL recommendations in plain English, from the report's numbers: the JSON
+ * keeps Aether's Chinese recommendation_reason (docs/analysis.md translates it). */
+static void explain_ttl(acache *c, int hours)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    if (acache_ttl_analysis_json(&b, c, hours, NULL, NULL) != ACACHE_OK)
+        return;
+    json_t *root = json_loadb(b.ptr, b.size, 0, NULL);
+    acache_buf_dispose(&b);
+    printf(
+        "In English (recommendation_reason above is Aether's text, kept for its UI):\n");
+    size_t i;
+    json_t *g;
+    json_array_foreach(json_object_get(root, "users"), i, g)
+    {
+        const char *who = json_string_value(json_object_get(g, "username"));
+        if (!who)
+            who = json_string_value(json_object_get(g, "group_id"));
+        int ttl = (int)json_integer_value(json_object_get(g, "recommended_ttl_minutes"));
+        json_t *pct = json_object_get(g, "percentiles");
+        if (ttl <= 5)
+            printf("  %s: TTL %d min: high-frequency, 90%% of request gaps within %.2f "
+                   "min\n",
+                   who, ttl, json_number_value(json_object_get(pct, "p90")));
+        else
+            printf("  %s: TTL %d min: %s, 75%% of request gaps within %.2f min\n", who,
+                   ttl,
+                   ttl <= 15   ? "medium-high frequency"
+                   : ttl <= 30 ? "medium frequency"
+                               : "low frequency (a long TTL)",
+                   json_number_value(json_object_get(pct, "p75")));
+    }
+    json_decref(root);
 }
 
 static int replay(acache *c, const char *path)
@@ -142,11 +178,11 @@ int main(int argc, char **argv)
 
     section("8. TTL recommendation from the catalog's usage rows (hours=168)");
     show(acache_ttl_analysis_json(&b, c, 168, NULL, NULL), &b);
+    explain_ttl(c, 168);
 
     section("9. cache-hit analysis (hours=168)");
     show(acache_hit_analysis_json(&b, c, 168, NULL, NULL), &b);
 
     acache_close(c);
-    printf("\nDone. Try the operator CLI: build/examples/acache --help\n");
     return 0;
 }
