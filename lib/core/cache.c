@@ -49,12 +49,12 @@ static int open_store(acache_store **out, const acache_options *o)
     const char *uri = o->store_uri ? o->store_uri : "memory://";
     if (strcmp(uri, "memory://") == 0 || strcmp(uri, "memory") == 0)
         return acache__store_memory_new(out);
-    if (has_prefix(uri, "redis://") || has_prefix(uri, "unix://"))
+    if (has_prefix(uri, "redis://") || has_prefix(uri, "rediss://") || has_prefix(uri, "unix://"))
         return acache__store_redis_new(out, uri, o->connect_timeout_ms ? o->connect_timeout_ms : 2000,
                                        o->command_timeout_ms ? o->command_timeout_ms : 2000);
     return acache_error_set(ACACHE_EINVALID,
                             "unknown store URI scheme in \"%.200s\" (expected memory://, "
-                            "redis://host[:port][/db] or unix:///path)",
+                            "redis[s]://host[:port][/db] or unix:///path)",
                             uri);
 }
 

@@ -161,8 +161,13 @@ Test(store_redis, uri_junk_is_invalid)
         "redis://ho st",
         "redis://user@host",
         "redis://[::1",
-        "rediss://host",
         "http://host",
+        "redis://host?cacert=/tmp/ca.pem",
+        "redis://host?verify=no",
+        "rediss://host?verify=maybe",
+        "rediss://host?cert=/tmp/c.pem",
+        "rediss://host?key=/tmp/k.pem",
+        "rediss://host?tls=1",
         "unix://",
         "unix://relative/path",
         "unix:///",
@@ -255,7 +260,7 @@ Test(store_redis, uri_forms_that_work)
 
 Test(store_redis, server_down_at_open_fails_fast)
 {
-    char uri[128];
+    char uri[sizeof srv.uri];
     snprintf(uri, sizeof uri, "%s", srv.uri);
     test_redis_stop(&srv);
     acache_options o = ACACHE_OPTIONS_INIT;
@@ -927,4 +932,187 @@ Test(store_redis, pool_serves_many_threads)
     freeReplyObject(r);
     redisFree(c);
     s->free(s);
+}
+
+/* ---- rediss:// on a private TLS server (certificates made by openssl) ---- */
+
+static test_redis tsrv;
+
+static void tls_teardown(void)
+{
+    test_redis_stop(&tsrv);
+}
+
+TestSuite(store_rediss, .fini = tls_teardown, .timeout = 60);
+
+static void tls_start(int mtls, int expired)
+{
+    if (!test_redis_has_tls())
+        cr_skip_test("redis-server was built without TLS");
+    test_redis_tls o = {.require_client_cert = mtls, .expired_cert = expired};
+    cr_assert_eq(test_redis_start_tls(&tsrv, &o), 0, "TLS redis-server did not start");
+}
+
+/* Side access over the server's plain unix socket. */
+static redisContext *tls_raw(void)
+{
+    redisContext *c = redisConnectUnix(tsrv.sock);
+    cr_assert(c && !c->err, "raw unix connect");
+    return c;
+}
+
+static int open_uri(const char *uri, acache_store **out)
+{
+    *out = NULL;
+    return acache__store_redis_new(out, uri, 2000, 2000);
+}
+
+static void expect_fails(const char *uri, const char *needle)
+{
+    acache_store *s = NULL;
+    int rc = open_uri(uri, &s);
+    cr_expect_eq(rc, ACACHE_ESTORE, "%s opened (%d)", uri, rc);
+    cr_expect_null(s);
+    const char *e = acache_last_error();
+    char where[64];
+    snprintf(where, sizeof where, "127.0.0.1:%d", tsrv.port);
+    cr_expect(strstr(e, where), "message does not name the server: %s", e);
+    cr_expect(strstr(e, needle), "message lacks \"%s\": %s", needle, e);
+}
+
+Test(store_rediss, works_over_tls)
+{
+    tls_start(0, 0);
+    acache_store *s;
+    cr_assert_eq(open_uri(tsrv.uri, &s), ACACHE_OK, "%s", acache_last_error());
+    captured cap;
+    double t = now_s();
+    const char *key = "cache_affinity:ak:claude:m";
+    cr_expect_eq(touch(s, key, "p", "e", "k", "m", t, 300, &cap), ACACHE_TOUCH_CREATED);
+    cr_expect_eq(touch(s, key, "p", "e", "k", "m", t + 1, 300, &cap),
+                 ACACHE_TOUCH_REFRESHED);
+    cr_expect_eq(cap.count, 2);
+    /* A pipelined listing bigger than one TLS record and one SCAN page. */
+    redisContext *c = tls_raw();
+    fill(c, 3000, "SET cache_affinity:bulk%d:claude:m %s",
+         "{\"provider_id\": \"p\", \"endpoint_id\": \"e\", \"key_id\": \"k\", "
+         "\"created_at\": 1.0, \"expire_at\": 9999999999.0, \"request_count\": 1}");
+    scan_acc acc = {0};
+    cr_assert_eq(s->affinity_scan(s, "cache_affinity:", scan_cb, &acc), ACACHE_OK, "%s",
+                 acache_last_error());
+    cr_expect_eq(acc.entries, 3001);
+    s->free(s);
+    /* The name in the certificate, and the hostname form of the URI. */
+    char uri[700];
+    snprintf(uri, sizeof uri, "rediss://localhost:%d?cacert=%s", tsrv.port, tsrv.ca);
+    cr_assert_eq(open_uri(uri, &s), ACACHE_OK, "%s", acache_last_error());
+    acache_buf b = ACACHE_BUF_INIT;
+    cr_expect_eq(s->get(s, key, &b), ACACHE_OK);
+    acache_buf_dispose(&b);
+    s->free(s);
+    redisFree(c);
+}
+
+Test(store_rediss, wrong_ca_fails)
+{
+    tls_start(0, 0);
+    char uri[700];
+    snprintf(uri, sizeof uri, "rediss://127.0.0.1:%d?cacert=%s", tsrv.port,
+             tsrv.other_ca);
+    expect_fails(uri, "certificate verification failed");
+    /* No cacert: the system trust store does not know the test CA either. */
+    snprintf(uri, sizeof uri, "rediss://127.0.0.1:%d", tsrv.port);
+    expect_fails(uri, "certificate verification failed");
+    /* verify=no accepts it (with a warning on stderr). */
+    snprintf(uri, sizeof uri, "rediss://127.0.0.1:%d?cacert=%s&verify=no", tsrv.port,
+             tsrv.other_ca);
+    acache_store *s;
+    cr_assert_eq(open_uri(uri, &s), ACACHE_OK, "%s", acache_last_error());
+    s->free(s);
+}
+
+Test(store_rediss, expired_certificate_fails)
+{
+    tls_start(0, 1);
+    expect_fails(tsrv.uri, "expired");
+}
+
+Test(store_rediss, hostname_mismatch_fails)
+{
+    tls_start(0, 0);
+    char uri[700];
+    snprintf(uri, sizeof uri, "rediss://127.0.0.1:%d?cacert=%s&sni=elsewhere.example",
+             tsrv.port, tsrv.ca);
+    expect_fails(uri, "mismatch");
+}
+
+Test(store_rediss, client_certificate_required)
+{
+    tls_start(1, 0);
+    acache_store *s;
+    cr_assert_eq(open_uri(tsrv.uri, &s), ACACHE_OK, "with cert/key: %s",
+                 acache_last_error());
+    cr_expect_eq(s->set(s, "mtls", "v", 1, 0), ACACHE_OK, "%s", acache_last_error());
+    s->free(s);
+    char uri[700];
+    snprintf(uri, sizeof uri, "rediss://127.0.0.1:%d?cacert=%s", tsrv.port, tsrv.ca);
+    expect_fails(uri, "TLS");
+}
+
+Test(store_rediss, acl_user_and_passwords)
+{
+    tls_start(0, 0);
+    redisContext *c = tls_raw();
+    /* Aether's key families only; '%' and '@' in the password are sent
+     * percent-encoded in the URI. */
+    freeReplyObject(rcmd(c, "ACL SETUSER gw on >p%%w@d-Gw1 ~cache_affinity:* ~model:* "
+                            "~global_model:* +@all"));
+    freeReplyObject(rcmd(c, "SET other:key x"));
+    char uri[800];
+    snprintf(uri, sizeof uri, "rediss://gw:p%%25w%%40d-Gw1@127.0.0.1:%d/0?cacert=%s",
+             tsrv.port, tsrv.ca);
+    acache *h = open_handle(uri, NULL, NULL);
+    acache_touch t = ACACHE_TOUCH_INIT;
+    t.affinity_key = "ak";
+    t.api_format = "claude";
+    t.model_name = "m";
+    t.provider_id = "p";
+    t.endpoint_id = "e";
+    t.key_id = "k";
+    cr_assert_eq(acache_affinity_touch(NULL, h, &t), ACACHE_OK, "%s",
+                 acache_last_error());
+    acache_affinity *a = NULL;
+    cr_assert_eq(acache_affinity_get(&a, h, "ak", "claude", "m"), ACACHE_OK, "%s",
+                 acache_last_error());
+    acache_affinity_free(a);
+    size_t removed = 0;
+    cr_assert_eq(acache_affinity_clear_all(&removed, h), ACACHE_OK, "%s",
+                 acache_last_error());
+    cr_expect_eq(removed, 1);
+    /* The ACL really limits the user: another key family is refused. */
+    acache_store *s = acache_get_store(h);
+    cr_expect_eq(s->set(s, "other:key", "y", 1, 0), ACACHE_ESTORE);
+    cr_expect(strstr(acache_last_error(), "NOPERM"), "%s", acache_last_error());
+    acache_close(h);
+
+    /* A wrong password: a clear message naming the server, never the password. */
+    snprintf(uri, sizeof uri, "rediss://gw:Wr0ng-Secret-77@127.0.0.1:%d/0?cacert=%s",
+             tsrv.port, tsrv.ca);
+    expect_fails(uri, "authentication failed");
+    cr_expect_null(strstr(acache_last_error(), "Wr0ng-Secret-77"), "%s",
+                   acache_last_error());
+
+    /* :password@ authenticates the default user with AUTH password. */
+    freeReplyObject(rcmd(c, "CONFIG SET requirepass Def-Pass-9"));
+    snprintf(uri, sizeof uri, "rediss://:Def-Pass-9@127.0.0.1:%d?cacert=%s", tsrv.port,
+             tsrv.ca);
+    acache_store *d;
+    cr_assert_eq(open_uri(uri, &d), ACACHE_OK, "%s", acache_last_error());
+    d->free(d);
+    snprintf(uri, sizeof uri, "rediss://:Not-Def-Pass@127.0.0.1:%d?cacert=%s", tsrv.port,
+             tsrv.ca);
+    expect_fails(uri, "authentication failed");
+    cr_expect_null(strstr(acache_last_error(), "Not-Def-Pass"), "%s",
+                   acache_last_error());
+    redisFree(c);
 }

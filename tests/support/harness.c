@@ -40,10 +40,15 @@ static void stop_server(void)
     test_redis_stop(&server);
 }
 
+/* ACACHE_TEST_REDIS_TLS=1 runs the same tests over rediss:// (a TLS-only
+ * server with certificates made at start; ctest "integration-tls"). */
 const char *th_store_uri(void)
 {
     if (!started) {
-        cr_assert_eq(test_redis_start(&server), 0, "could not start a private redis-server");
+        const char *tls = getenv("ACACHE_TEST_REDIS_TLS");
+        int rc = tls && tls[0] == '1' ? test_redis_start_tls(&server, NULL)
+                                      : test_redis_start(&server);
+        cr_assert_eq(rc, 0, "could not start a private redis-server");
         atexit(stop_server);
         started = 1;
     }

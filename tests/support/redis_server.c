@@ -1,4 +1,5 @@
 /* Private redis-server for tests (see redis_server.h). */
+#define _GNU_SOURCE /* memmem */
 #include "redis_server.h"
 
 #include <dirent.h>
@@ -65,10 +66,11 @@ static void remove_dir(const char *dir)
     rmdir(dir);
 }
 
-static int ping(int port)
+/* Over the unix socket, which TLS servers have too. */
+static int ping(const char *sock)
 {
     struct timeval tv = {0, 200000};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    redisContext *c = redisConnectUnixWithTimeout(sock, tv);
     int ok = 0;
     if (c && !c->err) {
         redisSetTimeout(c, tv);
@@ -82,6 +84,64 @@ static int ping(int port)
     return ok;
 }
 
+/* Run a shell command quietly (openssl). 0 on success. */
+static int run_quiet(const char *cmd)
+{
+    char full[4096];
+    snprintf(full, sizeof full, "{ %s; } >/dev/null 2>&1", cmd);
+    int st = system(full);
+    return st == 0 ? 0 : -1;
+}
+
+/* CA, server (127.0.0.1 / localhost), client, and an unrelated second CA. */
+static int make_certs(test_redis *r)
+{
+    const char *d = r->dir;
+    snprintf(r->ca, sizeof r->ca, "%s/ca.crt", d);
+    snprintf(r->other_ca, sizeof r->other_ca, "%s/other-ca.crt", d);
+    snprintf(r->client_cert, sizeof r->client_cert, "%s/client.crt", d);
+    snprintf(r->client_key, sizeof r->client_key, "%s/client.key", d);
+    char cmd[3000];
+    snprintf(cmd, sizeof cmd, "%s/server.ext", d);
+    FILE *ext = fopen(cmd, "w");
+    if (!ext || fputs("subjectAltName=IP:127.0.0.1,DNS:localhost\n", ext) < 0 ||
+        fclose(ext)) {
+        fprintf(stderr, "test_redis: cannot write %s\n", cmd);
+        return -1;
+    }
+    const char *steps[] = {
+        "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt "
+        "-days 2 -subj /CN=acache-test-ca",
+        "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other-ca.key "
+        "-out other-ca.crt -days 2 -subj /CN=acache-other-ca",
+        "cd '%s' && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out "
+        "server.csr "
+        "-subj /CN=localhost",
+        NULL, /* server certificate: below (validity) */
+        "cd '%s' && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key -out "
+        "client.csr "
+        "-subj /CN=acache-test-client",
+        "cd '%s' && openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key "
+        "-CAcreateserial -out client.crt -days 2",
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        if (steps[i])
+            snprintf(cmd, sizeof cmd, steps[i], d);
+        else
+            /* -days -1: valid from now, expired since yesterday. */
+            snprintf(
+                cmd, sizeof cmd,
+                "cd '%s' && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key "
+                "-CAcreateserial -out server.crt -days %s -extfile server.ext",
+                d, r->tls_opts.expired_cert ? "-1" : "2");
+        if (run_quiet(cmd) != 0) {
+            fprintf(stderr, "test_redis: certificate step failed: %s\n", cmd);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Fork + exec the server on r->port in a fresh dir; wait for PING.
  * Returns 0, 1 if the server exited early (port taken?), -1 on failure. */
 static int spawn(test_redis *r)
@@ -92,10 +152,18 @@ static int spawn(test_redis *r)
         r->dir[0] = '\0';
         return -1;
     }
-    char port[16], log[300], sock[300];
+    char port[16], log[300];
     snprintf(port, sizeof port, "%d", r->port);
     snprintf(log, sizeof log, "%s/redis.log", r->dir);
-    snprintf(sock, sizeof sock, "%s/redis.sock", r->dir);
+    snprintf(r->sock, sizeof r->sock, "%s/redis.sock", r->dir);
+    if (r->tls && make_certs(r) != 0) {
+        remove_dir(r->dir);
+        r->dir[0] = '\0';
+        return -1;
+    }
+    char cert[300], key[300];
+    snprintf(cert, sizeof cert, "%s/server.crt", r->dir);
+    snprintf(key, sizeof key, "%s/server.key", r->dir);
     pid_t parent = getpid();
     fflush(NULL);
     pid_t pid = fork();
@@ -109,10 +177,19 @@ static int spawn(test_redis *r)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
-        execl(TEST_REDIS_SERVER_BIN, "redis-server", "--port", port, "--bind",
-              "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r->dir,
-              "--logfile", log, "--daemonize", "no", "--unixsocket", sock,
-              "--unixsocketperm", "700", (char *)NULL);
+        if (r->tls)
+            execl(TEST_REDIS_SERVER_BIN, "redis-server", "--port", "0", "--tls-port",
+                  port, "--tls-cert-file", cert, "--tls-key-file", key,
+                  "--tls-ca-cert-file", r->ca, "--tls-auth-clients",
+                  r->tls_opts.require_client_cert ? "yes" : "no", "--bind", "127.0.0.1",
+                  "--save", "", "--appendonly", "no", "--dir", r->dir, "--logfile", log,
+                  "--daemonize", "no", "--unixsocket", r->sock, "--unixsocketperm", "700",
+                  (char *)NULL);
+        else
+            execl(TEST_REDIS_SERVER_BIN, "redis-server", "--port", port, "--bind",
+                  "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r->dir,
+                  "--logfile", log, "--daemonize", "no", "--unixsocket", r->sock,
+                  "--unixsocketperm", "700", (char *)NULL);
         _exit(127);
     }
     r->pid = pid;
@@ -124,7 +201,7 @@ static int spawn(test_redis *r)
             r->dir[0] = '\0';
             return 1;
         }
-        if (ping(r->port))
+        if (ping(r->sock))
             return 0;
         sleep_ms(20);
     }
@@ -133,9 +210,21 @@ static int spawn(test_redis *r)
     return -1;
 }
 
-int test_redis_start(test_redis *r)
+static void set_uri(test_redis *r)
 {
-    memset(r, 0, sizeof *r);
+    if (!r->tls)
+        snprintf(r->uri, sizeof r->uri, "redis://127.0.0.1:%d/0", r->port);
+    else if (r->tls_opts.require_client_cert)
+        snprintf(r->uri, sizeof r->uri,
+                 "rediss://127.0.0.1:%d/0?cacert=%s&cert=%s&key=%s", r->port, r->ca,
+                 r->client_cert, r->client_key);
+    else
+        snprintf(r->uri, sizeof r->uri, "rediss://127.0.0.1:%d/0?cacert=%s", r->port,
+                 r->ca);
+}
+
+static int start(test_redis *r)
+{
     for (int attempt = 0; attempt < 5; attempt++) {
         r->port = free_port();
         if (r->port <= 0) {
@@ -144,7 +233,7 @@ int test_redis_start(test_redis *r)
         }
         int rc = spawn(r);
         if (rc == 0) {
-            snprintf(r->uri, sizeof r->uri, "redis://127.0.0.1:%d/0", r->port);
+            set_uri(r);
             return 0;
         }
         if (rc < 0)
@@ -152,6 +241,41 @@ int test_redis_start(test_redis *r)
     }
     fprintf(stderr, "test_redis: redis-server kept exiting at start (see its log)\n");
     return -1;
+}
+
+int test_redis_start(test_redis *r)
+{
+    memset(r, 0, sizeof *r);
+    return start(r);
+}
+
+int test_redis_start_tls(test_redis *r, const test_redis_tls *opts)
+{
+    memset(r, 0, sizeof *r);
+    r->tls = 1;
+    if (opts)
+        r->tls_opts = *opts;
+    return start(r);
+}
+
+int test_redis_has_tls(void)
+{
+    /* A build without TLS lacks its configuration names. */
+    FILE *f = fopen(TEST_REDIS_SERVER_BIN, "rb");
+    if (!f)
+        return 0;
+    static const char needle[] = "tls-auth-clients";
+    char buf[65536 + sizeof needle];
+    size_t keep = 0, n;
+    int found = 0;
+    while (!found && (n = fread(buf + keep, 1, 65536, f)) > 0) {
+        n += keep;
+        found = memmem(buf, n, needle, sizeof needle - 1) != NULL;
+        keep = n < sizeof needle ? n : sizeof needle - 1;
+        memmove(buf, buf + n - keep, keep);
+    }
+    fclose(f);
+    return found;
 }
 
 void test_redis_stop(test_redis *r)

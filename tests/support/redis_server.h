@@ -5,16 +5,36 @@
 
 #include <sys/types.h>
 
+/* TLS server options (test_redis_start_tls). Certificates are made with the
+ * `openssl` command in the server's dir: a CA, a server certificate for
+ * IP:127.0.0.1 and DNS:localhost, a client certificate, and a second CA
+ * that signed nothing (for "wrong CA" tests). */
+typedef struct test_redis_tls {
+    int require_client_cert; /* --tls-auth-clients yes (mTLS) */
+    int expired_cert;        /* the server's certificate expired yesterday */
+} test_redis_tls;
+
 typedef struct test_redis {
     int port;
-    pid_t pid;     /* 0 when not running */
-    char dir[256]; /* working dir (log), removed by stop */
-    char uri[128]; /* redis://127.0.0.1:<port>/0 */
+    pid_t pid;      /* 0 when not running */
+    char dir[256];  /* working dir (log, certificates), removed by stop */
+    char uri[1200]; /* redis://127.0.0.1:<port>/0, or rediss://...?cacert=... */
+    char sock[300]; /* plain unix socket (also on TLS servers), for side access */
+    int tls;
+    test_redis_tls tls_opts;
+    /* TLS only: files in dir */
+    char ca[300], other_ca[300], client_cert[300], client_key[300];
 } test_redis;
 
 /* Start a server and wait until it answers PING. Returns 0, or -1 with a
  * message on stderr. */
 int test_redis_start(test_redis *r);
+/* A TLS-only server (--port 0 --tls-port P) with fresh certificates; r->uri
+ * is rediss://127.0.0.1:P/0?cacert=<ca> (plus cert/key when the server
+ * requires client certificates). 0, or -1 with a message on stderr. */
+int test_redis_start_tls(test_redis *r, const test_redis_tls *opts);
+/* 1 when redis-server was built with TLS (Debian's is). */
+int test_redis_has_tls(void);
 /* SIGTERM (then SIGKILL) the server we started, reap it, remove its dir.
  * Idempotent; safe on a zeroed struct. */
 void test_redis_stop(test_redis *r);

@@ -148,7 +148,7 @@ int acache__redis_affinity_touch(acache_store *self, const acache_touch_req *req
         return rc;
     touch_ctx t = {.req = req, .now = now, .ttl = ttl, .tt = &tt};
     sigpipe_guard g;
-    acache__redis_sigpipe_block(&g);
+    acache__redis_sigpipe_block(s, &g);
     rconn *c;
     /* Not retried (see redis_priv.h): a replay could count twice. */
     if (!(rc = acache__redis_conn_get(s, &c))) {
@@ -243,7 +243,7 @@ int acache__redis_affinity_delete_if(acache_store *self, const acache_key *keys,
             rc = ACACHE_ENOMEM;
     if (!rc) {
         sigpipe_guard g;
-        acache__redis_sigpipe_block(&g);
+        acache__redis_sigpipe_block(s, &g);
         rconn *c;
         if (!(rc = acache__redis_conn_get(s, &c))) {
             key_label lb;

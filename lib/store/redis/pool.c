@@ -33,14 +33,19 @@ int acache__redis_reply_fail(const redisReply *r, const char *cmd, const char *w
 }
 
 /* ---- SIGPIPE ----
- * Block it on this thread for the duration of an operation and swallow one
+ * A peer that vanished raises SIGPIPE on write(2), which would kill the
+ * host process. Block it on this thread for the duration of an operation and swallow one
  * we caused (the technique of libpq's pq_block_sigpipe), leaving the
  * process's disposition alone. */
 
-void acache__redis_sigpipe_block(sigpipe_guard *g)
+void acache__redis_sigpipe_block(const redis_store *s, sigpipe_guard *g)
 {
-    /* Most hosts (CPython, Go, servers) ignore SIGPIPE already: one query
-     * instead of four syscalls around every command. */
+    /* Plain sockets are written with send(MSG_NOSIGNAL); OpenSSL writes with
+     * write(2). Most hosts (CPython, Go, servers) ignore SIGPIPE already: one
+     * query instead of four syscalls around every command. */
+    g->active = 0;
+    if (!s->tls)
+        return;
     struct sigaction cur;
     g->active = !(sigaction(SIGPIPE, NULL, &cur) == 0 && cur.sa_handler == SIG_IGN);
     if (!g->active)
@@ -96,9 +101,31 @@ static int dial_step(redis_store *s, rconn *c, int argc, const char **argv,
     return rc;
 }
 
+/* AUTH: a refusal names the server and the user, never the password. */
+static int dial_auth(redis_store *s, rconn *c, int argc, const char **argv)
+{
+    const char *who = s->user ? s->user : "default";
+    redisReply *r;
+    if (acache__redis_command(c, argc, argv, NULL, &r) != 0)
+        return acache__redis_io_fail(s, c, "AUTH", who);
+    int rc = ACACHE_OK;
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* The server's text is kept to tell WRONGPASS from NOPERM etc.; it
+         * never echoes the password. */
+        rc = acache_error_set(ACACHE_ESTORE,
+                              "redis %s: authentication failed for user \"%s\" (%.*s)",
+                              s->where, who, (int)(r->len < 200 ? r->len : 200), r->str);
+    } else if (r->type != REDIS_REPLY_STATUS) {
+        rc = acache__redis_reply_fail(r, "AUTH", who);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 int acache__redis_dial(redis_store *s, rconn **out, int first)
 {
-    rconn_target t = {s->host, s->port, s->path, s->connect_ms, s->command_ms};
+    rconn_target t = {s->host,       s->port,    s->path, s->connect_ms,
+                      s->command_ms, s->tls_ctx, s->sni,  s->verify};
     char err[256];
     rconn *c = rconn_open(&t, err, sizeof err);
     if (!c) {
@@ -114,7 +141,7 @@ int acache__redis_dial(redis_store *s, rconn **out, int first)
         if (s->user)
             argv[argc++] = s->user;
         argv[argc++] = s->password;
-        rc = dial_step(s, c, argc, argv, s->user ? s->user : "(default user)");
+        rc = dial_auth(s, c, argc, argv);
     }
     if (!rc && s->db) {
         char dbs[16];
@@ -182,7 +209,7 @@ int acache__redis_run(redis_store *s, int retry, const char *cmd, const char *wh
                       int argc, const char **argv, const size_t *lens, redisReply **out)
 {
     sigpipe_guard g;
-    acache__redis_sigpipe_block(&g);
+    acache__redis_sigpipe_block(s, &g);
     int rc;
     for (int attempt = 0;; attempt++) {
         rconn *c;

@@ -70,7 +70,7 @@ int acache__redis_del(acache_store *self, const acache_key *keys, size_t n,
         return acache__oom();
     }
     sigpipe_guard g;
-    acache__redis_sigpipe_block(&g);
+    acache__redis_sigpipe_block(s, &g);
     rconn *c = NULL;
     int rc = acache__redis_conn_get(s, &c);
     size_t done = 0;
@@ -120,7 +120,7 @@ int acache__redis_ttl(acache_store *self, const char *const *keys, size_t n, int
     redis_store *s = (redis_store *)self;
     int rc = ACACHE_OK;
     sigpipe_guard g;
-    acache__redis_sigpipe_block(&g);
+    acache__redis_sigpipe_block(s, &g);
     for (int attempt = 0; attempt < 2; attempt++) {
         rconn *c;
         if ((rc = acache__redis_conn_get(s, &c)))

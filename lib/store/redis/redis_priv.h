@@ -8,8 +8,10 @@
  *                SCRIPT LOAD, and EVALSHA with the NOSCRIPT fallback
  *   pool.c       connection pool, dialling (AUTH, SELECT, scripts), one-shot
  *                commands with the retry policy, the SIGPIPE guard, errors
- *   transport.c  one connection: the byte stream under hiredis's RESP codec
- *   uri.c        redis:// and unix:// URIs
+ *   transport.c  one connection: TCP, unix socket or TLS bytes under
+ *                hiredis's RESP codec
+ *   tls.c        the OpenSSL context of rediss:// (trust, client certificate)
+ *   uri.c        redis://, rediss:// and unix:// URIs
  *
  * Retries: a pooled connection whose server went away (restart) is detected
  * before use by a zero-timeout poll() (an idle RESP connection never has
@@ -30,6 +32,7 @@
 #include <stdint.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/ssl.h>
 
 #include "../../core/core.h"
 
@@ -51,6 +54,9 @@ typedef struct rconn_target {
     int port;
     const char *path; /* unix socket */
     uint32_t connect_ms, command_ms;
+    SSL_CTX *tls;    /* NULL: plain */
+    const char *sni; /* name sent and verified; NULL: host */
+    int verify;      /* check the certificate's name (the chain: SSL_CTX) */
 } rconn_target;
 
 /* Connect. On failure returns NULL with a message in errbuf (OOM: empty). */
@@ -64,7 +70,10 @@ int rconn_flush(rconn *c);
 int rconn_read(rconn *c, redisReply **out);
 /* An idle connection with bytes to read (EOF, garbage) or a past error. */
 int rconn_stale(rconn *c);
-int rconn_err(const rconn *c); /* RIO_*; RIO_OK while healthy */
+int rconn_err(const rconn *c);
+/* SSL_CTX client-certificate callback: notes that the server asked for one. */
+int acache__redis_client_cert_cb(SSL *ssl, X509 **x509,
+                                 EVP_PKEY **pkey); /* RIO_*; RIO_OK while healthy */
 const char *rconn_errstr(const rconn *c);
 
 /* ---- pool.c ---- */
@@ -77,6 +86,11 @@ typedef struct redis_store {
     char *user, *password;
     int db;
     char where[300]; /* host:port or path, for messages (no secrets) */
+    /* rediss:// */
+    int tls;
+    char *cacert, *cert, *key, *sni; /* NULL: system trust store, no client cert */
+    int verify;                      /* 1 unless verify=no */
+    SSL_CTX *tls_ctx;
     uint32_t connect_ms, command_ms;
 
     pthread_mutex_t lock;
@@ -97,7 +111,8 @@ typedef struct sigpipe_guard {
     int was_pending;
 } sigpipe_guard;
 
-void acache__redis_sigpipe_block(sigpipe_guard *g);
+/* Plain connections write with MSG_NOSIGNAL, so only TLS needs the guard. */
+void acache__redis_sigpipe_block(const redis_store *s, sigpipe_guard *g);
 void acache__redis_sigpipe_restore(sigpipe_guard *g);
 
 /* Message for an I/O failure on `c` (timeout or broken), returns ESTORE. */
@@ -185,7 +200,14 @@ const char *acache__redis_key_label(key_label *l, const acache_key *k);
 
 /* ---- uri.c ---- */
 
-/* Fill host/port/path/user/password/db/where of `s` from `uri`. */
+/* Fill host/port/path/user/password/db/where and the TLS options of `s`
+ * from `uri`. */
 int acache__redis_parse_uri(redis_store *s, const char *uri);
+
+/* ---- tls.c ---- */
+
+/* The shared SSL_CTX of a rediss:// store (trust store, client cert). */
+int acache__redis_tls_init(redis_store *s);
+void acache__redis_tls_free(redis_store *s);
 
 #endif

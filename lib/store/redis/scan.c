@@ -309,7 +309,7 @@ int acache__redis_scan(redis_store *s, const char *prefix, int with_values, int 
     scan_bufs b;
     memset(&b, 0, sizeof b);
     sigpipe_guard g;
-    acache__redis_sigpipe_block(&g);
+    acache__redis_sigpipe_block(s, &g);
     int rc;
     for (int attempt = 0;; attempt++) {
         rconn *c;

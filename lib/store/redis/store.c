@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "redis_priv.h"
 
 static int r_scan(acache_store *self, const char *prefix, int with_values,
@@ -26,11 +28,16 @@ static void r_free(acache_store *self)
         rconn_close(s->idle[i]);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
+    acache__redis_tls_free(s);
     free(s->host);
     free(s->path);
     free(s->user);
+    free(s->cacert);
+    free(s->cert);
+    free(s->key);
+    free(s->sni);
     if (s->password) {
-        memset(s->password, 0, strlen(s->password));
+        sodium_memzero(s->password, strlen(s->password)); /* never optimised out */
         free(s->password);
     }
     free(s);
@@ -64,12 +71,14 @@ int acache__store_redis_new(acache_store **out, const char *uri,
     s->parent.scan = r_scan;
     s->parent.ttl = acache__redis_ttl;
     s->parent.free = r_free;
-    s->parent.caps =
-        ACACHE_STORE_CAP_REMOTE | ACACHE_STORE_CAP_JSON_VALUES | ACACHE_STORE_CAP_RAW_KEYS;
+    s->parent.caps = ACACHE_STORE_CAP_REMOTE | ACACHE_STORE_CAP_JSON_VALUES |
+                     ACACHE_STORE_CAP_RAW_KEYS;
     s->connect_ms = connect_timeout_ms ? connect_timeout_ms : 2000;
     s->command_ms = command_timeout_ms ? command_timeout_ms : 2000;
 
     int rc = acache__redis_parse_uri(s, uri);
+    if (!rc)
+        rc = acache__redis_tls_init(s);
     if (rc) {
         r_free(&s->parent);
         return rc;
@@ -77,7 +86,7 @@ int acache__store_redis_new(acache_store **out, const char *uri,
     /* Connect now so that a wrong address or a server that is down fails the
      * open, not the first request. */
     sigpipe_guard g;
-    acache__redis_sigpipe_block(&g);
+    acache__redis_sigpipe_block(s, &g);
     rconn *c = NULL;
     rc = acache__redis_dial(s, &c, 1);
     acache__redis_sigpipe_restore(&g);

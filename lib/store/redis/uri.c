@@ -1,5 +1,5 @@
-/* redis:// and unix:// URIs of the Redis store. Never echo a URI in a
- * message: it may hold a password. */
+/* redis://, rediss:// and unix:// URIs of the Redis store (docs/redis.md). Never echo a
+ * URI in a message: it may hold a password. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,10 +65,11 @@ static int parse_uint(const char *p, size_t n, long max, long *out)
 static int bad_uri(const char *why)
 {
     /* Never echo the URI: it may hold a password. */
-    return acache_error_set(ACACHE_EINVALID,
-                            "invalid store URI: %s (expected redis://[[user]:password@]"
-                            "host[:port][/db] or unix:///path[?db=N])",
-                            why);
+    return acache_error_set(
+        ACACHE_EINVALID,
+        "invalid store URI: %s (expected redis[s]://[[user]:password@]"
+        "host[:port][/db][?options] or unix:///path[?db=N])",
+        why);
 }
 
 /* user:password@ (both percent-decoded). */
@@ -92,17 +93,64 @@ static int parse_userinfo(redis_store *s, const char *p, size_t n)
     return ACACHE_OK;
 }
 
+/* name=value: 1 when `q` (n bytes) starts with `name=`. */
+static int param_is(const char *q, size_t n, const char *name)
+{
+    size_t l = strlen(name);
+    return n > l && strncmp(q, name, l) == 0 && q[l] == '=';
+}
+
+/* A percent-decoded option value into *dst (replacing an earlier one). */
+static int param_str(char **dst, const char *v, size_t n, const char *what)
+{
+    int rc = ACACHE_OK;
+    char *d = pct_decode(v, n, what, &rc);
+    if (!d)
+        return rc;
+    free(*dst);
+    *dst = d;
+    return ACACHE_OK;
+}
+
 static int parse_query(redis_store *s, const char *q)
 {
-    /* Only db=N is understood; anything else is a typo worth reporting. */
+    /* Unknown parameters are typos worth reporting, not ignoring. */
     while (*q) {
         size_t n = strcspn(q, "&");
-        long v;
-        if (n > 3 && strncmp(q, "db=", 3) == 0 &&
-            parse_uint(q + 3, n - 3, INT_MAX, &v) == 0)
-            s->db = (int)v;
-        else
-            return bad_uri("unknown or malformed query parameter (only db=N)");
+        const char *eq = memchr(q, '=', n);
+        const char *v = eq ? eq + 1 : q + n;
+        size_t vn = (size_t)(q + n - v);
+        long iv;
+        int rc = ACACHE_OK;
+        if (param_is(q, n, "db")) {
+            if (parse_uint(v, vn, INT_MAX, &iv) != 0)
+                return bad_uri("db must be a number");
+            s->db = (int)iv;
+        } else if (param_is(q, n, "cacert") || param_is(q, n, "cert") ||
+                   param_is(q, n, "key") || param_is(q, n, "sni") ||
+                   param_is(q, n, "verify")) {
+            if (!s->tls)
+                return bad_uri("cacert, cert, key, sni and verify need rediss://");
+            if (param_is(q, n, "cacert"))
+                rc = param_str(&s->cacert, v, vn, "cacert");
+            else if (param_is(q, n, "cert"))
+                rc = param_str(&s->cert, v, vn, "cert");
+            else if (param_is(q, n, "key"))
+                rc = param_str(&s->key, v, vn, "key");
+            else if (param_is(q, n, "sni"))
+                rc = param_str(&s->sni, v, vn, "sni");
+            else if (vn == 3 && strncmp(v, "yes", 3) == 0)
+                s->verify = 1;
+            else if (vn == 2 && strncmp(v, "no", 2) == 0)
+                s->verify = 0;
+            else
+                return bad_uri("verify must be yes or no");
+            if (rc)
+                return rc;
+        } else {
+            return bad_uri("unknown or malformed query parameter (db, and with rediss:// "
+                           "cacert, cert, key, sni, verify)");
+        }
         q += n;
         if (*q == '&')
             q++;
@@ -220,7 +268,10 @@ int acache__redis_parse_uri(redis_store *s, const char *uri)
         return parse_redis_uri(s, uri + 8);
     if (strncmp(uri, "unix://", 7) == 0)
         return parse_unix_uri(s, uri + 7);
-    if (strncmp(uri, "rediss://", 9) == 0)
-        return bad_uri("TLS (rediss://) is not supported");
+    if (strncmp(uri, "rediss://", 9) == 0) {
+        s->tls = 1;
+        s->verify = 1;
+        return parse_redis_uri(s, uri + 9);
+    }
     return bad_uri("unknown scheme");
 }
