@@ -17,6 +17,7 @@
 #include "aether_cache/aether_cache.h"
 #include "aether_cache/sys/store.h"
 #include "bench.h"
+#include "core/core.h" /* raw typed list and fill: private since 0.2 */
 
 typedef struct bench_opts {
     size_t n;
@@ -256,14 +257,14 @@ static void fig_list(acache *c, redisContext *r, const bench_data *d, int runs)
         t_floor[k] = bench_now() - t0;
         c_floor[k] = cpu_now() - c0;
 
-        acache_affinity_list *l = NULL;
+        acache__affinity_list *l = NULL;
         c0 = cpu_now();
         t0 = bench_now();
-        int rc = acache_affinity_list_fetch(&l, c, NULL);
+        int rc = acache__affinity_list_fetch(&l, c, NULL);
         if (rc)
-            die("acache_affinity_list_fetch", rc);
-        got = acache_affinity_list_count(l);
-        acache_affinity_list_free(l);
+            die("acache__affinity_list_fetch", rc);
+        got = acache__affinity_list_count(l);
+        acache__affinity_list_free(l);
         t_lib[k] = bench_now() - t0;
         c_lib[k] = cpu_now() - c0;
 
@@ -384,12 +385,12 @@ static void fig_memory(acache *c, const bench_data *d)
 {
     rss_probe p;
     rss_begin(&p);
-    acache_affinity_list *l = NULL;
-    int rc = acache_affinity_list_fetch(&l, c, NULL);
+    acache__affinity_list *l = NULL;
+    int rc = acache__affinity_list_fetch(&l, c, NULL);
     if (rc)
-        die("acache_affinity_list_fetch", rc);
+        die("acache__affinity_list_fetch", rc);
     rss_end(&p);
-    acache_affinity_list_free(l);
+    acache__affinity_list_free(l);
     double growth = (double)(p.peak_kb - p.baseline_kb) * 1024.0;
     double ratio = growth / (double)d->value_bytes;
 
@@ -567,11 +568,11 @@ static void fig_invalidate(acache *c, redisContext *r, const bench_data *d, int 
     for (int k = 0; k < runs; k++) {
         slowlog_begin(r, &sl);
         double t0 = bench_now();
-        int rc = acache_affinity_invalidate_provider(&removed, c, d->target_provider);
+        int rc = acache__affinity_invalidate_provider(&removed, c, d->target_provider);
         t[k] = bench_now() - t0;
         slowlog_end(r, &sl);
         if (rc)
-            die("acache_affinity_invalidate_provider", rc);
+            die("acache__affinity_invalidate_provider", rc);
         if (sl.max_us > max_us) {
             max_us = sl.max_us;
             snprintf(max_cmd, sizeof max_cmd, "%s", sl.max_cmd);
@@ -619,11 +620,11 @@ static void fig_clear(acache *c, redisContext *r, const bench_data *d, int runs)
         slowlog_probe sl;
         slowlog_begin(r, &sl);
         double t0 = bench_now();
-        int rc = acache_affinity_clear_all(&removed, c);
+        int rc = acache__affinity_clear_all(&removed, c);
         t[k] = bench_now() - t0;
         slowlog_end(r, &sl);
         if (rc)
-            die("acache_affinity_clear_all", rc);
+            die("acache__affinity_clear_all", rc);
         if (sl.max_us > max_us) {
             max_us = sl.max_us;
             snprintf(max_cmd, sizeof max_cmd, "%s", sl.max_cmd);
@@ -849,10 +850,10 @@ static void fig_point_memory(const bench_data *d, const bench_opts *o)
         char *s = key + strlen("cache_affinity:");
         char *c1 = strchr(s, ':'), *c2 = strchr(c1 + 1, ':');
         *c1 = *c2 = '\0';
-        int rc = acache_affinity_set(NULL, m, s, c1 + 1, c2 + 1, d->target_provider,
+        int rc = acache__affinity_set(NULL, m, s, c1 + 1, c2 + 1, d->target_provider,
                                      "endpoint-0", "key-0", 1, 3600);
         if (rc)
-            die("acache_affinity_set (memory fill)", rc);
+            die("acache__affinity_set (memory fill)", rc);
     }
     double fill_s = bench_now() - t0;
     pin_ref p;

@@ -11,11 +11,14 @@
 
 #include <libpq-fe.h>
 
+#include "admin/listing_priv.h"
 #include "aether_cache/aether_cache.h"
+#include "analysis/results.h"
 #include "bench.h"
 #include "catalog/postgres.h"
 #include "core/core.h"
 #include "crypto/crypto.h"
+#include "mapping/mapping_priv.h"
 
 #define N_USERS 10000
 #define N_API_KEYS 30000
@@ -318,10 +321,10 @@ void bench_pg_listing(const char *redis_uri, const bench_data *d, int runs, size
     acache *c = open_pg_handle(redis_uri);
     double t[16];
     for (int k = 0; k < runs; k++) {
-        acache_affinity_list *l = NULL;
+        acache__affinity_list *l = NULL;
         double t0 = bench_now();
-        int rc = acache_affinity_list_fetch(&l, c, NULL);
-        acache_affinity_list_free(l);
+        int rc = acache__affinity_list_fetch(&l, c, NULL);
+        acache__affinity_list_free(l);
         t[k] = bench_now() - t0;
         if (rc) {
             fprintf(stderr, "bench: list_fetch: %s\n", acache_last_error());
@@ -330,7 +333,7 @@ void bench_pg_listing(const char *redis_uri, const bench_data *d, int runs, size
     }
     double plain = bench_median(t, runs);
 
-    /* Every page of limit 1000, each a full acache_list_affinities call. */
+    /* Every page of limit 1000, each a full acache__list_affinities call. */
     size_t total = 0, pages = 0;
     if (max_pages == 0 || max_pages > 100000)
         max_pages = 100000;
@@ -341,20 +344,20 @@ void bench_pg_listing(const char *redis_uri, const bench_data *d, int runs, size
         acache_list_query q = ACACHE_LIST_QUERY_INIT;
         q.limit = 1000;
         q.offset = off;
-        acache_listing *l = NULL;
+        acache__listing *l = NULL;
         unsigned long s0 = stmts(c);
         double t0 = bench_now();
-        int rc = acache_list_affinities(&l, c, &q);
+        int rc = acache__list_affinities(&l, c, &q);
         double dt = bench_now() - t0;
         unsigned long ds = stmts(c) - s0;
         if (rc) {
-            fprintf(stderr, "bench: acache_list_affinities: %s: %s\n", acache_strerror(rc),
+            fprintf(stderr, "bench: acache__list_affinities: %s: %s\n", acache_strerror(rc),
                     acache_last_error());
             exit(1);
         }
-        total = acache_listing_total(l);
-        size_t count = acache_listing_count(l);
-        acache_listing_free(l);
+        total = acache__listing_total(l);
+        size_t count = acache__listing_count(l);
+        acache__listing_free(l);
         pt[pages++] = dt;
         st_sum += ds;
         if (ds > st_max)
@@ -371,21 +374,21 @@ void bench_pg_listing(const char *redis_uri, const bench_data *d, int runs, size
         acache_list_query q = ACACHE_LIST_QUERY_INIT;
         q.keyword = kw;
         q.limit = 1000;
-        acache_listing *l = NULL;
+        acache__listing *l = NULL;
         double t0 = bench_now();
-        int rc = acache_list_affinities(&l, c, &q);
+        int rc = acache__list_affinities(&l, c, &q);
         t[k] = bench_now() - t0;
         if (rc) {
             fprintf(stderr, "bench: keyword listing: %s\n", acache_last_error());
             exit(1);
         }
         if (k == 0)
-            printf("postgres: keyword \"%s\" matched %zu pins\n", kw, acache_listing_total(l));
-        acache_listing_free(l);
+            printf("postgres: keyword \"%s\" matched %zu pins\n", kw, acache__listing_total(l));
+        acache__listing_free(l);
     }
     double kw_s = bench_median(t, runs);
 
-    report_line("list unenriched", plain, "s", -1, -1, "(acache_affinity_list_fetch, catalog handle)");
+    report_line("list unenriched", plain, "s", -1, -1, "(acache__affinity_list_fetch, catalog handle)");
     char note[128];
     snprintf(note, sizeof note, "median of %zu pages of 1000 (total %zu pins)", pages, total);
     report_line("enriched page", page_med, "s", plain, 2.0, note);
@@ -482,17 +485,17 @@ void bench_mapping(const char *redis_uri, redisContext *r, int runs)
         /* One pass over both families (model:* and global_model:*). */
         long n1 = raw_scan_mget(r, "*model:*", &bytes), n2 = 0;
         b[k] = bench_now() - t0;
-        acache_model_mapping_stats *s = NULL;
+        acache__model_mapping_stats *s = NULL;
         t0 = bench_now();
-        int rc = acache_model_mapping_stats_get(&s, c);
+        int rc = acache__model_mapping_stats_get(&s, c);
         a[k] = bench_now() - t0;
         if (rc) {
             fprintf(stderr, "bench: mapping stats: %s: %s\n", acache_strerror(rc),
                     acache_last_error());
             exit(1);
         }
-        total_keys = acache_model_mapping_stats_total_keys(s);
-        acache_model_mapping_stats_free(s);
+        total_keys = acache__model_mapping_stats_total_keys(s);
+        acache__model_mapping_stats_free(s);
         if (k == 0 && (uint64_t)(n1 + n2) != total_keys)
             fprintf(stderr, "bench: WARNING: mapping stats counted %llu keys, raw %ld\n",
                     (unsigned long long)total_keys, n1 + n2);
@@ -505,7 +508,7 @@ void bench_mapping(const char *redis_uri, redisContext *r, int runs)
     result_num("mapping_stats_s", m);
     result_num("mapping_floor_s", mf);
     result_num("mapping_ratio", m / mf);
-    acache_model_mapping_clear_all(NULL, c);
+    acache__model_mapping_clear_all(NULL, c);
 
     if (have_pg) {
         /* 1M completed usage rows over the last 23 h, spread over the users
@@ -532,9 +535,9 @@ void bench_mapping(const char *redis_uri, redisContext *r, int runs)
         double load = bench_now() - t0;
         printf("postgres: 1000000 usage rows loaded in %.1f s\n", load);
         for (int k = 0; k < runs && k < 3; k++) {
-            acache_ttl_analysis *ta = NULL;
+            acache__ttl_analysis *ta = NULL;
             t0 = bench_now();
-            int rc = acache_ttl_analysis_compute(&ta, c, 24, NULL, NULL);
+            int rc = acache__ttl_analysis_compute(&ta, c, 24, NULL, NULL);
             a[k] = bench_now() - t0;
             if (rc) {
                 fprintf(stderr, "bench: ttl analysis: %s: %s\n", acache_strerror(rc),
@@ -542,8 +545,8 @@ void bench_mapping(const char *redis_uri, redisContext *r, int runs)
                 exit(1);
             }
             if (k == 0)
-                printf("postgres: TTL analysis: %zu groups\n", acache_ttl_analysis_group_count(ta));
-            acache_ttl_analysis_free(ta);
+                printf("postgres: TTL analysis: %zu groups\n", acache__ttl_analysis_group_count(ta));
+            acache__ttl_analysis_free(ta);
         }
         int nr = runs < 3 ? runs : 3;
         double ttl = bench_median(a, nr);

@@ -24,9 +24,14 @@ int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 1000000;
     acache *c = NULL;
-    if (acache_open(&c, NULL) < 0 ||
-        acache_affinity_set(NULL, c, "bench-key", "claude", "claude-sonnet", "p", "e", "k",
-                            1, 0) < 0)
+    acache_touch t = ACACHE_TOUCH_INIT;
+    t.affinity_key = "bench-key";
+    t.api_format = "claude";
+    t.model_name = "claude-sonnet";
+    t.provider_id = "p";
+    t.endpoint_id = "e";
+    t.key_id = "k";
+    if (acache_open(&c, NULL) < 0 || acache_affinity_touch(NULL, c, &t) < 0)
         return 1;
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);

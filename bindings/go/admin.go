@@ -64,9 +64,11 @@ func (c *Cache) ListAffinities(q ListQuery) (Listing, error) {
 	if q.Limit == 0 {
 		q.Limit = 100
 	}
+	in := C.acache_list_query{version: C.ACACHE_LIST_QUERY_VERSION, keyword: kw,
+		limit: C.int64_t(q.Limit), offset: C.int64_t(q.Offset)}
 	var l Listing
 	err := c.data(&l, func(b *C.acache_buf, h *C.acache) C.int {
-		return C.acache_list_affinities_json(b, h, kw, C.int64_t(q.Limit), C.int64_t(q.Offset))
+		return C.acache_list_affinities(b, h, &in)
 	})
 	return l, err
 }
@@ -106,7 +108,7 @@ func (c *Cache) UserAffinities(identifier string) (UserAffinities, error) {
 	id := cs.str(identifier)
 	var u UserAffinities
 	err := c.decode(&u, func(b *C.acache_buf, h *C.acache) C.int {
-		return C.acache_user_affinity_json(b, h, id)
+		return C.acache_user_affinities(b, h, id)
 	})
 	return u, err
 }
@@ -124,10 +126,11 @@ type ClearUserResult struct {
 func (c *Cache) InvalidateUser(identifier string) (ClearUserResult, error) {
 	var cs cstrings
 	defer cs.free()
-	id := cs.str(identifier)
+	t := C.acache_target{version: C.ACACHE_TARGET_VERSION, kind: C.ACACHE_TARGET_USER,
+		identifier: cs.str(identifier)}
 	var r ClearUserResult
 	err := c.decode(&r, func(b *C.acache_buf, h *C.acache) C.int {
-		return C.acache_clear_user_json(b, h, id)
+		return C.acache_invalidate_json(b, h, &t)
 	})
 	return r, err
 }

@@ -1,12 +1,31 @@
 package aethercache
 
 /*
+#include <stdint.h>
 #include <stdlib.h>
 #include <aether_cache/aether_cache.h>
+
+// Defined in records.go (exported from Go).
+extern int goAffinityVisit(acache_affinity *a, void *payload);
+
+// acache_affinity_cb takes a const record; cgo exports cannot say const.
+static int acache_go_visit(const acache_affinity *a, void *payload)
+{
+	return goAffinityVisit((acache_affinity *)a, payload);
+}
+
+static int acache_go_foreach(acache *c, const char *affinity_key, uintptr_t handle)
+{
+	return acache_affinity_foreach(c, affinity_key, acache_go_visit, (void *)handle);
+}
 */
 import "C"
 
-import "time"
+import (
+	"runtime/cgo"
+	"sort"
+	"time"
+)
 
 // Affinity is one pin (spec affinity.md "The record").
 type Affinity struct {
@@ -42,52 +61,71 @@ func (c *Cache) Get(affinityKey, apiFormat, modelName string) (Affinity, error) 
 		if rc < 0 {
 			return rc
 		}
-		a = Affinity{
-			AffinityKey:  C.GoString(C.acache_affinity_affinity_key(out)),
-			APIFormat:    C.GoString(C.acache_affinity_api_format(out)),
-			ModelName:    C.GoString(C.acache_affinity_model_name(out)),
-			ProviderID:   C.GoString(C.acache_affinity_provider_id(out)),
-			EndpointID:   C.GoString(C.acache_affinity_endpoint_id(out)),
-			KeyID:        C.GoString(C.acache_affinity_key_id(out)),
-			CreatedAt:    float64(C.acache_affinity_created_at(out)),
-			ExpireAt:     float64(C.acache_affinity_expire_at(out)),
-			RequestCount: int64(C.acache_affinity_request_count(out)),
-		}
+		a = affinityFrom(out)
 		C.acache_affinity_free(out)
 		return rc
 	})
 	return a, err
 }
 
+// affinityFrom copies a record through the library's getters.
+func affinityFrom(a *C.acache_affinity) Affinity {
+	return Affinity{
+		AffinityKey:  C.GoString(C.acache_affinity_client_key(a)),
+		APIFormat:    C.GoString(C.acache_affinity_api_format(a)),
+		ModelName:    C.GoString(C.acache_affinity_model_name(a)),
+		ProviderID:   C.GoString(C.acache_affinity_provider_id(a)),
+		EndpointID:   C.GoString(C.acache_affinity_endpoint_id(a)),
+		KeyID:        C.GoString(C.acache_affinity_key_id(a)),
+		CreatedAt:    float64(C.acache_affinity_created_at(a)),
+		ExpireAt:     float64(C.acache_affinity_expire_at(a)),
+		RequestCount: int64(C.acache_affinity_request_count(a)),
+	}
+}
+
 // Touch records a served request: creates, refreshes or switches the pin.
 func (c *Cache) Touch(t Touch) (TouchResult, error) {
 	var cs cstrings
 	defer cs.free()
-	k, f, m := cs.str(t.AffinityKey), cs.str(t.APIFormat), cs.str(t.ModelName)
-	p, e, key := cs.str(t.ProviderID), cs.str(t.EndpointID), cs.str(t.KeyID)
-	supports := C.int(1)
+	// C memory only (C strings in a Go struct): allowed by the cgo pointer rules.
+	in := C.acache_touch{
+		version:          C.ACACHE_TOUCH_VERSION,
+		affinity_key:     cs.str(t.AffinityKey),
+		api_format:       cs.str(t.APIFormat),
+		model_name:       cs.str(t.ModelName),
+		provider_id:      cs.str(t.ProviderID),
+		endpoint_id:      cs.str(t.EndpointID),
+		key_id:           cs.str(t.KeyID),
+		supports_caching: 1,
+		ttl_s:            C.uint32_t(t.TTL / time.Second),
+	}
 	if t.NoCaching {
-		supports = 0
+		in.supports_caching = 0
 	}
 	var res C.acache_touch_result
-	err := c.call(func(h *C.acache) C.int {
-		return C.acache_affinity_set(&res, h, k, f, m, p, e, key, supports,
-			C.uint32_t(t.TTL/time.Second))
-	})
+	err := c.call(func(h *C.acache) C.int { return C.acache_affinity_touch(&res, h, &in) })
 	return TouchResult(res), err
 }
 
 // Records lists every live raw record, or only those of affinityKey when it
-// is not "".
+// is not "", in storage-key order (acache_affinity_foreach).
 func (c *Cache) Records(affinityKey string) ([]Affinity, error) {
 	var cs cstrings
 	defer cs.free()
 	k := cs.opt(affinityKey)
 	var out []Affinity
-	err := c.decode(&out, func(b *C.acache_buf, h *C.acache) C.int {
-		return C.acache_affinity_list_json(b, h, k)
+	h := cgo.NewHandle(&out)
+	defer h.Delete()
+	err := c.call(func(ch *C.acache) C.int {
+		return C.acache_go_foreach(ch, k, C.uintptr_t(h))
 	})
+	sort.Slice(out, func(i, j int) bool { return storageKey(out[i]) < storageKey(out[j]) })
 	return out, err
+}
+
+// storageKey orders records as their keys cache_affinity:{key}:{format}:{model}.
+func storageKey(a Affinity) string {
+	return a.AffinityKey + ":" + a.APIFormat + ":" + a.ModelName
 }
 
 // Filter restricts InvalidateSingle: each non-empty field must match the pin.
@@ -113,31 +151,31 @@ func (c *Cache) count(f func(n *C.size_t, h *C.acache) C.int) (int, error) {
 	return int(n), err
 }
 
+// invalidate runs acache_invalidate on a target of kind and returns the count.
+func (c *Cache) invalidate(t C.acache_target) (int, error) {
+	t.version = C.ACACHE_TARGET_VERSION
+	return c.count(func(n *C.size_t, h *C.acache) C.int { return C.acache_invalidate(n, h, &t) })
+}
+
 // InvalidateAPIKey removes every pin of one client API key.
 func (c *Cache) InvalidateAPIKey(affinityKey string) (int, error) {
 	var cs cstrings
 	defer cs.free()
-	k := cs.str(affinityKey)
-	return c.count(func(n *C.size_t, h *C.acache) C.int {
-		return C.acache_affinity_invalidate_api_key(n, h, k)
-	})
+	return c.invalidate(C.acache_target{kind: C.ACACHE_TARGET_API_KEY,
+		affinity_key: cs.str(affinityKey)})
 }
 
 // InvalidateProvider removes every pin naming providerID.
 func (c *Cache) InvalidateProvider(providerID string) (int, error) {
 	var cs cstrings
 	defer cs.free()
-	p := cs.str(providerID)
-	return c.count(func(n *C.size_t, h *C.acache) C.int {
-		return C.acache_affinity_invalidate_provider(n, h, p)
-	})
+	return c.invalidate(C.acache_target{kind: C.ACACHE_TARGET_PROVIDER,
+		provider_id: cs.str(providerID)})
 }
 
 // ClearAll removes every affinity record.
 func (c *Cache) ClearAll() (int, error) {
-	return c.count(func(n *C.size_t, h *C.acache) C.int {
-		return C.acache_affinity_clear_all(n, h)
-	})
+	return c.invalidate(C.acache_target{kind: C.ACACHE_TARGET_ALL})
 }
 
 // Counters are the handle's raw affinity counters (acache_stats).

@@ -65,7 +65,7 @@ func (c *Cache) TTLAnalysis(hours int, userID, apiKeyID string) (TTLAnalysis, er
 	u, k := cs.opt(userID), cs.opt(apiKeyID)
 	var r TTLAnalysis
 	err := c.decode(&r, func(b *C.acache_buf, h *C.acache) C.int {
-		return C.acache_ttl_analysis_json(b, h, C.int(hours), u, k)
+		return C.acache_ttl_analysis(b, h, C.int(hours), u, k)
 	})
 	return r, err
 }
@@ -92,7 +92,7 @@ func (c *Cache) HitAnalysis(hours int, userID, apiKeyID string) (HitAnalysis, er
 	u, k := cs.opt(userID), cs.opt(apiKeyID)
 	var r HitAnalysis
 	err := c.decode(&r, func(b *C.acache_buf, h *C.acache) C.int {
-		return C.acache_hit_analysis_json(b, h, C.int(hours), u, k)
+		return C.acache_hit_analysis(b, h, C.int(hours), u, k)
 	})
 	return r, err
 }
@@ -142,7 +142,7 @@ func (c *Cache) IntervalTimeline(q TimelineQuery) (Timeline, error) {
 	}
 	var t Timeline
 	err := c.decode(&t, func(b *C.acache_buf, h *C.acache) C.int {
-		return C.acache_interval_timeline_json(b, h, C.int(q.Hours), C.int(q.Limit), u, multi)
+		return C.acache_interval_timeline(b, h, C.int(q.Hours), C.int(q.Limit), u, multi)
 	})
 	seen := map[string]bool{}
 	for _, p := range t.Points {

@@ -268,16 +268,21 @@ func TestModelMappingRedis(t *testing.T) {
 	if !statuses["not_found"] || !statuses["invalid"] {
 		t.Fatalf("unmapped %+v", s.Unmapped)
 	}
-	if bits := must(c.ClearModelMapping("gpt-9-turbo")).ok(t); bits != MmClearedResolve {
-		t.Fatalf("clear model bits %d", bits)
+	if keys := must(c.ClearModelMapping("gpt-9-turbo")).ok(t); fmt.Sprint(keys) !=
+		"[global_model:resolve:gpt-9-turbo]" {
+		t.Fatalf("clear model keys %q", keys)
+	}
+	if keys := must(c.ClearModelMapping("gpt-9-turbo")).ok(t); len(keys) != 0 {
+		t.Fatalf("cleared again: %q", keys)
 	}
 	if _, err := c.ClearModelMapping(""); !errors.Is(err, ErrInvalid) {
 		t.Fatal(err)
 	}
-	bits := must(c.ClearProviderModelMapping("prov-0001-aaaa",
-		"b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e")).ok(t)
-	if bits != MmClearedProviderGlobal|MmClearedHits {
-		t.Fatalf("clear provider bits %d", bits)
+	pid, gid := "prov-0001-aaaa", "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e"
+	keys := must(c.ClearProviderModelMapping(pid, gid)).ok(t)
+	if fmt.Sprint(keys) != "[model:provider_global:"+pid+":"+gid+
+		" model:provider_global:hits:"+pid+":"+gid+"]" {
+		t.Fatalf("clear provider keys %q", keys)
 	}
 	left := r.cli(t, "DBSIZE")
 	if n := must(c.ClearModelMappings()).ok(t); fmt.Sprint(n) != left {

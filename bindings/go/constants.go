@@ -35,45 +35,6 @@ const TouchRefreshed TouchResult = 2
 // TouchSwitched is ACACHE_TOUCH_SWITCHED.
 const TouchSwitched TouchResult = 3
 
-// TtlBucket mirrors enum acache_ttl_bucket.
-type TtlBucket int
-
-// TtlWithin5min is ACACHE_TTL_WITHIN_5MIN.
-const TtlWithin5min TtlBucket = 0
-
-// TtlWithin15min is ACACHE_TTL_WITHIN_15MIN.
-const TtlWithin15min TtlBucket = 1
-
-// TtlWithin30min is ACACHE_TTL_WITHIN_30MIN.
-const TtlWithin30min TtlBucket = 2
-
-// TtlWithin60min is ACACHE_TTL_WITHIN_60MIN.
-const TtlWithin60min TtlBucket = 3
-
-// TtlOver60min is ACACHE_TTL_OVER_60MIN.
-const TtlOver60min TtlBucket = 4
-
-// TtlStat mirrors enum acache_ttl_stat.
-type TtlStat int
-
-// TtlP50 is ACACHE_TTL_P50.
-const TtlP50 TtlStat = 0
-
-// TtlP75 is ACACHE_TTL_P75.
-const TtlP75 TtlStat = 1
-
-// TtlP90 is ACACHE_TTL_P90.
-const TtlP90 TtlStat = 2
-
-// TtlAvg is ACACHE_TTL_AVG.
-const TtlAvg TtlStat = 3
-
-// TtlMin is ACACHE_TTL_MIN.
-const TtlMin TtlStat = 4
-
-// TtlMax is ACACHE_TTL_MAX.
-const TtlMax TtlStat = 5
-
 // ReservationPhase mirrors enum acache_reservation_phase.
 type ReservationPhase int
 
@@ -113,44 +74,11 @@ const StatusEnomem Status = -7
 // StatusEunsupported is ACACHE_EUNSUPPORTED.
 const StatusEunsupported Status = -8
 
-// MmFamily mirrors enum acache_mm_family.
-type MmFamily int
-
-// MmModelById is ACACHE_MM_MODEL_BY_ID.
-const MmModelById MmFamily = 0
-
-// MmModelByProviderGlobal is ACACHE_MM_MODEL_BY_PROVIDER_GLOBAL.
-const MmModelByProviderGlobal MmFamily = 1
-
-// MmGlobalModelById is ACACHE_MM_GLOBAL_MODEL_BY_ID.
-const MmGlobalModelById MmFamily = 2
-
-// MmGlobalModelByName is ACACHE_MM_GLOBAL_MODEL_BY_NAME.
-const MmGlobalModelByName MmFamily = 3
-
-// MmGlobalModelResolve is ACACHE_MM_GLOBAL_MODEL_RESOLVE.
-const MmGlobalModelResolve MmFamily = 4
-
-// MmUnmappedStatus mirrors enum acache_mm_unmapped_status.
-type MmUnmappedStatus int
-
-// MmNotFound is ACACHE_MM_NOT_FOUND.
-const MmNotFound MmUnmappedStatus = 1
-
-// MmInvalid is ACACHE_MM_INVALID.
-const MmInvalid MmUnmappedStatus = 2
-
-// MmError is ACACHE_MM_ERROR.
-const MmError MmUnmappedStatus = 3
-
 // TargetVersion is ACACHE_TARGET_VERSION.
 const TargetVersion = 1
 
 // TouchVersion is ACACHE_TOUCH_VERSION.
 const TouchVersion = 1
-
-// HitAnalysisVersion is ACACHE_HIT_ANALYSIS_VERSION.
-const HitAnalysisVersion = 1
 
 // L1Off is ACACHE_L1_OFF.
 const L1Off = -1
@@ -164,26 +92,14 @@ const StatsVersion = 1
 // ListQueryVersion is ACACHE_LIST_QUERY_VERSION.
 const ListQueryVersion = 1
 
-// MmClearedResolve is ACACHE_MM_CLEARED_RESOLVE.
-const MmClearedResolve = 1
-
-// MmClearedName is ACACHE_MM_CLEARED_NAME.
-const MmClearedName = 2
-
-// MmClearedProviderGlobal is ACACHE_MM_CLEARED_PROVIDER_GLOBAL.
-const MmClearedProviderGlobal = 1
-
-// MmClearedHits is ACACHE_MM_CLEARED_HITS.
-const MmClearedHits = 2
-
 // VersionMajor is ACACHE_VERSION_MAJOR.
 const VersionMajor = 0
 
 // VersionMinor is ACACHE_VERSION_MINOR.
-const VersionMinor = 1
+const VersionMinor = 2
 
 // VersionPatch is ACACHE_VERSION_PATCH.
 const VersionPatch = 0
 
 // VersionString is ACACHE_VERSION_STRING.
-const VersionString = "0.1.0"
+const VersionString = "0.2.0"

@@ -58,41 +58,49 @@ type ModelMappingStats struct {
 func (c *Cache) ModelMappingStats() (ModelMappingStats, error) {
 	var s ModelMappingStats
 	err := c.data(&s, func(b *C.acache_buf, h *C.acache) C.int {
-		return C.acache_model_mapping_stats_json(b, h)
+		return C.acache_model_mapping_stats(b, h)
 	})
 	return s, err
+}
+
+// mappingCleared is the admin body of the model-mapping clears.
+type mappingCleared struct {
+	DeletedCount int      `json:"deleted_count"`
+	DeletedKeys  []string `json:"deleted_keys"`
 }
 
 // ClearModelMappings deletes every model:* and global_model:* key and
 // returns how many; ErrUnsupported on a store other than Redis.
 func (c *Cache) ClearModelMappings() (int, error) {
-	return c.count(func(n *C.size_t, h *C.acache) C.int {
-		return C.acache_model_mapping_clear_all(n, h)
+	var r mappingCleared
+	err := c.decode(&r, func(b *C.acache_buf, h *C.acache) C.int {
+		return C.acache_model_mapping_clear_all(b, h)
 	})
+	return r.DeletedCount, err
 }
 
 // ClearModelMapping deletes global_model:resolve:{name} and
-// global_model:name:{name}; it returns the MmCleared* bits of those that existed.
-func (c *Cache) ClearModelMapping(modelName string) (uint, error) {
+// global_model:name:{name}; it returns the keys that existed, in that order.
+func (c *Cache) ClearModelMapping(modelName string) ([]string, error) {
 	var cs cstrings
 	defer cs.free()
 	m := cs.str(modelName)
-	var bits C.uint
-	err := c.call(func(h *C.acache) C.int {
-		return C.acache_model_mapping_clear_model(&bits, h, m)
+	var r mappingCleared
+	err := c.decode(&r, func(b *C.acache_buf, h *C.acache) C.int {
+		return C.acache_model_mapping_clear_model(b, h, m)
 	})
-	return uint(bits), err
+	return r.DeletedKeys, err
 }
 
 // ClearProviderModelMapping deletes model:provider_global:{p}:{g} and its
-// hits key; it returns the MmClearedProviderGlobal / MmClearedHits bits.
-func (c *Cache) ClearProviderModelMapping(providerID, globalModelID string) (uint, error) {
+// hits key; it returns the keys that existed, in that order.
+func (c *Cache) ClearProviderModelMapping(providerID, globalModelID string) ([]string, error) {
 	var cs cstrings
 	defer cs.free()
 	p, g := cs.str(providerID), cs.str(globalModelID)
-	var bits C.uint
-	err := c.call(func(h *C.acache) C.int {
-		return C.acache_model_mapping_clear_provider(&bits, h, p, g)
+	var r mappingCleared
+	err := c.decode(&r, func(b *C.acache_buf, h *C.acache) C.int {
+		return C.acache_model_mapping_clear_provider(b, h, p, g)
 	})
-	return uint(bits), err
+	return r.DeletedKeys, err
 }

@@ -354,7 +354,7 @@ static MHD_Result_t r_metrics(call *k)
 static MHD_Result_t r_user_affinity(call *k)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_user_affinity_json(&b, k->srv->cache, k->seg[1]);
+    int rc = acache_user_affinities(&b, k->srv->cache, k->seg[1]);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
@@ -365,66 +365,83 @@ static MHD_Result_t r_affinities(call *k)
         return bad_param(k, "limit", "must be an integer in 1..1000");
     if (int_param(k->conn, "offset", 0, LLONG_MAX, 0, &offset) == PARAM_BAD)
         return bad_param(k, "offset", "must be an integer >= 0");
+    acache_list_query q = ACACHE_LIST_QUERY_INIT;
+    q.keyword = str_param(k->conn, "keyword");
+    q.limit = (int64_t)limit;
+    q.offset = (int64_t)offset;
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_list_affinities_json(&b, k->srv->cache, str_param(k->conn, "keyword"),
-                                         (int64_t)limit, (int64_t)offset);
+    int rc = acache_list_affinities(&b, k->srv->cache, &q);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
 static MHD_Result_t r_clear_user(call *k)
 {
+    acache_target t = ACACHE_TARGET_INIT;
+    t.kind = ACACHE_TARGET_USER;
+    t.identifier = k->seg[1];
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_clear_user_json(&b, k->srv->cache, k->seg[1]);
+    int rc = acache_invalidate_json(&b, k->srv->cache, &t);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
 static MHD_Result_t r_clear_single(call *k)
 {
+    /* DELETE .../affinity/{affinity_key}/{endpoint_id}/{model_id}/{api_format} */
+    acache_target t = ACACHE_TARGET_INIT;
+    t.kind = ACACHE_TARGET_SINGLE;
+    t.affinity_key = k->seg[1];
+    t.endpoint_id = k->seg[2];
+    t.model_name = k->seg[3];
+    t.api_format = k->seg[4];
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_clear_single_json(&b, k->srv->cache, k->seg[1], k->seg[2], k->seg[3],
-                                      k->seg[4]);
+    int rc = acache_invalidate_json(&b, k->srv->cache, &t);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
 static MHD_Result_t r_clear_all(call *k)
 {
+    acache_target t = ACACHE_TARGET_INIT;
+    t.kind = ACACHE_TARGET_ALL;
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_clear_all_json(&b, k->srv->cache);
+    int rc = acache_invalidate_json(&b, k->srv->cache, &t);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
 static MHD_Result_t r_clear_provider(call *k)
 {
+    acache_target t = ACACHE_TARGET_INIT;
+    t.kind = ACACHE_TARGET_PROVIDER;
+    t.provider_id = k->seg[1];
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_clear_provider_json(&b, k->srv->cache, k->seg[1]);
+    int rc = acache_invalidate_json(&b, k->srv->cache, &t);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
 static MHD_Result_t r_mm_stats(call *k)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_model_mapping_stats_json(&b, k->srv->cache);
+    int rc = acache_model_mapping_stats(&b, k->srv->cache);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
 static MHD_Result_t r_mm_clear_all(call *k)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_model_mapping_clear_all_json(&b, k->srv->cache);
+    int rc = acache_model_mapping_clear_all(&b, k->srv->cache);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
 static MHD_Result_t r_mm_clear_model(call *k)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_model_mapping_clear_model_json(&b, k->srv->cache, k->seg[1]);
+    int rc = acache_model_mapping_clear_model(&b, k->srv->cache, k->seg[1]);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
 static MHD_Result_t r_mm_clear_provider(call *k)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_model_mapping_clear_provider_json(&b, k->srv->cache, k->seg[2],
+    int rc = acache_model_mapping_clear_provider(&b, k->srv->cache, k->seg[2],
                                                       k->seg[3]);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
@@ -452,7 +469,7 @@ static MHD_Result_t r_ttl_analysis(call *k)
     if (!analysis_params(k, &hours, &uid, &kid, &ret))
         return ret;
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_ttl_analysis_json(&b, k->srv->cache, hours, uid, kid);
+    int rc = acache_ttl_analysis(&b, k->srv->cache, hours, uid, kid);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
@@ -464,7 +481,7 @@ static MHD_Result_t r_hit_analysis(call *k)
     if (!analysis_params(k, &hours, &uid, &kid, &ret))
         return ret;
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_hit_analysis_json(&b, k->srv->cache, hours, uid, kid);
+    int rc = acache_hit_analysis(&b, k->srv->cache, hours, uid, kid);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
@@ -479,7 +496,7 @@ static MHD_Result_t r_interval_timeline(call *k)
     if (bool_param(k->conn, "include_user_info", &with_users) == PARAM_BAD)
         return bad_param(k, "include_user_info", "must be a boolean");
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_interval_timeline_json(&b, k->srv->cache, (int)hours, (int)limit,
+    int rc = acache_interval_timeline(&b, k->srv->cache, (int)hours, (int)limit,
                                            str_param(k->conn, "user_id"), with_users);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
@@ -1014,15 +1031,17 @@ static int replay_file(acache *c, const char *path)
     while (getline(&line, &cap, f) > 0) {
         json_t *o = json_loads(line, 0, NULL);
         json_t *ttl = json_object_get(o, "ttl");
-        int rc = acache_affinity_set(
-            NULL, c, json_string_value(json_object_get(o, "affinity_key")),
-            json_string_value(json_object_get(o, "api_format")),
-            json_string_value(json_object_get(o, "model")),
-            json_string_value(json_object_get(o, "provider_id")),
-            json_string_value(json_object_get(o, "endpoint_id")),
-            json_string_value(json_object_get(o, "key_id")), 1,
-            json_is_integer(ttl) && json_integer_value(ttl) > 0 ? (uint32_t)json_integer_value(ttl)
-                                                                 : 0);
+        acache_touch t = ACACHE_TOUCH_INIT;
+        t.affinity_key = json_string_value(json_object_get(o, "affinity_key"));
+        t.api_format = json_string_value(json_object_get(o, "api_format"));
+        t.model_name = json_string_value(json_object_get(o, "model"));
+        t.provider_id = json_string_value(json_object_get(o, "provider_id"));
+        t.endpoint_id = json_string_value(json_object_get(o, "endpoint_id"));
+        t.key_id = json_string_value(json_object_get(o, "key_id"));
+        if (json_is_integer(ttl) && json_integer_value(ttl) > 0 &&
+            json_integer_value(ttl) <= UINT32_MAX)
+            t.ttl_s = (uint32_t)json_integer_value(ttl);
+        int rc = acache_affinity_touch(NULL, c, &t);
         if (rc == ACACHE_OK)
             n++;
         else if (bad++ < 3)

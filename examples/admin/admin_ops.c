@@ -135,7 +135,7 @@ static int ignore_user(const acache_cat_user *row, void *payload)
 static void *probe_main(void *arg)
 {
     (void)arg;
-    acache_store *st = acache_get_store(g_probe.c);
+    acache_store *st = acache_handle_store(g_probe.c);
     acache_buf b = ACACHE_BUF_INIT;
     int rc = st->get(st, "aether_cache:readyz-probe", &b);
     acache_buf_dispose(&b);
@@ -147,7 +147,7 @@ static void *probe_main(void *arg)
     g_probe.store = s;
     pthread_mutex_unlock(&g_probe.mu);
 
-    acache_catalog *cat = acache_get_catalog(g_probe.c);
+    acache_catalog *cat = acache_handle_catalog(g_probe.c);
     int cs = P_NONE;
     if (cat) {
         const char *const ids[] = {""};
@@ -190,7 +190,7 @@ void ops_probe_run(ops_ready *out)
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000L;
     }
-    acache_catalog *cat = acache_get_catalog(g_probe.c);
+    acache_catalog *cat = acache_handle_catalog(g_probe.c);
     out->store_type = acache_store_type(g_probe.c);
     out->catalog_type = cat ? cat->scheme : NULL;
 

@@ -311,9 +311,16 @@ static int cmd_touch(acache *c, const command *cmd, cmd_opts *o)
     long ttl;
     if (need(o, 6, cmd) || number(o->ttl, "ttl", 1, UINT32_MAX, 0, &ttl))
         return EXIT_USAGE;
+    acache_touch t = ACACHE_TOUCH_INIT;
+    t.affinity_key = o->pos[0];
+    t.api_format = o->pos[1];
+    t.model_name = o->pos[2];
+    t.provider_id = o->pos[3];
+    t.endpoint_id = o->pos[4];
+    t.key_id = o->pos[5];
+    t.ttl_s = (uint32_t)ttl;
     acache_touch_result r;
-    int rc = acache_affinity_set(&r, c, o->pos[0], o->pos[1], o->pos[2], o->pos[3],
-                                 o->pos[4], o->pos[5], 1, (uint32_t)ttl);
+    int rc = acache_affinity_touch(&r, c, &t);
     if (rc)
         return fail(rc, cmd->name);
     static const char *const names[] = {"skipped", "created", "refreshed", "switched"};
@@ -353,9 +360,12 @@ static int cmd_list(acache *c, const command *cmd, cmd_opts *o)
     if (need(o, 0, cmd) || number(o->limit, "limit", 1, 1000, 100, &limit) ||
         number(o->offset, "offset", 0, LONG_MAX, 0, &offset))
         return EXIT_USAGE;
+    acache_list_query q = ACACHE_LIST_QUERY_INIT;
+    q.keyword = o->keyword;
+    q.limit = limit;
+    q.offset = offset;
     acache_buf b = ACACHE_BUF_INIT;
-    return emit(acache_list_affinities_json(&b, c, o->keyword, limit, offset), &b,
-                cmd->name);
+    return emit(acache_list_affinities(&b, c, &q), &b, cmd->name);
 }
 
 /* A user who exists but has no pins answers {"status": "not_found"}: exit 1. */
@@ -364,7 +374,7 @@ static int cmd_user(acache *c, const command *cmd, cmd_opts *o)
     if (need(o, 1, cmd))
         return EXIT_USAGE;
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_user_affinity_json(&b, c, o->pos[0]);
+    int rc = acache_user_affinities(&b, c, o->pos[0]);
     int found = 1;
     if (rc == ACACHE_OK) {
         json_t *root = json_loadb(b.ptr, b.size, 0, NULL);
@@ -376,44 +386,61 @@ static int cmd_user(acache *c, const command *cmd, cmd_opts *o)
     return code == EXIT_OKAY && !found ? EXIT_NOTFOUND : code;
 }
 
-static int cmd_clear_user(acache *c, const command *cmd, cmd_opts *o)
+/* The clear-* commands: acache_invalidate_json() answers the admin body. */
+static int invalidate(acache *c, const command *cmd, const acache_target *t)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    return need(o, 1, cmd)
-               ? EXIT_USAGE
-               : emit(acache_clear_user_json(&b, c, o->pos[0]), &b, cmd->name);
+    return emit(acache_invalidate_json(&b, c, t), &b, cmd->name);
 }
 
+static int cmd_clear_user(acache *c, const command *cmd, cmd_opts *o)
+{
+    if (need(o, 1, cmd))
+        return EXIT_USAGE;
+    acache_target t = ACACHE_TARGET_INIT;
+    t.kind = ACACHE_TARGET_USER;
+    t.identifier = o->pos[0];
+    return invalidate(c, cmd, &t);
+}
+
+/* AFFINITY_KEY ENDPOINT_ID MODEL API_FORMAT, the admin route's order. */
 static int cmd_clear_single(acache *c, const command *cmd, cmd_opts *o)
 {
     if (need(o, 4, cmd))
         return EXIT_USAGE;
-    acache_buf b = ACACHE_BUF_INIT;
-    return emit(
-        acache_clear_single_json(&b, c, o->pos[0], o->pos[1], o->pos[2], o->pos[3]), &b,
-        cmd->name);
+    acache_target t = ACACHE_TARGET_INIT;
+    t.kind = ACACHE_TARGET_SINGLE;
+    t.affinity_key = o->pos[0];
+    t.endpoint_id = o->pos[1];
+    t.model_name = o->pos[2];
+    t.api_format = o->pos[3];
+    return invalidate(c, cmd, &t);
 }
 
 static int cmd_clear_provider(acache *c, const command *cmd, cmd_opts *o)
 {
-    acache_buf b = ACACHE_BUF_INIT;
-    return need(o, 1, cmd)
-               ? EXIT_USAGE
-               : emit(acache_clear_provider_json(&b, c, o->pos[0]), &b, cmd->name);
+    if (need(o, 1, cmd))
+        return EXIT_USAGE;
+    acache_target t = ACACHE_TARGET_INIT;
+    t.kind = ACACHE_TARGET_PROVIDER;
+    t.provider_id = o->pos[0];
+    return invalidate(c, cmd, &t);
 }
 
 static int cmd_clear_all(acache *c, const command *cmd, cmd_opts *o)
 {
-    acache_buf b = ACACHE_BUF_INIT;
-    return need(o, 0, cmd) ? EXIT_USAGE
-                           : emit(acache_clear_all_json(&b, c), &b, cmd->name);
+    if (need(o, 0, cmd))
+        return EXIT_USAGE;
+    acache_target t = ACACHE_TARGET_INIT;
+    t.kind = ACACHE_TARGET_ALL;
+    return invalidate(c, cmd, &t);
 }
 
 static int cmd_mapping_stats(acache *c, const command *cmd, cmd_opts *o)
 {
     acache_buf b = ACACHE_BUF_INIT;
     return need(o, 0, cmd) ? EXIT_USAGE
-                           : emit(acache_model_mapping_stats_json(&b, c), &b, cmd->name);
+                           : emit(acache_model_mapping_stats(&b, c), &b, cmd->name);
 }
 
 static int cmd_mapping_clear(acache *c, const command *cmd, cmd_opts *o)
@@ -421,11 +448,11 @@ static int cmd_mapping_clear(acache *c, const command *cmd, cmd_opts *o)
     acache_buf b = ACACHE_BUF_INIT;
     if (o->provider)
         return need(o, 2, cmd) ? EXIT_USAGE
-                               : emit(acache_model_mapping_clear_provider_json(
+                               : emit(acache_model_mapping_clear_provider(
                                           &b, c, o->pos[0], o->pos[1]),
                                       &b, cmd->name);
     if (o->npos == 1)
-        return emit(acache_model_mapping_clear_model_json(&b, c, o->pos[0]), &b,
+        return emit(acache_model_mapping_clear_model(&b, c, o->pos[0]), &b,
                     cmd->name);
     if (o->npos != 0) {
         fprintf(stderr,
@@ -433,7 +460,7 @@ static int cmd_mapping_clear(acache *c, const command *cmd, cmd_opts *o)
                 "(see acache mapping-clear --help)\n");
         return EXIT_USAGE;
     }
-    return emit(acache_model_mapping_clear_all_json(&b, c), &b, cmd->name);
+    return emit(acache_model_mapping_clear_all(&b, c), &b, cmd->name);
 }
 
 static int cmd_analysis(acache *c, const command *cmd, cmd_opts *o)
@@ -443,8 +470,8 @@ static int cmd_analysis(acache *c, const command *cmd, cmd_opts *o)
         return EXIT_USAGE;
     acache_buf b = ACACHE_BUF_INIT;
     int rc = cmd->name[0] == 't'
-                 ? acache_ttl_analysis_json(&b, c, (int)hours, o->user, o->api_key)
-                 : acache_hit_analysis_json(&b, c, (int)hours, o->user, o->api_key);
+                 ? acache_ttl_analysis(&b, c, (int)hours, o->user, o->api_key)
+                 : acache_hit_analysis(&b, c, (int)hours, o->user, o->api_key);
     return emit(rc, &b, cmd->name);
 }
 
@@ -455,7 +482,7 @@ static int cmd_timeline(acache *c, const command *cmd, cmd_opts *o)
         number(o->limit, "limit", 100, 50000, 10000, &limit))
         return EXIT_USAGE;
     acache_buf b = ACACHE_BUF_INIT;
-    return emit(acache_interval_timeline_json(&b, c, (int)hours, (int)limit, o->user,
+    return emit(acache_interval_timeline(&b, c, (int)hours, (int)limit, o->user,
                                               o->include_user_info),
                 &b, cmd->name);
 }

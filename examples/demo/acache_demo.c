@@ -51,7 +51,7 @@ static void show(int rc, acache_buf *b)
 static void explain_ttl(acache *c, int hours)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    if (acache_ttl_analysis_json(&b, c, hours, NULL, NULL) != ACACHE_OK)
+    if (acache_ttl_analysis(&b, c, hours, NULL, NULL) != ACACHE_OK)
         return;
     json_t *root = json_loadb(b.ptr, b.size, 0, NULL);
     acache_buf_dispose(&b);
@@ -157,13 +157,18 @@ int main(int argc, char **argv)
         return 3;
 
     section("2. enriched listing (GET /affinities?limit=3): names and masked keys");
-    show(acache_list_affinities_json(&b, c, NULL, 3, 0), &b);
+    acache_list_query q = ACACHE_LIST_QUERY_INIT;
+    q.limit = 3;
+    show(acache_list_affinities(&b, c, &q), &b);
 
     section("3. one user's pins (GET /affinity/alice)");
-    show(acache_user_affinity_json(&b, c, "alice"), &b);
+    show(acache_user_affinities(&b, c, "alice"), &b);
 
     section("4. invalidate alice's pins (DELETE /users/alice)");
-    show(acache_clear_user_json(&b, c, "alice"), &b);
+    acache_target alice = ACACHE_TARGET_INIT;
+    alice.kind = ACACHE_TARGET_USER;
+    alice.identifier = "alice";
+    show(acache_invalidate_json(&b, c, &alice), &b);
 
     section("5. stats (GET /stats)");
     show(acache_stats_json(&b, c), &b);
@@ -174,14 +179,14 @@ int main(int argc, char **argv)
     acache_buf_dispose(&b);
 
     section("7. model-mapping cache (only a Redis store has one)");
-    show(acache_model_mapping_stats_json(&b, c), &b);
+    show(acache_model_mapping_stats(&b, c), &b);
 
     section("8. TTL recommendation from the catalog's usage rows (hours=168)");
-    show(acache_ttl_analysis_json(&b, c, 168, NULL, NULL), &b);
+    show(acache_ttl_analysis(&b, c, 168, NULL, NULL), &b);
     explain_ttl(c, 168);
 
     section("9. cache-hit analysis (hours=168)");
-    show(acache_hit_analysis_json(&b, c, 168, NULL, NULL), &b);
+    show(acache_hit_analysis(&b, c, 168, NULL, NULL), &b);
 
     acache_close(c);
     return 0;

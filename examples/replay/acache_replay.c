@@ -64,9 +64,17 @@ static void *worker(void *arg)
             break;
         for (size_t i = start; i < end; i++) {
             rec *r = &w->recs[i];
+            acache_touch t = ACACHE_TOUCH_INIT;
+            t.affinity_key = r->ak;
+            t.api_format = r->fmt;
+            t.model_name = r->model;
+            t.provider_id = r->prov;
+            t.endpoint_id = r->ep;
+            t.key_id = r->key;
+            t.supports_caching = r->caching;
+            t.ttl_s = r->ttl;
             acache_touch_result res;
-            int rc = acache_affinity_set(&res, w->c, r->ak, r->fmt, r->model, r->prov,
-                                         r->ep, r->key, r->caching, r->ttl);
+            int rc = acache_affinity_touch(&res, w->c, &t);
             if (rc == ACACHE_OK) {
                 ok++;
                 by[res]++;

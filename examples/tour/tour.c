@@ -38,14 +38,19 @@ int main(void)
         acache_affinity_free(pin);
     }
 
-    /* Operator side: every admin operation also has a JSON form. */
+    /* Operator side: reports are the admin HTTP bodies, as JSON (docs/http-api.md). */
     acache_buf body = ACACHE_BUF_INIT;
-    if (acache_stats_json(&body, c) == ACACHE_OK)
-        printf("%s\n", body.ptr);
-    acache_buf_dispose(&body);
+    acache_list_query q = ACACHE_LIST_QUERY_INIT; /* keyword, limit, offset */
+    if (acache_list_affinities(&body, c, &q) == ACACHE_OK)
+        printf("%s\n", body.ptr); /* {"status": "ok", "data": {"items": ...}} */
+    acache_buf_dispose(&body);     /* the one release function of acache_buf */
 
+    /* One entry point removes pins: one pin, a client key, a user, a provider, all. */
+    acache_target target = ACACHE_TARGET_INIT;
+    target.kind = ACACHE_TARGET_PROVIDER;
+    target.provider_id = "provider-id";
     size_t removed = 0;
-    acache_affinity_invalidate_provider(&removed, c, "provider-id");
+    acache_invalidate(&removed, c, &target);
     printf("removed %zu pins\n", removed);
 
     acache_close(c);

@@ -1,5 +1,6 @@
-/* libaethercache: operator invalidation with one entry point, and the admin
- * JSON bodies of the affinity invalidations (admin-api.md). */
+/* libaethercache: operator invalidation with one entry point (acache_invalidate)
+ * and its admin JSON body (acache_invalidate_json), the HTTP status of a
+ * library status, and the JSON helpers acache-admin forwards bodies with. */
 #ifndef ACACHE_ADMIN_H
 #define ACACHE_ADMIN_H
 
@@ -47,23 +48,27 @@ typedef struct acache_target {
 ACACHE_EXTERN int acache_invalidate(size_t *removed, acache *c, const acache_target *t);
 
 /**
- * Admin "clear single affinity" body: {status, message, affinity_key,
- * endpoint_id, model_id}. @return ACACHE_ENOTFOUND (HTTP 404) when no pin or
- * its endpoint differs; `out` is then untouched.   Since: 0.1
+ * Remove the pins named by `t` as acache_invalidate() does and fill `out`
+ * with the body acache-admin answers for that kind (admin-api.md):
+ *   SINGLE    {status, message, affinity_key, endpoint_id, model_id}
+ *             (DELETE .../affinity/{key}/{endpoint}/{model}/{format})
+ *   USER      {status, message, user_info, count}  (DELETE .../users/{id}:
+ *             an api_keys.id removes that key's pins and user_info names the
+ *             key too; else the identifier is resolved as a user)
+ *   PROVIDER  {status, message, provider_id, count}
+ *   ALL       {status, message, count}             (DELETE .../cache)
+ *   API_KEY   {status, message, affinity_key, count} (no Aether route; the
+ *             same shape as PROVIDER)
+ * A NULL endpoint_id of a SINGLE target is no filter and shows as null.
+ * @param out filled with NUL-terminated JSON; release with acache_buf_dispose().
+ *        Untouched on failure.
+ * @return as acache_invalidate(); ACACHE_ENOTFOUND (HTTP 404) for a SINGLE
+ *         pin that is absent or whose filters differ, and for an unknown
+ *         USER identifier (the last error names it).
+ * Thread-safety: safe concurrently.   Since: 0.2
  */
-ACACHE_EXTERN int acache_clear_single_json(acache_buf *out, acache *c,
-                                           const char *affinity_key,
-                                           const char *endpoint_id, const char *model_id,
-                                           const char *api_format);
-/** Admin "clear provider" body: {status, message, provider_id, count}. */
-ACACHE_EXTERN int acache_clear_provider_json(acache_buf *out, acache *c,
-                                             const char *provider_id);
-/** Admin "clear all" body: {status, message, count}. */
-ACACHE_EXTERN int acache_clear_all_json(acache_buf *out, acache *c);
-
-/** Raw listing as a JSON array of records (all fields of affinity.md). */
-ACACHE_EXTERN int acache_affinity_list_json(acache_buf *out, acache *c,
-                                            const char *affinity_key);
+ACACHE_EXTERN int acache_invalidate_json(acache_buf *out, acache *c,
+                                         const acache_target *t);
 
 /**
  * HTTP status an admin server should answer for a library status:

@@ -14,7 +14,9 @@ ACACHE_BEGIN_DECL
  *  Strings returned by getters are borrowed and live until acache_affinity_free(). */
 typedef struct acache_affinity acache_affinity;
 
-ACACHE_EXTERN const char *acache_affinity_affinity_key(const acache_affinity *a);
+/** The client API key id the pin belongs to: the record's `affinity_key`
+ *  field (JSON keeps that name).   Since: 0.2 (was acache_affinity_affinity_key) */
+ACACHE_EXTERN const char *acache_affinity_client_key(const acache_affinity *a);
 ACACHE_EXTERN const char *acache_affinity_api_format(const acache_affinity *a);
 ACACHE_EXTERN const char *acache_affinity_model_name(const acache_affinity *a);
 ACACHE_EXTERN const char *acache_affinity_provider_id(const acache_affinity *a);
@@ -79,13 +81,6 @@ typedef struct acache_touch {
 ACACHE_EXTERN int acache_affinity_touch(acache_touch_result *result, acache *c,
                                         const acache_touch *t);
 
-/** Same as acache_affinity_touch() with plain arguments (FFI-friendly). */
-ACACHE_EXTERN int acache_affinity_set(acache_touch_result *result, acache *c,
-                                      const char *affinity_key, const char *api_format,
-                                      const char *model_name, const char *provider_id,
-                                      const char *endpoint_id, const char *key_id,
-                                      int supports_caching, uint32_t ttl_s);
-
 /**
  * Delete the pin if it is live and every non-NULL filter matches its value
  * (atomic compare-and-delete). A pin past its expire_at is not live, even if
@@ -103,39 +98,17 @@ ACACHE_EXTERN int acache_affinity_invalidate(acache *c, const char *affinity_key
                                              const char *provider_id,
                                              const char *endpoint_id);
 
-/** Remove every pin of one client API key; counts them as invalidations.
- *  @param removed optional count. On ACACHE_ESTORE it holds the removals the
- *  store confirmed; the batch in flight (at most 500 keys) may also have gone
- *  (docs/affinity.md "Errors"). The same holds for the two functions below. */
-ACACHE_EXTERN int acache_affinity_invalidate_api_key(size_t *removed, acache *c,
-                                                     const char *affinity_key);
-/** Remove every pin whose value names `provider_id` (checked atomically per
- *  pin); counts them as invalidations. */
-ACACHE_EXTERN int acache_affinity_invalidate_provider(size_t *removed, acache *c,
-                                                      const char *provider_id);
-/** Remove every cache_affinity:* record (SCAN + batched UNLINK, never KEYS).
- *  Not counted in cache_invalidations (Aether's clear_all is not). */
-ACACHE_EXTERN int acache_affinity_clear_all(size_t *removed, acache *c);
-
-/** A list of records, sorted by storage key. Free with acache_affinity_list_free(). */
-typedef struct acache_affinity_list acache_affinity_list;
-
 /**
- * Every live record (unexpired, readable), with affinity_key / api_format /
- * model_name filled from the storage key when the value lacks them.
+ * The raw listing: calls `cb` once per live record (unexpired, readable), in
+ * no particular order, with affinity_key / api_format / model_name filled
+ * from the storage key when the value lacks them. The record is borrowed for
+ * the call. Return nonzero from `cb` to stop early (that value is then
+ * returned). Removing pins by key, provider or all: acache_invalidate()
+ * (admin.h); the enriched, sorted listing: acache_list_affinities().
  * @param affinity_key NULL for all, or only that client key's records.
- * @return ACACHE_OK, ACACHE_ESTORE, ACACHE_ENOMEM.   Since: 0.1
+ * @return ACACHE_OK, the callback's nonzero value, ACACHE_ESTORE, ACACHE_ENOMEM.
+ * Thread-safety: safe concurrently.   Since: 0.1
  */
-ACACHE_EXTERN int acache_affinity_list_fetch(acache_affinity_list **out, acache *c,
-                                             const char *affinity_key);
-ACACHE_EXTERN size_t acache_affinity_list_count(const acache_affinity_list *l);
-/** Borrowed record `i` (< count), valid until the list is freed; NULL if out of range. */
-ACACHE_EXTERN const acache_affinity *acache_affinity_list_at(const acache_affinity_list *l,
-                                                             size_t i);
-ACACHE_EXTERN void acache_affinity_list_free(acache_affinity_list *l);
-
-/** Callback form: called once per live record; return nonzero to stop early
- *  (that value is then returned by acache_affinity_foreach). */
 typedef int (*acache_affinity_cb)(const acache_affinity *a, void *payload);
 ACACHE_EXTERN int acache_affinity_foreach(acache *c, const char *affinity_key,
                                           acache_affinity_cb cb, void *payload);

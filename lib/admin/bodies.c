@@ -15,24 +15,24 @@ int acache__admin_dump(acache_buf *out, json_t *root)
     return rc;
 }
 
-int acache_affinity_list_json(acache_buf *out, acache *c, const char *affinity_key)
+int acache__affinity_list_json(acache_buf *out, acache *c, const char *affinity_key)
 {
     if (!out || !c)
         return acache_error_set(ACACHE_EINVALID,
-                                "acache_affinity_list_json: NULL argument");
-    acache_affinity_list *l = NULL;
-    int rc = acache_affinity_list_fetch(&l, c, affinity_key); /* sorted by storage key */
+                                "acache__affinity_list_json: NULL argument");
+    acache__affinity_list *l = NULL;
+    int rc = acache__affinity_list_fetch(&l, c, affinity_key); /* sorted by storage key */
     if (rc)
         return rc;
     json_t *arr = json_array();
-    for (size_t i = 0; arr && i < acache_affinity_list_count(l); i++) {
-        json_t *o = acache__affinity_json(acache_affinity_list_at(l, i));
+    for (size_t i = 0; arr && i < acache__affinity_list_count(l); i++) {
+        json_t *o = acache__affinity_json(acache__affinity_list_at(l, i));
         if (!o || json_array_append_new(arr, o) < 0) {
             json_decref(arr);
             arr = NULL;
         }
     }
-    acache_affinity_list_free(l);
+    acache__affinity_list_free(l);
     return acache__admin_dump(out, arr);
 }
 

@@ -28,37 +28,33 @@ int acache_invalidate(size_t *removed, acache *c, const acache_target *t)
         return rc;
     }
     case ACACHE_TARGET_API_KEY:
-        return acache_affinity_invalidate_api_key(removed, c, t->affinity_key);
+        return acache__affinity_invalidate_api_key(removed, c, t->affinity_key);
     case ACACHE_TARGET_USER:
         return acache__invalidate_user(removed, c, t->identifier);
     case ACACHE_TARGET_PROVIDER:
-        return acache_affinity_invalidate_provider(removed, c, t->provider_id);
+        return acache__affinity_invalidate_provider(removed, c, t->provider_id);
     case ACACHE_TARGET_ALL:
-        return acache_affinity_clear_all(removed, c);
+        return acache__affinity_clear_all(removed, c);
     default:
         return acache_error_set(ACACHE_EINVALID, "acache_target kind %d unknown",
                                 t->kind);
     }
 }
 
-/* ---- admin bodies of the raw invalidations ---- */
+/* ---- acache_invalidate_json: the admin body of each target kind ---- */
 
-int acache_clear_single_json(acache_buf *out, acache *c, const char *affinity_key,
-                             const char *endpoint_id, const char *model_id,
-                             const char *api_format)
+static int single_body(acache_buf *out, acache *c, const acache_target *t)
 {
-    if (!out || !c)
-        return acache_error_set(ACACHE_EINVALID,
-                                "acache_clear_single_json: NULL argument");
-    int rc = acache__check_field("endpoint_id", endpoint_id, 0);
+    /* The route's endpoint segment is never empty; a NULL one is no filter. */
+    int rc = t->endpoint_id ? acache__check_field("endpoint_id", t->endpoint_id, 0) : 0;
     if (!rc)
-        rc = acache_affinity_invalidate(c, affinity_key, api_format, model_id, NULL, NULL,
-                                        endpoint_id);
+        rc = acache_invalidate(NULL, c, t);
     if (rc == ACACHE_ENOTFOUND)
         return acache_error_set(ACACHE_ENOTFOUND,
                                 "affinity not found: affinity_key=%s endpoint_id=%s "
                                 "model_id=%s api_format=%s",
-                                affinity_key, endpoint_id, model_id, api_format);
+                                t->affinity_key, t->endpoint_id ? t->endpoint_id : "(any)",
+                                t->model_name, t->api_format);
     if (rc)
         return rc;
     json_t *o = json_object();
@@ -67,9 +63,9 @@ int acache_clear_single_json(acache_buf *out, acache *c, const char *affinity_ke
     int bad = 0;
     bad |= acache__json_set(o, "status", json_string("ok"));
     bad |= acache__json_set(o, "message", json_string("Cache affinity cleared"));
-    bad |= acache__json_set(o, "affinity_key", acache__json_str(affinity_key));
-    bad |= acache__json_set(o, "endpoint_id", acache__json_str(endpoint_id));
-    bad |= acache__json_set(o, "model_id", acache__json_str(model_id));
+    bad |= acache__json_set(o, "affinity_key", acache__json_str(t->affinity_key));
+    bad |= acache__json_set(o, "endpoint_id", acache__json_str(t->endpoint_id));
+    bad |= acache__json_set(o, "model_id", acache__json_str(t->model_name));
     if (bad) {
         json_decref(o);
         return acache__oom();
@@ -77,24 +73,23 @@ int acache_clear_single_json(acache_buf *out, acache *c, const char *affinity_ke
     return acache__admin_dump(out, o);
 }
 
-int acache_clear_provider_json(acache_buf *out, acache *c, const char *provider_id)
+/* {status, message, <what>: <value>, count}: provider (Aether's body) and API key. */
+static int counted_body(acache_buf *out, acache *c, const acache_target *t,
+                        const char *field, const char *value, const char *of_what)
 {
-    if (!out || !c)
-        return acache_error_set(ACACHE_EINVALID,
-                                "acache_clear_provider_json: NULL argument");
     size_t n = 0;
-    int rc = acache_affinity_invalidate_provider(&n, c, provider_id);
+    int rc = acache_invalidate(&n, c, t);
     if (rc)
         return rc;
     char msg[128];
-    snprintf(msg, sizeof msg, "Cleared %zu cache affinities of the provider", n);
+    snprintf(msg, sizeof msg, "Cleared %zu cache affinities of the %s", n, of_what);
     json_t *o = json_object();
     if (!o)
         return acache__oom();
     int bad = 0;
     bad |= acache__json_set(o, "status", json_string("ok"));
     bad |= acache__json_set(o, "message", json_string(msg));
-    bad |= acache__json_set(o, "provider_id", acache__json_str(provider_id));
+    bad |= acache__json_set(o, field, acache__json_str(value));
     bad |= acache__json_set(o, "count", json_integer((json_int_t)n));
     if (bad) {
         json_decref(o);
@@ -103,16 +98,38 @@ int acache_clear_provider_json(acache_buf *out, acache *c, const char *provider_
     return acache__admin_dump(out, o);
 }
 
-int acache_clear_all_json(acache_buf *out, acache *c)
+static int all_body(acache_buf *out, acache *c, const acache_target *t)
 {
-    if (!out || !c)
-        return acache_error_set(ACACHE_EINVALID, "acache_clear_all_json: NULL argument");
     size_t n = 0;
-    int rc = acache_affinity_clear_all(&n, c);
+    int rc = acache_invalidate(&n, c, t);
     if (rc)
         return rc;
     char msg[128];
     snprintf(msg, sizeof msg, "Cleared all cache affinities (%zu)", n);
     return acache__admin_dump(out, json_pack("{s:s, s:s, s:I}", "status", "ok", "message",
                                              msg, "count", (json_int_t)n));
+}
+
+int acache_invalidate_json(acache_buf *out, acache *c, const acache_target *t)
+{
+    if (!out || !c || !t)
+        return acache_error_set(ACACHE_EINVALID, "acache_invalidate_json: NULL argument");
+    if (t->version == 0 || t->version > ACACHE_TARGET_VERSION)
+        return acache_error_set(ACACHE_EINVALID, "acache_target version %u unknown",
+                                t->version);
+    switch (t->kind) {
+    case ACACHE_TARGET_SINGLE:
+        return single_body(out, c, t);
+    case ACACHE_TARGET_API_KEY:
+        return counted_body(out, c, t, "affinity_key", t->affinity_key, "API key");
+    case ACACHE_TARGET_USER:
+        return acache__clear_user_json(out, c, t->identifier);
+    case ACACHE_TARGET_PROVIDER:
+        return counted_body(out, c, t, "provider_id", t->provider_id, "provider");
+    case ACACHE_TARGET_ALL:
+        return all_body(out, c, t);
+    default:
+        return acache_error_set(ACACHE_EINVALID, "acache_target kind %d unknown",
+                                t->kind);
+    }
 }

@@ -6,7 +6,7 @@
  * paginate on raw fields, then enrich only the page. Each table is looked up
  * at most once for the enrichment, with every distinct value in one batch, and
  * each distinct ciphertext is decrypted once. Everything a listing hands out
- * lives in one arena freed by acache_listing_free().
+ * lives in one arena freed by acache__listing_free().
  *
  * The record fields (affinity_key, api_format, model_name from the storage
  * key; provider_id, endpoint_id, key_id) are carried as bytes with a length:
@@ -198,7 +198,7 @@ static const void *table_find(const table *t, const char *id)
 
 /* ---- the listing ---- */
 
-struct acache_listing_item {
+struct acache__listing_item {
     bytes affinity_key, api_format, raw_model, provider_id, endpoint_id, key_id;
     double created_at, expire_at;
     int64_t request_count;
@@ -213,9 +213,9 @@ struct acache_listing_item {
     const char *key_enc, *pkey_enc; /* ciphertexts, for the mask pass */
 };
 
-struct acache_listing {
+struct acache__listing {
     arena ar;
-    acache_listing_item *items; /* every selected item, sorted */
+    acache__listing_item *items; /* every selected item, sorted */
     size_t n, cap;
     size_t start, count; /* the page: items[start .. start + count) */
     int64_t limit, offset;
@@ -225,7 +225,7 @@ struct acache_listing {
 
 typedef struct {
     acache *c;
-    acache_listing *l;
+    acache__listing *l;
     table t[T_COUNT];
     const char **sel; /* sorted affinity keys of rules 1-2; NULL = all */
     size_t nsel;
@@ -242,7 +242,7 @@ static void ctx_free(ctx *x)
 /* ---- catalog look-ups ---- */
 
 typedef struct {
-    acache_listing *l;
+    acache__listing *l;
     table *t;
 } sink;
 
@@ -403,29 +403,29 @@ static int fetch(ctx *x, int k, int by, const char **vals, size_t n)
     return ACACHE_OK;
 }
 
-typedef const char *(*item_id_fn)(const acache_listing_item *it);
+typedef const char *(*item_id_fn)(const acache__listing_item *it);
 
-static const char *id_affinity_key(const acache_listing_item *it)
+static const char *id_affinity_key(const acache__listing_item *it)
 {
     return as_id(it->affinity_key);
 }
-static const char *id_user(const acache_listing_item *it)
+static const char *id_user(const acache__listing_item *it)
 {
     return it->user_id;
 }
-static const char *id_provider(const acache_listing_item *it)
+static const char *id_provider(const acache__listing_item *it)
 {
     return as_id(it->provider_id);
 }
-static const char *id_endpoint(const acache_listing_item *it)
+static const char *id_endpoint(const acache__listing_item *it)
 {
     return as_id(it->endpoint_id);
 }
-static const char *id_key(const acache_listing_item *it)
+static const char *id_key(const acache__listing_item *it)
 {
     return as_id(it->key_id);
 }
-static const char *id_model(const acache_listing_item *it)
+static const char *id_model(const acache__listing_item *it)
 {
     return as_id(it->raw_model);
 }
@@ -459,7 +459,7 @@ static int in_sel(const ctx *x, const char *ak, size_t akl)
 static int walk_cb(const acache_affinity *a, void *payload)
 {
     ctx *x = payload;
-    acache_listing *l = x->l;
+    acache__listing *l = x->l;
     size_t akl;
     const char *ak = acache__affinity_field(a, ACACHE__F_AFFINITY_KEY, &akl);
     if (!ak || !akl)
@@ -468,7 +468,7 @@ static int walk_cb(const acache_affinity *a, void *payload)
         return 0;
     if (acache__grow(&l->items, &l->cap, l->n, sizeof *l->items))
         return ACACHE_ENOMEM;
-    acache_listing_item *it = &l->items[l->n];
+    acache__listing_item *it = &l->items[l->n];
     memset(it, 0, sizeof *it);
     bytes *dst[ACACHE__F_COUNT] = {&it->affinity_key, &it->api_format,  &it->raw_model,
                                    &it->provider_id,  &it->endpoint_id, &it->key_id};
@@ -523,7 +523,7 @@ static int bytes_cmp(bytes a, bytes b)
 
 static int item_cmp(const void *pa, const void *pb)
 {
-    const acache_listing_item *a = pa, *b = pb;
+    const acache__listing_item *a = pa, *b = pb;
     if (a->expire_at > b->expire_at)
         return -1;
     if (a->expire_at < b->expire_at)
@@ -538,7 +538,7 @@ static int item_cmp(const void *pa, const void *pb)
 
 /* ---- enrichment ---- */
 
-static void enrich_client(ctx *x, acache_listing_item *it)
+static void enrich_client(ctx *x, acache__listing_item *it)
 {
     const key_row *k = table_find(&x->t[T_KEYS], as_id(it->affinity_key));
     if (k) {
@@ -554,7 +554,7 @@ static void enrich_client(ctx *x, acache_listing_item *it)
     }
 }
 
-static void enrich_rest(ctx *x, acache_listing_item *it)
+static void enrich_rest(ctx *x, acache__listing_item *it)
 {
     const prov_row *p = table_find(&x->t[T_PROVS], as_id(it->provider_id));
     if (p)
@@ -600,7 +600,7 @@ static int enrich_clients(ctx *x, size_t from, size_t to)
  * listing as a whole succeeds. */
 static int mask_page(ctx *x)
 {
-    acache_listing *l = x->l;
+    acache__listing *l = x->l;
     acache__crypto *k = x->c->crypto;
     if (!k || l->count == 0)
         return ACACHE_OK;
@@ -640,7 +640,7 @@ static int mask_page(ctx *x)
             acache_clear_error();
     }
     for (size_t i = l->start; rc == ACACHE_OK && i < l->start + l->count; i++) {
-        acache_listing_item *it = &l->items[i];
+        acache__listing_item *it = &l->items[i];
         const char **hit;
         if (it->key_enc &&
             (hit = bsearch(&it->key_enc, vals, n, sizeof *vals, str_cmp)) != NULL)
@@ -656,7 +656,7 @@ static int mask_page(ctx *x)
 
 static int enrich_page(ctx *x)
 {
-    acache_listing *l = x->l;
+    acache__listing *l = x->l;
     size_t from = l->start, to = l->start + l->count;
     int rc;
     if (to == from)
@@ -789,7 +789,7 @@ static int contains(folded *tmp, const char *hay, size_t hlen, const folded *kw)
     return 0;
 }
 
-static int item_matches(folded *tmp, const acache_listing_item *it, const folded *kw)
+static int item_matches(folded *tmp, const acache__listing_item *it, const folded *kw)
 {
     const bytes f[] = {
         it->affinity_key,
@@ -810,7 +810,7 @@ static int item_matches(folded *tmp, const acache_listing_item *it, const folded
 }
 
 /* Rule 3 over items[0 .. n): keep the matching ones, in place. */
-static int keyword_filter(acache_listing *l, const char *kw)
+static int keyword_filter(acache__listing *l, const char *kw)
 {
     folded k = {0}, tmp = {0};
     int rc = fold(&k, kw, strlen(kw));
@@ -836,7 +836,7 @@ static int keyword_filter(acache_listing *l, const char *kw)
 static int select_by_keyword(ctx *x, const char *kw, int *selected)
 {
     acache_catalog *cat = x->c->catalog;
-    acache_listing *l = x->l;
+    acache__listing *l = x->l;
     int rc;
     *selected = 0;
     if (!cat)
@@ -894,7 +894,7 @@ static int select_by_keyword(ctx *x, const char *kw, int *selected)
 /* `filter`: only the pins of keys[0 .. nkeys), none when nkeys == 0 (an empty
  * list selects nothing, it is not "no filter"). Else `kw` (NULL: none)
  * selects by the rules. */
-static int build(acache_listing *l, acache *c, const char *kw, int filter,
+static int build(acache__listing *l, acache *c, const char *kw, int filter,
                  const char *const *keys, size_t nkeys, int enrich)
 {
     ctx x;
@@ -932,15 +932,15 @@ static int build(acache_listing *l, acache *c, const char *kw, int filter,
     return rc;
 }
 
-static acache_listing *listing_new(void)
+static acache__listing *listing_new(void)
 {
-    acache_listing *l = acache__calloc(1, sizeof *l);
+    acache__listing *l = acache__calloc(1, sizeof *l);
     if (!l)
         acache__oom();
     return l;
 }
 
-int acache_list_affinities(acache_listing **out, acache *c, const acache_list_query *q)
+int acache__list_affinities(acache__listing **out, acache *c, const acache_list_query *q)
 {
     acache_list_query def = ACACHE_LIST_QUERY_INIT;
     if (!out || !c)
@@ -960,7 +960,7 @@ int acache_list_affinities(acache_listing **out, acache *c, const acache_list_qu
                                 "list_affinities: offset must be >= 0, got %lld",
                                 (long long)q->offset);
 
-    acache_listing *l = listing_new();
+    acache__listing *l = listing_new();
     if (!l)
         return ACACHE_ENOMEM;
     l->limit = q->limit;
@@ -970,24 +970,24 @@ int acache_list_affinities(acache_listing **out, acache *c, const acache_list_qu
     const char *kw = q->keyword && *q->keyword ? q->keyword : NULL;
     int rc = build(l, c, kw, 0, NULL, 0, 1);
     if (rc < 0) {
-        acache_listing_free(l);
+        acache__listing_free(l);
         return rc;
     }
     *out = l;
     return ACACHE_OK;
 }
 
-int acache__listing_for_keys(acache_listing **out, acache *c, const char *const *keys,
+int acache__listing_for_keys(acache__listing **out, acache *c, const char *const *keys,
                              size_t n)
 {
     *out = NULL;
-    acache_listing *l = listing_new();
+    acache__listing *l = listing_new();
     if (!l)
         return ACACHE_ENOMEM;
     l->limit = INT64_MAX;
     int rc = build(l, c, NULL, 1, keys, n, 0);
     if (rc < 0) {
-        acache_listing_free(l);
+        acache__listing_free(l);
         return rc;
     }
     l->limit = (int64_t)l->n;
@@ -995,12 +995,12 @@ int acache__listing_for_keys(acache_listing **out, acache *c, const char *const 
     return ACACHE_OK;
 }
 
-unsigned long acache__listing_decrypt_count(const acache_listing *l)
+unsigned long acache__listing_decrypt_count(const acache__listing *l)
 {
     return l ? l->decrypts : 0;
 }
 
-void acache_listing_free(acache_listing *l)
+void acache__listing_free(acache__listing *l)
 {
     if (!l)
         return;
@@ -1009,32 +1009,32 @@ void acache_listing_free(acache_listing *l)
     free(l);
 }
 
-size_t acache_listing_total(const acache_listing *l)
+size_t acache__listing_total(const acache__listing *l)
 {
     return l ? l->n : 0;
 }
 
-size_t acache_listing_count(const acache_listing *l)
+size_t acache__listing_count(const acache__listing *l)
 {
     return l ? l->count : 0;
 }
 
-int64_t acache_listing_limit(const acache_listing *l)
+int64_t acache__listing_limit(const acache__listing *l)
 {
     return l ? l->limit : 0;
 }
 
-int64_t acache_listing_offset(const acache_listing *l)
+int64_t acache__listing_offset(const acache__listing *l)
 {
     return l ? l->offset : 0;
 }
 
-const char *acache_listing_matched_user_id(const acache_listing *l)
+const char *acache__listing_matched_user_id(const acache__listing *l)
 {
     return l ? l->matched_user_id : NULL;
 }
 
-const acache_listing_item *acache_listing_at(const acache_listing *l, size_t i)
+const acache__listing_item *acache__listing_at(const acache__listing *l, size_t i)
 {
     if (!l || i >= l->count)
         return NULL;
@@ -1042,7 +1042,7 @@ const acache_listing_item *acache_listing_at(const acache_listing *l, size_t i)
 }
 
 #define GETTER(type, name, expr, dflt)                                                   \
-    type acache_listing_item_##name(const acache_listing_item *it)                       \
+    type acache__listing_item_##name(const acache__listing_item *it)                       \
     {                                                                                    \
         return it ? (expr) : (dflt);                                                     \
     }
@@ -1073,7 +1073,7 @@ GETTER(int64_t, request_count, it->request_count, 0)
 
 /* ---- JSON ---- */
 
-static json_t *item_json(const acache_listing_item *it)
+static json_t *item_json(const acache__listing_item *it)
 {
     json_t *o = json_object();
     if (!o)
@@ -1113,7 +1113,7 @@ static json_t *item_json(const acache_listing_item *it)
 
 /* acache__json_set and json_array_append_new take the reference even when they
  * fail, so containers are attached first and filled after. */
-static json_t *data_json(const acache_listing *l)
+static json_t *data_json(const acache__listing *l)
 {
     json_t *data = json_object();
     if (!data)
@@ -1141,7 +1141,7 @@ fail:
     return NULL;
 }
 
-int acache_listing_to_json(acache_buf *out, const acache_listing *l)
+int acache__listing_to_json(acache_buf *out, const acache__listing *l)
 {
     if (!out || !l)
         return acache_error_set(ACACHE_EINVALID, "listing_to_json: NULL argument");
@@ -1153,22 +1153,17 @@ int acache_listing_to_json(acache_buf *out, const acache_listing *l)
     return rc;
 }
 
-int acache_list_affinities_json(acache_buf *out, acache *c, const char *keyword,
-                                int64_t limit, int64_t offset)
+int acache_list_affinities(acache_buf *out, acache *c, const acache_list_query *q)
 {
     if (!out)
-        return acache_error_set(ACACHE_EINVALID, "list_affinities_json: NULL out");
-    acache_list_query q = ACACHE_LIST_QUERY_INIT;
-    q.keyword = keyword;
-    q.limit = limit;
-    q.offset = offset;
-    acache_listing *l = NULL;
-    int rc = acache_list_affinities(&l, c, &q);
+        return acache_error_set(ACACHE_EINVALID, "acache_list_affinities: NULL out");
+    acache__listing *l = NULL;
+    int rc = acache__list_affinities(&l, c, q);
     if (rc < 0)
         return rc;
     json_t *body = json_object();
     json_t *data = data_json(l);
-    acache_listing_free(l);
+    acache__listing_free(l);
     if (!body || acache__json_set(body, "status", json_string("ok")) < 0 ||
         acache__json_set(body, "data", data) < 0) {
         if (!body)

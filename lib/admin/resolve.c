@@ -352,7 +352,7 @@ static json_t *clear_body(const cleared *r)
     return body;
 }
 
-int acache_clear_user_json(acache_buf *out, acache *c, const char *identifier)
+int acache__clear_user_json(acache_buf *out, acache *c, const char *identifier)
 {
     if (!out || !c || !identifier)
         return acache_error_set(ACACHE_EINVALID, "clear_user: NULL argument");
@@ -370,39 +370,39 @@ int acache_clear_user_json(acache_buf *out, acache *c, const char *identifier)
 
 /* ---- one user's affinities ---- */
 
-static json_t *affinity_json(const acache_listing_item *it)
+static json_t *affinity_json(const acache__listing_item *it)
 {
     json_t *o = json_object();
     if (!o)
         return NULL;
     if (acache__json_set(o, "provider_id",
-                         acache__json_str(acache_listing_item_provider_id(it))) < 0 ||
+                         acache__json_str(acache__listing_item_provider_id(it))) < 0 ||
         acache__json_set(o, "endpoint_id",
-                         acache__json_str(acache_listing_item_endpoint_id(it))) < 0 ||
-        acache__json_set(o, "key_id", acache__json_str(acache_listing_item_key_id(it))) <
+                         acache__json_str(acache__listing_item_endpoint_id(it))) < 0 ||
+        acache__json_set(o, "key_id", acache__json_str(acache__listing_item_key_id(it))) <
             0 ||
         acache__json_set(o, "api_format",
-                         acache__json_str(acache_listing_item_api_format(it))) < 0 ||
+                         acache__json_str(acache__listing_item_api_format(it))) < 0 ||
         acache__json_set(o, "model_name",
-                         acache__json_str(acache_listing_item_global_model_id(it))) < 0 ||
-        acache__json_set(o, "created_at", json_real(acache_listing_item_created_at(it))) <
+                         acache__json_str(acache__listing_item_global_model_id(it))) < 0 ||
+        acache__json_set(o, "created_at", json_real(acache__listing_item_created_at(it))) <
             0 ||
-        acache__json_set(o, "expire_at", json_real(acache_listing_item_expire_at(it))) <
+        acache__json_set(o, "expire_at", json_real(acache__listing_item_expire_at(it))) <
             0 ||
         acache__json_set(o, "request_count",
-                         json_integer(acache_listing_item_request_count(it))) < 0) {
+                         json_integer(acache__listing_item_request_count(it))) < 0) {
         json_decref(o);
         return NULL;
     }
     return o;
 }
 
-static json_t *user_affinity_body(const acache__user_info *u, const acache_listing *l)
+static json_t *user_affinity_body(const acache__user_info *u, const acache__listing *l)
 {
     json_t *body = json_object();
     if (!body)
         return NULL;
-    size_t n = acache_listing_count(l);
+    size_t n = acache__listing_count(l);
     json_t *info = json_object(), *arr = json_array();
     if (acache__json_set(body, "status", json_string(n ? "ok" : "not_found")) < 0)
         goto fail_both;
@@ -426,7 +426,7 @@ static json_t *user_affinity_body(const acache__user_info *u, const acache_listi
         acache__json_set(info, "email", acache__json_str(u->email)) < 0)
         goto fail;
     for (size_t i = 0; i < n; i++)
-        if (json_array_append_new(arr, affinity_json(acache_listing_at(l, i))) < 0)
+        if (json_array_append_new(arr, affinity_json(acache__listing_at(l, i))) < 0)
             goto fail;
     if (acache__json_set(body, "total_endpoints", json_integer((json_int_t)n)) < 0)
         goto fail;
@@ -439,7 +439,7 @@ fail:
     return NULL;
 }
 
-int acache_user_affinity_json(acache_buf *out, acache *c, const char *identifier)
+int acache_user_affinities(acache_buf *out, acache *c, const char *identifier)
 {
     if (!out || !c || !identifier)
         return acache_error_set(ACACHE_EINVALID, "user_affinity: NULL argument");
@@ -448,7 +448,7 @@ int acache_user_affinity_json(acache_buf *out, acache *c, const char *identifier
         return ACACHE_ENOMEM;
     acache__user_info u;
     memset(&u, 0, sizeof u);
-    acache_listing *l = NULL;
+    acache__listing *l = NULL;
     strvec ids = {0};
     int rc = no_catalog_check(c, ident);
     if (rc == ACACHE_OK) {
@@ -465,7 +465,7 @@ int acache_user_affinity_json(acache_buf *out, acache *c, const char *identifier
         rc = acache__listing_for_keys(&l, c, (const char *const *)ids.v, ids.n);
     if (rc == ACACHE_OK)
         rc = dump_or_oom(out, user_affinity_body(&u, l));
-    acache_listing_free(l);
+    acache__listing_free(l);
     strvec_clear(&ids);
     acache__user_info_clear(&u);
     free(ident);

@@ -7,6 +7,7 @@
 
 #include "../util/json.h"
 #include "analysis.h"
+#include "results.h"
 
 typedef struct {
     uint64_t total, hits;
@@ -49,8 +50,8 @@ static int hits_cb(const acache_analysis_row *row, void *payload)
     return 0;
 }
 
-int acache_hit_analysis_compute(acache_hit_analysis *out, acache *c, int hours,
-                                const char *user_id, const char *api_key_id)
+int acache__hit_analysis_compute(acache__hit_analysis *out, acache *c, int hours,
+                                 const char *user_id, const char *api_key_id)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "hit analysis: out is NULL");
@@ -99,13 +100,13 @@ int acache_hit_analysis_compute(acache_hit_analysis *out, acache *c, int hours,
     return ACACHE_OK;
 }
 
-int acache_hit_analysis_json(acache_buf *out, acache *c, int hours, const char *user_id,
-                             const char *api_key_id)
+int acache_hit_analysis(acache_buf *out, acache *c, int hours, const char *user_id,
+                        const char *api_key_id)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "hit analysis: out is NULL");
-    acache_hit_analysis h = {.version = ACACHE_HIT_ANALYSIS_VERSION};
-    int rc = acache_hit_analysis_compute(&h, c, hours, user_id, api_key_id);
+    acache__hit_analysis h = {.version = ACACHE_HIT_ANALYSIS_VERSION};
+    int rc = acache__hit_analysis_compute(&h, c, hours, user_id, api_key_id);
     if (rc < 0)
         return rc;
     json_t *o = json_object();

@@ -7,6 +7,7 @@
 
 #include "../util/json.h"
 #include "analysis.h"
+#include "results.h"
 
 typedef struct tpoint {
     char x[48];
@@ -15,7 +16,7 @@ typedef struct tpoint {
     char *model; /* NULL when empty */
 } tpoint;
 
-struct acache_timeline {
+struct acache__timeline {
     int hours;
     int multi;
     size_t n, cap;
@@ -26,7 +27,7 @@ struct acache_timeline {
     char **user_ids, **user_names;
 };
 
-void acache_timeline_free(acache_timeline *t)
+void acache__timeline_free(acache__timeline *t)
 {
     if (!t)
         return;
@@ -47,7 +48,7 @@ void acache_timeline_free(acache_timeline *t)
     free(t);
 }
 
-static int add_point(acache_timeline *t, int64_t us, double minutes, const char *user_id,
+static int add_point(acache__timeline *t, int64_t us, double minutes, const char *user_id,
                      const char *model)
 {
     if (acache__grow(&t->pts, &t->cap, t->n, sizeof *t->pts))
@@ -100,7 +101,7 @@ static void sort_kept(kept *v, kept *tmp, size_t n, const acache__urows *rows)
     memcpy(v, tmp, n * sizeof *v);
 }
 
-static int compute_c(acache_timeline *t, acache *c, int64_t since_us, int limit,
+static int compute_c(acache__timeline *t, acache *c, int64_t since_us, int limit,
                      const char *user_id)
 {
     acache_usage_filter f = {0};
@@ -173,7 +174,7 @@ static int point_cb(const acache_analysis_row *row, void *payload)
     return add_point(payload, p->created_at_us, p->gap_minutes, p->user_id, p->model);
 }
 
-static int compute(acache_timeline *t, acache *c, int64_t since_us, int limit,
+static int compute(acache__timeline *t, acache *c, int64_t since_us, int limit,
                    const char *user_id)
 {
     acache_analysis_query q = {ACACHE_ANALYSIS_TIMELINE,
@@ -193,7 +194,7 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int fill_models(acache_timeline *t)
+static int fill_models(acache__timeline *t)
 {
     if (t->n == 0)
         return ACACHE_OK;
@@ -224,7 +225,7 @@ static int fill_models(acache_timeline *t)
 }
 
 /* "users": ids in order of first appearance in the points, with a username. */
-static int fill_users(acache_timeline *t, acache *c)
+static int fill_users(acache__timeline *t, acache *c)
 {
     if (!t->multi || t->n == 0)
         return ACACHE_OK;
@@ -295,8 +296,8 @@ out:
     return rc;
 }
 
-int acache_timeline_compute(acache_timeline **out, acache *c, int hours, int limit,
-                            const char *user_id, int include_user_info)
+int acache__timeline_compute(acache__timeline **out, acache *c, int hours, int limit,
+                             const char *user_id, int include_user_info)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "interval timeline: out is NULL");
@@ -309,7 +310,7 @@ int acache_timeline_compute(acache_timeline **out, acache *c, int hours, int lim
         return acache_error_set(
             ACACHE_EINVALID, "interval timeline: limit must be 1..50000, got %d", limit);
     user_id = acache__opt_str(user_id);
-    acache_timeline *t = acache__calloc(1, sizeof *t);
+    acache__timeline *t = acache__calloc(1, sizeof *t);
     if (!t)
         return acache__oom();
     t->hours = hours;
@@ -320,75 +321,75 @@ int acache_timeline_compute(acache_timeline **out, acache *c, int hours, int lim
     if (rc == ACACHE_OK)
         rc = fill_users(t, c);
     if (rc < 0) {
-        acache_timeline_free(t);
+        acache__timeline_free(t);
         return rc;
     }
     *out = t;
     return ACACHE_OK;
 }
 
-size_t acache_timeline_point_count(const acache_timeline *t)
+size_t acache__timeline_point_count(const acache__timeline *t)
 {
     return t ? t->n : 0;
 }
 
-const char *acache_timeline_point_x(const acache_timeline *t, size_t i)
+const char *acache__timeline_point_x(const acache__timeline *t, size_t i)
 {
     return t && i < t->n ? t->pts[i].x : NULL;
 }
 
-double acache_timeline_point_y(const acache_timeline *t, size_t i)
+double acache__timeline_point_y(const acache__timeline *t, size_t i)
 {
     return t && i < t->n ? t->pts[i].y : NAN;
 }
 
-const char *acache_timeline_point_user_id(const acache_timeline *t, size_t i)
+const char *acache__timeline_point_user_id(const acache__timeline *t, size_t i)
 {
     return t && i < t->n ? t->pts[i].user_id : NULL;
 }
 
-const char *acache_timeline_point_model(const acache_timeline *t, size_t i)
+const char *acache__timeline_point_model(const acache__timeline *t, size_t i)
 {
     return t && i < t->n ? t->pts[i].model : NULL;
 }
 
-int acache_timeline_multi_user(const acache_timeline *t)
+int acache__timeline_multi_user(const acache__timeline *t)
 {
     return t ? t->multi : 0;
 }
 
-size_t acache_timeline_model_count(const acache_timeline *t)
+size_t acache__timeline_model_count(const acache__timeline *t)
 {
     return t ? t->nmodels : 0;
 }
 
-const char *acache_timeline_model_at(const acache_timeline *t, size_t i)
+const char *acache__timeline_model_at(const acache__timeline *t, size_t i)
 {
     return t && i < t->nmodels ? t->models[i] : NULL;
 }
 
-size_t acache_timeline_user_count(const acache_timeline *t)
+size_t acache__timeline_user_count(const acache__timeline *t)
 {
     return t ? t->nusers : 0;
 }
 
-const char *acache_timeline_user_id(const acache_timeline *t, size_t i)
+const char *acache__timeline_user_id(const acache__timeline *t, size_t i)
 {
     return t && i < t->nusers ? t->user_ids[i] : NULL;
 }
 
-const char *acache_timeline_user_name(const acache_timeline *t, size_t i)
+const char *acache__timeline_user_name(const acache__timeline *t, size_t i)
 {
     return t && i < t->nusers ? t->user_names[i] : NULL;
 }
 
-int acache_interval_timeline_json(acache_buf *out, acache *c, int hours, int limit,
-                                  const char *user_id, int include_user_info)
+int acache_interval_timeline(acache_buf *out, acache *c, int hours, int limit,
+                             const char *user_id, int include_user_info)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "interval timeline: out is NULL");
-    acache_timeline *t = NULL;
-    int rc = acache_timeline_compute(&t, c, hours, limit, user_id, include_user_info);
+    acache__timeline *t = NULL;
+    int rc = acache__timeline_compute(&t, c, hours, limit, user_id, include_user_info);
     if (rc < 0)
         return rc;
     json_t *root = json_object(), *pts = json_array();
@@ -428,7 +429,7 @@ int acache_interval_timeline_json(acache_buf *out, acache *c, int hours, int lim
         }
     }
     json_decref(pts);
-    acache_timeline_free(t);
+    acache__timeline_free(t);
     rc = bad ? acache__oom() : acache__json_dump(out, root, 0);
     json_decref(root);
     return rc;

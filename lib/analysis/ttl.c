@@ -7,10 +7,11 @@
 
 #include "../util/json.h"
 #include "analysis.h"
+#include "results.h"
 
 enum { ST_P50, ST_P75, ST_P90, ST_AVG, ST_MIN, ST_MAX, ST_N };
 
-struct acache_ttl_group {
+struct acache__ttl_group {
     char *group_id, *username, *email;
     uint64_t n;
     uint64_t buckets[5];
@@ -21,15 +22,15 @@ struct acache_ttl_group {
     char *reason;
 };
 
-struct acache_ttl_analysis {
+struct acache__ttl_analysis {
     int hours;
     int by_key;
     size_t n, cap;
-    acache_ttl_group *groups;
+    acache__ttl_group *groups;
     size_t dist[4];
 };
 
-static void group_dispose(acache_ttl_group *g)
+static void group_dispose(acache__ttl_group *g)
 {
     free(g->group_id);
     free(g->username);
@@ -37,7 +38,7 @@ static void group_dispose(acache_ttl_group *g)
     free(g->reason);
 }
 
-void acache_ttl_analysis_free(acache_ttl_analysis *a)
+void acache__ttl_analysis_free(acache__ttl_analysis *a)
 {
     if (!a)
         return;
@@ -48,7 +49,7 @@ void acache_ttl_analysis_free(acache_ttl_analysis *a)
 }
 
 /* §1.4 + §1.5, from the unrounded p75/p90. */
-static int recommend(acache_ttl_group *g)
+static int recommend(acache__ttl_group *g)
 {
     double p75 = g->raw[ST_P75], p90 = g->raw[ST_P90];
     char num[64];
@@ -83,7 +84,7 @@ static int recommend(acache_ttl_group *g)
 }
 
 /* Fill percentages, rounded values, TTL and reason from n, buckets and raw. */
-static int finish_group(acache_ttl_analysis *a, acache_ttl_group *g)
+static int finish_group(acache__ttl_analysis *a, acache__ttl_group *g)
 {
     for (int b = 0; b < 5; b++)
         g->pct[b] = acache__round_py((double)g->buckets[b] / (double)g->n * 100.0, 1);
@@ -96,11 +97,11 @@ static int finish_group(acache_ttl_analysis *a, acache_ttl_group *g)
     return ACACHE_OK;
 }
 
-static acache_ttl_group *new_group(acache_ttl_analysis *a, const char *id)
+static acache__ttl_group *new_group(acache__ttl_analysis *a, const char *id)
 {
     if (acache__grow(&a->groups, &a->cap, a->n, sizeof *a->groups))
         return NULL;
-    acache_ttl_group *g = &a->groups[a->n];
+    acache__ttl_group *g = &a->groups[a->n];
     memset(g, 0, sizeof *g);
     if (!(g->group_id = acache__strdup(id)))
         return NULL;
@@ -121,14 +122,14 @@ static int dbl_cmp(const void *a, const void *b)
 
 static int group_cmp(const void *a, const void *b)
 {
-    const acache_ttl_group *x = a, *y = b;
+    const acache__ttl_group *x = a, *y = b;
     if (x->n != y->n)
         return x->n > y->n ? -1 : 1;
     return strcmp(x->group_id, y->group_id);
 }
 
 /* §5 by hand: rows sorted by (group, created_at, id) -> per-group stats. */
-static int compute_rows(acache_ttl_analysis *a, const acache__urows *rows)
+static int compute_rows(acache__ttl_analysis *a, const acache__urows *rows)
 {
     double *iv = acache__malloc((rows->n ? rows->n : 1) * sizeof *iv);
     if (!iv)
@@ -145,7 +146,7 @@ static int compute_rows(acache_ttl_analysis *a, const acache__urows *rows)
         /* The gaps telescope: their exact sum in microseconds is last - first. */
         int64_t sum_us = rows->v[j - 1].us - rows->v[i].us;
         if (n >= 2) {
-            acache_ttl_group *g = new_group(a, rows->v[i].group);
+            acache__ttl_group *g = new_group(a, rows->v[i].group);
             if (!g) {
                 rc = acache__oom();
                 break;
@@ -171,7 +172,7 @@ static int compute_rows(acache_ttl_analysis *a, const acache__urows *rows)
     return rc;
 }
 
-static int compute_c(acache_ttl_analysis *a, acache *c, int64_t since_us,
+static int compute_c(acache__ttl_analysis *a, acache *c, int64_t since_us,
                      const char *user_id, const char *api_key_id)
 {
     acache_usage_filter f = {0};
@@ -190,11 +191,11 @@ static int compute_c(acache_ttl_analysis *a, acache *c, int64_t since_us,
 
 static int ttl_cb(const acache_analysis_row *row, void *payload)
 {
-    acache_ttl_analysis *a = payload;
+    acache__ttl_analysis *a = payload;
     if (row->kind != ACACHE_ANALYSIS_TTL || !row->as.ttl.group_id)
         return 0;
     const acache_analysis_ttl_group *t = &row->as.ttl;
-    acache_ttl_group *grp = new_group(a, t->group_id);
+    acache__ttl_group *grp = new_group(a, t->group_id);
     if (!grp)
         return acache__oom();
     grp->n = t->gaps;
@@ -210,7 +211,7 @@ static int ttl_cb(const acache_analysis_row *row, void *payload)
 
 /* The catalog's analysis slot when it has one, else compute_c. Same
  * boundary rule either way (strict ">" start, as usage_scan). */
-static int compute(acache_ttl_analysis *a, acache *c, int64_t since_us,
+static int compute(acache__ttl_analysis *a, acache *c, int64_t since_us,
                    const char *user_id, const char *api_key_id)
 {
     acache_analysis_query q = {ACACHE_ANALYSIS_TTL,
@@ -225,7 +226,7 @@ static int compute(acache_ttl_analysis *a, acache *c, int64_t since_us,
 }
 
 /* One batched users look-up for every user group (§1.6). */
-static int fill_users(acache_ttl_analysis *a, acache *c)
+static int fill_users(acache__ttl_analysis *a, acache *c)
 {
     if (a->by_key || a->n == 0)
         return ACACHE_OK;
@@ -267,8 +268,8 @@ out:
     return rc;
 }
 
-int acache_ttl_analysis_compute(acache_ttl_analysis **out, acache *c, int hours,
-                                const char *user_id, const char *api_key_id)
+int acache__ttl_analysis_compute(acache__ttl_analysis **out, acache *c, int hours,
+                                 const char *user_id, const char *api_key_id)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "ttl analysis: out is NULL");
@@ -279,7 +280,7 @@ int acache_ttl_analysis_compute(acache_ttl_analysis **out, acache *c, int hours,
         return rc;
     user_id = acache__opt_str(user_id);
     api_key_id = acache__opt_str(api_key_id);
-    acache_ttl_analysis *a = acache__calloc(1, sizeof *a);
+    acache__ttl_analysis *a = acache__calloc(1, sizeof *a);
     if (!a)
         return acache__oom();
     a->hours = hours;
@@ -291,30 +292,30 @@ int acache_ttl_analysis_compute(acache_ttl_analysis **out, acache *c, int hours,
         rc = fill_users(a, c);
     }
     if (rc < 0) {
-        acache_ttl_analysis_free(a);
+        acache__ttl_analysis_free(a);
         return rc;
     }
     *out = a;
     return ACACHE_OK;
 }
 
-int acache_ttl_analysis_hours(const acache_ttl_analysis *a)
+int acache__ttl_analysis_hours(const acache__ttl_analysis *a)
 {
     return a ? a->hours : 0;
 }
 
-size_t acache_ttl_analysis_group_count(const acache_ttl_analysis *a)
+size_t acache__ttl_analysis_group_count(const acache__ttl_analysis *a)
 {
     return a ? a->n : 0;
 }
 
-const acache_ttl_group *acache_ttl_analysis_group_at(const acache_ttl_analysis *a,
-                                                     size_t i)
+const acache__ttl_group *acache__ttl_analysis_group_at(const acache__ttl_analysis *a,
+                                                       size_t i)
 {
     return a && i < a->n ? &a->groups[i] : NULL;
 }
 
-size_t acache_ttl_analysis_ttl_distribution(const acache_ttl_analysis *a, int minutes)
+size_t acache__ttl_analysis_ttl_distribution(const acache__ttl_analysis *a, int minutes)
 {
     if (!a)
         return 0;
@@ -332,47 +333,47 @@ size_t acache_ttl_analysis_ttl_distribution(const acache_ttl_analysis *a, int mi
     }
 }
 
-const char *acache_ttl_group_id(const acache_ttl_group *g)
+const char *acache__ttl_group_id(const acache__ttl_group *g)
 {
     return g ? g->group_id : NULL;
 }
 
-const char *acache_ttl_group_username(const acache_ttl_group *g)
+const char *acache__ttl_group_username(const acache__ttl_group *g)
 {
     return g ? g->username : NULL;
 }
 
-const char *acache_ttl_group_email(const acache_ttl_group *g)
+const char *acache__ttl_group_email(const acache__ttl_group *g)
 {
     return g ? g->email : NULL;
 }
 
-uint64_t acache_ttl_group_request_count(const acache_ttl_group *g)
+uint64_t acache__ttl_group_request_count(const acache__ttl_group *g)
 {
     return g ? g->n : 0;
 }
 
-uint64_t acache_ttl_group_bucket(const acache_ttl_group *g, int bucket)
+uint64_t acache__ttl_group_bucket(const acache__ttl_group *g, int bucket)
 {
     return g && bucket >= 0 && bucket < 5 ? g->buckets[bucket] : 0;
 }
 
-double acache_ttl_group_percentage(const acache_ttl_group *g, int bucket)
+double acache__ttl_group_percentage(const acache__ttl_group *g, int bucket)
 {
     return g && bucket >= 0 && bucket < 5 ? g->pct[bucket] : NAN;
 }
 
-double acache_ttl_group_stat(const acache_ttl_group *g, int stat)
+double acache__ttl_group_stat(const acache__ttl_group *g, int stat)
 {
     return g && stat >= 0 && stat < ST_N ? g->rounded[stat] : NAN;
 }
 
-int acache_ttl_group_recommended_ttl_minutes(const acache_ttl_group *g)
+int acache__ttl_group_recommended_ttl_minutes(const acache__ttl_group *g)
 {
     return g ? g->ttl : 0;
 }
 
-const char *acache_ttl_group_reason(const acache_ttl_group *g)
+const char *acache__ttl_group_reason(const acache__ttl_group *g)
 {
     return g ? g->reason : NULL;
 }
@@ -389,7 +390,7 @@ static json_t *real_or_null(double v)
     return isnan(v) ? json_null() : json_real(v);
 }
 
-static json_t *group_json(const acache_ttl_group *g)
+static json_t *group_json(const acache__ttl_group *g)
 {
     json_t *o = json_object(), *dist = json_object(), *pct = json_object(),
            *pcs = json_object();
@@ -431,13 +432,13 @@ fail:
     return NULL;
 }
 
-int acache_ttl_analysis_json(acache_buf *out, acache *c, int hours, const char *user_id,
-                             const char *api_key_id)
+int acache_ttl_analysis(acache_buf *out, acache *c, int hours, const char *user_id,
+                        const char *api_key_id)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "ttl analysis: out is NULL");
-    acache_ttl_analysis *a = NULL;
-    int rc = acache_ttl_analysis_compute(&a, c, hours, user_id, api_key_id);
+    acache__ttl_analysis *a = NULL;
+    int rc = acache__ttl_analysis_compute(&a, c, hours, user_id, api_key_id);
     if (rc < 0)
         return rc;
     json_t *root = json_object(), *dist = json_object(), *users = json_array();
@@ -457,7 +458,7 @@ int acache_ttl_analysis_json(acache_buf *out, acache *c, int hours, const char *
         bad |= acache__json_set(root, "users", users) < 0;
         users = NULL;
     }
-    acache_ttl_analysis_free(a);
+    acache__ttl_analysis_free(a);
     json_decref(dist);
     json_decref(users);
     rc = bad ? acache__oom() : acache__json_dump(out, root, 0);

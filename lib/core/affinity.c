@@ -140,7 +140,7 @@ int acache_affinity_touch(acache_touch_result *result, acache *c, const acache_t
     return ACACHE_OK;
 }
 
-int acache_affinity_set(acache_touch_result *result, acache *c, const char *affinity_key,
+int acache__affinity_set(acache_touch_result *result, acache *c, const char *affinity_key,
                         const char *api_format, const char *model_name,
                         const char *provider_id, const char *endpoint_id,
                         const char *key_id, int supports_caching, uint32_t ttl_s)
@@ -290,14 +290,14 @@ int acache_affinity_foreach(acache *c, const char *affinity_key, acache_affinity
     return acache__affinity_walk(c, affinity_key, cb, payload);
 }
 
-struct acache_affinity_list {
+struct acache__affinity_list {
     acache_affinity **items;
     size_t n, cap;
 };
 
 static int list_add(acache_affinity *a, void *payload)
 {
-    acache_affinity_list *l = payload;
+    acache__affinity_list *l = payload;
     if (acache__grow(&l->items, &l->cap, l->n, sizeof *l->items)) {
         acache_affinity_free(a);
         return ACACHE_ENOMEM;
@@ -313,7 +313,7 @@ static int cmp_str(const char *a, const char *b)
 
 int acache__affinity_cmp_key(const acache_affinity *a, const acache_affinity *b)
 {
-    int r = cmp_str(acache_affinity_affinity_key(a), acache_affinity_affinity_key(b));
+    int r = cmp_str(acache_affinity_client_key(a), acache_affinity_client_key(b));
     if (!r)
         r = cmp_str(acache_affinity_api_format(a), acache_affinity_api_format(b));
     if (!r)
@@ -327,17 +327,17 @@ static int cmp_items(const void *x, const void *y)
                                     *(acache_affinity *const *)y);
 }
 
-int acache_affinity_list_fetch(acache_affinity_list **out, acache *c, const char *affinity_key)
+int acache__affinity_list_fetch(acache__affinity_list **out, acache *c, const char *affinity_key)
 {
     if (!out || !c)
-        return acache_error_set(ACACHE_EINVALID, "acache_affinity_list: NULL argument");
+        return acache_error_set(ACACHE_EINVALID, "acache__affinity_list: NULL argument");
     *out = NULL;
-    acache_affinity_list *l = acache__calloc(1, sizeof *l);
+    acache__affinity_list *l = acache__calloc(1, sizeof *l);
     if (!l)
         return acache__oom();
     int rc = walk(c, affinity_key, NULL, list_add, l);
     if (rc) {
-        acache_affinity_list_free(l);
+        acache__affinity_list_free(l);
         return rc;
     }
     if (l->n > 1)
@@ -346,17 +346,17 @@ int acache_affinity_list_fetch(acache_affinity_list **out, acache *c, const char
     return ACACHE_OK;
 }
 
-size_t acache_affinity_list_count(const acache_affinity_list *l)
+size_t acache__affinity_list_count(const acache__affinity_list *l)
 {
     return l ? l->n : 0;
 }
 
-const acache_affinity *acache_affinity_list_at(const acache_affinity_list *l, size_t i)
+const acache_affinity *acache__affinity_list_at(const acache__affinity_list *l, size_t i)
 {
     return l && i < l->n ? l->items[i] : NULL;
 }
 
-void acache_affinity_list_free(acache_affinity_list *l)
+void acache__affinity_list_free(acache__affinity_list *l)
 {
     if (!l)
         return;
@@ -497,7 +497,7 @@ static int bulk_invalidate(acache *c, const char *affinity_key, const acache_mat
     return rc;
 }
 
-int acache_affinity_invalidate_api_key(size_t *removed, acache *c, const char *affinity_key)
+int acache__affinity_invalidate_api_key(size_t *removed, acache *c, const char *affinity_key)
 {
     if (removed)
         *removed = 0;
@@ -525,7 +525,7 @@ int acache__invalidate_api_keys(acache *c, const char *const *affinity_keys, siz
     return rc;
 }
 
-int acache_affinity_invalidate_provider(size_t *removed, acache *c, const char *provider_id)
+int acache__affinity_invalidate_provider(size_t *removed, acache *c, const char *provider_id)
 {
     if (removed)
         *removed = 0;
@@ -538,7 +538,7 @@ int acache_affinity_invalidate_provider(size_t *removed, acache *c, const char *
     return bulk_invalidate(c, NULL, &m, 1, removed);
 }
 
-int acache_affinity_clear_all(size_t *removed, acache *c)
+int acache__affinity_clear_all(size_t *removed, acache *c)
 {
     if (removed)
         *removed = 0;

@@ -111,7 +111,7 @@ void acache__affinity_to_record(const acache_affinity *a, acache_record *rec)
     rec->request_count = a->request_count;
 }
 
-const char *acache_affinity_affinity_key(const acache_affinity *a)
+const char *acache_affinity_client_key(const acache_affinity *a)
 {
     return a ? a->affinity_key : NULL;
 }

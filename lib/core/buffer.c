@@ -19,30 +19,6 @@ void acache_buf_dispose(acache_buf *buf)
     buf->reserved = 0;
 }
 
-acache_buf *acache_buf_new(void)
-{
-    acache_buf *b = acache__calloc(1, sizeof *b);
-    if (!b)
-        acache__oom();
-    return b;
-}
-
-void acache_buf_free(acache_buf *buf)
-{
-    acache_buf_dispose(buf);
-    free(buf);
-}
-
-const char *acache_buf_data(const acache_buf *buf)
-{
-    return buf ? buf->ptr : NULL;
-}
-
-size_t acache_buf_size(const acache_buf *buf)
-{
-    return buf ? buf->size : 0;
-}
-
 void acache__buf_take(acache_buf *out, char *ptr, size_t len)
 {
     acache_buf_dispose(out);

@@ -227,12 +227,12 @@ const char *acache_store_type(const acache *c)
     return c && c->store ? c->store->scheme : "none";
 }
 
-acache_store *acache_get_store(acache *c)
+acache_store *acache_handle_store(acache *c)
 {
     return c ? c->store : NULL;
 }
 
-acache_catalog *acache_get_catalog(acache *c)
+acache_catalog *acache_handle_catalog(acache *c)
 {
     return c ? c->catalog : NULL;
 }

@@ -135,6 +135,41 @@ int acache__invalidate_api_keys(acache *c, const char *const *affinity_keys, siz
 /* Storage-key order of two records (affinity_key, api_format, model_name). */
 int acache__affinity_cmp_key(const acache_affinity *a, const acache_affinity *b);
 
+/* ---- raw typed operations behind the public surface; private since 0.2
+ * (acache_invalidate and acache_affinity_foreach are the public forms),
+ * kept for the dispatcher and the C tests ---- */
+
+/* acache_affinity_touch() with plain arguments (the C tests' shorthand). */
+int acache__affinity_set(acache_touch_result *result, acache *c, const char *affinity_key,
+                         const char *api_format, const char *model_name,
+                         const char *provider_id, const char *endpoint_id,
+                         const char *key_id, int supports_caching, uint32_t ttl_s);
+
+/* Remove every pin of one client API key; counts them as invalidations.
+ * `removed` optional. On ACACHE_ESTORE it holds the removals the store
+ * confirmed; the batch in flight (at most 500 keys) may also have gone
+ * (docs/affinity.md "Errors"). The same holds for the two functions below. */
+int acache__affinity_invalidate_api_key(size_t *removed, acache *c,
+                                        const char *affinity_key);
+/* Remove every pin whose value names `provider_id` (checked atomically per
+ * pin); counts them as invalidations. */
+int acache__affinity_invalidate_provider(size_t *removed, acache *c,
+                                         const char *provider_id);
+/* Remove every cache_affinity:* record (SCAN + batched UNLINK, never KEYS).
+ * Not counted in cache_invalidations (Aether's clear_all is not). */
+int acache__affinity_clear_all(size_t *removed, acache *c);
+
+/* A list of records, sorted by storage key: every live record (unexpired,
+ * readable), key fields filled from the storage key when the value lacks
+ * them; affinity_key NULL for all. ACACHE_OK, ACACHE_ESTORE, ACACHE_ENOMEM. */
+typedef struct acache__affinity_list acache__affinity_list;
+int acache__affinity_list_fetch(acache__affinity_list **out, acache *c,
+                                const char *affinity_key);
+size_t acache__affinity_list_count(const acache__affinity_list *l);
+/* Borrowed record `i` (< count), valid until the list is freed; NULL if out of range. */
+const acache_affinity *acache__affinity_list_at(const acache__affinity_list *l, size_t i);
+void acache__affinity_list_free(acache__affinity_list *l);
+
 /* Store and catalog factories, by URI (lib/store, lib/catalog). */
 int acache__store_memory_new(acache_store **out);
 int acache__store_redis_new(acache_store **out, const char *uri,

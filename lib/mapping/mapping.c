@@ -65,7 +65,7 @@ typedef struct mm_pm {
     int64_t ttl, hits;
 } mm_pm;
 
-struct acache_model_mapping_stats {
+struct acache__model_mapping_stats {
     int available;
     char *message;
     uint32_t ttl_s;
@@ -436,7 +436,7 @@ static int64_t ttl_or_null(int64_t t)
 
 /* ---- stats: classification (pure) ---- */
 
-void acache_model_mapping_stats_free(acache_model_mapping_stats *s)
+void acache__model_mapping_stats_free(acache__model_mapping_stats *s)
 {
     if (!s)
         return;
@@ -485,7 +485,7 @@ static int utf8_ok(const bstr *b)
  *   null (Aether's `.get` on it raises into its per-entry handler);
  * - an object whose `name` is the resolve name: a direct match, skipped;
  * - any other object: a mapping. */
-static int classify_resolve(acache_model_mapping_stats *s, const rawvec *r)
+static int classify_resolve(acache__model_mapping_stats *s, const rawvec *r)
 {
     if (r->n == 0)
         return ACACHE_OK;
@@ -580,7 +580,7 @@ static int64_t hit_count(const rawvec *hits, const raw *pg)
 /* provider_global entries with a non-empty provider_model_name (catalog
  * filtering happens in enrich). Values that are gone, empty, not UTF-8, not
  * JSON or not an object are skipped, as Aether does. */
-static int classify_pg(acache_model_mapping_stats *s, const rawvec *pg,
+static int classify_pg(acache__model_mapping_stats *s, const rawvec *pg,
                        const rawvec *hits)
 {
     if (pg->n == 0)
@@ -786,7 +786,7 @@ static int unm_cmp(const void *a, const void *b)
 
 /* The three batched catalog look-ups, then providers per mapping and the
  * provider_global filter. `cat` may be NULL (no catalog). */
-static int enrich(acache_model_mapping_stats *s, acache_catalog *cat)
+static int enrich(acache__model_mapping_stats *s, acache_catalog *cat)
 {
     join j = {0};
     strvec gm_ids = {0}, prov_ids = {0}, pm_gm_ids = {0};
@@ -898,7 +898,7 @@ out:
 /* ---- stats ---- */
 
 /* Census lists (capped, TTLs filled) to a finished snapshot. */
-static int build(acache_model_mapping_stats *s, census *cs, acache_catalog *cat)
+static int build(acache__model_mapping_stats *s, census *cs, acache_catalog *cat)
 {
     memcpy(s->breakdown, cs->breakdown, sizeof s->breakdown);
     int rc = classify_resolve(s, &cs->resolve);
@@ -922,7 +922,7 @@ static void census_cap(census *cs, size_t cap)
     rv_sort_cap(&cs->hits, 0); /* sorted for hit_count's binary search */
 }
 
-int acache__model_mapping_stats_from_entries(acache_model_mapping_stats **out,
+int acache__model_mapping_stats_from_entries(acache__model_mapping_stats **out,
                                              const acache_entry *entries, size_t n,
                                              acache_catalog *cat, uint32_t ttl_seconds,
                                              size_t cap, int64_t ttl)
@@ -930,7 +930,7 @@ int acache__model_mapping_stats_from_entries(acache_model_mapping_stats **out,
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "model mapping stats: out is NULL");
     *out = NULL;
-    acache_model_mapping_stats *s = acache__calloc(1, sizeof *s);
+    acache__model_mapping_stats *s = acache__calloc(1, sizeof *s);
     if (!s)
         return acache__oom();
     s->available = 1;
@@ -947,21 +947,21 @@ int acache__model_mapping_stats_from_entries(acache_model_mapping_stats **out,
     }
     census_free(&cs);
     if (rc < 0) {
-        acache_model_mapping_stats_free(s);
+        acache__model_mapping_stats_free(s);
         return rc;
     }
     *out = s;
     return ACACHE_OK;
 }
 
-static int stats_impl(acache_model_mapping_stats **out, acache *c)
+static int stats_impl(acache__model_mapping_stats **out, acache *c)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "model mapping stats: out is NULL");
     *out = NULL;
     if (!c)
         return acache_error_set(ACACHE_EINVALID, "model mapping stats: handle is NULL");
-    acache_model_mapping_stats *s = acache__calloc(1, sizeof *s);
+    acache__model_mapping_stats *s = acache__calloc(1, sizeof *s);
     if (!s)
         return acache__oom();
     s->ttl_s = c->mapping_ttl_s;
@@ -975,7 +975,7 @@ static int stats_impl(acache_model_mapping_stats **out, acache *c)
     }
     int rc = check_slots(c, "model mapping stats");
     if (rc < 0) {
-        acache_model_mapping_stats_free(s);
+        acache__model_mapping_stats_free(s);
         return rc;
     }
     s->available = 1;
@@ -994,14 +994,14 @@ static int stats_impl(acache_model_mapping_stats **out, acache *c)
         rc = build(s, &cs, c->catalog);
     census_free(&cs);
     if (rc < 0) {
-        acache_model_mapping_stats_free(s);
+        acache__model_mapping_stats_free(s);
         return rc;
     }
     *out = s;
     return ACACHE_OK;
 }
 
-int acache_model_mapping_stats_get(acache_model_mapping_stats **out, acache *c)
+int acache__model_mapping_stats_get(acache__model_mapping_stats **out, acache *c)
 {
     return stats_impl(out, c);
 }
@@ -1055,7 +1055,7 @@ static const char *unmapped_status_text(int st)
 
 /* `data` in Aether's key order: available, ttl_seconds, total_keys,
  * breakdown, mappings, provider_model_mappings, unmapped. */
-static json_t *stats_data(const acache_model_mapping_stats *s)
+static json_t *stats_data(const acache__model_mapping_stats *s)
 {
     json_t *d = json_object();
     if (!d)
@@ -1145,7 +1145,7 @@ static json_t *stats_data(const acache_model_mapping_stats *s)
 }
 
 int acache__model_mapping_stats_render(acache_buf *out,
-                                       const acache_model_mapping_stats *s)
+                                       const acache__model_mapping_stats *s)
 {
     if (!out || !s)
         return acache_error_set(ACACHE_EINVALID, "model mapping stats: NULL argument");
@@ -1168,16 +1168,16 @@ static int stats_json_impl(acache_buf *out, acache *c)
 {
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "model mapping stats: out is NULL");
-    acache_model_mapping_stats *s = NULL;
+    acache__model_mapping_stats *s = NULL;
     int rc = stats_impl(&s, c);
     if (rc < 0)
         return rc;
     rc = acache__model_mapping_stats_render(out, s);
-    acache_model_mapping_stats_free(s);
+    acache__model_mapping_stats_free(s);
     return rc;
 }
 
-int acache_model_mapping_stats_json(acache_buf *out, acache *c)
+int acache_model_mapping_stats(acache_buf *out, acache *c)
 {
     return stats_json_impl(out, c);
 }
@@ -1187,22 +1187,22 @@ int acache_model_mapping_stats_json(acache_buf *out, acache *c)
 
 #define S_OK(s) ((s) != NULL)
 
-int acache_model_mapping_stats_available(const acache_model_mapping_stats *s)
+int acache__model_mapping_stats_available(const acache__model_mapping_stats *s)
 {
     return S_OK(s) ? s->available : 0;
 }
 
-const char *acache_model_mapping_stats_message(const acache_model_mapping_stats *s)
+const char *acache__model_mapping_stats_message(const acache__model_mapping_stats *s)
 {
     return S_OK(s) ? s->message : NULL;
 }
 
-uint32_t acache_model_mapping_stats_ttl_seconds(const acache_model_mapping_stats *s)
+uint32_t acache__model_mapping_stats_ttl_seconds(const acache__model_mapping_stats *s)
 {
     return S_OK(s) ? s->ttl_s : 0;
 }
 
-uint64_t acache_model_mapping_stats_total_keys(const acache_model_mapping_stats *s)
+uint64_t acache__model_mapping_stats_total_keys(const acache__model_mapping_stats *s)
 {
     uint64_t t = 0;
     for (int i = 0; S_OK(s) && i < 5; i++)
@@ -1210,20 +1210,20 @@ uint64_t acache_model_mapping_stats_total_keys(const acache_model_mapping_stats 
     return t;
 }
 
-uint64_t acache_model_mapping_stats_breakdown(const acache_model_mapping_stats *s,
+uint64_t acache__model_mapping_stats_breakdown(const acache__model_mapping_stats *s,
                                               int family)
 {
     return S_OK(s) && family >= 0 && family < 5 ? s->breakdown[family] : 0;
 }
 
-size_t acache_model_mapping_stats_mapping_count(const acache_model_mapping_stats *s)
+size_t acache__model_mapping_stats_mapping_count(const acache__model_mapping_stats *s)
 {
     return S_OK(s) ? s->nmaps : 0;
 }
 
 #define MAP(s, i) (S_OK(s) && (i) < (s)->nmaps ? &(s)->maps[i] : NULL)
 
-const char *acache_model_mapping_stats_mapping_name(const acache_model_mapping_stats *s,
+const char *acache__model_mapping_stats_mapping_name(const acache__model_mapping_stats *s,
                                                     size_t i)
 {
     const mm_mapping *m = MAP(s, i);
@@ -1231,22 +1231,22 @@ const char *acache_model_mapping_stats_mapping_name(const acache_model_mapping_s
 }
 
 const char *
-acache_model_mapping_stats_mapping_global_model_name(const acache_model_mapping_stats *s,
+acache__model_mapping_stats_mapping_global_model_name(const acache__model_mapping_stats *s,
                                                      size_t i)
 {
     const mm_mapping *m = MAP(s, i);
     return m ? m->gm_name.p : NULL;
 }
 
-const char *acache_model_mapping_stats_mapping_global_model_display_name(
-    const acache_model_mapping_stats *s, size_t i)
+const char *acache__model_mapping_stats_mapping_global_model_display_name(
+    const acache__model_mapping_stats *s, size_t i)
 {
     const mm_mapping *m = MAP(s, i);
     return m ? m->gm_display.p : NULL;
 }
 
 size_t
-acache_model_mapping_stats_mapping_provider_count(const acache_model_mapping_stats *s,
+acache__model_mapping_stats_mapping_provider_count(const acache__model_mapping_stats *s,
                                                   size_t i)
 {
     const mm_mapping *m = MAP(s, i);
@@ -1254,51 +1254,51 @@ acache_model_mapping_stats_mapping_provider_count(const acache_model_mapping_sta
 }
 
 const char *
-acache_model_mapping_stats_mapping_provider(const acache_model_mapping_stats *s, size_t i,
+acache__model_mapping_stats_mapping_provider(const acache__model_mapping_stats *s, size_t i,
                                             size_t j)
 {
     const mm_mapping *m = MAP(s, i);
     return m && j < m->nprov ? m->providers[j] : NULL;
 }
 
-int64_t acache_model_mapping_stats_mapping_ttl(const acache_model_mapping_stats *s,
+int64_t acache__model_mapping_stats_mapping_ttl(const acache__model_mapping_stats *s,
                                                size_t i)
 {
     const mm_mapping *m = MAP(s, i);
     return m ? m->ttl : -1;
 }
 
-size_t acache_model_mapping_stats_unmapped_count(const acache_model_mapping_stats *s)
+size_t acache__model_mapping_stats_unmapped_count(const acache__model_mapping_stats *s)
 {
     return S_OK(s) ? s->nunm : 0;
 }
 
-const char *acache_model_mapping_stats_unmapped_name(const acache_model_mapping_stats *s,
+const char *acache__model_mapping_stats_unmapped_name(const acache__model_mapping_stats *s,
                                                      size_t i)
 {
     return S_OK(s) && i < s->nunm ? s->unm[i].name.p : NULL;
 }
 
-int acache_model_mapping_stats_unmapped_status(const acache_model_mapping_stats *s,
+int acache__model_mapping_stats_unmapped_status(const acache__model_mapping_stats *s,
                                                size_t i)
 {
     return S_OK(s) && i < s->nunm ? s->unm[i].status : 0;
 }
 
-int64_t acache_model_mapping_stats_unmapped_ttl(const acache_model_mapping_stats *s,
+int64_t acache__model_mapping_stats_unmapped_ttl(const acache__model_mapping_stats *s,
                                                 size_t i)
 {
     return S_OK(s) && i < s->nunm ? s->unm[i].ttl : -1;
 }
 
-size_t acache_model_mapping_stats_pm_count(const acache_model_mapping_stats *s)
+size_t acache__model_mapping_stats_pm_count(const acache__model_mapping_stats *s)
 {
     return S_OK(s) ? s->npms : 0;
 }
 
 #define PM(s, i) (S_OK(s) && (i) < (s)->npms ? &(s)->pms[i] : NULL)
 
-const char *acache_model_mapping_stats_pm_provider_id(const acache_model_mapping_stats *s,
+const char *acache__model_mapping_stats_pm_provider_id(const acache__model_mapping_stats *s,
                                                       size_t i)
 {
     const mm_pm *p = PM(s, i);
@@ -1306,14 +1306,14 @@ const char *acache_model_mapping_stats_pm_provider_id(const acache_model_mapping
 }
 
 const char *
-acache_model_mapping_stats_pm_provider_name(const acache_model_mapping_stats *s, size_t i)
+acache__model_mapping_stats_pm_provider_name(const acache__model_mapping_stats *s, size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->provider_name : NULL;
 }
 
 const char *
-acache_model_mapping_stats_pm_global_model_id(const acache_model_mapping_stats *s,
+acache__model_mapping_stats_pm_global_model_id(const acache__model_mapping_stats *s,
                                               size_t i)
 {
     const mm_pm *p = PM(s, i);
@@ -1321,49 +1321,49 @@ acache_model_mapping_stats_pm_global_model_id(const acache_model_mapping_stats *
 }
 
 const char *
-acache_model_mapping_stats_pm_global_model_name(const acache_model_mapping_stats *s,
+acache__model_mapping_stats_pm_global_model_name(const acache__model_mapping_stats *s,
                                                 size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->gm_name : NULL;
 }
 
-const char *acache_model_mapping_stats_pm_global_model_display_name(
-    const acache_model_mapping_stats *s, size_t i)
+const char *acache__model_mapping_stats_pm_global_model_display_name(
+    const acache__model_mapping_stats *s, size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->gm_display : NULL;
 }
 
 const char *
-acache_model_mapping_stats_pm_provider_model_name(const acache_model_mapping_stats *s,
+acache__model_mapping_stats_pm_provider_model_name(const acache__model_mapping_stats *s,
                                                   size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->pmn.p : NULL;
 }
 
-size_t acache_model_mapping_stats_pm_alias_count(const acache_model_mapping_stats *s,
+size_t acache__model_mapping_stats_pm_alias_count(const acache__model_mapping_stats *s,
                                                  size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->nal : 0;
 }
 
-const char *acache_model_mapping_stats_pm_alias(const acache_model_mapping_stats *s,
+const char *acache__model_mapping_stats_pm_alias(const acache__model_mapping_stats *s,
                                                 size_t i, size_t j)
 {
     const mm_pm *p = PM(s, i);
     return p && j < p->nal ? p->aliases[j].p : NULL;
 }
 
-int64_t acache_model_mapping_stats_pm_ttl(const acache_model_mapping_stats *s, size_t i)
+int64_t acache__model_mapping_stats_pm_ttl(const acache__model_mapping_stats *s, size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->ttl : -1;
 }
 
-int64_t acache_model_mapping_stats_pm_hit_count(const acache_model_mapping_stats *s,
+int64_t acache__model_mapping_stats_pm_hit_count(const acache__model_mapping_stats *s,
                                                 size_t i)
 {
     const mm_pm *p = PM(s, i);
@@ -1496,20 +1496,20 @@ static int clear_provider_impl(unsigned int *cleared, acache *c, const char *pro
     return rc;
 }
 
-int acache_model_mapping_clear_all(size_t *deleted, acache *c)
+int acache__model_mapping_clear_all(size_t *deleted, acache *c)
 {
     return clear_all_impl(deleted, c);
 }
 
 
-int acache_model_mapping_clear_model(unsigned int *cleared, acache *c,
+int acache__model_mapping_clear_model(unsigned int *cleared, acache *c,
                                      const char *model_name)
 {
     return clear_model_impl(cleared, c, model_name);
 }
 
 
-int acache_model_mapping_clear_provider(unsigned int *cleared, acache *c,
+int acache__model_mapping_clear_provider(unsigned int *cleared, acache *c,
                                         const char *provider_id,
                                         const char *global_model_id)
 {
@@ -1613,20 +1613,20 @@ static int clear_provider_json_impl(acache_buf *out, acache *c, const char *prov
     return dump_owned(out, o, bad);
 }
 
-int acache_model_mapping_clear_all_json(acache_buf *out, acache *c)
+int acache_model_mapping_clear_all(acache_buf *out, acache *c)
 {
     return clear_all_json_impl(out, c);
 }
 
 
-int acache_model_mapping_clear_model_json(acache_buf *out, acache *c,
+int acache_model_mapping_clear_model(acache_buf *out, acache *c,
                                           const char *model_name)
 {
     return clear_model_json_impl(out, c, model_name);
 }
 
 
-int acache_model_mapping_clear_provider_json(acache_buf *out, acache *c,
+int acache_model_mapping_clear_provider(acache_buf *out, acache *c,
                                              const char *provider_id,
                                              const char *global_model_id)
 {

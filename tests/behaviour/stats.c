@@ -15,7 +15,7 @@ static void setup(void)
 {
     c = th_open(NULL);
     size_t n;
-    acache_affinity_clear_all(&n, c);
+    acache__affinity_clear_all(&n, c);
 }
 
 static void teardown(void)
@@ -36,8 +36,8 @@ static json_t *load(acache_buf *b)
 
 Test(stats, json_has_the_admin_shape_and_counts)
 {
-    acache_affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k", 1, 0);
-    acache_affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k2", 1, 0);
+    acache__affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k", 1, 0);
+    acache__affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k2", 1, 0);
     acache_affinity *a = NULL;
     acache_affinity_get(&a, c, "ak", "claude", "m");
     acache_affinity_free(a);
@@ -100,7 +100,7 @@ Test(stats, zero_counters_give_zero_rates_not_nan)
 
 Test(stats, metrics_text_names_help_and_order)
 {
-    acache_affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k", 1, 0);
+    acache__affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k", 1, 0);
     acache_scheduler_record_batch(c, 12);
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(acache_metrics_text(&b, c), ACACHE_OK);

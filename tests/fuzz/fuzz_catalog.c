@@ -62,13 +62,13 @@ static void analyses(void)
     if (acache_open(&c, &o) != ACACHE_OK)
         return;
     acache_buf b = ACACHE_BUF_INIT;
-    acache_ttl_analysis_json(&b, c, 720, NULL, NULL);
+    acache_ttl_analysis(&b, c, 720, NULL, NULL);
     acache_buf_dispose(&b);
-    acache_hit_analysis_json(&b, c, 720, NULL, NULL);
+    acache_hit_analysis(&b, c, 720, NULL, NULL);
     acache_buf_dispose(&b);
-    acache_interval_timeline_json(&b, c, 720, 100, NULL, 1);
+    acache_interval_timeline(&b, c, 720, 100, NULL, 1);
     acache_buf_dispose(&b);
-    acache_user_affinity_json(&b, c, "alice");
+    acache_user_affinities(&b, c, "alice");
     acache_buf_dispose(&b);
     acache_close(c);
 }

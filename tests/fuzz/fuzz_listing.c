@@ -24,6 +24,8 @@
 #include <aether_cache/sys/catalog.h>
 #include <aether_cache/sys/store.h>
 
+#include "admin/listing_priv.h"
+
 #define NOW 1000.0
 
 static const uint8_t *in_data;
@@ -278,7 +280,10 @@ static int input_has_ak(const char *ak, size_t n)
 static size_t check_listing(const char *kw)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_list_affinities_json(&b, handle, kw, 1000, 0);
+    acache_list_query q = ACACHE_LIST_QUERY_INIT;
+    q.keyword = kw;
+    q.limit = 1000;
+    int rc = acache_list_affinities(&b, handle, &q);
     if (rc != ACACHE_OK)
         abort();
     json_error_t err;
@@ -329,11 +334,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
 
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_user_affinity_json(&b, handle, kw);
+    int rc = acache_user_affinities(&b, handle, kw);
     if (rc != ACACHE_OK && rc != ACACHE_ENOTFOUND)
         abort();
     acache_buf_dispose(&b);
-    rc = acache_affinity_list_json(&b, handle, NULL);
+    rc = acache__affinity_list_json(&b, handle, NULL);
     if (rc != ACACHE_OK)
         abort();
     acache_buf_dispose(&b);

@@ -66,21 +66,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static void read_back(const acache_model_mapping_stats *s)
+static void read_back(const acache__model_mapping_stats *s)
 {
     size_t sink = 0;
-    for (size_t i = 0; i < acache_model_mapping_stats_mapping_count(s); i++) {
-        const char *n = acache_model_mapping_stats_mapping_name(s, i);
+    for (size_t i = 0; i < acache__model_mapping_stats_mapping_count(s); i++) {
+        const char *n = acache__model_mapping_stats_mapping_name(s, i);
         sink += n ? strlen(n) : 0;
-        for (size_t k = 0; k < acache_model_mapping_stats_mapping_provider_count(s, i);
+        for (size_t k = 0; k < acache__model_mapping_stats_mapping_provider_count(s, i);
              k++)
-            sink += strlen(acache_model_mapping_stats_mapping_provider(s, i, k));
+            sink += strlen(acache__model_mapping_stats_mapping_provider(s, i, k));
     }
-    for (size_t i = 0; i < acache_model_mapping_stats_unmapped_count(s); i++)
-        sink += (size_t)acache_model_mapping_stats_unmapped_status(s, i);
-    for (size_t i = 0; i < acache_model_mapping_stats_pm_count(s); i++)
-        for (size_t k = 0; k < acache_model_mapping_stats_pm_alias_count(s, i); k++)
-            sink += strlen(acache_model_mapping_stats_pm_alias(s, i, k));
+    for (size_t i = 0; i < acache__model_mapping_stats_unmapped_count(s); i++)
+        sink += (size_t)acache__model_mapping_stats_unmapped_status(s, i);
+    for (size_t i = 0; i < acache__model_mapping_stats_pm_count(s); i++)
+        for (size_t k = 0; k < acache__model_mapping_stats_pm_alias_count(s, i); k++)
+            sink += strlen(acache__model_mapping_stats_pm_alias(s, i, k));
     if (sink == (size_t)-1)
         abort();
 }
@@ -117,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         p = rs ? rs + 1 : end;
     }
     size_t cap = (opt >> 1) & 7;
-    acache_model_mapping_stats *s = NULL;
+    acache__model_mapping_stats *s = NULL;
     if (acache__model_mapping_stats_from_entries(&s, e, n, (opt & 1) ? cat : NULL, 300,
                                                  cap, (opt & 16) ? 42 : -1) != ACACHE_OK)
         return 0;
@@ -131,6 +131,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(j);
     }
     acache_buf_dispose(&b);
-    acache_model_mapping_stats_free(s);
+    acache__model_mapping_stats_free(s);
     return 0;
 }

@@ -10,6 +10,7 @@
 #include <aether_cache/aether_cache.h>
 
 #include "../unit/analysis/worked_data.h"
+#include "analysis/results.h"
 #include "catalog/postgres.h"
 #include "core/core.h"
 #include "pg_server.h"
@@ -47,7 +48,7 @@ static pgfix pg_open(const char *catalog_json)
     o.catalog_uri = f.uri;
     o.clock = fixed_clock;
     cr_assert_eq(acache_open(&f.c, &o), ACACHE_OK, "%s", acache_last_error());
-    cr_assert(acache__catalog_is_postgres(acache_get_catalog(f.c)));
+    cr_assert(acache__catalog_is_postgres(acache_handle_catalog(f.c)));
     return f;
 }
 
@@ -70,14 +71,14 @@ Test(analysis_postgres, ttl, .timeout = 60)
 {
     pgfix f = pg_open(WORKED_EPOCH);
     acache *c = f.c;
-    unsigned long before = acache__pg_statement_count(acache_get_catalog(c));
-    EXPECT_JSON(acache_ttl_analysis_json(&b_, c, 168, NULL, NULL), TTL_ALL);
+    unsigned long before = acache__pg_statement_count(acache_handle_catalog(c));
+    EXPECT_JSON(acache_ttl_analysis(&b_, c, 168, NULL, NULL), TTL_ALL);
     /* one aggregate query plus one batched users look-up */
-    cr_assert_eq(acache__pg_statement_count(acache_get_catalog(c)) - before, 2);
-    EXPECT_JSON(acache_ttl_analysis_json(&b_, c, 168, NULL, "k-alice"), TTL_KEY);
-    EXPECT_JSON(acache_ttl_analysis_json(&b_, c, 168, "u-alice", "k-alice"), TTL_KEY);
-    EXPECT_JSON(acache_ttl_analysis_json(&b_, c, 168, "u-dave", ""), TTL_DAVE);
-    EXPECT_JSON(acache_ttl_analysis_json(&b_, c, 1, NULL, NULL), TTL_H1);
+    cr_assert_eq(acache__pg_statement_count(acache_handle_catalog(c)) - before, 2);
+    EXPECT_JSON(acache_ttl_analysis(&b_, c, 168, NULL, "k-alice"), TTL_KEY);
+    EXPECT_JSON(acache_ttl_analysis(&b_, c, 168, "u-alice", "k-alice"), TTL_KEY);
+    EXPECT_JSON(acache_ttl_analysis(&b_, c, 168, "u-dave", ""), TTL_DAVE);
+    EXPECT_JSON(acache_ttl_analysis(&b_, c, 1, NULL, NULL), TTL_H1);
     pg_close(&f);
 }
 
@@ -85,10 +86,10 @@ Test(analysis_postgres, hits, .timeout = 60)
 {
     pgfix f = pg_open(WORKED_EPOCH);
     acache *c = f.c;
-    EXPECT_JSON(acache_hit_analysis_json(&b_, c, 168, NULL, NULL), HIT_ALL);
-    EXPECT_JSON(acache_hit_analysis_json(&b_, c, 168, "u-alice", "k-alice"),
+    EXPECT_JSON(acache_hit_analysis(&b_, c, 168, NULL, NULL), HIT_ALL);
+    EXPECT_JSON(acache_hit_analysis(&b_, c, 168, "u-alice", "k-alice"),
                 HIT_ALICE_KEY);
-    EXPECT_JSON(acache_hit_analysis_json(&b_, c, 168, "u-nobody", NULL), HIT_NOBODY);
+    EXPECT_JSON(acache_hit_analysis(&b_, c, 168, "u-nobody", NULL), HIT_NOBODY);
     pg_close(&f);
 }
 
@@ -96,9 +97,9 @@ Test(analysis_postgres, timeline, .timeout = 60)
 {
     pgfix f = pg_open(WORKED_EPOCH);
     acache *c = f.c;
-    EXPECT_JSON(acache_interval_timeline_json(&b_, c, 24, 10000, NULL, 0), TL_PLAIN);
-    EXPECT_JSON(acache_interval_timeline_json(&b_, c, 24, 5, NULL, 0), TL_FIVE);
-    EXPECT_JSON(acache_interval_timeline_json(&b_, c, 24, 10000, NULL, 1), TL_MULTI);
+    EXPECT_JSON(acache_interval_timeline(&b_, c, 24, 10000, NULL, 0), TL_PLAIN);
+    EXPECT_JSON(acache_interval_timeline(&b_, c, 24, 5, NULL, 0), TL_FIVE);
+    EXPECT_JSON(acache_interval_timeline(&b_, c, 24, 10000, NULL, 1), TL_MULTI);
     pg_close(&f);
 }
 
@@ -106,8 +107,8 @@ Test(analysis_postgres, created_at_with_offsets, .timeout = 60)
 {
     pgfix f = pg_open(WORKED_ISO);
     acache *c = f.c;
-    EXPECT_JSON(acache_ttl_analysis_json(&b_, c, 168, NULL, NULL), TTL_ALL);
-    EXPECT_JSON(acache_interval_timeline_json(&b_, c, 24, 10000, NULL, 1), TL_MULTI);
+    EXPECT_JSON(acache_ttl_analysis(&b_, c, 168, NULL, NULL), TTL_ALL);
+    EXPECT_JSON(acache_interval_timeline(&b_, c, 24, 10000, NULL, 1), TL_MULTI);
     pg_close(&f);
 }
 
@@ -136,21 +137,21 @@ Test(analysis_postgres, sampling_overshoot, .timeout = 60)
         WORKED_NOW - 6000, WORKED_NOW - 5940, WORKED_NOW - 3000, WORKED_NOW - 2940);
     pgfix f = pg_open(json);
     free(json);
-    acache_timeline *t = NULL;
-    cr_assert_eq(acache_timeline_compute(&t, f.c, 24, 100, NULL, 1), ACACHE_OK, "%s",
+    acache__timeline *t = NULL;
+    cr_assert_eq(acache__timeline_compute(&t, f.c, 24, 100, NULL, 1), ACACHE_OK, "%s",
                  acache_last_error());
-    cr_assert_eq(acache_timeline_point_count(t), 102);
-    cr_assert_str_eq(acache_timeline_point_user_id(t, 101), "uc");
-    cr_assert_null(acache_timeline_point_model(t, 101));
-    cr_assert_eq(acache_timeline_model_count(t), 2);
+    cr_assert_eq(acache__timeline_point_count(t), 102);
+    cr_assert_str_eq(acache__timeline_point_user_id(t, 101), "uc");
+    cr_assert_null(acache__timeline_point_model(t, 101));
+    cr_assert_eq(acache__timeline_model_count(t), 2);
     /* uc's username is empty: left out of "users", its points keep user_id */
-    cr_assert_eq(acache_timeline_user_count(t), 2);
-    cr_assert_str_eq(acache_timeline_user_id(t, 1), "ub");
-    acache_timeline_free(t);
-    cr_assert_eq(acache_timeline_compute(&t, f.c, 24, 100, NULL, 0), ACACHE_OK);
-    cr_assert_eq(acache_timeline_point_count(t), 100);
-    cr_assert_eq(acache_timeline_model_count(t), 1);
-    acache_timeline_free(t);
+    cr_assert_eq(acache__timeline_user_count(t), 2);
+    cr_assert_str_eq(acache__timeline_user_id(t, 1), "ub");
+    acache__timeline_free(t);
+    cr_assert_eq(acache__timeline_compute(&t, f.c, 24, 100, NULL, 0), ACACHE_OK);
+    cr_assert_eq(acache__timeline_point_count(t), 100);
+    cr_assert_eq(acache__timeline_model_count(t), 1);
+    acache__timeline_free(t);
     pg_close(&f);
 }
 
@@ -172,17 +173,17 @@ Test(analysis_postgres, average_is_exact_decimal, .timeout = 60)
              "{\"id\": \"b2\", \"user_id\": \"u2\", \"model\": \"m\", \"created_at\": %.0f}]}",
              t0, t0 + 6, t0 + 843, t0, t0 + 3, t0 + 9);
     pgfix f = pg_open(json);
-    acache_ttl_analysis *a = NULL;
-    cr_assert_eq(acache_ttl_analysis_compute(&a, f.c, 24, NULL, NULL), ACACHE_OK, "%s",
+    acache__ttl_analysis *a = NULL;
+    cr_assert_eq(acache__ttl_analysis_compute(&a, f.c, 24, NULL, NULL), ACACHE_OK, "%s",
                  acache_last_error());
-    cr_assert_eq(acache_ttl_analysis_group_count(a), 2);
-    const acache_ttl_group *g1 = acache_ttl_analysis_group_at(a, 0);
-    const acache_ttl_group *g2 = acache_ttl_analysis_group_at(a, 1);
-    cr_assert_str_eq(acache_ttl_group_id(g1), "u1");
-    cr_assert_eq(acache_ttl_group_stat(g1, ACACHE_TTL_AVG), 7.03);
-    cr_assert_eq(acache_ttl_group_stat(g2, ACACHE_TTL_AVG), 0.07);
+    cr_assert_eq(acache__ttl_analysis_group_count(a), 2);
+    const acache__ttl_group *g1 = acache__ttl_analysis_group_at(a, 0);
+    const acache__ttl_group *g2 = acache__ttl_analysis_group_at(a, 1);
+    cr_assert_str_eq(acache__ttl_group_id(g1), "u1");
+    cr_assert_eq(acache__ttl_group_stat(g1, ACACHE_TTL_AVG), 7.03);
+    cr_assert_eq(acache__ttl_group_stat(g2, ACACHE_TTL_AVG), 0.07);
     /* min/max/percentiles stay double, as in Aether */
-    cr_assert_eq(acache_ttl_group_stat(g1, ACACHE_TTL_MAX), 13.95);
-    acache_ttl_analysis_free(a);
+    cr_assert_eq(acache__ttl_group_stat(g1, ACACHE_TTL_MAX), 13.95);
+    acache__ttl_analysis_free(a);
     pg_close(&f);
 }

@@ -10,6 +10,8 @@
 
 #include <aether_cache/aether_cache.h>
 
+#include "admin/listing_priv.h"
+#include "analysis/results.h"
 #include "catalog/internal.h"
 #include "catalog/postgres.h"
 #include "catalog_suite.h"
@@ -281,7 +283,7 @@ static void paused_setup(void)
     o.command_timeout_ms = PAUSE_COMMAND_MS;
     o.use_dev_encryption_key = 1;
     cr_assert_eq(acache_open(&p_c, &o), ACACHE_OK, "%s", acache_last_error());
-    cr_assert(acache__catalog_is_postgres(acache_get_catalog(p_c)));
+    cr_assert(acache__catalog_is_postgres(acache_handle_catalog(p_c)));
 }
 
 static void paused_teardown(void)
@@ -305,15 +307,15 @@ static const char *const op_names[] = {"users", "listing", "resolve_user", "hit_
 
 static int run_op(int op)
 {
-    acache_catalog *cat = acache_get_catalog(p_c);
+    acache_catalog *cat = acache_handle_catalog(p_c);
     size_t rows = 0;
     switch (op) {
     case OP_USERS:
         return cat->users(cat, ACACHE_BY_ID, ALICE, 1, nop_user, &rows);
     case OP_LIST: {
-        acache_listing *l = NULL;
-        int rc = acache_list_affinities(&l, p_c, NULL);
-        acache_listing_free(l);
+        acache__listing *l = NULL;
+        int rc = acache__list_affinities(&l, p_c, NULL);
+        acache__listing_free(l);
         return rc;
     }
     case OP_RESOLVE: {
@@ -323,8 +325,8 @@ static int run_op(int op)
         return rc;
     }
     case OP_ANALYSIS: {
-        acache_hit_analysis h = {.version = ACACHE_HIT_ANALYSIS_VERSION};
-        return acache_hit_analysis_compute(&h, p_c, 24, NULL, NULL);
+        acache__hit_analysis h = {.version = ACACHE_HIT_ANALYSIS_VERSION};
+        return acache__hit_analysis_compute(&h, p_c, 24, NULL, NULL);
     }
     default: {
         acache_usage_filter f = {.since = 0};
@@ -348,7 +350,7 @@ Test(catalog_postgres, paused_server_times_out, .init = paused_setup,
 {
     /* A pin, so the listing has something to enrich from the catalog. */
     acache_touch_result tr;
-    cr_assert_eq(acache_affinity_set(&tr, p_c, "a0000001-0000-4000-8000-000000000001",
+    cr_assert_eq(acache__affinity_set(&tr, p_c, "a0000001-0000-4000-8000-000000000001",
                                      "claude", "claude-sonnet-4", "p", "e", "k", 1, 300),
                  ACACHE_OK, "%s", acache_last_error());
     for (int op = 0; op < OP_COUNT; op++)
@@ -359,7 +361,7 @@ Test(catalog_postgres, paused_server_times_out, .init = paused_setup,
      * (reconnect deadline). */
     pthread_t warm[4];
     for (int i = 0; i < 4; i++)
-        cr_assert_eq(pthread_create(&warm[i], NULL, hammer, acache_get_catalog(p_c)), 0);
+        cr_assert_eq(pthread_create(&warm[i], NULL, hammer, acache_handle_catalog(p_c)), 0);
     for (int i = 0; i < 4; i++) {
         void *res;
         pthread_join(warm[i], &res);

@@ -23,7 +23,7 @@ static void setup(void)
 {
     c = th_open(NULL); /* Redis store: L1 on with its defaults (3 s) */
     size_t n;
-    cr_assert_eq(acache_affinity_clear_all(&n, c), ACACHE_OK);
+    cr_assert_eq(acache__affinity_clear_all(&n, c), ACACHE_OK);
 }
 
 static void teardown(void)
@@ -81,7 +81,7 @@ Test(l1_redis, invalidated_pin_is_never_served_again_under_concurrent_gets)
     double deadline = mono_s() + MAX_SECONDS;
     for (; rounds < ROUNDS && mono_s() < deadline; rounds++) {
         cr_assert_eq(
-            acache_affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k", 1, 0),
+            acache__affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k", 1, 0),
             ACACHE_OK, "%s", acache_last_error());
         /* Let the readers see the pin (some from the store, some from L1). */
         uint64_t seen0 = atomic_load(&h.done[0]);
@@ -153,7 +153,7 @@ Test(l1_redis, timed_out_writes_are_not_counted)
     char ak[32];
     for (int i = 0; i < 4; i++) {
         snprintf(ak, sizeof ak, "keep-%d", i);
-        cr_assert_eq(acache_affinity_set(NULL, h, ak, "claude", "m", "p", "e", "k", 1, 0),
+        cr_assert_eq(acache__affinity_set(NULL, h, ak, "claude", "m", "p", "e", "k", 1, 0),
                      ACACHE_OK);
     }
     cr_assert_eq(test_redis_pause(&r), 0);
@@ -161,7 +161,7 @@ Test(l1_redis, timed_out_writes_are_not_counted)
     for (int i = 0; i < 6; i++) {
         snprintf(ak, sizeof ak, "new-%d", i);
         acache_touch_result res = ACACHE_TOUCH_CREATED;
-        int rc = acache_affinity_set(&res, h, ak, "claude", "m", "p", "e", "k", 1, 0);
+        int rc = acache__affinity_set(&res, h, ak, "claude", "m", "p", "e", "k", 1, 0);
         cr_assert_eq(rc, ACACHE_ESTORE, "touch on a paused server: %d", rc);
         cr_assert_eq(res, ACACHE_TOUCH_SKIPPED);
         failed++;
@@ -172,7 +172,7 @@ Test(l1_redis, timed_out_writes_are_not_counted)
                      ACACHE_ESTORE);
     }
     size_t n = 99;
-    cr_assert_eq(acache_affinity_invalidate_api_key(&n, h, "keep-2"), ACACHE_ESTORE);
+    cr_assert_eq(acache__affinity_invalidate_api_key(&n, h, "keep-2"), ACACHE_ESTORE);
     cr_assert_eq(n, 0);
     acache_stats s = counters(h);
     cr_assert_eq(s.total_affinities, 4, "failed touches must not count as creations");
@@ -213,7 +213,7 @@ Test(l1_redis, bulk_removal_cut_by_a_timeout_under_reports_by_one_batch_at_most,
     cr_assert_eq(test_redis_start(&r), 0);
     acache *h = open_on(&r, 300);
     const int total = 20000;
-    acache_store *st = acache_get_store(h);
+    acache_store *st = acache_handle_store(h);
     char key[64], val[256];
     for (int i = 0; i < total; i++) {
         snprintf(key, sizeof key, "cache_affinity:k-%05d:claude:m", i);
@@ -232,7 +232,7 @@ Test(l1_redis, bulk_removal_cut_by_a_timeout_under_reports_by_one_batch_at_most,
         cr_assert_eq(pthread_create(&t, NULL, pause_later, &pa), 0);
         size_t removed = 0;
         uint64_t inv0 = counters(h).cache_invalidations;
-        int rc = acache_affinity_invalidate_provider(&removed, h, "victim");
+        int rc = acache__affinity_invalidate_provider(&removed, h, "victim");
         pthread_join(t, NULL);
         cr_assert_eq(test_redis_resume(&r), 0);
         int64_t after = -1;

@@ -15,7 +15,7 @@ static void setup(void)
     acache_test_pg_seed_json(pg_uri, lf_path);
     lf_catalog_uri = pg_uri;
     c = lf_open(1, LF_FERNET_KEY, &proxy);
-    cr_assert_str_eq(acache_get_catalog(c)->scheme, "proxy");
+    cr_assert_str_eq(acache_handle_catalog(c)->scheme, "proxy");
     lf_fill(c);
     lf_proxy_reset(proxy);
 }
@@ -34,36 +34,36 @@ TestSuite(listing_postgres, .init = setup, .fini = teardown);
 
 Test(listing_postgres, enriched_listing)
 {
-    acache_listing *l = lf_list(c, NULL, 100, 0);
+    acache__listing *l = lf_list(c, NULL, 100, 0);
     LF_EXPECT(l, "key-a2/openai,key-a1/claude,key-a1/openai,key-zz/gemini,key-b1/claude");
     for (int t = LF_USERS; t <= LF_GMS; t++)
         cr_assert_eq(proxy->calls[t], 1, "table %d looked up %d times", t,
                      proxy->calls[t]);
     cr_assert_eq(acache__listing_decrypt_count(l), 4);
-    const acache_listing_item *it = acache_listing_at(l, 1);
-    cr_assert_str_eq(acache_listing_item_user_api_key_prefix(it), "sk-alice********cdef");
-    cr_assert_str_eq(acache_listing_item_key_prefix(it), "sk-ant-a********mnop");
-    cr_assert_str_eq(acache_listing_item_username(it), "alice");
-    cr_assert_str_eq(acache_listing_item_provider_name(it), "Anthropic Direct");
-    cr_assert_str_eq(acache_listing_item_endpoint_url(it), "https://api.anthropic.com");
-    cr_assert_float_eq(acache_listing_item_rate_multiplier(it), 1.5, 1e-12);
-    cr_assert_str_eq(acache_listing_item_model_name(it), "claude-sonnet-4");
-    it = acache_listing_at(l, 4);
-    cr_assert_eq(acache_listing_item_is_standalone(it), 1);
-    cr_assert_null(acache_listing_item_user_api_key_prefix(it));
-    acache_listing_free(l);
+    const acache__listing_item *it = acache__listing_at(l, 1);
+    cr_assert_str_eq(acache__listing_item_user_api_key_prefix(it), "sk-alice********cdef");
+    cr_assert_str_eq(acache__listing_item_key_prefix(it), "sk-ant-a********mnop");
+    cr_assert_str_eq(acache__listing_item_username(it), "alice");
+    cr_assert_str_eq(acache__listing_item_provider_name(it), "Anthropic Direct");
+    cr_assert_str_eq(acache__listing_item_endpoint_url(it), "https://api.anthropic.com");
+    cr_assert_float_eq(acache__listing_item_rate_multiplier(it), 1.5, 1e-12);
+    cr_assert_str_eq(acache__listing_item_model_name(it), "claude-sonnet-4");
+    it = acache__listing_at(l, 4);
+    cr_assert_eq(acache__listing_item_is_standalone(it), 1);
+    cr_assert_null(acache__listing_item_user_api_key_prefix(it));
+    acache__listing_free(l);
 }
 
 Test(listing_postgres, selection_rules)
 {
-    acache_listing *l = lf_list(c, "key-a1", 100, 0);
+    acache__listing *l = lf_list(c, "key-a1", 100, 0);
     LF_EXPECT(l, "key-a1/claude,key-a1/openai");
-    cr_assert_str_eq(acache_listing_matched_user_id(l), "user-1");
-    acache_listing_free(l);
+    cr_assert_str_eq(acache__listing_matched_user_id(l), "user-1");
+    acache__listing_free(l);
     l = lf_list(c, "alice@example.com", 100, 0);
     LF_EXPECT(l, "key-a2/openai,key-a1/claude,key-a1/openai");
-    cr_assert_str_eq(acache_listing_matched_user_id(l), "user-1");
-    acache_listing_free(l);
+    cr_assert_str_eq(acache__listing_matched_user_id(l), "user-1");
+    acache__listing_free(l);
     /* hostile text reaches SQL only as bound parameters */
     static const char *kws[] = {"CORP.EXAMPLE", "'; DROP TABLE users; --", "%", "_",
                                 "\\"};
@@ -73,7 +73,7 @@ Test(listing_postgres, selection_rules)
         char got[512];
         lf_keys(l, got, sizeof got);
         cr_assert_str_eq(got, want[i], "keyword %s", kws[i]);
-        acache_listing_free(l);
+        acache__listing_free(l);
     }
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(acache_resolve_user(&b, c, "key-a1"), ACACHE_OK);
@@ -86,21 +86,21 @@ Test(listing_postgres, selection_rules)
 Test(listing_postgres, user_operations)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_user_affinity_json(&b, c, "alice"), ACACHE_OK);
+    cr_assert_eq(acache_user_affinities(&b, c, "alice"), ACACHE_OK);
     json_t *j = lf_parse(&b);
     cr_assert_eq(json_integer_value(json_object_get(j, "total_endpoints")), 3);
     json_decref(j);
-    cr_assert_eq(acache_clear_user_json(&b, c, "key-b1"), ACACHE_OK);
+    cr_assert_eq(acache__clear_user_json(&b, c, "key-b1"), ACACHE_OK);
     j = lf_parse(&b);
     cr_assert_eq(json_integer_value(json_object_get(j, "count")), 1);
     json_decref(j);
-    cr_assert_eq(acache_clear_user_json(&b, c, "user-1"), ACACHE_OK);
+    cr_assert_eq(acache__clear_user_json(&b, c, "user-1"), ACACHE_OK);
     j = lf_parse(&b);
     cr_assert_eq(json_integer_value(json_object_get(j, "count")), 3);
     json_decref(j);
     acache_buf_dispose(&b);
-    cr_assert_eq(acache_clear_user_json(&b, c, "ghost"), ACACHE_ENOTFOUND);
-    acache_listing *l = lf_list(c, NULL, 100, 0);
+    cr_assert_eq(acache__clear_user_json(&b, c, "ghost"), ACACHE_ENOTFOUND);
+    acache__listing *l = lf_list(c, NULL, 100, 0);
     LF_EXPECT(l, "key-zz/gemini");
-    acache_listing_free(l);
+    acache__listing_free(l);
 }

@@ -1,14 +1,14 @@
 /* Model-mapping cache on a private redis-server, through the public functions
  * (the same cases as tests/unit/mapping on the memory store). */
 #define MM_SUITE mapping_redis
-#define MM_STATS acache_model_mapping_stats_get
-#define MM_STATS_JSON acache_model_mapping_stats_json
-#define MM_CLEAR_ALL acache_model_mapping_clear_all
-#define MM_CLEAR_ALL_JSON acache_model_mapping_clear_all_json
-#define MM_CLEAR_MODEL acache_model_mapping_clear_model
-#define MM_CLEAR_MODEL_JSON acache_model_mapping_clear_model_json
-#define MM_CLEAR_PROVIDER acache_model_mapping_clear_provider
-#define MM_CLEAR_PROVIDER_JSON acache_model_mapping_clear_provider_json
+#define MM_STATS acache__model_mapping_stats_get
+#define MM_STATS_JSON acache_model_mapping_stats
+#define MM_CLEAR_ALL acache__model_mapping_clear_all
+#define MM_CLEAR_ALL_JSON acache_model_mapping_clear_all
+#define MM_CLEAR_MODEL acache__model_mapping_clear_model
+#define MM_CLEAR_MODEL_JSON acache_model_mapping_clear_model
+#define MM_CLEAR_PROVIDER acache__model_mapping_clear_provider
+#define MM_CLEAR_PROVIDER_JSON acache_model_mapping_clear_provider
 
 #include <hiredis/hiredis.h>
 
@@ -72,7 +72,7 @@ Test(mapping_redis, keys_with_nul_bytes)
                "{\"id\": \"g2\", \"name\": \"n\\u0000m\", \"display_name\": \"N\"}");
 
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_model_mapping_stats_json(&b, c), ACACHE_OK, "%s",
+    cr_assert_eq(acache_model_mapping_stats(&b, c), ACACHE_OK, "%s",
                  acache_last_error());
     /* A key holding a NUL cannot be named to the store's ttl slot: ttl null. */
     cr_assert_str_eq(
@@ -101,17 +101,17 @@ Test(mapping_redis, keys_with_nul_bytes)
         "\"ttl\": 300}]}}");
 
     /* The structured snapshot agrees; C getters see names up to the NUL. */
-    acache_model_mapping_stats *s = NULL;
-    cr_assert_eq(acache_model_mapping_stats_get(&s, c), ACACHE_OK);
-    cr_assert_eq(acache_model_mapping_stats_mapping_count(s), 2);
-    cr_assert_str_eq(acache_model_mapping_stats_mapping_name(s, 1), "gpt-9-turbo");
-    cr_assert_eq(acache_model_mapping_stats_pm_count(s), 2);
-    cr_assert_eq(acache_model_mapping_stats_pm_hit_count(s, 1), 5);
-    acache_model_mapping_stats_free(s);
+    acache__model_mapping_stats *s = NULL;
+    cr_assert_eq(acache__model_mapping_stats_get(&s, c), ACACHE_OK);
+    cr_assert_eq(acache__model_mapping_stats_mapping_count(s), 2);
+    cr_assert_str_eq(acache__model_mapping_stats_mapping_name(s, 1), "gpt-9-turbo");
+    cr_assert_eq(acache__model_mapping_stats_pm_count(s), 2);
+    cr_assert_eq(acache__model_mapping_stats_pm_hit_count(s, 1), 5);
+    acache__model_mapping_stats_free(s);
 
     /* Clear-all removes them too (keys are deleted with their lengths). */
     size_t n = 0;
-    cr_assert_eq(acache_model_mapping_clear_all(&n, c), ACACHE_OK, "%s",
+    cr_assert_eq(acache__model_mapping_clear_all(&n, c), ACACHE_OK, "%s",
                  acache_last_error());
     cr_assert_eq(n, 14);
     cr_assert_eq(mm_raw_exists(r, pg_nul, KLEN(pg_nul)), 0);

@@ -314,16 +314,16 @@ Test(store_redis, paused_server_times_out_then_recovers)
 Test(store_redis, stopped_server_gives_clear_error)
 {
     acache *c = open_handle(NULL, NULL, NULL);
-    cr_assert_eq(acache_affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k", 1, 0),
+    cr_assert_eq(acache__affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k", 1, 0),
                  ACACHE_OK);
     test_redis_stop(&srv);
     acache_affinity *a = NULL;
     cr_expect_eq(acache_affinity_get(&a, c, "ak", "claude", "m"), ACACHE_ESTORE);
     cr_expect(strstr(acache_last_error(), "redis "), "%s", acache_last_error());
-    cr_expect_eq(acache_affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k", 1, 0),
+    cr_expect_eq(acache__affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k", 1, 0),
                  ACACHE_ESTORE);
     size_t n;
-    cr_expect_eq(acache_affinity_clear_all(&n, c), ACACHE_ESTORE);
+    cr_expect_eq(acache__affinity_clear_all(&n, c), ACACHE_ESTORE);
     acache_close(c);
 }
 
@@ -360,11 +360,11 @@ Test(store_redis, restart_reconnects_and_reloads_scripts)
 
     /* Through the public API too. */
     acache *h = open_handle(NULL, NULL, NULL);
-    cr_assert_eq(acache_affinity_set(NULL, h, "ak", "claude", "m", "p", "e", "k", 1, 0),
+    cr_assert_eq(acache__affinity_set(NULL, h, "ak", "claude", "m", "p", "e", "k", 1, 0),
                  ACACHE_OK);
     cr_assert_eq(test_redis_restart(&srv), 0);
     acache_touch_result res;
-    cr_expect_eq(acache_affinity_set(&res, h, "ak", "claude", "m", "p", "e", "k", 1, 0),
+    cr_expect_eq(acache__affinity_set(&res, h, "ak", "claude", "m", "p", "e", "k", 1, 0),
                  ACACHE_OK, "%s", acache_last_error());
     cr_expect_eq(res, ACACHE_TOUCH_CREATED);
     acache_close(h);
@@ -670,20 +670,20 @@ Test(store_redis, reads_values_as_aether_writes_them)
     /* Through the public API, at the time the file was written. */
     double clock = latest_created + 1;
     acache *c = open_handle(NULL, fixture_clock, &clock);
-    acache_affinity_list *l = NULL;
-    cr_assert_eq(acache_affinity_list_fetch(&l, c, NULL), ACACHE_OK, "%s",
+    acache__affinity_list *l = NULL;
+    cr_assert_eq(acache__affinity_list_fetch(&l, c, NULL), ACACHE_OK, "%s",
                  acache_last_error());
-    cr_expect_eq(acache_affinity_list_count(l), readable);
+    cr_expect_eq(acache__affinity_list_count(l), readable);
     int found_colon = 0;
-    for (size_t i = 0; i < acache_affinity_list_count(l); i++) {
-        const acache_affinity *x = acache_affinity_list_at(l, i);
+    for (size_t i = 0; i < acache__affinity_list_count(l); i++) {
+        const acache_affinity *x = acache__affinity_list_at(l, i);
         cr_expect(acache_affinity_model_name(x) && *acache_affinity_model_name(x));
         cr_expect(acache_affinity_api_format(x) && *acache_affinity_api_format(x));
         if (!strcmp(acache_affinity_model_name(x), "qwen2.5:7b"))
             found_colon = 1;
     }
     cr_expect(found_colon);
-    acache_affinity_list_free(l);
+    acache__affinity_list_free(l);
     acache_close(c);
 }
 
@@ -718,9 +718,9 @@ Test(store_redis, clear_all_uses_scan_and_stays_fast, .timeout = 120)
     cr_assert_eq(acache_stats_get(&st, h), ACACHE_OK, "%s", acache_last_error());
     cr_expect_eq(st.active_affinities, N);
     size_t removed = 0;
-    cr_assert_eq(acache_affinity_invalidate_provider(&removed, h, "nobody"), ACACHE_OK);
+    cr_assert_eq(acache__affinity_invalidate_provider(&removed, h, "nobody"), ACACHE_OK);
     cr_expect_eq(removed, 0);
-    cr_assert_eq(acache_affinity_clear_all(&removed, h), ACACHE_OK, "%s",
+    cr_assert_eq(acache__affinity_clear_all(&removed, h), ACACHE_OK, "%s",
                  acache_last_error());
     cr_expect_eq(removed, N);
     acache_close(h);
@@ -788,16 +788,16 @@ Test(store_redis, keys_with_nul_bytes_are_deleted)
 
     set_nul_pin(c, "p");
     cr_assert_eq(dbsize(c), 1);
-    cr_assert_eq(acache_affinity_clear_all(&removed, h), ACACHE_OK, "%s",
+    cr_assert_eq(acache__affinity_clear_all(&removed, h), ACACHE_OK, "%s",
                  acache_last_error());
     cr_expect_eq(removed, 1);
     cr_expect_eq(dbsize(c), 0, "clear-all left the key with a NUL byte");
 
     set_nul_pin(c, "p");
-    cr_assert_eq(acache_affinity_invalidate_provider(&removed, h, "other"), ACACHE_OK);
+    cr_assert_eq(acache__affinity_invalidate_provider(&removed, h, "other"), ACACHE_OK);
     cr_expect_eq(removed, 0);
     cr_expect_eq(dbsize(c), 1);
-    cr_assert_eq(acache_affinity_invalidate_provider(&removed, h, "p"), ACACHE_OK, "%s",
+    cr_assert_eq(acache__affinity_invalidate_provider(&removed, h, "p"), ACACHE_OK, "%s",
                  acache_last_error());
     cr_expect_eq(removed, 1);
     cr_expect_eq(dbsize(c), 0, "invalidate by provider left the key with a NUL byte");
@@ -805,7 +805,7 @@ Test(store_redis, keys_with_nul_bytes_are_deleted)
     /* The raw slots take the length too. */
     static const char raw_key[] = "model:id:x\0y";
     freeReplyObject(rcmd(c, "SET %b v", raw_key, sizeof raw_key - 1));
-    acache_store *s = acache_get_store(h);
+    acache_store *s = acache_handle_store(h);
     const acache_key k = {raw_key, sizeof raw_key - 1};
     size_t deleted = 0;
     cr_assert_eq(s->del(s, &k, 1, &deleted), ACACHE_OK);
@@ -832,7 +832,7 @@ static void *worker_main(void *arg)
         char model[32];
         snprintf(model, sizeof model, "model-%d", (i + w->id) % PINS);
         acache_touch_result res;
-        if (acache_affinity_set(&res, w->c, "ak-shared", "claude", model, "p", "e", "k",
+        if (acache__affinity_set(&res, w->c, "ak-shared", "claude", model, "p", "e", "k",
                                 1, 300) != ACACHE_OK)
             w->failed++;
         else if (res == ACACHE_TOUCH_CREATED)
@@ -1086,11 +1086,11 @@ Test(store_rediss, acl_user_and_passwords)
                  acache_last_error());
     acache_affinity_free(a);
     size_t removed = 0;
-    cr_assert_eq(acache_affinity_clear_all(&removed, h), ACACHE_OK, "%s",
+    cr_assert_eq(acache__affinity_clear_all(&removed, h), ACACHE_OK, "%s",
                  acache_last_error());
     cr_expect_eq(removed, 1);
     /* The ACL really limits the user: another key family is refused. */
-    acache_store *s = acache_get_store(h);
+    acache_store *s = acache_handle_store(h);
     cr_expect_eq(s->set(s, "other:key", "y", 1, 0), ACACHE_ESTORE);
     cr_expect(strstr(acache_last_error(), "NOPERM"), "%s", acache_last_error());
     acache_close(h);

@@ -20,8 +20,11 @@ int main(void)
     acache_options o = ACACHE_OPTIONS_INIT;
     acache *c = NULL;
     if (acache_open(&c, &o) != ACACHE_OK) return 1;
+    acache_touch t = ACACHE_TOUCH_INIT;
+    t.affinity_key = "ak"; t.api_format = "claude"; t.model_name = "m";
+    t.provider_id = "p"; t.endpoint_id = "e"; t.key_id = "k";
     acache_touch_result r;
-    if (acache_affinity_set(&r, c, "ak", "claude", "m", "p", "e", "k", 1, 0) || r != ACACHE_TOUCH_CREATED) return 2;
+    if (acache_affinity_touch(&r, c, &t) || r != ACACHE_TOUCH_CREATED) return 2;
     acache_affinity *a = NULL;
     if (acache_affinity_get(&a, c, "ak", "claude", "m") || strcmp(acache_affinity_key_id(a), "k")) return 3;
     acache_affinity_free(a);

@@ -90,7 +90,7 @@ void th_load_jsonl(acache *c, const char *path)
     FILE *f = fopen(path, "r");
     cr_assert_not_null(f, "cannot open %s", path);
     char line[65536];
-    acache_store *s = acache_get_store(c);
+    acache_store *s = acache_handle_store(c);
     while (fgets(line, sizeof line, f)) {
         json_error_t err;
         json_t *o = json_loads(line, 0, &err);

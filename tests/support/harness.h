@@ -7,6 +7,24 @@
 #include <aether_cache/aether_cache.h>
 #include <aether_cache/sys/store.h>
 
+/* The typed internals behind the public JSON reports (private since 0.2):
+ * the C tests assert on them directly. */
+#include "admin/listing_priv.h"
+#include "analysis/results.h"
+#include "core/core.h"
+#include "mapping/mapping_priv.h"
+
+/* acache_list_affinities() with plain arguments (the 0.1 _json form's order). */
+static inline int th_list_json(acache_buf *out, acache *c, const char *keyword,
+                               int64_t limit, int64_t offset)
+{
+    acache_list_query q = ACACHE_LIST_QUERY_INIT;
+    q.keyword = keyword;
+    q.limit = limit;
+    q.offset = offset;
+    return acache_list_affinities(out, c, &q);
+}
+
 /* The store URI for this binary ("memory://" or the private Redis). */
 const char *th_store_uri(void);
 /* 1 when running on Redis. */

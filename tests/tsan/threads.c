@@ -21,8 +21,17 @@ static void *run(void *arg)
     char ak[32];
     snprintf(ak, sizeof ak, "tsan-%ld", id % 2);
     for (int i = 0; i < ITER; i++) {
-        acache_affinity_set(NULL, c, "shared", "claude", "m", "p", "e", "k", 1, 0);
-        acache_affinity_set(NULL, c, ak, "claude", "m", "p", "e", i % 3 ? "k" : "k2", 1, 0);
+        acache_touch t = ACACHE_TOUCH_INIT;
+        t.affinity_key = "shared";
+        t.api_format = "claude";
+        t.model_name = "m";
+        t.provider_id = "p";
+        t.endpoint_id = "e";
+        t.key_id = "k";
+        acache_affinity_touch(NULL, c, &t);
+        t.affinity_key = ak;
+        t.key_id = i % 3 ? "k" : "k2";
+        acache_affinity_touch(NULL, c, &t);
         acache_affinity *a = NULL;
         if (acache_affinity_get(&a, c, ak, "claude", "m") == ACACHE_OK)
             acache_affinity_free(a);
@@ -56,7 +65,9 @@ int main(int argc, char **argv)
         return 2;
     }
     size_t n;
-    acache_affinity_clear_all(&n, c);
+    acache_target all = ACACHE_TARGET_INIT;
+    all.kind = ACACHE_TARGET_ALL;
+    acache_invalidate(&n, c, &all);
     pthread_t t[THREADS];
     for (long i = 0; i < THREADS; i++)
         pthread_create(&t[i], NULL, run, (void *)i);

@@ -34,7 +34,7 @@ ReservationPhase = _enum_from("acache_reservation_phase", "ReservationPhase",
 
 
 def library_version():
-    """Version string of the loaded libaethercache, e.g. "0.1.0"."""
+    """Version string of the loaded libaethercache, e.g. "0.2.0"."""
     return _lib.acache_version().decode()
 
 

@@ -10,7 +10,8 @@ import subprocess
 
 from . import _constants as K
 
-__all__ = ["lib", "Buf", "Options", "ClockFn", "BINDING_VERSION", "library_path"]
+__all__ = ["lib", "Buf", "Options", "ClockFn", "Touch", "Target", "ListQuery", "AffinityCb",
+           "BINDING_VERSION", "library_path"]
 
 BINDING_VERSION = K.ACACHE_VERSION_STRING
 
@@ -27,8 +28,54 @@ P = ctypes.POINTER
 
 
 class Buf(ctypes.Structure):
-    """acache_buf (buffer.h); always released with acache_buf_dispose()."""
+    """acache_buf (buffer.h): its three-field layout is part of the ABI, so the
+    binding declares it instead of asking the library for heap buffers.
+    Always released with acache_buf_dispose(), its one release function."""
     _fields_ = [("ptr", c_void_p), ("size", c_size_t), ("reserved", c_size_t)]
+
+
+class Touch(ctypes.Structure):
+    """acache_touch version 1 (affinity.h), the input of acache_affinity_touch()."""
+    _fields_ = [
+        ("version", c_uint),
+        ("affinity_key", c_char_p),
+        ("api_format", c_char_p),
+        ("model_name", c_char_p),
+        ("provider_id", c_char_p),
+        ("endpoint_id", c_char_p),
+        ("key_id", c_char_p),
+        ("supports_caching", c_int),
+        ("ttl_s", c_uint32),
+    ]
+
+
+class Target(ctypes.Structure):
+    """acache_target version 1 (admin.h): what acache_invalidate() removes."""
+    _fields_ = [
+        ("version", c_uint),
+        ("kind", c_int),
+        ("affinity_key", c_char_p),
+        ("api_format", c_char_p),
+        ("model_name", c_char_p),
+        ("endpoint_id", c_char_p),
+        ("key_id", c_char_p),
+        ("provider_id", c_char_p),
+        ("identifier", c_char_p),
+    ]
+
+
+class ListQuery(ctypes.Structure):
+    """acache_list_query version 1 (listing.h)."""
+    _fields_ = [
+        ("version", c_uint),
+        ("keyword", c_char_p),
+        ("limit", c_int64),
+        ("offset", c_int64),
+    ]
+
+
+# int (*acache_affinity_cb)(const acache_affinity *a, void *payload)
+AffinityCb = ctypes.CFUNCTYPE(c_int, c_void_p, c_void_p)
 
 
 ClockFn = ctypes.CFUNCTYPE(c_double, c_void_p)
@@ -124,34 +171,27 @@ _PROTOS = [
     ("acache_affinity_get", c_int, [P(c_void_p), c_void_p, c_char_p, c_char_p, c_char_p]),
     ("acache_affinity_free", None, [c_void_p]),
     ("acache_affinity_to_json", c_int, [P(Buf), c_void_p]),
-    ("acache_affinity_set", c_int, [P(c_int), c_void_p, c_char_p, c_char_p, c_char_p,
-                                    c_char_p, c_char_p, c_char_p, c_int, c_uint32]),
+    ("acache_affinity_touch", c_int, [P(c_int), c_void_p, P(Touch)]),
     ("acache_affinity_invalidate", c_int, [c_void_p, c_char_p, c_char_p, c_char_p,
                                            c_char_p, c_char_p, c_char_p]),
-    ("acache_affinity_invalidate_api_key", c_int, [P(c_size_t), c_void_p, c_char_p]),
-    ("acache_affinity_invalidate_provider", c_int, [P(c_size_t), c_void_p, c_char_p]),
-    ("acache_affinity_clear_all", c_int, [P(c_size_t), c_void_p]),
+    ("acache_affinity_foreach", c_int, [c_void_p, c_char_p, AffinityCb, c_void_p]),
     # admin.h
-    ("acache_affinity_list_json", c_int, [P(Buf), c_void_p, c_char_p]),
-    ("acache_clear_single_json", c_int, [P(Buf), c_void_p, c_char_p, c_char_p,
-                                         c_char_p, c_char_p]),
+    ("acache_invalidate", c_int, [P(c_size_t), c_void_p, P(Target)]),
+    ("acache_invalidate_json", c_int, [P(Buf), c_void_p, P(Target)]),
     ("acache_http_status", c_int, [c_int]),
     # listing.h
-    ("acache_list_affinities_json", c_int, [P(Buf), c_void_p, c_char_p, c_int64, c_int64]),
+    ("acache_list_affinities", c_int, [P(Buf), c_void_p, P(ListQuery)]),
     ("acache_resolve_user", c_int, [P(Buf), c_void_p, c_char_p]),
-    ("acache_user_affinity_json", c_int, [P(Buf), c_void_p, c_char_p]),
-    ("acache_clear_user_json", c_int, [P(Buf), c_void_p, c_char_p]),
+    ("acache_user_affinities", c_int, [P(Buf), c_void_p, c_char_p]),
     # mapping.h
-    ("acache_model_mapping_stats_json", c_int, [P(Buf), c_void_p]),
-    ("acache_model_mapping_clear_all", c_int, [P(c_size_t), c_void_p]),
-    ("acache_model_mapping_clear_model", c_int, [P(c_uint), c_void_p, c_char_p]),
-    ("acache_model_mapping_clear_provider", c_int, [P(c_uint), c_void_p, c_char_p,
-                                                    c_char_p]),
+    ("acache_model_mapping_stats", c_int, [P(Buf), c_void_p]),
+    ("acache_model_mapping_clear_all", c_int, [P(Buf), c_void_p]),
+    ("acache_model_mapping_clear_model", c_int, [P(Buf), c_void_p, c_char_p]),
+    ("acache_model_mapping_clear_provider", c_int, [P(Buf), c_void_p, c_char_p, c_char_p]),
     # analysis.h
-    ("acache_ttl_analysis_json", c_int, [P(Buf), c_void_p, c_int, c_char_p, c_char_p]),
-    ("acache_hit_analysis_json", c_int, [P(Buf), c_void_p, c_int, c_char_p, c_char_p]),
-    ("acache_interval_timeline_json", c_int, [P(Buf), c_void_p, c_int, c_int, c_char_p,
-                                              c_int]),
+    ("acache_ttl_analysis", c_int, [P(Buf), c_void_p, c_int, c_char_p, c_char_p]),
+    ("acache_hit_analysis", c_int, [P(Buf), c_void_p, c_int, c_char_p, c_char_p]),
+    ("acache_interval_timeline", c_int, [P(Buf), c_void_p, c_int, c_int, c_char_p, c_int]),
     # crypto.h
     ("acache_mask_key", c_int, [P(Buf), c_char_p, c_size_t, c_uint, c_uint]),
     ("acache_decrypt_and_mask", c_int, [P(Buf), c_void_p, c_char_p]),
@@ -160,7 +200,7 @@ _PROTOS = [
 
 # The record getters, read once per get() into a frozen dataclass.
 _GETTERS = [
-    ("acache_affinity_affinity_key", c_char_p),
+    ("acache_affinity_client_key", c_char_p),
     ("acache_affinity_api_format", c_char_p),
     ("acache_affinity_model_name", c_char_p),
     ("acache_affinity_provider_id", c_char_p),

@@ -5,7 +5,7 @@ import threading
 from dataclasses import dataclass
 
 from . import _constants as K
-from ._lib import Buf, ClockFn, Options, Stats, lib
+from ._lib import AffinityCb, Buf, ClockFn, ListQuery, Options, Stats, Target, Touch, lib
 from .errors import InvalidArgumentError, error_for
 
 __all__ = ["Affinity", "Cache", "ClosedError"]
@@ -74,7 +74,7 @@ def _unwrap(doc):
 
 def _affinity_from(a):
     return Affinity(
-        affinity_key=_u(lib.acache_affinity_affinity_key(a)),
+        affinity_key=_u(lib.acache_affinity_client_key(a)),
         api_format=_u(lib.acache_affinity_api_format(a)),
         model_name=_u(lib.acache_affinity_model_name(a)),
         provider_id=_u(lib.acache_affinity_provider_id(a)),
@@ -86,14 +86,17 @@ def _affinity_from(a):
     )
 
 
-def _affinity_from_dict(d):
-    return Affinity(
-        affinity_key=d.get("affinity_key"), api_format=d.get("api_format"),
-        model_name=d.get("model_name"), provider_id=d.get("provider_id"),
-        endpoint_id=d.get("endpoint_id"), key_id=d.get("key_id"),
-        created_at=float(d.get("created_at") or 0.0),
-        expire_at=float(d.get("expire_at") or 0.0),
-        request_count=int(d.get("request_count") or 0))
+def _target(kind, **fields):
+    """An acache_target of `kind` with the given string fields (None = NULL)."""
+    t = Target(version=K.ACACHE_TARGET_VERSION, kind=kind)
+    for name, value in fields.items():
+        setattr(t, name, _b(value))
+    return t
+
+
+def _storage_order(a):
+    # The order of the storage keys cache_affinity:{key}:{format}:{model}.
+    return b":".join(_b(x) or b"" for x in (a.affinity_key, a.api_format, a.model_name))
 
 
 class Cache:
@@ -226,17 +229,6 @@ class Cache:
         finally:
             self._leave()
 
-    def _bits(self, fn, *args):
-        n = ctypes.c_uint(0)
-        h = self._enter()
-        try:
-            rc = fn(_byref(n), h, *args)
-            if rc < 0:
-                _raise(rc)
-            return n.value
-        finally:
-            self._leave()
-
     @property
     def store_type(self):
         """"memory" or "redis"."""
@@ -270,25 +262,40 @@ class Cache:
         """Record a request served through (provider, endpoint, key).
         Returns a TouchResult (skipped, created, refreshed or switched)."""
         from . import TouchResult  # the enum is built in __init__ from _constants
+        t = Touch(version=K.ACACHE_TOUCH_VERSION, affinity_key=_b(affinity_key),
+                  api_format=_b(api_format), model_name=_b(model_name),
+                  provider_id=_b(provider_id), endpoint_id=_b(endpoint_id),
+                  key_id=_b(key_id), supports_caching=1 if supports_caching else 0,
+                  ttl_s=int(ttl))
         res = ctypes.c_int(0)
-        self._status(
-            lambda h: lib.acache_affinity_set(
-                _byref(res), h, _b(affinity_key), _b(api_format), _b(model_name),
-                _b(provider_id), _b(endpoint_id), _b(key_id),
-                1 if supports_caching else 0, int(ttl)))
+        self._status(lambda h: lib.acache_affinity_touch(_byref(res), h, _byref(t)))
         return TouchResult(res.value)
 
     # ---- listings ----------------------------------------------------------
 
     def records(self, affinity_key=None):
-        """Every live raw record (optionally of one client key), as Affinity."""
-        docs = self._json(lib.acache_affinity_list_json, _b(affinity_key))
-        return [_affinity_from_dict(d) for d in docs]
+        """Every live raw record (optionally of one client key), as Affinity,
+        in storage-key order (acache_affinity_foreach)."""
+        out, failed = [], []
+
+        def visit(a, _payload):
+            try:
+                out.append(_affinity_from(a))
+                return 0
+            except BaseException as e:  # noqa: BLE001 - re-raised below
+                failed.append(e)
+                return 1  # stop: ctypes cannot raise through C
+
+        self._status(lib.acache_affinity_foreach, _b(affinity_key), AffinityCb(visit), None)
+        if failed:
+            raise failed[0]
+        return sorted(out, key=_storage_order)
 
     def list_affinities(self, keyword=None, limit=100, offset=0):
         """The enriched listing: {"items", "meta", "matched_user_id"}."""
-        return _unwrap(self._json(lib.acache_list_affinities_json, _b(keyword),
-                                  int(limit), int(offset)))
+        q = ListQuery(version=K.ACACHE_LIST_QUERY_VERSION, keyword=_b(keyword),
+                      limit=int(limit), offset=int(offset))
+        return _unwrap(self._json(lib.acache_list_affinities, _byref(q)))
 
     def resolve_user(self, identifier):
         """User id for a user id, username, email or API key id."""
@@ -297,7 +304,7 @@ class Cache:
     def user_affinities(self, identifier):
         """One user's pins: {status, [message], user_info, affinities,
         total_endpoints}. Raises NotFoundError for an unknown identifier."""
-        return self._json(lib.acache_user_affinity_json, _b(identifier))
+        return self._json(lib.acache_user_affinities, _b(identifier))
 
     # ---- invalidation ------------------------------------------------------
 
@@ -307,22 +314,27 @@ class Cache:
         self._status(lib.acache_affinity_invalidate, _b(affinity_key), _b(api_format),
                      _b(model_name), _b(key_id), _b(provider_id), _b(endpoint_id))
 
+    def _invalidate(self, t):
+        """acache_invalidate(&n, handle, &t) -> n."""
+        return self._count(lambda n, h: lib.acache_invalidate(n, h, _byref(t)))
+
     def invalidate_api_key(self, affinity_key):
         """Remove every pin of one client API key; returns how many."""
-        return self._count(lib.acache_affinity_invalidate_api_key, _b(affinity_key))
+        return self._invalidate(_target(K.ACACHE_TARGET_API_KEY, affinity_key=affinity_key))
 
     def invalidate_user(self, identifier):
         """Remove the pins of a user (or of one API key id): the admin body
         {status, message, user_info, count}. NotFoundError when unknown."""
-        return self._json(lib.acache_clear_user_json, _b(identifier))
+        t = _target(K.ACACHE_TARGET_USER, identifier=identifier)
+        return self._json(lambda b, h: lib.acache_invalidate_json(b, h, _byref(t)))
 
     def invalidate_provider(self, provider_id):
         """Remove every pin naming provider_id; returns how many."""
-        return self._count(lib.acache_affinity_invalidate_provider, _b(provider_id))
+        return self._invalidate(_target(K.ACACHE_TARGET_PROVIDER, provider_id=provider_id))
 
     def clear_all(self):
         """Remove every affinity record; returns how many."""
-        return self._count(lib.acache_affinity_clear_all)
+        return self._invalidate(_target(K.ACACHE_TARGET_ALL))
 
     # ---- stats, config, metrics -------------------------------------------
 
@@ -387,37 +399,38 @@ class Cache:
 
     def model_mapping_stats(self):
         """The model-mapping stats `data` ({available, ...})."""
-        return _unwrap(self._json(lib.acache_model_mapping_stats_json))
+        return _unwrap(self._json(lib.acache_model_mapping_stats))
 
     def clear_model_mappings(self):
         """Delete every model:* / global_model:* key; returns how many.
         UnsupportedError on a non-Redis store."""
-        return self._count(lib.acache_model_mapping_clear_all)
+        return self._json(lib.acache_model_mapping_clear_all)["deleted_count"]
 
     def clear_model_mapping(self, model_name):
-        """Delete the resolve/name keys of one model name; returns the
-        ACACHE_MM_CLEARED_RESOLVE / _NAME bits of the keys that existed."""
-        return self._bits(lib.acache_model_mapping_clear_model, _b(model_name))
+        """Delete global_model:resolve:{name} and global_model:name:{name};
+        returns the keys that existed (in that order)."""
+        return self._json(lib.acache_model_mapping_clear_model,
+                          _b(model_name))["deleted_keys"]
 
     def clear_provider_model_mapping(self, provider_id, global_model_id):
         """Delete model:provider_global:{p}:{g} and its hits key; returns the
-        ACACHE_MM_CLEARED_PROVIDER_GLOBAL / _HITS bits."""
-        return self._bits(lib.acache_model_mapping_clear_provider, _b(provider_id),
-                          _b(global_model_id))
+        keys that existed (in that order)."""
+        return self._json(lib.acache_model_mapping_clear_provider, _b(provider_id),
+                          _b(global_model_id))["deleted_keys"]
 
     # ---- usage analyses (need a catalog) -----------------------------------
 
     def ttl_analysis(self, hours=168, user_id=None, api_key_id=None):
-        return self._json(lib.acache_ttl_analysis_json, int(hours), _b(user_id),
+        return self._json(lib.acache_ttl_analysis, int(hours), _b(user_id),
                           _b(api_key_id))
 
     def hit_analysis(self, hours=168, user_id=None, api_key_id=None):
-        return self._json(lib.acache_hit_analysis_json, int(hours), _b(user_id),
+        return self._json(lib.acache_hit_analysis, int(hours), _b(user_id),
                           _b(api_key_id))
 
     def interval_timeline(self, hours=24, limit=10000, user_id=None,
                           include_user_info=False):
-        return self._json(lib.acache_interval_timeline_json, int(hours), int(limit),
+        return self._json(lib.acache_interval_timeline, int(hours), int(limit),
                           _b(user_id), 1 if include_user_info else 0)
 
     # ---- keys --------------------------------------------------------------

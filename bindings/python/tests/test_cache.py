@@ -268,13 +268,14 @@ def test_model_mapping_on_redis(redis_server, mapping_records):
         assert s["breakdown"]["global_model_resolve"] == sum(
             r["key"].startswith("global_model:resolve:") for r in mapping_records)
         assert {u["status"] for u in s["unmapped"]} >= {"not_found", "invalid"}
-        assert c.clear_model_mapping("gpt-9-turbo") == K.ACACHE_MM_CLEARED_RESOLVE
-        assert c.clear_model_mapping("gpt-9-turbo") == 0
+        assert c.clear_model_mapping("gpt-9-turbo") == ["global_model:resolve:gpt-9-turbo"]
+        assert c.clear_model_mapping("gpt-9-turbo") == []
         with pytest.raises(ac.InvalidArgumentError):
             c.clear_model_mapping("")
         pid, gid = "prov-0001-aaaa", "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e"
-        assert c.clear_provider_model_mapping(pid, gid) == (
-            K.ACACHE_MM_CLEARED_PROVIDER_GLOBAL | K.ACACHE_MM_CLEARED_HITS)
+        assert c.clear_provider_model_mapping(pid, gid) == [
+            "model:provider_global:%s:%s" % (pid, gid),
+            "model:provider_global:hits:%s:%s" % (pid, gid)]
         left = int(redis_server.cli("DBSIZE"))
         assert c.clear_model_mappings() == left
         assert c.model_mapping_stats()["total_keys"] == 0

@@ -262,8 +262,9 @@ struct acache_catalog {
  */
 ACACHE_EXTERN int acache_catalog_init(acache_catalog *catalog, unsigned int version);
 
-/** The handle's catalog (borrowed), or NULL when none is configured. */
-ACACHE_EXTERN acache_catalog *acache_get_catalog(acache *c);
+/** The handle's catalog (borrowed), or NULL when none is configured.
+ *  Since: 0.2 (was acache_get_catalog: the noun first, as everywhere else) */
+ACACHE_EXTERN acache_catalog *acache_handle_catalog(acache *c);
 
 /**
  * Open a handle with a catalog you built (opts->catalog_uri is ignored).

@@ -195,8 +195,9 @@ ACACHE_EXTERN int acache_store_init(acache_store *store, unsigned int version);
 ACACHE_EXTERN int acache_open_with_store(acache **out, const acache_options *opts,
                                          acache_store *store);
 
-/** The handle's store (borrowed), e.g. for tests that load raw values. */
-ACACHE_EXTERN acache_store *acache_get_store(acache *c);
+/** The handle's store (borrowed), e.g. for tests that load raw values.
+ *  Since: 0.2 (was acache_get_store; `acache_store` names the vtable type) */
+ACACHE_EXTERN acache_store *acache_handle_store(acache *c);
 
 /** Parse an Aether affinity JSON value. `cb` sees the record while valid.
  *  @return OK, or ACACHE_ERROR (with a message) when unreadable. */

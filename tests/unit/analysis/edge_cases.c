@@ -104,9 +104,9 @@ Test(analysis_args, no_catalog_is_unsupported)
     th_set_time(NOW);
     acache *c = th_open(NULL);
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_ttl_analysis_json(&b, c, 24, NULL, NULL), ACACHE_EUNSUPPORTED);
-    cr_assert_eq(acache_hit_analysis_json(&b, c, 24, NULL, NULL), ACACHE_EUNSUPPORTED);
-    cr_assert_eq(acache_interval_timeline_json(&b, c, 24, 100, NULL, 0),
+    cr_assert_eq(acache_ttl_analysis(&b, c, 24, NULL, NULL), ACACHE_EUNSUPPORTED);
+    cr_assert_eq(acache_hit_analysis(&b, c, 24, NULL, NULL), ACACHE_EUNSUPPORTED);
+    cr_assert_eq(acache_interval_timeline(&b, c, 24, 100, NULL, 0),
                  ACACHE_EUNSUPPORTED);
     cr_assert_null(b.ptr);
     acache_close(c);
@@ -116,17 +116,17 @@ Test(analysis_args, ranges)
 {
     acache *c = open_usage(NULL, json_array());
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_ttl_analysis_json(&b, c, 0, NULL, NULL), ACACHE_EINVALID);
-    cr_assert_eq(acache_ttl_analysis_json(&b, c, 721, NULL, NULL), ACACHE_EINVALID);
-    cr_assert_eq(acache_hit_analysis_json(&b, c, -1, NULL, NULL), ACACHE_EINVALID);
-    cr_assert_eq(acache_interval_timeline_json(&b, c, 24, 0, NULL, 0), ACACHE_EINVALID);
-    cr_assert_eq(acache_interval_timeline_json(&b, c, 24, 50001, NULL, 0),
+    cr_assert_eq(acache_ttl_analysis(&b, c, 0, NULL, NULL), ACACHE_EINVALID);
+    cr_assert_eq(acache_ttl_analysis(&b, c, 721, NULL, NULL), ACACHE_EINVALID);
+    cr_assert_eq(acache_hit_analysis(&b, c, -1, NULL, NULL), ACACHE_EINVALID);
+    cr_assert_eq(acache_interval_timeline(&b, c, 24, 0, NULL, 0), ACACHE_EINVALID);
+    cr_assert_eq(acache_interval_timeline(&b, c, 24, 50001, NULL, 0),
                  ACACHE_EINVALID);
-    cr_assert_eq(acache_interval_timeline_json(&b, c, 721, 100, NULL, 0),
+    cr_assert_eq(acache_interval_timeline(&b, c, 721, 100, NULL, 0),
                  ACACHE_EINVALID);
-    cr_assert_eq(acache_ttl_analysis_json(&b, c, 720, NULL, NULL), ACACHE_OK);
+    cr_assert_eq(acache_ttl_analysis(&b, c, 720, NULL, NULL), ACACHE_OK);
     acache_buf_dispose(&b);
-    cr_assert_eq(acache_ttl_analysis_json(NULL, c, 24, NULL, NULL), ACACHE_EINVALID);
+    cr_assert_eq(acache_ttl_analysis(NULL, c, 24, NULL, NULL), ACACHE_EINVALID);
     done(c);
 }
 
@@ -136,19 +136,19 @@ Test(analysis_empty, zero_rows)
 {
     acache *c = open_usage(NULL, json_array());
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_str_eq(json_of(acache_ttl_analysis_json(&b, c, 168, NULL, NULL), &b),
+    cr_assert_str_eq(json_of(acache_ttl_analysis(&b, c, 168, NULL, NULL), &b),
                      "{\"analysis_period_hours\": 168, \"total_users_analyzed\": 0, "
                      "\"ttl_distribution\": {\"5min\": 0, \"15min\": 0, \"30min\": 0, "
                      "\"60min\": 0}, \"users\": []}");
     cr_assert_str_eq(
-        json_of(acache_interval_timeline_json(&b, c, 24, 100, NULL, 0), &b),
+        json_of(acache_interval_timeline(&b, c, 24, 100, NULL, 0), &b),
         "{\"analysis_period_hours\": 24, \"total_points\": 0, \"points\": []}");
     cr_assert_str_eq(
-        json_of(acache_interval_timeline_json(&b, c, 24, 100, NULL, 1), &b),
+        json_of(acache_interval_timeline(&b, c, 24, 100, NULL, 1), &b),
         "{\"analysis_period_hours\": 24, \"total_points\": 0, \"points\": [], "
         "\"users\": {}}");
     cr_assert_str_eq(
-        json_of(acache_hit_analysis_json(&b, c, 5, NULL, NULL), &b),
+        json_of(acache_hit_analysis(&b, c, 5, NULL, NULL), &b),
         "{\"analysis_period_hours\": 5, \"total_requests\": 0, "
         "\"requests_with_cache_hit\": 0, \"request_cache_hit_rate\": 0, "
         "\"total_input_tokens\": 0, \"total_cache_read_tokens\": 0, "
@@ -174,18 +174,18 @@ Test(analysis_bounds, buckets_closed_on_the_right)
         json_array_append_new(u, row(id, "u1", "k1", "m", t));
     }
     acache *c = open_usage(NULL, u);
-    acache_ttl_analysis *a = NULL;
-    cr_assert_eq(acache_ttl_analysis_compute(&a, c, 24, NULL, NULL), ACACHE_OK);
-    const acache_ttl_group *g = acache_ttl_analysis_group_at(a, 0);
+    acache__ttl_analysis *a = NULL;
+    cr_assert_eq(acache__ttl_analysis_compute(&a, c, 24, NULL, NULL), ACACHE_OK);
+    const acache__ttl_group *g = acache__ttl_analysis_group_at(a, 0);
     for (int k = 0; k < 5; k++) {
-        cr_assert_eq(acache_ttl_group_bucket(g, k), 1, "bucket %d", k);
-        cr_assert_eq(acache_ttl_group_percentage(g, k), 20.0);
+        cr_assert_eq(acache__ttl_group_bucket(g, k), 1, "bucket %d", k);
+        cr_assert_eq(acache__ttl_group_percentage(g, k), 20.0);
     }
     /* no users row: username/email null */
-    cr_assert_null(acache_ttl_group_username(g));
-    cr_assert_null(acache_ttl_group_email(g));
-    cr_assert_eq(acache_ttl_group_recommended_ttl_minutes(g), 60);
-    acache_ttl_analysis_free(a);
+    cr_assert_null(acache__ttl_group_username(g));
+    cr_assert_null(acache__ttl_group_email(g));
+    cr_assert_eq(acache__ttl_group_recommended_ttl_minutes(g), 60);
+    acache__ttl_analysis_free(a);
     done(c);
 }
 
@@ -198,18 +198,18 @@ Test(analysis_bounds, window_start_strict_vs_inclusive)
     json_array_append_new(u, row("r2", "u1", "k1", "m", NOW - 2400));
     json_array_append_new(u, row("r3", "u1", "k1", "m", NOW - 1800));
     acache *c = open_usage(NULL, u);
-    acache_hit_analysis h = {.version = ACACHE_HIT_ANALYSIS_VERSION};
-    cr_assert_eq(acache_hit_analysis_compute(&h, c, 1, NULL, NULL), ACACHE_OK);
+    acache__hit_analysis h = {.version = ACACHE_HIT_ANALYSIS_VERSION};
+    cr_assert_eq(acache__hit_analysis_compute(&h, c, 1, NULL, NULL), ACACHE_OK);
     cr_assert_eq(h.total_requests, 4); /* >= start */
-    acache_ttl_analysis *a = NULL;
-    cr_assert_eq(acache_ttl_analysis_compute(&a, c, 1, NULL, NULL), ACACHE_OK);
+    acache__ttl_analysis *a = NULL;
+    cr_assert_eq(acache__ttl_analysis_compute(&a, c, 1, NULL, NULL), ACACHE_OK);
     /* > start: r0 is out, so 2 intervals, not 3 */
-    cr_assert_eq(acache_ttl_group_request_count(acache_ttl_analysis_group_at(a, 0)), 2);
-    acache_ttl_analysis_free(a);
-    acache_timeline *t = NULL;
-    cr_assert_eq(acache_timeline_compute(&t, c, 1, 100, NULL, 0), ACACHE_OK);
-    cr_assert_eq(acache_timeline_point_count(t), 2);
-    acache_timeline_free(t);
+    cr_assert_eq(acache__ttl_group_request_count(acache__ttl_analysis_group_at(a, 0)), 2);
+    acache__ttl_analysis_free(a);
+    acache__timeline *t = NULL;
+    cr_assert_eq(acache__timeline_compute(&t, c, 1, 100, NULL, 0), ACACHE_OK);
+    cr_assert_eq(acache__timeline_point_count(t), 2);
+    acache__timeline_free(t);
     done(c);
 }
 
@@ -224,19 +224,19 @@ Test(analysis_bounds, timeline_drops_gaps_over_120_minutes)
     json_array_append_new(u,
                           row("r3", "u1", "k1", "m", NOW - 359 * 60)); /* 0.5 from r2 */
     acache *c = open_usage(NULL, u);
-    acache_timeline *t = NULL;
-    cr_assert_eq(acache_timeline_compute(&t, c, 24, 100, NULL, 0), ACACHE_OK);
-    cr_assert_eq(acache_timeline_point_count(t), 2);
-    cr_assert_eq(acache_timeline_point_y(t, 0), 120.0);
-    cr_assert_eq(acache_timeline_point_y(t, 1), 0.5);
-    acache_timeline_free(t);
+    acache__timeline *t = NULL;
+    cr_assert_eq(acache__timeline_compute(&t, c, 24, 100, NULL, 0), ACACHE_OK);
+    cr_assert_eq(acache__timeline_point_count(t), 2);
+    cr_assert_eq(acache__timeline_point_y(t, 0), 120.0);
+    cr_assert_eq(acache__timeline_point_y(t, 1), 0.5);
+    acache__timeline_free(t);
     /* the TTL analysis keeps it (over_60min) */
-    acache_ttl_analysis *a = NULL;
-    cr_assert_eq(acache_ttl_analysis_compute(&a, c, 24, NULL, NULL), ACACHE_OK);
-    cr_assert_eq(acache_ttl_group_bucket(acache_ttl_analysis_group_at(a, 0),
+    acache__ttl_analysis *a = NULL;
+    cr_assert_eq(acache__ttl_analysis_compute(&a, c, 24, NULL, NULL), ACACHE_OK);
+    cr_assert_eq(acache__ttl_group_bucket(acache__ttl_analysis_group_at(a, 0),
                                          ACACHE_TTL_OVER_60MIN),
                  2);
-    acache_ttl_analysis_free(a);
+    acache__ttl_analysis_free(a);
     done(c);
 }
 
@@ -246,11 +246,11 @@ Test(analysis_bounds, microseconds_in_x)
     json_array_append_new(u, row("r0", "u1", "k1", "m", NOW - 60));
     json_array_append_new(u, row("r1", "u1", "k1", "m", NOW - 30.25));
     acache *c = open_usage(NULL, u);
-    acache_timeline *t = NULL;
-    cr_assert_eq(acache_timeline_compute(&t, c, 1, 100, NULL, 0), ACACHE_OK);
-    cr_assert_str_eq(acache_timeline_point_x(t, 0), "2027-01-15T07:59:29.750000+00:00");
-    cr_assert_eq(acache_timeline_point_y(t, 0), 0.5); /* 29.75 s = 0.4958 min */
-    acache_timeline_free(t);
+    acache__timeline *t = NULL;
+    cr_assert_eq(acache__timeline_compute(&t, c, 1, 100, NULL, 0), ACACHE_OK);
+    cr_assert_str_eq(acache__timeline_point_x(t, 0), "2027-01-15T07:59:29.750000+00:00");
+    cr_assert_eq(acache__timeline_point_y(t, 0), 0.5); /* 29.75 s = 0.4958 min */
+    acache__timeline_free(t);
     done(c);
 }
 
@@ -270,27 +270,27 @@ Test(analysis_ties, groups_by_id_and_rows_by_usage_id)
     json_t *users =
         json_pack("[{s:s, s:s, s:s}]", "id", "u-a", "username", "a", "email", "");
     acache *c = open_usage(users, u);
-    acache_ttl_analysis *a = NULL;
-    cr_assert_eq(acache_ttl_analysis_compute(&a, c, 1, NULL, NULL), ACACHE_OK);
-    cr_assert_str_eq(acache_ttl_group_id(acache_ttl_analysis_group_at(a, 0)), "u-a");
-    cr_assert_str_eq(acache_ttl_group_email(acache_ttl_analysis_group_at(a, 0)), "");
-    cr_assert_str_eq(acache_ttl_group_id(acache_ttl_analysis_group_at(a, 1)), "u-b");
+    acache__ttl_analysis *a = NULL;
+    cr_assert_eq(acache__ttl_analysis_compute(&a, c, 1, NULL, NULL), ACACHE_OK);
+    cr_assert_str_eq(acache__ttl_group_id(acache__ttl_analysis_group_at(a, 0)), "u-a");
+    cr_assert_str_eq(acache__ttl_group_email(acache__ttl_analysis_group_at(a, 0)), "");
+    cr_assert_str_eq(acache__ttl_group_id(acache__ttl_analysis_group_at(a, 1)), "u-b");
     /* all-zero intervals: 0.0 (not null), TTL 5, reason with 0.0 */
-    const acache_ttl_group *ga = acache_ttl_analysis_group_at(a, 0);
-    cr_assert_eq(acache_ttl_group_stat(ga, ACACHE_TTL_MIN), 0.0);
-    cr_assert_str_eq(acache_ttl_group_reason(ga),
+    const acache__ttl_group *ga = acache__ttl_analysis_group_at(a, 0);
+    cr_assert_eq(acache__ttl_group_stat(ga, ACACHE_TTL_MIN), 0.0);
+    cr_assert_str_eq(acache__ttl_group_reason(ga),
                      "高频用户：90% 的请求间隔在 0.0 分钟内");
-    acache_ttl_analysis_free(a);
-    acache_timeline *t = NULL;
-    cr_assert_eq(acache_timeline_compute(&t, c, 1, 100, NULL, 1), ACACHE_OK);
+    acache__ttl_analysis_free(a);
+    acache__timeline *t = NULL;
+    cr_assert_eq(acache__timeline_compute(&t, c, 1, 100, NULL, 1), ACACHE_OK);
     /* u-b's points (earlier) first; then u-a's tied points by id: a2, a3 */
-    cr_assert_eq(acache_timeline_point_count(t), 4);
-    cr_assert_str_eq(acache_timeline_point_model(t, 2), "y");
-    cr_assert_str_eq(acache_timeline_point_model(t, 3), "z");
+    cr_assert_eq(acache__timeline_point_count(t), 4);
+    cr_assert_str_eq(acache__timeline_point_model(t, 2), "y");
+    cr_assert_str_eq(acache__timeline_point_model(t, 3), "z");
     /* users map: only named users (u-b has no users row) */
-    cr_assert_eq(acache_timeline_user_count(t), 1);
-    cr_assert_str_eq(acache_timeline_user_id(t, 0), "u-a");
-    acache_timeline_free(t);
+    cr_assert_eq(acache__timeline_user_count(t), 1);
+    cr_assert_str_eq(acache__timeline_user_id(t, 0), "u-a");
+    acache__timeline_free(t);
     done(c);
 }
 
@@ -317,19 +317,19 @@ static acache *open_sampling(void)
 Test(analysis_sampling, multi_user_overshoots_limit)
 {
     acache *c = open_sampling();
-    acache_timeline *t = NULL;
-    cr_assert_eq(acache_timeline_compute(&t, c, 24, 100, NULL, 1), ACACHE_OK);
-    cr_assert_eq(acache_timeline_point_count(t), 102);
-    cr_assert_str_eq(acache_timeline_point_user_id(t, 99), "user-a");
-    cr_assert_str_eq(acache_timeline_point_user_id(t, 100), "user-b");
-    cr_assert_str_eq(acache_timeline_point_user_id(t, 101), "user-c");
-    cr_assert_null(acache_timeline_point_model(t, 101));
-    cr_assert_eq(acache_timeline_model_count(t), 2);
-    cr_assert_str_eq(acache_timeline_model_at(t, 1), "m2");
-    acache_timeline_free(t);
+    acache__timeline *t = NULL;
+    cr_assert_eq(acache__timeline_compute(&t, c, 24, 100, NULL, 1), ACACHE_OK);
+    cr_assert_eq(acache__timeline_point_count(t), 102);
+    cr_assert_str_eq(acache__timeline_point_user_id(t, 99), "user-a");
+    cr_assert_str_eq(acache__timeline_point_user_id(t, 100), "user-b");
+    cr_assert_str_eq(acache__timeline_point_user_id(t, 101), "user-c");
+    cr_assert_null(acache__timeline_point_model(t, 101));
+    cr_assert_eq(acache__timeline_model_count(t), 2);
+    cr_assert_str_eq(acache__timeline_model_at(t, 1), "m2");
+    acache__timeline_free(t);
 
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_interval_timeline_json(&b, c, 24, 100, NULL, 1), ACACHE_OK);
+    cr_assert_eq(acache_interval_timeline(&b, c, 24, 100, NULL, 1), ACACHE_OK);
     const char *tail = b.ptr + b.size - 80;
     cr_assert(strstr(b.ptr, "\"users\": {\"user-a\": \"ann\", \"user-c\": \"carl\"}, "
                             "\"models\": [\"m1\", \"m2\"]}") != NULL,
@@ -343,17 +343,17 @@ Test(analysis_sampling, multi_user_overshoots_limit)
 Test(analysis_sampling, plain_keeps_oldest)
 {
     acache *c = open_sampling();
-    acache_timeline *t = NULL;
-    cr_assert_eq(acache_timeline_compute(&t, c, 24, 100, NULL, 0), ACACHE_OK);
-    cr_assert_eq(acache_timeline_point_count(t), 100);
-    cr_assert_str_eq(acache_timeline_point_user_id(t, 99), "user-a");
-    cr_assert_eq(acache_timeline_model_count(t), 1);
-    cr_assert_str_eq(acache_timeline_model_at(t, 0), "m1");
-    acache_timeline_free(t);
+    acache__timeline *t = NULL;
+    cr_assert_eq(acache__timeline_compute(&t, c, 24, 100, NULL, 0), ACACHE_OK);
+    cr_assert_eq(acache__timeline_point_count(t), 100);
+    cr_assert_str_eq(acache__timeline_point_user_id(t, 99), "user-a");
+    cr_assert_eq(acache__timeline_model_count(t), 1);
+    cr_assert_str_eq(acache__timeline_model_at(t, 0), "m1");
+    acache__timeline_free(t);
     /* limit above T keeps everything: 199 + 1 + 1 */
-    cr_assert_eq(acache_timeline_compute(&t, c, 24, 50000, NULL, 1), ACACHE_OK);
-    cr_assert_eq(acache_timeline_point_count(t), 201);
-    acache_timeline_free(t);
+    cr_assert_eq(acache__timeline_compute(&t, c, 24, 50000, NULL, 1), ACACHE_OK);
+    cr_assert_eq(acache__timeline_point_count(t), 201);
+    acache__timeline_free(t);
     done(c);
 }
 
@@ -371,13 +371,13 @@ Test(analysis_bounds, window_start_exact_to_the_microsecond)
         json_array_append_new(u, row("r3", "u1", "k1", "m", now - 1800));
         acache *c = open_usage(NULL, u);
         th_set_time(now);
-        acache_hit_analysis h = {.version = ACACHE_HIT_ANALYSIS_VERSION};
-        cr_assert_eq(acache_hit_analysis_compute(&h, c, 1, NULL, NULL), ACACHE_OK);
+        acache__hit_analysis h = {.version = ACACHE_HIT_ANALYSIS_VERSION};
+        cr_assert_eq(acache__hit_analysis_compute(&h, c, 1, NULL, NULL), ACACHE_OK);
         cr_assert_eq(h.total_requests, 4, "frac %f", fracs[k]);
-        acache_timeline *t = NULL;
-        cr_assert_eq(acache_timeline_compute(&t, c, 1, 100, NULL, 0), ACACHE_OK);
-        cr_assert_eq(acache_timeline_point_count(t), 2, "frac %f", fracs[k]);
-        acache_timeline_free(t);
+        acache__timeline *t = NULL;
+        cr_assert_eq(acache__timeline_compute(&t, c, 1, 100, NULL, 0), ACACHE_OK);
+        cr_assert_eq(acache__timeline_point_count(t), 2, "frac %f", fracs[k]);
+        acache__timeline_free(t);
         done(c);
     }
 }
@@ -397,17 +397,17 @@ Test(analysis_ties, average_is_exact_decimal)
     json_array_append_new(u, row("b1", "u2", "k2", "m", t0 + 3));
     json_array_append_new(u, row("b2", "u2", "k2", "m", t0 + 9));
     acache *c = open_usage(NULL, u);
-    acache_ttl_analysis *a = NULL;
-    cr_assert_eq(acache_ttl_analysis_compute(&a, c, 24, NULL, NULL), ACACHE_OK);
-    cr_assert_eq(acache_ttl_analysis_group_count(a), 2);
-    const acache_ttl_group *g1 = acache_ttl_analysis_group_at(a, 0);
-    const acache_ttl_group *g2 = acache_ttl_analysis_group_at(a, 1);
-    cr_assert_str_eq(acache_ttl_group_id(g1), "u1");
-    cr_assert_eq(acache_ttl_group_stat(g1, ACACHE_TTL_AVG), 7.03);
-    cr_assert_eq(acache_ttl_group_stat(g2, ACACHE_TTL_AVG), 0.07);
-    acache_ttl_analysis_free(a);
+    acache__ttl_analysis *a = NULL;
+    cr_assert_eq(acache__ttl_analysis_compute(&a, c, 24, NULL, NULL), ACACHE_OK);
+    cr_assert_eq(acache__ttl_analysis_group_count(a), 2);
+    const acache__ttl_group *g1 = acache__ttl_analysis_group_at(a, 0);
+    const acache__ttl_group *g2 = acache__ttl_analysis_group_at(a, 1);
+    cr_assert_str_eq(acache__ttl_group_id(g1), "u1");
+    cr_assert_eq(acache__ttl_group_stat(g1, ACACHE_TTL_AVG), 7.03);
+    cr_assert_eq(acache__ttl_group_stat(g2, ACACHE_TTL_AVG), 0.07);
+    acache__ttl_analysis_free(a);
     acache_buf b = ACACHE_BUF_INIT;
-    char *j = json_of(acache_ttl_analysis_json(&b, c, 24, "u1", NULL), &b);
+    char *j = json_of(acache_ttl_analysis(&b, c, 24, "u1", NULL), &b);
     cr_assert(strstr(j, "\"avg_interval_minutes\": 7.03,") != NULL, "%s", j);
     acache_buf_dispose(&b);
     done(c);

@@ -19,19 +19,19 @@ typedef int (*json_fn)(acache_buf *out, acache *c);
 
 static int ttl_fn(acache_buf *o, acache *c)
 {
-    return acache_ttl_analysis_json(o, c, 168, NULL, NULL);
+    return acache_ttl_analysis(o, c, 168, NULL, NULL);
 }
 static int hit_fn(acache_buf *o, acache *c)
 {
-    return acache_hit_analysis_json(o, c, 168, NULL, NULL);
+    return acache_hit_analysis(o, c, 168, NULL, NULL);
 }
 static int tl_fn(acache_buf *o, acache *c)
 {
-    return acache_interval_timeline_json(o, c, 24, 10000, NULL, 1);
+    return acache_interval_timeline(o, c, 24, 10000, NULL, 1);
 }
 static int mm_fn(acache_buf *o, acache *c)
 {
-    return acache_model_mapping_stats_json(o, c);
+    return acache_model_mapping_stats(o, c);
 }
 
 static void run_until_ok(acache *c, json_fn fn)
@@ -85,7 +85,7 @@ Test(analysis_oom, mapping_stats_every_failure_is_clean, .timeout = 120)
 {
     char path[64];
     acache *c = open_worked(path);
-    acache_get_store(c)->caps |= ACACHE_STORE_CAP_RAW_KEYS;
+    acache_handle_store(c)->caps |= ACACHE_STORE_CAP_RAW_KEYS;
     th_load_jsonl(c, TH_TESTDATA("aether-redis/model-mapping.jsonl"));
     run_until_ok(c, mm_fn);
     acache_close(c);

@@ -55,7 +55,7 @@ Test(backends, l1_follows_remote_capability)
 {
     acache *c = NULL;
     cr_assert_eq(acache_open(&c, NULL), ACACHE_OK);
-    cr_assert_eq(acache__store_caps(acache_get_store(c)), 0, "memory store: no caps");
+    cr_assert_eq(acache__store_caps(acache_handle_store(c)), 0, "memory store: no caps");
     cr_assert_null(c->l1);
     acache_close(c);
 
@@ -93,7 +93,7 @@ Test(backends, provider_invalidation_with_json_values_capability)
                          acache_last_error());
         }
         size_t n = 0;
-        cr_assert_eq(acache_affinity_invalidate_provider(&n, c, "p-1"), ACACHE_OK);
+        cr_assert_eq(acache__affinity_invalidate_provider(&n, c, "p-1"), ACACHE_OK);
         cr_assert_eq(n, 2, "cap %d", cap);
         acache_affinity *a = NULL;
         cr_assert_eq(acache_affinity_get(&a, c, "k2", "openai", "m"), ACACHE_OK);
@@ -139,13 +139,13 @@ static acache *open_with(acache_catalog *cat)
 static void bodies_are(acache *c, const char *ttl, const char *hits)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_ttl_analysis_json(&b, c, 168, NULL, NULL), ACACHE_OK, "%s",
+    cr_assert_eq(acache_ttl_analysis(&b, c, 168, NULL, NULL), ACACHE_OK, "%s",
                  acache_last_error());
     cr_assert_str_eq(b.ptr, ttl);
-    cr_assert_eq(acache_hit_analysis_json(&b, c, 168, NULL, NULL), ACACHE_OK, "%s",
+    cr_assert_eq(acache_hit_analysis(&b, c, 168, NULL, NULL), ACACHE_OK, "%s",
                  acache_last_error());
     cr_assert_str_eq(b.ptr, hits);
-    cr_assert_eq(acache_interval_timeline_json(&b, c, 24, 10000, NULL, 1), ACACHE_OK);
+    cr_assert_eq(acache_interval_timeline(&b, c, 24, 10000, NULL, 1), ACACHE_OK);
     cr_assert_str_eq(b.ptr, TL_MULTI);
     acache_buf_dispose(&b);
 }

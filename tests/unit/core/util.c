@@ -95,13 +95,13 @@ Test(util, every_allocation_failure_is_handled)
         acache *c = NULL;
         int rc = acache_open(&c, NULL);
         if (rc == ACACHE_OK) {
-            acache_affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k", 1, 0);
+            acache__affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k", 1, 0);
             acache_affinity *a = NULL;
             acache_affinity_get(&a, c, "ak", "claude", "m");
             acache_affinity_free(a);
-            acache_affinity_list *l = NULL;
-            acache_affinity_list_fetch(&l, c, NULL);
-            acache_affinity_list_free(l);
+            acache__affinity_list *l = NULL;
+            acache__affinity_list_fetch(&l, c, NULL);
+            acache__affinity_list_free(l);
             acache_buf b = ACACHE_BUF_INIT;
             acache_stats_json(&b, c);
             acache_buf_dispose(&b);

@@ -205,7 +205,7 @@ static inline acache *lf_open(int with_catalog, const char *enc_key, lf_proxy **
 static inline void lf_pin(acache *c, const char *ak, const char *fmt, const char *model,
                           const char *prov, const char *ep, const char *key, uint32_t ttl)
 {
-    cr_assert_eq(acache_affinity_set(NULL, c, ak, fmt, model, prov, ep, key, 1, ttl),
+    cr_assert_eq(acache__affinity_set(NULL, c, ak, fmt, model, prov, ep, key, 1, ttl),
                  ACACHE_OK, "touch %s: %s", ak, acache_last_error());
 }
 
@@ -222,30 +222,30 @@ static inline void lf_fill(acache *c)
     lf_pin(c, "key-a1", "openai", "gm-1", "prov-1", "ep-1", "pk-1", 300);
 }
 
-static inline acache_listing *lf_list(acache *c, const char *kw, int64_t limit,
+static inline acache__listing *lf_list(acache *c, const char *kw, int64_t limit,
                                       int64_t offset)
 {
     acache_list_query q = ACACHE_LIST_QUERY_INIT;
     q.keyword = kw;
     q.limit = limit;
     q.offset = offset;
-    acache_listing *l = NULL;
-    int rc = acache_list_affinities(&l, c, &q);
+    acache__listing *l = NULL;
+    int rc = acache__list_affinities(&l, c, &q);
     cr_assert_eq(rc, ACACHE_OK, "list(%s): %s", kw ? kw : "(null)", acache_last_error());
     cr_assert_not_null(l);
     return l;
 }
 
 /* The page's affinity keys joined by ',' with api_format, e.g. "key-a1/claude,...". */
-static inline void lf_keys(const acache_listing *l, char *buf, size_t size)
+static inline void lf_keys(const acache__listing *l, char *buf, size_t size)
 {
     buf[0] = '\0';
-    for (size_t i = 0; i < acache_listing_count(l); i++) {
-        const acache_listing_item *it = acache_listing_at(l, i);
+    for (size_t i = 0; i < acache__listing_count(l); i++) {
+        const acache__listing_item *it = acache__listing_at(l, i);
         size_t used = strlen(buf);
         snprintf(buf + used, size - used, "%s%s/%s", i ? "," : "",
-                 acache_listing_item_affinity_key(it),
-                 acache_listing_item_api_format(it));
+                 acache__listing_item_affinity_key(it),
+                 acache__listing_item_api_format(it));
     }
 }
 

@@ -13,18 +13,18 @@ Test(listing_leaks, every_path_frees_what_it_allocates)
     lf_fill(c);
     static const char *kws[] = {NULL, "bO", "alice", "key-a1", "carol", "\xff", "zzz"};
     for (size_t i = 0; i < sizeof kws / sizeof kws[0]; i++)
-        acache_listing_free(lf_list(c, kws[i], 2, 1));
+        acache__listing_free(lf_list(c, kws[i], 2, 1));
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_list_affinities_json(&b, c, "x", 10, 0), ACACHE_OK);
-    cr_assert_eq(acache_list_affinities_json(&b, c, NULL, 0, 0), ACACHE_EINVALID);
-    cr_assert_eq(acache_user_affinity_json(&b, c, "alice"), ACACHE_OK);
-    cr_assert_eq(acache_user_affinity_json(&b, c, "carol"), ACACHE_OK);
-    cr_assert_eq(acache_user_affinity_json(&b, c, "nobody"), ACACHE_ENOTFOUND);
-    cr_assert_eq(acache_user_affinity_json(&b, c, "key-b1"), ACACHE_OK);
+    cr_assert_eq(th_list_json(&b, c, "x", 10, 0), ACACHE_OK);
+    cr_assert_eq(th_list_json(&b, c, NULL, 0, 0), ACACHE_EINVALID);
+    cr_assert_eq(acache_user_affinities(&b, c, "alice"), ACACHE_OK);
+    cr_assert_eq(acache_user_affinities(&b, c, "carol"), ACACHE_OK);
+    cr_assert_eq(acache_user_affinities(&b, c, "nobody"), ACACHE_ENOTFOUND);
+    cr_assert_eq(acache_user_affinities(&b, c, "key-b1"), ACACHE_OK);
     cr_assert_eq(acache_resolve_user(&b, c, "key-b1"), ACACHE_OK);
-    cr_assert_eq(acache_clear_user_json(&b, c, "key-b1"), ACACHE_OK);
-    cr_assert_eq(acache_clear_user_json(&b, c, "alice"), ACACHE_OK);
-    cr_assert_eq(acache_clear_user_json(&b, c, "nobody"), ACACHE_ENOTFOUND);
+    cr_assert_eq(acache__clear_user_json(&b, c, "key-b1"), ACACHE_OK);
+    cr_assert_eq(acache__clear_user_json(&b, c, "alice"), ACACHE_OK);
+    cr_assert_eq(acache__clear_user_json(&b, c, "nobody"), ACACHE_ENOTFOUND);
     acache_buf_dispose(&b);
     acache_close(c);
     lf_remove_catalog();
@@ -45,8 +45,8 @@ Test(listing_leaks, allocation_failures)
         for (unsigned long n = 1; n < 2000 && ok_streak < 3; n++) {
             acache_buf b = ACACHE_BUF_INIT;
             acache__alloc_fail_at(n);
-            int rc = acache_list_affinities_json(&b, c, kws[k], 100, 0);
-            int rc2 = acache_user_affinity_json(&b, c, k % 2 ? "key-a1" : "alice");
+            int rc = th_list_json(&b, c, kws[k], 100, 0);
+            int rc2 = acache_user_affinities(&b, c, k % 2 ? "key-a1" : "alice");
             acache__alloc_fail_at(0);
             cr_assert(rc == ACACHE_OK || rc == ACACHE_ENOMEM, "n=%lu rc=%d %s", n, rc,
                       acache_last_error());

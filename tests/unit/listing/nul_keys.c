@@ -120,7 +120,7 @@ static void expect_bytes(json_t *s, const char *want, size_t n, const char *what
 static json_t *list_items(const char *kw)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_list_affinities_json(&b, c, kw, 100, 0), ACACHE_OK, "%s",
+    cr_assert_eq(th_list_json(&b, c, kw, 100, 0), ACACHE_OK, "%s",
                  acache_last_error());
     json_t *j = lf_parse(&b);
     acache_buf_dispose(&b);
@@ -170,9 +170,9 @@ Test(nul_keys, listed_with_every_byte)
     json_decref(items);
 
     /* The C getters can only show the part before the NUL. */
-    acache_listing *l = lf_list(c, NULL, 100, 0);
-    cr_assert_str_eq(acache_listing_item_affinity_key(acache_listing_at(l, 0)), "a");
-    acache_listing_free(l);
+    acache__listing *l = lf_list(c, NULL, 100, 0);
+    cr_assert_str_eq(acache__listing_item_affinity_key(acache__listing_at(l, 0)), "a");
+    acache__listing_free(l);
 }
 
 Test(nul_keys, selected_and_matched_by_all_bytes)
@@ -197,13 +197,13 @@ Test(nul_keys, selected_and_matched_by_all_bytes)
 
 Test(nul_keys, affinity_json_keeps_every_byte)
 {
-    acache_affinity_list *all = NULL;
-    cr_assert_eq(acache_affinity_list_fetch(&all, c, NULL), ACACHE_OK, "%s",
+    acache__affinity_list *all = NULL;
+    cr_assert_eq(acache__affinity_list_fetch(&all, c, NULL), ACACHE_OK, "%s",
                  acache_last_error());
     int seen = 0;
-    for (size_t i = 0; i < acache_affinity_list_count(all); i++) {
+    for (size_t i = 0; i < acache__affinity_list_count(all); i++) {
         acache_buf b = ACACHE_BUF_INIT;
-        cr_assert_eq(acache_affinity_to_json(&b, acache_affinity_list_at(all, i)),
+        cr_assert_eq(acache_affinity_to_json(&b, acache__affinity_list_at(all, i)),
                      ACACHE_OK);
         if (strstr(b.ptr, "\"a\\u0000b\"")) {
             json_t *j = lf_parse(&b);
@@ -214,5 +214,5 @@ Test(nul_keys, affinity_json_keeps_every_byte)
         acache_buf_dispose(&b);
     }
     cr_assert_eq(seen, 1);
-    acache_affinity_list_free(all);
+    acache__affinity_list_free(all);
 }

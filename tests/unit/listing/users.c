@@ -55,7 +55,7 @@ Test(users, resolution_order)
 Test(users, user_affinity_ok)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_user_affinity_json(&b, c, " alice@example.com "), ACACHE_OK, "%s",
+    cr_assert_eq(acache_user_affinities(&b, c, " alice@example.com "), ACACHE_OK, "%s",
                  acache_last_error());
     json_t *j = lf_parse(&b);
     cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
@@ -84,7 +84,7 @@ Test(users, user_affinity_ok)
     json_decref(j);
 
     /* an API key id resolves to its owner: all of the owner's pins */
-    cr_assert_eq(acache_user_affinity_json(&b, c, "key-b1"), ACACHE_OK);
+    cr_assert_eq(acache_user_affinities(&b, c, "key-b1"), ACACHE_OK);
     j = lf_parse(&b);
     cr_assert_str_eq(
         json_string_value(json_object_get(json_object_get(j, "user_info"), "username")),
@@ -97,7 +97,7 @@ Test(users, user_affinity_ok)
 Test(users, user_affinity_none_and_unknown)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_user_affinity_json(&b, c, "carol"), ACACHE_OK);
+    cr_assert_eq(acache_user_affinities(&b, c, "carol"), ACACHE_OK);
     json_t *j = lf_parse(&b);
     cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "not_found");
     cr_assert(json_is_string(json_object_get(j, "message")));
@@ -109,7 +109,7 @@ Test(users, user_affinity_none_and_unknown)
     json_decref(j);
     acache_buf_dispose(&b);
 
-    cr_assert_eq(acache_user_affinity_json(&b, c, "ghost-user"), ACACHE_ENOTFOUND);
+    cr_assert_eq(acache_user_affinities(&b, c, "ghost-user"), ACACHE_ENOTFOUND);
     cr_assert_null(b.ptr);
     cr_assert(strstr(acache_last_error(), "ghost-user") != NULL, "%s",
               acache_last_error());
@@ -121,7 +121,7 @@ Test(users, user_affinity_none_and_unknown)
 Test(users, clear_by_api_key_id)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_clear_user_json(&b, c, "key-b1"), ACACHE_OK, "%s",
+    cr_assert_eq(acache__clear_user_json(&b, c, "key-b1"), ACACHE_OK, "%s",
                  acache_last_error());
     json_t *j = lf_parse(&b);
     cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
@@ -136,9 +136,9 @@ Test(users, clear_by_api_key_id)
     json_decref(j);
     acache_buf_dispose(&b);
 
-    acache_listing *l = lf_list(c, NULL, 100, 0);
+    acache__listing *l = lf_list(c, NULL, 100, 0);
     LF_EXPECT(l, "key-a2/openai,key-a1/claude,key-a1/openai,key-zz/gemini");
-    acache_listing_free(l);
+    acache__listing_free(l);
 }
 
 Test(users, clear_key_id_first_then_user)
@@ -146,7 +146,7 @@ Test(users, clear_key_id_first_then_user)
     /* "key-a1" is an API key id and user-5's username: the key wins here,
      * as in Aether (resolution alone would pick user-5). */
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_clear_user_json(&b, c, "key-a1"), ACACHE_OK);
+    cr_assert_eq(acache__clear_user_json(&b, c, "key-a1"), ACACHE_OK);
     json_t *j = lf_parse(&b);
     cr_assert_eq(json_integer_value(json_object_get(j, "count")), 2);
     cr_assert_str_eq(
@@ -154,7 +154,7 @@ Test(users, clear_key_id_first_then_user)
         "user-1");
     json_decref(j);
 
-    cr_assert_eq(acache_clear_user_json(&b, c, "alice"), ACACHE_OK);
+    cr_assert_eq(acache__clear_user_json(&b, c, "alice"), ACACHE_OK);
     j = lf_parse(&b);
     cr_assert_eq(json_integer_value(json_object_get(j, "count")), 1); /* key-a2's pin */
     json_t *ui = json_object_get(j, "user_info");
@@ -162,19 +162,19 @@ Test(users, clear_key_id_first_then_user)
     cr_assert_null(json_object_get(ui, "api_key_id"));
     json_decref(j);
 
-    cr_assert_eq(acache_clear_user_json(&b, c, "carol"), ACACHE_OK); /* nothing pinned */
+    cr_assert_eq(acache__clear_user_json(&b, c, "carol"), ACACHE_OK); /* nothing pinned */
     j = lf_parse(&b);
     cr_assert_eq(json_integer_value(json_object_get(j, "count")), 0);
     json_decref(j);
     acache_buf_dispose(&b);
 
-    cr_assert_eq(acache_clear_user_json(&b, c, "nobody-here"), ACACHE_ENOTFOUND);
+    cr_assert_eq(acache__clear_user_json(&b, c, "nobody-here"), ACACHE_ENOTFOUND);
     cr_assert_null(b.ptr);
     cr_assert(strstr(acache_last_error(), "nobody-here") != NULL);
 
-    acache_listing *l = lf_list(c, NULL, 100, 0);
+    acache__listing *l = lf_list(c, NULL, 100, 0);
     LF_EXPECT(l, "key-zz/gemini,key-b1/claude");
-    acache_listing_free(l);
+    acache__listing_free(l);
 }
 
 Test(users, invalidate_target_user)
@@ -195,9 +195,9 @@ Test(users, invalidate_target_user)
     t.identifier = NULL;
     cr_assert_eq(acache_invalidate(&removed, c, &t), ACACHE_EINVALID);
 
-    acache_listing *l = lf_list(c, NULL, 100, 0);
+    acache__listing *l = lf_list(c, NULL, 100, 0);
     LF_EXPECT(l, "key-zz/gemini");
-    acache_listing_free(l);
+    acache__listing_free(l);
 }
 
 Test(users_config, no_catalog_finds_nobody)
@@ -206,17 +206,17 @@ Test(users_config, no_catalog_finds_nobody)
     lf_fill(h);
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(acache_resolve_user(&b, h, "user-1"), ACACHE_ENOTFOUND);
-    cr_assert_eq(acache_user_affinity_json(&b, h, "key-a1"), ACACHE_ENOTFOUND);
+    cr_assert_eq(acache_user_affinities(&b, h, "key-a1"), ACACHE_ENOTFOUND);
     cr_assert(strstr(acache_last_error(), "key-a1") != NULL);
-    cr_assert_eq(acache_clear_user_json(&b, h, "key-a1"), ACACHE_ENOTFOUND);
+    cr_assert_eq(acache__clear_user_json(&b, h, "key-a1"), ACACHE_ENOTFOUND);
     cr_assert_null(b.ptr);
     acache_target t = ACACHE_TARGET_INIT;
     t.kind = ACACHE_TARGET_USER;
     t.identifier = "key-a1";
     cr_assert_eq(acache_invalidate(NULL, h, &t), ACACHE_ENOTFOUND);
-    acache_listing *l = lf_list(h, NULL, 100, 0);
-    cr_assert_eq(acache_listing_total(l), 5, "nothing was removed");
-    acache_listing_free(l);
+    acache__listing *l = lf_list(h, NULL, 100, 0);
+    cr_assert_eq(acache__listing_total(l), 5, "nothing was removed");
+    acache__listing_free(l);
     acache_close(h);
 }
 
@@ -225,7 +225,7 @@ Test(users_config, no_catalog_finds_nobody)
 Test(users, user_without_api_keys_has_no_pins)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_user_affinity_json(&b, c, "dave"), ACACHE_OK, "%s",
+    cr_assert_eq(acache_user_affinities(&b, c, "dave"), ACACHE_OK, "%s",
                  acache_last_error());
     json_t *j = lf_parse(&b);
     cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "not_found");
@@ -240,27 +240,27 @@ Test(users, user_without_api_keys_has_no_pins)
 
     /* The mechanism: an empty (or all-NULL) key list is a filter matching
      * nothing, for every caller. */
-    acache_listing *l = NULL;
+    acache__listing *l = NULL;
     cr_assert_eq(acache__listing_for_keys(&l, c, NULL, 0), ACACHE_OK);
-    cr_assert_eq(acache_listing_total(l), 0);
-    acache_listing_free(l);
+    cr_assert_eq(acache__listing_total(l), 0);
+    acache__listing_free(l);
     const char *none[1] = {NULL};
     cr_assert_eq(acache__listing_for_keys(&l, c, none, 1), ACACHE_OK);
-    cr_assert_eq(acache_listing_total(l), 0);
-    acache_listing_free(l);
+    cr_assert_eq(acache__listing_total(l), 0);
+    acache__listing_free(l);
     const char *one[2] = {NULL, "key-b1"};
     cr_assert_eq(acache__listing_for_keys(&l, c, one, 2), ACACHE_OK);
     LF_EXPECT(l, "key-b1/claude");
-    acache_listing_free(l);
+    acache__listing_free(l);
 
     /* The listing's rule 2 for him: no pins, matched_user_id set. */
     l = lf_list(c, "dave@example.com", 100, 0);
-    cr_assert_eq(acache_listing_total(l), 0);
-    cr_assert_str_eq(acache_listing_matched_user_id(l), "user-7");
-    acache_listing_free(l);
+    cr_assert_eq(acache__listing_total(l), 0);
+    cr_assert_str_eq(acache__listing_matched_user_id(l), "user-7");
+    acache__listing_free(l);
 
     /* Invalidation by that user removes nothing. */
-    cr_assert_eq(acache_clear_user_json(&b, c, "dave"), ACACHE_OK);
+    cr_assert_eq(acache__clear_user_json(&b, c, "dave"), ACACHE_OK);
     j = lf_parse(&b);
     cr_assert_eq(json_integer_value(json_object_get(j, "count")), 0);
     json_decref(j);
@@ -273,6 +273,6 @@ Test(users, user_without_api_keys_has_no_pins)
                  acache_last_error());
     cr_assert_eq(removed, 0);
     l = lf_list(c, NULL, 100, 0);
-    cr_assert_eq(acache_listing_total(l), 5, "nothing was removed");
-    acache_listing_free(l);
+    cr_assert_eq(acache__listing_total(l), 5, "nothing was removed");
+    acache__listing_free(l);
 }

@@ -20,12 +20,12 @@
 
 static char *render(const acache_entry *e, size_t n, int64_t ttl)
 {
-    acache_model_mapping_stats *s = NULL;
+    acache__model_mapping_stats *s = NULL;
     cr_assert_eq(acache__model_mapping_stats_from_entries(&s, e, n, NULL, 300, 0, ttl),
                  ACACHE_OK, "%s", acache_last_error());
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(acache__model_mapping_stats_render(&b, s), ACACHE_OK);
-    acache_model_mapping_stats_free(s);
+    acache__model_mapping_stats_free(s);
     return b.ptr; /* the caller frees */
 }
 
@@ -92,17 +92,17 @@ Test(mapping_entries, repeats_and_cap)
         E("global_model:resolve:a", "NOT_FOUND"),
         E("global_model:resolve:b", "NOT_FOUND"),
     };
-    acache_model_mapping_stats *s = NULL;
+    acache__model_mapping_stats *s = NULL;
     cr_assert_eq(acache__model_mapping_stats_from_entries(&s, e, 3, NULL, 300, 1, 5),
                  ACACHE_OK);
-    cr_assert_eq(acache_model_mapping_stats_breakdown(s, ACACHE_MM_GLOBAL_MODEL_RESOLVE),
+    cr_assert_eq(acache__model_mapping_stats_breakdown(s, ACACHE_MM_GLOBAL_MODEL_RESOLVE),
                  3);
-    cr_assert_eq(acache_model_mapping_stats_unmapped_count(s), 1);
-    cr_assert_str_eq(acache_model_mapping_stats_unmapped_name(s, 0), "a");
-    cr_assert_eq(acache_model_mapping_stats_unmapped_ttl(s, 0), 5);
-    acache_model_mapping_stats_free(s);
+    cr_assert_eq(acache__model_mapping_stats_unmapped_count(s), 1);
+    cr_assert_str_eq(acache__model_mapping_stats_unmapped_name(s, 0), "a");
+    cr_assert_eq(acache__model_mapping_stats_unmapped_ttl(s, 0), 5);
+    acache__model_mapping_stats_free(s);
     cr_assert_eq(acache__model_mapping_stats_from_entries(&s, e, 3, NULL, 300, 0, 5),
                  ACACHE_OK);
-    cr_assert_eq(acache_model_mapping_stats_unmapped_count(s), 2);
-    acache_model_mapping_stats_free(s);
+    cr_assert_eq(acache__model_mapping_stats_unmapped_count(s), 2);
+    acache__model_mapping_stats_free(s);
 }

@@ -70,7 +70,7 @@ static acache *mm_open(const char *catalog_json, uint32_t cap)
     acache *c = th_open(&o);
 #ifdef MM_STORE_CAPS
     /* The feature follows the capability, not the store's name. */
-    acache_get_store(c)->caps |= MM_STORE_CAPS;
+    acache_handle_store(c)->caps |= MM_STORE_CAPS;
 #endif
     /* Private Redis per test process, but Criterion may reuse it: start clean. */
     size_t d = 0;
@@ -90,13 +90,13 @@ static void mm_done(acache *c)
 
 static void mm_set(acache *c, const char *key, const char *value)
 {
-    acache_store *s = acache_get_store(c);
+    acache_store *s = acache_handle_store(c);
     cr_assert_eq(s->set(s, key, value, strlen(value), 300), ACACHE_OK);
 }
 
 static int mm_exists(acache *c, const char *key)
 {
-    acache_store *s = acache_get_store(c);
+    acache_store *s = acache_handle_store(c);
     acache_buf b = ACACHE_BUF_INIT;
     int rc = s->get(s, key, &b);
     acache_buf_dispose(&b);
@@ -152,25 +152,25 @@ Test(MM_SUITE, stats_with_catalog)
 Test(MM_SUITE, stats_structured)
 {
     acache *c = mm_open(mm_catalog(1, 1), 0);
-    acache_model_mapping_stats *s = NULL;
+    acache__model_mapping_stats *s = NULL;
     cr_assert_eq(MM_STATS(&s, c), ACACHE_OK);
-    cr_assert_eq(acache_model_mapping_stats_available(s), 1);
-    cr_assert_null(acache_model_mapping_stats_message(s));
-    cr_assert_eq(acache_model_mapping_stats_total_keys(s), 8);
-    cr_assert_eq(acache_model_mapping_stats_breakdown(s, ACACHE_MM_GLOBAL_MODEL_RESOLVE),
+    cr_assert_eq(acache__model_mapping_stats_available(s), 1);
+    cr_assert_null(acache__model_mapping_stats_message(s));
+    cr_assert_eq(acache__model_mapping_stats_total_keys(s), 8);
+    cr_assert_eq(acache__model_mapping_stats_breakdown(s, ACACHE_MM_GLOBAL_MODEL_RESOLVE),
                  4);
-    cr_assert_eq(acache_model_mapping_stats_mapping_count(s), 1);
-    cr_assert_eq(acache_model_mapping_stats_mapping_provider_count(s, 0), 2);
-    cr_assert_str_eq(acache_model_mapping_stats_mapping_provider(s, 0, 1), "backup");
-    cr_assert_eq(acache_model_mapping_stats_unmapped_count(s), 2);
-    cr_assert_eq(acache_model_mapping_stats_unmapped_status(s, 0), ACACHE_MM_NOT_FOUND);
-    cr_assert_eq(acache_model_mapping_stats_unmapped_status(s, 1), ACACHE_MM_INVALID);
-    cr_assert_eq(acache_model_mapping_stats_pm_count(s), 1);
-    cr_assert_eq(acache_model_mapping_stats_pm_hit_count(s, 0), 17);
-    cr_assert_eq(acache_model_mapping_stats_pm_alias_count(s, 0), 2);
-    cr_assert_null(acache_model_mapping_stats_pm_alias(s, 0, 2));
-    cr_assert_eq(acache_model_mapping_stats_pm_ttl(s, 5), -1);
-    acache_model_mapping_stats_free(s);
+    cr_assert_eq(acache__model_mapping_stats_mapping_count(s), 1);
+    cr_assert_eq(acache__model_mapping_stats_mapping_provider_count(s, 0), 2);
+    cr_assert_str_eq(acache__model_mapping_stats_mapping_provider(s, 0, 1), "backup");
+    cr_assert_eq(acache__model_mapping_stats_unmapped_count(s), 2);
+    cr_assert_eq(acache__model_mapping_stats_unmapped_status(s, 0), ACACHE_MM_NOT_FOUND);
+    cr_assert_eq(acache__model_mapping_stats_unmapped_status(s, 1), ACACHE_MM_INVALID);
+    cr_assert_eq(acache__model_mapping_stats_pm_count(s), 1);
+    cr_assert_eq(acache__model_mapping_stats_pm_hit_count(s, 0), 17);
+    cr_assert_eq(acache__model_mapping_stats_pm_alias_count(s, 0), 2);
+    cr_assert_null(acache__model_mapping_stats_pm_alias(s, 0, 2));
+    cr_assert_eq(acache__model_mapping_stats_pm_ttl(s, 5), -1);
+    acache__model_mapping_stats_free(s);
     mm_done(c);
 }
 
@@ -194,19 +194,19 @@ Test(MM_SUITE, stats_without_catalog)
 Test(MM_SUITE, inactive_provider_and_global_model)
 {
     acache *c = mm_open(mm_catalog(0, 1), 0);
-    acache_model_mapping_stats *s = NULL;
+    acache__model_mapping_stats *s = NULL;
     cr_assert_eq(MM_STATS(&s, c), ACACHE_OK);
     /* the inactive provider drops out of providers and of provider_model_mappings */
-    cr_assert_eq(acache_model_mapping_stats_mapping_provider_count(s, 0), 1);
-    cr_assert_str_eq(acache_model_mapping_stats_mapping_provider(s, 0, 0), "backup");
-    cr_assert_eq(acache_model_mapping_stats_pm_count(s), 0);
-    acache_model_mapping_stats_free(s);
+    cr_assert_eq(acache__model_mapping_stats_mapping_provider_count(s, 0), 1);
+    cr_assert_str_eq(acache__model_mapping_stats_mapping_provider(s, 0, 0), "backup");
+    cr_assert_eq(acache__model_mapping_stats_pm_count(s), 0);
+    acache__model_mapping_stats_free(s);
     mm_done(c);
 
     c = mm_open(mm_catalog(1, 0), 0);
     cr_assert_eq(MM_STATS(&s, c), ACACHE_OK);
-    cr_assert_eq(acache_model_mapping_stats_pm_count(s), 0);
-    acache_model_mapping_stats_free(s);
+    cr_assert_eq(acache__model_mapping_stats_pm_count(s), 0);
+    acache__model_mapping_stats_free(s);
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(MM_STATS_JSON(&b, c), ACACHE_OK);
     cr_assert(strstr(b.ptr, "\"provider_model_mappings\": null, " MM_UNMAPPED "}}") !=
@@ -227,39 +227,39 @@ Test(MM_SUITE, provider_global_filters_and_missing_hits)
     mm_set(c, "model:provider_global:a:b:c", "{\"provider_model_name\": \"x\"}");
     /* invalid JSON under a well-formed key: skipped */
     mm_set(c, "model:provider_global:prov-3:" GM_ID, "{oops");
-    acache_model_mapping_stats *s = NULL;
+    acache__model_mapping_stats *s = NULL;
     cr_assert_eq(MM_STATS(&s, c), ACACHE_OK);
     cr_assert_eq(
-        acache_model_mapping_stats_breakdown(s, ACACHE_MM_MODEL_BY_PROVIDER_GLOBAL), 4);
-    cr_assert_eq(acache_model_mapping_stats_pm_count(s), 1);
-    acache_model_mapping_stats_free(s);
+        acache__model_mapping_stats_breakdown(s, ACACHE_MM_MODEL_BY_PROVIDER_GLOBAL), 4);
+    cr_assert_eq(acache__model_mapping_stats_pm_count(s), 1);
+    acache__model_mapping_stats_free(s);
 
     /* a different name with no hits key: listed, hit_count 0, alias = GM name */
     mm_set(c, "model:provider_global:prov-2:" GM_ID,
            "{\"provider_model_name\": \"sonnet-backup\", \"provider_model_mappings\": "
            "[{\"name\": \"  \"}, 7, {\"name\": 3}]}");
     cr_assert_eq(MM_STATS(&s, c), ACACHE_OK);
-    cr_assert_eq(acache_model_mapping_stats_pm_count(s), 2);
+    cr_assert_eq(acache__model_mapping_stats_pm_count(s), 2);
     /* sorted by provider_name: "Anthropic Main" < "backup" */
-    cr_assert_str_eq(acache_model_mapping_stats_pm_provider_name(s, 1), "backup");
-    cr_assert_eq(acache_model_mapping_stats_pm_hit_count(s, 1), 0);
-    cr_assert_eq(acache_model_mapping_stats_pm_alias_count(s, 1), 1);
-    cr_assert_str_eq(acache_model_mapping_stats_pm_alias(s, 1, 0), "claude-sonnet-4-5");
-    acache_model_mapping_stats_free(s);
+    cr_assert_str_eq(acache__model_mapping_stats_pm_provider_name(s, 1), "backup");
+    cr_assert_eq(acache__model_mapping_stats_pm_hit_count(s, 1), 0);
+    cr_assert_eq(acache__model_mapping_stats_pm_alias_count(s, 1), 1);
+    cr_assert_str_eq(acache__model_mapping_stats_pm_alias(s, 1, 0), "claude-sonnet-4-5");
+    acache__model_mapping_stats_free(s);
     mm_done(c);
 }
 
 Test(MM_SUITE, cap_limits_listed_entries)
 {
     acache *c = mm_open(mm_catalog(1, 1), 1);
-    acache_model_mapping_stats *s = NULL;
+    acache__model_mapping_stats *s = NULL;
     cr_assert_eq(MM_STATS(&s, c), ACACHE_OK);
     /* first resolve name in key order is the direct match (skipped) */
-    cr_assert_eq(acache_model_mapping_stats_breakdown(s, ACACHE_MM_GLOBAL_MODEL_RESOLVE),
+    cr_assert_eq(acache__model_mapping_stats_breakdown(s, ACACHE_MM_GLOBAL_MODEL_RESOLVE),
                  4);
-    cr_assert_eq(acache_model_mapping_stats_mapping_count(s), 0);
-    cr_assert_eq(acache_model_mapping_stats_unmapped_count(s), 0);
-    acache_model_mapping_stats_free(s);
+    cr_assert_eq(acache__model_mapping_stats_mapping_count(s), 0);
+    cr_assert_eq(acache__model_mapping_stats_unmapped_count(s), 0);
+    acache__model_mapping_stats_free(s);
     mm_done(c);
 }
 
@@ -336,7 +336,7 @@ Test(MM_SUITE, clear_all_leaves_other_keys)
                        "\"global_model_by_id\": 0, \"global_model_by_name\": 0, "
                        "\"global_model_resolve\": 0}, \"mappings\": [], "
                        "\"provider_model_mappings\": null, \"unmapped\": null}}");
-    acache_store *s = acache_get_store(c);
+    acache_store *s = acache_handle_store(c);
     size_t d = 0;
     const acache_key keys[] = {{"modelx:other", 12}, {"cache_affinity:k:CLAUDE:m", 25}};
     s->del(s, keys, 2, &d);
@@ -358,15 +358,15 @@ Test(MM_SUITE, resolve_value_shapes)
     mm_set(c, "global_model:resolve:e-null", "null");
     mm_set(c, "global_model:resolve:f-latin1", "{\"name\": \"caf\xe9\"}");
     mm_set(c, "global_model:resolve:g-blank", " ");
-    acache_model_mapping_stats *s = NULL;
+    acache__model_mapping_stats *s = NULL;
     cr_assert_eq(MM_STATS(&s, c), ACACHE_OK, "%s", acache_last_error());
-    cr_assert_eq(acache_model_mapping_stats_breakdown(s, ACACHE_MM_GLOBAL_MODEL_RESOLVE),
+    cr_assert_eq(acache__model_mapping_stats_breakdown(s, ACACHE_MM_GLOBAL_MODEL_RESOLVE),
                  11);
-    cr_assert_eq(acache_model_mapping_stats_unmapped_count(s), 8);
-    cr_assert_str_eq(acache_model_mapping_stats_unmapped_name(s, 0), "a-array");
-    cr_assert_eq(acache_model_mapping_stats_unmapped_status(s, 0), ACACHE_MM_ERROR);
-    cr_assert_eq(acache_model_mapping_stats_unmapped_ttl(s, 0), -1);
-    acache_model_mapping_stats_free(s);
+    cr_assert_eq(acache__model_mapping_stats_unmapped_count(s), 8);
+    cr_assert_str_eq(acache__model_mapping_stats_unmapped_name(s, 0), "a-array");
+    cr_assert_eq(acache__model_mapping_stats_unmapped_status(s, 0), ACACHE_MM_ERROR);
+    cr_assert_eq(acache__model_mapping_stats_unmapped_ttl(s, 0), -1);
+    acache__model_mapping_stats_free(s);
     mm_expect_stats(
         c,
         "{\"status\": \"ok\", \"data\": {\"available\": true, \"ttl_seconds\": 300, "
