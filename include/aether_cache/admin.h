@@ -20,7 +20,11 @@ typedef enum acache_target_kind {
     ACACHE_TARGET_USER = 3,     /* identifier: an api_keys.id, else a user (id,
                                    username, email) resolved through the catalog */
     ACACHE_TARGET_PROVIDER = 4, /* provider_id */
-    ACACHE_TARGET_ALL = 5
+    ACACHE_TARGET_ALL = 5,
+    ACACHE_TARGET_KEY = 6,      /* key_id: every pin to that provider API key
+                                   ("key disabled"). Since: 0.2 */
+    ACACHE_TARGET_ENDPOINT = 7  /* endpoint_id: every pin to that provider
+                                   endpoint ("endpoint removed"). Since: 0.2 */
 } acache_target_kind;
 
 typedef struct acache_target {
@@ -59,6 +63,10 @@ ACACHE_EXTERN int acache_invalidate(size_t *removed, acache *c, const acache_tar
  *   ALL       {status, message, count}             (DELETE .../cache)
  *   API_KEY   {status, message, affinity_key, count} (no Aether route; the
  *             same shape as PROVIDER)
+ *   KEY       {status, message, key_id, count}       (extension: DELETE
+ *             .../cache/keys/{key_id}; the same shape as PROVIDER)
+ *   ENDPOINT  {status, message, endpoint_id, count}  (extension: DELETE
+ *             .../cache/endpoints/{endpoint_id})
  * A NULL endpoint_id of a SINGLE target is no filter and shows as null.
  * @param out filled with NUL-terminated JSON; release with acache_buf_dispose().
  *        Untouched on failure.

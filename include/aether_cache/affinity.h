@@ -81,6 +81,84 @@ typedef struct acache_touch {
 ACACHE_EXTERN int acache_affinity_touch(acache_touch_result *result, acache *c,
                                         const acache_touch *t);
 
+/* ---- pin lifecycle: the outcome of a request served through a pin ---- */
+
+/** How a request served through a pin ended (acache_affinity_report()). */
+typedef enum acache_outcome {
+    ACACHE_OUTCOME_SUCCESS = 1,   /* as acache_affinity_touch(); clears the failure count */
+    ACACHE_OUTCOME_TRANSIENT = 2, /* timeout, 5xx, 429: counted on the pin, which is
+                                     dropped at options.max_transient_failures in a row */
+    ACACHE_OUTCOME_TERMINAL = 3   /* 401/403, key disabled: the pin is dropped at once */
+} acache_outcome;
+
+/** What acache_affinity_report() did. 1..3 are acache_touch_result's values. */
+typedef enum acache_report_action {
+    ACACHE_REPORT_SKIPPED = 0,    /* nothing written (success with supports_caching 0,
+                                     or an error) */
+    ACACHE_REPORT_CREATED = 1,    /* success: as ACACHE_TOUCH_CREATED */
+    ACACHE_REPORT_REFRESHED = 2,  /* success: as ACACHE_TOUCH_REFRESHED */
+    ACACHE_REPORT_SWITCHED = 3,   /* success: as ACACHE_TOUCH_SWITCHED */
+    ACACHE_REPORT_KEPT = 4,       /* transient failure counted, pin kept */
+    ACACHE_REPORT_DROPPED = 5,    /* failure: the pin was deleted */
+    ACACHE_REPORT_NOT_PINNED = 6  /* failure, but no live pin to that provider /
+                                     endpoint / key (absent, expired, or already
+                                     moved elsewhere): nothing changed */
+} acache_report_action;
+
+/** Inputs of acache_affinity_report(); initialise with ACACHE_REPORT_INIT. */
+typedef struct acache_report {
+    unsigned int version;     /* ACACHE_REPORT_VERSION */
+    const char *affinity_key; /* client API key id: required, no ':' */
+    const char *api_format;   /* required, no ':' */
+    const char *model_name;   /* required; may contain ':' */
+    const char *provider_id;  /* the target the request went to: required */
+    const char *endpoint_id;  /* required */
+    const char *key_id;       /* required */
+    int outcome;              /* acache_outcome */
+    int supports_caching;     /* success only, as in acache_touch (INIT: 1) */
+    uint32_t ttl_s;           /* success only: 0 = the handle's default TTL */
+} acache_report;
+
+#define ACACHE_REPORT_VERSION 1
+#define ACACHE_REPORT_INIT {.version = ACACHE_REPORT_VERSION, .supports_caching = 1}
+
+/** What acache_affinity_report() did; the caller sets `version`. */
+typedef struct acache_report_result {
+    unsigned int version; /* ACACHE_REPORT_RESULT_VERSION */
+    int action;           /* acache_report_action */
+    uint32_t failures;    /* consecutive transient failures on the pin after the
+                             call: the kept count, or the count that dropped it
+                             (1 for a terminal drop); 0 otherwise */
+} acache_report_result;
+
+#define ACACHE_REPORT_RESULT_VERSION 1
+#define ACACHE_REPORT_RESULT_INIT {.version = ACACHE_REPORT_RESULT_VERSION}
+
+/**
+ * Report how a request served through (provider, endpoint, key) ended, so
+ * that the pin follows the key's health (docs/affinity.md "Pin lifecycle"):
+ *   SUCCESS    exactly acache_affinity_touch() (create, refresh or switch); a
+ *              refresh clears the pin's failure count.
+ *   TRANSIENT  if the live pin points at exactly this provider/endpoint/key,
+ *              its failure count goes up by one (kept in the pin's value as
+ *              "failure_count", which Aether ignores); at
+ *              options.max_transient_failures in a row (default 3) the pin
+ *              is dropped. The pin's TTL is not extended.
+ *   TERMINAL   the pin is dropped at once if it points at this target.
+ * Every step is atomic in the store (one Lua script on Redis), and a drop is
+ * a compare-and-delete on the failed target: a pin another process already
+ * moved elsewhere is never deleted (ACACHE_REPORT_NOT_PINNED). Drops count as
+ * cache_invalidations, and by cause in the stats (report_*, pins_dropped_*).
+ * @param out optional: receives what happened (its version set by the caller;
+ *        action ACACHE_REPORT_SKIPPED on any error).
+ * @return ACACHE_OK, ACACHE_EINVALID (field, outcome or struct version),
+ *         ACACHE_EUNSUPPORTED (a transient failure on a custom store without
+ *         the affinity_fail slot), ACACHE_ESTORE (outcome unknown, not counted).
+ * Thread-safety: safe concurrently.   Since: 0.2
+ */
+ACACHE_EXTERN int acache_affinity_report(acache_report_result *out, acache *c,
+                                         const acache_report *r);
+
 /**
  * Delete the pin if it is live and every non-NULL filter matches its value
  * (atomic compare-and-delete). A pin past its expire_at is not live, even if

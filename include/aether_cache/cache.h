@@ -46,14 +46,35 @@ typedef struct acache_options {
     uint32_t mapping_ttl_s;      /* model-mapping cache TTL reported; 0 = 300 */
     acache_clock_fn clock;       /* NULL = wall clock */
     void *clock_payload;
+    /* --- version 2 (0.2) --- */
+    uint32_t max_transient_failures; /* transient failures in a row that drop a
+                                        pin (acache_affinity_report); 0 = 3 */
+    uint32_t stats_flush_ms; /* fleet counters (docs/fleet.md): at most this often a
+                                background thread adds this handle's counter deltas
+                                to a store that keeps them (Redis); 0 = 1000,
+                                ACACHE_FLEET_OFF = per-process counters only */
+    const char *instance_id; /* this handle's name in the fleet view; NULL =
+                                "<hostname>:<pid>" (a second handle in one process
+                                gets "#2", ...); at most 200 bytes */
+    uint32_t touch_flush_ms;    /* deferred touch (docs/affinity.md "Deferred
+                                   touch"): 0 = off, every touch is one atomic
+                                   store call; N = a refresh of a pin this handle
+                                   knows live returns at once and a background
+                                   thread applies each pin's refreshes at most
+                                   every N ms (100 is a good value). Stores
+                                   without ACACHE_STORE_CAP_TOUCH_DELTA: off */
+    uint32_t touch_pending_max; /* pins a deferred handle keeps; 0 = 100000 */
 } acache_options;
+
+/* options.stats_flush_ms: no fleet counters (no thread, nothing written). */
+#define ACACHE_FLEET_OFF UINT32_MAX
 
 /* Disables the L1 cache. Zero means "default" in every options field, so a
  * zero-initialised struct (or one from an older caller) gets Aether's 3 s /
  * 1000 entries; switching the L1 off is this explicit value. */
 #define ACACHE_L1_OFF (-1)
 
-#define ACACHE_OPTIONS_VERSION 1
+#define ACACHE_OPTIONS_VERSION 2
 #define ACACHE_OPTIONS_INIT {.version = ACACHE_OPTIONS_VERSION}
 
 /**
@@ -98,13 +119,31 @@ typedef struct acache_stats {
     uint64_t malformed_records;   /* unreadable values met by get/list */
     int64_t active_affinities;    /* records stored now; -1 if it could not be counted */
     uint32_t default_ttl_s;
+    /* --- version 2 (0.2): acache_affinity_report() outcomes and drops --- */
+    uint64_t report_successes;          /* SUCCESS outcomes applied */
+    uint64_t report_transient_failures; /* TRANSIENT outcomes applied */
+    uint64_t report_terminal_failures;  /* TERMINAL outcomes applied */
+    uint64_t report_not_pinned;         /* failures on no live pin to that target */
+    uint64_t pins_dropped_transient;    /* drops at max_transient_failures in a row */
+    uint64_t pins_dropped_terminal;     /* drops by a terminal failure */
+    /* --- version 2 (0.2): the fleet view (docs/fleet.md) --- */
+    int fleet;           /* 1: the counters above are fleet totals (every instance's
+                            flushed deltas plus this handle's unflushed ones);
+                            0: this handle's own (store without fleet counters) */
+    uint32_t instances;  /* live instances (records not expired); 0 when !fleet */
+    uint64_t refreshed;  /* touches that extended a live pin */
+    double active_age_s; /* age of active_affinities in seconds (0: counted now) */
 } acache_stats;
 
-#define ACACHE_STATS_VERSION 1
+/* 1: up to default_ttl_s; 2: the report counters. A caller's older version
+ * gets only its fields written. */
+#define ACACHE_STATS_VERSION 2
 
 /**
- * Fill `out` (whose version the caller sets) with this handle's counters and
- * the number of stored records (a SCAN on Redis: O(N), not for the hot path).
+ * Fill `out` (whose version the caller sets) with the counters (fleet totals
+ * when the store keeps fleet counters, else this handle's: docs/fleet.md) and
+ * the number of stored records, counted now (a SCAN on Redis: O(N), not for
+ * the hot path; acache_stats_json serves a cached count instead).
  * @return ACACHE_OK, ACACHE_EINVALID (version), or ACACHE_ESTORE (then
  *         active_affinities is -1 and the counters are still filled).
  * Thread-safety: safe concurrently.   Since: 0.1
@@ -150,7 +189,10 @@ ACACHE_EXTERN int acache_scheduler_record_reservation(acache *c, double ratio,
 
 /**
  * Stats response body: {"status":"ok","data":{scheduler, cache_reservation_ratio,
- * dynamic_reservation, affinity_stats, scheduler_metrics}}.
+ * dynamic_reservation, affinity_stats, scheduler_metrics}}. With fleet
+ * counters, affinity_stats and scheduler_metrics hold fleet totals and
+ * affinity_stats.fleet the per-instance breakdown; active_affinities comes
+ * from a count at most 5 s old (docs/fleet.md), so no call walks the keyspace.
  * @param out filled with NUL-terminated JSON; release with acache_buf_dispose().
  * @return ACACHE_OK or ACACHE_ENOMEM (a store failure leaves
  *         active_affinities null rather than failing).   Since: 0.1

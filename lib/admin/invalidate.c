@@ -9,7 +9,7 @@
 #include "../util/json.h"
 #include "listing_priv.h"
 
-int acache_invalidate(size_t *removed, acache *c, const acache_target *t)
+static int invalidate_kind(size_t *removed, acache *c, const acache_target *t)
 {
     if (removed)
         *removed = 0;
@@ -35,10 +35,52 @@ int acache_invalidate(size_t *removed, acache *c, const acache_target *t)
         return acache__affinity_invalidate_provider(removed, c, t->provider_id);
     case ACACHE_TARGET_ALL:
         return acache__affinity_clear_all(removed, c);
+    case ACACHE_TARGET_KEY:
+        return acache__affinity_invalidate_key(removed, c, t->key_id);
+    case ACACHE_TARGET_ENDPOINT:
+        return acache__affinity_invalidate_endpoint(removed, c, t->endpoint_id);
     default:
         return acache_error_set(ACACHE_EINVALID, "acache_target kind %d unknown",
                                 t->kind);
     }
+}
+
+/* Fleet counters by cause (docs/fleet.md); "single" is derived. */
+static int target_cause(int kind)
+{
+    switch (kind) {
+    case ACACHE_TARGET_API_KEY:
+        return ACACHE__CAUSE_API_KEY;
+    case ACACHE_TARGET_USER:
+        return ACACHE__CAUSE_USER;
+    case ACACHE_TARGET_PROVIDER:
+        return ACACHE__CAUSE_PROVIDER;
+    case ACACHE_TARGET_ALL:
+        return ACACHE__CAUSE_ALL;
+    case ACACHE_TARGET_KEY:
+        return ACACHE__CAUSE_KEY;
+    case ACACHE_TARGET_ENDPOINT:
+        return ACACHE__CAUSE_ENDPOINT;
+    default:
+        return -1;
+    }
+}
+
+int acache_invalidate(size_t *removed, acache *c, const acache_target *t)
+{
+    size_t n = 0;
+    int rc = invalidate_kind(&n, c, t);
+    if (removed)
+        *removed = n;
+    if (c && t) {
+        int cause = target_cause(t->kind);
+        if (cause >= 0 && n)
+            acache__count_cause(c, cause, n);
+        /* Even a failed one may have removed pins: drop the listing
+         * snapshots and the cached active count (listing.c, fleet.c). */
+        atomic_fetch_add(&c->admin_gen, 1);
+    }
+    return rc;
 }
 
 /* ---- acache_invalidate_json: the admin body of each target kind ---- */
@@ -73,7 +115,8 @@ static int single_body(acache_buf *out, acache *c, const acache_target *t)
     return acache__admin_dump(out, o);
 }
 
-/* {status, message, <what>: <value>, count}: provider (Aether's body) and API key. */
+/* {status, message, <what>: <value>, count}: provider (Aether's body), API key,
+ * provider key and endpoint. */
 static int counted_body(acache_buf *out, acache *c, const acache_target *t,
                         const char *field, const char *value, const char *of_what)
 {
@@ -128,6 +171,10 @@ int acache_invalidate_json(acache_buf *out, acache *c, const acache_target *t)
         return counted_body(out, c, t, "provider_id", t->provider_id, "provider");
     case ACACHE_TARGET_ALL:
         return all_body(out, c, t);
+    case ACACHE_TARGET_KEY:
+        return counted_body(out, c, t, "key_id", t->key_id, "provider key");
+    case ACACHE_TARGET_ENDPOINT:
+        return counted_body(out, c, t, "endpoint_id", t->endpoint_id, "endpoint");
     default:
         return acache_error_set(ACACHE_EINVALID, "acache_target kind %d unknown",
                                 t->kind);

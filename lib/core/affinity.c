@@ -26,6 +26,7 @@ static void drop_expired(acache *c, const acache_affinity *a, const char *key)
     size_t n = 0;
     acache_match m = {acache_affinity_provider_id(a), acache_affinity_endpoint_id(a),
                       acache_affinity_key_id(a)};
+    acache__deferred_forget(c, keys, 1);
     c->store->affinity_delete_if(c->store, keys, 1, &m, &n);
 }
 
@@ -123,7 +124,24 @@ int acache_affinity_touch(acache_touch_result *result, acache *c, const acache_t
         .ttl_s = t->ttl_s ? t->ttl_s : c->default_ttl_s,
     };
     int outcome = 0;
+    if (c->deferred) {
+        /* A known live pin of the same target: counted locally, applied by
+         * the flusher (lib/core/deferred.c). The L1 copy stays: same target. */
+        if (acache__deferred_touch(c, &req)) {
+            ACACHE__KEY_FREE(key, kbuf);
+            if (result)
+                *result = ACACHE_TOUCH_REFRESHED;
+            return ACACHE_OK;
+        }
+        /* Synchronous: this pin's pending touches go first, in order. */
+        if ((rc = acache__deferred_before_sync(c, &req))) {
+            ACACHE__KEY_FREE(key, kbuf);
+            return rc;
+        }
+    }
     rc = c->store->affinity_touch(c->store, &req, &outcome, NULL, NULL);
+    if (!rc && c->deferred)
+        acache__deferred_after_sync(c, &req);
     /* Forget rather than fill: concurrent touches may finish in any order, and
      * only the store knows the latest count. The next get refills. */
     if (c->l1)
@@ -187,6 +205,7 @@ int acache_affinity_invalidate(acache *c, const char *affinity_key, const char *
     } else if (rc == ACACHE_OK || rc == ACACHE_ERROR) {
         /* Live, or unreadable (deleted only when no filter is given): the
          * store compares and deletes atomically. */
+        acache__deferred_forget(c, keys, 1);
         rc = c->store->affinity_delete_if(c->store, keys, 1, &m, &n);
         if (!rc && n == 0)
             rc = ACACHE_ENOTFOUND;
@@ -371,7 +390,7 @@ void acache__affinity_list_free(acache__affinity_list *l)
 typedef struct {
     acache *c;
     const acache_match *match; /* NULL: delete every scanned key */
-    const char *needle;        /* raw scans: "\"provider_id\"" as JSON bytes */
+    const char *needle;        /* raw scans: the one filter's "\"value\"" as JSON bytes */
     size_t needle_len;
     size_t removed;
     acache_key keys[DELETE_BATCH]; /* with lengths: a scanned key may hold a NUL */
@@ -384,6 +403,7 @@ static int bulk_flush(bulk_ctx *b)
     if (!b->n)
         return ACACHE_OK;
     size_t d = 0;
+    acache__deferred_forget(b->c, b->keys, b->n);
     int rc = b->c->store->affinity_delete_if(b->c->store, b->keys, b->n, b->match, &d);
     for (size_t i = 0; i < b->n; i++)
         free(b->owned[i]);
@@ -412,6 +432,18 @@ static int may_name(const char *v, size_t len, const char *needle, size_t nlen)
     return 0;
 }
 
+static int field_is(const char *want, const char *have)
+{
+    return !want || (have && strcmp(want, have) == 0);
+}
+
+/* Pre-filter of a parsed scan entry (the store's delete re-checks). */
+static int record_matches(const acache_record *r, const acache_match *m)
+{
+    return r && field_is(m->provider_id, r->provider_id) &&
+           field_is(m->endpoint_id, r->endpoint_id) && field_is(m->key_id, r->key_id);
+}
+
 static int bulk_batch(const acache_entry *e, size_t n, void *payload)
 {
     bulk_ctx *b = payload;
@@ -420,8 +452,7 @@ static int bulk_batch(const acache_entry *e, size_t n, void *payload)
         if (b->match && b->needle) {
             if (!e[i].value || !may_name(e[i].value, e[i].value_len, b->needle, b->needle_len))
                 continue;
-        } else if (b->match && (!e[i].record || !e[i].record->provider_id ||
-                                strcmp(e[i].record->provider_id, b->match->provider_id) != 0)) {
+        } else if (b->match && !record_matches(e[i].record, b->match)) {
             continue;
         }
         char *k = acache__strndup(e[i].key, e[i].key_len);
@@ -463,10 +494,16 @@ static int bulk_invalidate(acache *c, const char *affinity_key, const acache_mat
      * byte pre-filter replaces parsing every value (the store's atomic delete
      * decides anyway). */
     char *needle = NULL;
-    int raw_filter = m && m->provider_id && !m->endpoint_id && !m->key_id &&
-                     c->store->scan &&
+    /* One filter (provider, endpoint or provider key): its quoted value is
+     * the byte needle. */
+    const char *only = !m ? NULL
+                       : m->provider_id && !m->endpoint_id && !m->key_id ? m->provider_id
+                       : !m->provider_id && m->endpoint_id && !m->key_id ? m->endpoint_id
+                       : !m->provider_id && !m->endpoint_id && m->key_id ? m->key_id
+                                                                         : NULL;
+    int raw_filter = only && c->store->scan &&
                      (acache__store_caps(c->store) & ACACHE_STORE_CAP_JSON_VALUES);
-    if (raw_filter && !(needle = acache__sprintf("\"%s\"", m->provider_id))) {
+    if (raw_filter && !(needle = acache__sprintf("\"%s\"", only))) {
         free(b);
         free(prefix);
         return ACACHE_ENOMEM;
@@ -535,6 +572,32 @@ int acache__affinity_invalidate_provider(size_t *removed, acache *c, const char 
     if (rc)
         return rc;
     acache_match m = {provider_id, NULL, NULL};
+    return bulk_invalidate(c, NULL, &m, 1, removed);
+}
+
+int acache__affinity_invalidate_key(size_t *removed, acache *c, const char *key_id)
+{
+    if (removed)
+        *removed = 0;
+    if (!c)
+        return acache_error_set(ACACHE_EINVALID, "NULL handle");
+    int rc = acache__check_field("key_id", key_id, 0);
+    if (rc)
+        return rc;
+    acache_match m = {NULL, NULL, key_id};
+    return bulk_invalidate(c, NULL, &m, 1, removed);
+}
+
+int acache__affinity_invalidate_endpoint(size_t *removed, acache *c, const char *endpoint_id)
+{
+    if (removed)
+        *removed = 0;
+    if (!c)
+        return acache_error_set(ACACHE_EINVALID, "NULL handle");
+    int rc = acache__check_field("endpoint_id", endpoint_id, 0);
+    if (rc)
+        return rc;
+    acache_match m = {NULL, endpoint_id, NULL};
     return bulk_invalidate(c, NULL, &m, 1, removed);
 }
 

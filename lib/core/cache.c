@@ -1,4 +1,5 @@
 /* The handle: options, backends by URI, counters. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,14 @@ int acache_version_number(void)
     return ACACHE_VERSION_NUMBER;
 }
 
+/* Bytes of acache_options a caller of `version` has: an older caller's struct
+ * ends before the fields appended since, which are never read or written. */
+static size_t options_size_for(unsigned int version)
+{
+    return version < 2 ? offsetof(acache_options, max_transient_failures)
+                       : sizeof(acache_options);
+}
+
 int acache_options_init(acache_options *opts, unsigned int version)
 {
     if (!opts)
@@ -24,7 +33,7 @@ int acache_options_init(acache_options *opts, unsigned int version)
                                 "acache_options_init: unknown options version %u (this "
                                 "library knows 1..%d)",
                                 version, ACACHE_OPTIONS_VERSION);
-    memset(opts, 0, sizeof *opts);
+    memset(opts, 0, options_size_for(version));
     opts->version = version;
     return ACACHE_OK;
 }
@@ -117,7 +126,8 @@ static int check_catalog(const acache_catalog *cat)
 /* Copy options (strings included) and apply defaults. */
 static int copy_options(acache *c, const acache_options *o)
 {
-    c->opts = *o;
+    memset(&c->opts, 0, sizeof c->opts);
+    memcpy(&c->opts, o, options_size_for(o->version));
     c->opts.encryption_key = NULL; /* never kept: the derived key is */
     if (o->store_uri && !(c->store_uri = acache__strdup(o->store_uri)))
         return acache__oom();
@@ -128,6 +138,8 @@ static int copy_options(acache *c, const acache_options *o)
     c->default_ttl_s = o->default_ttl_s ? o->default_ttl_s : 300;
     c->mapping_list_cap = o->mapping_list_cap ? o->mapping_list_cap : 100;
     c->mapping_ttl_s = o->mapping_ttl_s ? o->mapping_ttl_s : 300;
+    c->max_transient_failures =
+        c->opts.max_transient_failures ? c->opts.max_transient_failures : 3;
     return ACACHE_OK;
 }
 
@@ -154,6 +166,7 @@ int acache_open_with_backends(acache **out, const acache_options *opts,
     if (!c)
         return acache__oom();
     pthread_mutex_init(&c->sched.lock, NULL);
+    pthread_mutex_init(&c->admin_cache_lock, NULL);
     int rc = copy_options(c, opts);
     acache_store *own_store = NULL;
     acache_catalog *own_catalog = NULL;
@@ -188,6 +201,14 @@ int acache_open_with_backends(acache **out, const acache_options *opts,
     }
     c->store = s;
     c->catalog = catalog ? catalog : own_catalog;
+    if ((rc = acache__fleet_start(c)) || (rc = acache__deferred_start(c))) {
+        if (store)
+            c->store = NULL; /* on failure the caller keeps its backends */
+        if (catalog)
+            c->catalog = NULL;
+        acache_close(c);
+        return rc;
+    }
     *out = c;
     return ACACHE_OK;
 }
@@ -208,6 +229,11 @@ void acache_close(acache *c)
 {
     if (!c)
         return;
+    acache__deferred_stop(c); /* pending touches first: the fleet flush counts them */
+    acache__fleet_stop(c);    /* the last flush needs the store */
+    if (c->admin_cache_free && c->admin_cache)
+        c->admin_cache_free(c->admin_cache);
+    pthread_mutex_destroy(&c->admin_cache_lock);
     if (c->store)
         c->store->free(c->store);
     if (c->catalog)

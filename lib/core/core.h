@@ -31,6 +31,23 @@ typedef struct acache__sched {
     double last_res_ratio, last_res_confidence, last_res_load_factor;
 } acache__sched;
 
+/* Invalidation causes counted apart (fleet counters, /metrics). "single" is
+ * not counted here: it is cache_invalidations minus the counted causes, so a
+ * gateway's direct acache_affinity_invalidate needs no extra add. */
+enum {
+    ACACHE__CAUSE_API_KEY,
+    ACACHE__CAUSE_USER,
+    ACACHE__CAUSE_PROVIDER,
+    ACACHE__CAUSE_KEY,      /* by provider key (key_id) */
+    ACACHE__CAUSE_ENDPOINT, /* by endpoint */
+    ACACHE__CAUSE_ALL,      /* clear-all: not in cache_invalidations */
+    ACACHE__CAUSE_COUNT
+};
+
+typedef struct acache__fleet acache__fleet;             /* lib/core/fleet.c */
+typedef struct acache__deferred acache__deferred;       /* lib/core/deferred.c */
+typedef struct acache__admin_cache acache__admin_cache; /* lib/admin/listing.c */
+
 struct acache {
     acache_options opts; /* string fields point at the copies below */
     char *store_uri, *catalog_uri;
@@ -41,10 +58,27 @@ struct acache {
 
     uint32_t default_ttl_s;
     uint32_t mapping_list_cap, mapping_ttl_s;
+    uint32_t max_transient_failures; /* acache_affinity_report; >= 1 */
 
     atomic_uint_fast64_t total_affinities, cache_hits, cache_misses;
     atomic_uint_fast64_t cache_invalidations, provider_switches, key_switches;
     atomic_uint_fast64_t malformed_records;
+    /* acache_affinity_report (lib/core/report.c): outcomes applied, drops by cause */
+    atomic_uint_fast64_t report_successes, report_transient, report_terminal;
+    atomic_uint_fast64_t report_not_pinned, dropped_transient, dropped_terminal;
+    /* Fleet counters (lib/core/fleet.c, docs/fleet.md). */
+    atomic_uint_fast64_t refreshed;
+    atomic_uint_fast64_t inval_cause[ACACHE__CAUSE_COUNT];
+    /* Bumped by every acache_invalidate through this handle: drops the cached
+     * listing snapshots and active count. */
+    atomic_uint_fast64_t admin_gen;
+    acache__fleet *fleet; /* never NULL after open: also the cached count */
+    acache__deferred *deferred; /* NULL: synchronous touch (lib/core/deferred.c) */
+    /* The admin room's caches (listing snapshots), freed by acache_close
+     * through the hook the admin room sets (core includes no admin header). */
+    acache__admin_cache *admin_cache;
+    void (*admin_cache_free)(acache__admin_cache *cache);
+    pthread_mutex_t admin_cache_lock;
 
     acache__sched sched;
 };
@@ -55,6 +89,71 @@ static inline unsigned int acache__store_caps(const acache_store *s)
 {
     return s && s->version >= 2 ? s->caps : 0;
 }
+
+/* ---- deferred touch (lib/core/deferred.c, options.touch_flush_ms) ---- */
+
+/* Start the flusher when touch_flush_ms != 0 and the store honours
+ * count_delta (ACACHE_STORE_CAP_TOUCH_DELTA); else c->deferred stays NULL. */
+int acache__deferred_start(acache *c);
+/* Stop the thread, flush once more, free. */
+void acache__deferred_stop(acache *c);
+/* 1: a known live pin of the same target, counted locally (REFRESHED);
+ * 0: the caller must touch synchronously. */
+int acache__deferred_touch(acache *c, const acache_touch_req *req);
+/* Before a synchronous touch: apply this pin's pending touches first. */
+int acache__deferred_before_sync(acache *c, const acache_touch_req *req);
+/* After a successful synchronous touch: the pin is known live (if room). */
+void acache__deferred_after_sync(acache *c, const acache_touch_req *req);
+/* Before removing `keys`: forget their pending touches (no-op when off). */
+void acache__deferred_forget(acache *c, const acache_key *keys, size_t n);
+/* Apply every pending touch now (the caller's thread); first failure. */
+int acache__deferred_flush(acache *c);
+void acache__deferred_counts(const acache *c, uint64_t *deferred, uint64_t *flushes,
+                             uint64_t *failures, uint64_t *pending);
+
+/* ---- fleet counters and the cached active count (lib/core/fleet.c) ---- */
+
+/* Start the flusher (stores with counters slots and stats_flush_ms !=
+ * ACACHE_FLEET_OFF) or just the per-process state. */
+int acache__fleet_start(acache *c);
+/* Final flush (bounded by the store's timeouts), stop the thread, free. */
+void acache__fleet_stop(acache *c);
+/* Add `n` removals of `cause` (ACACHE__CAUSE_*). */
+static inline void acache__count_cause(acache *c, int cause, uint64_t n)
+{
+    atomic_fetch_add(&c->inval_cause[cause], n);
+}
+/* The number of local counters and their names (fleet.c's table). */
+size_t acache__fleet_ncounters(void);
+const char *acache__fleet_counter_name(size_t i);
+/* Index of a counter by name; (size_t)-1 if none. */
+size_t acache__fleet_index(const char *name);
+/* A fleet view: values[ncounters] (fleet totals plus this handle's unflushed
+ * deltas, or this handle's own when !fleet), and the live instances. */
+typedef struct acache__instance {
+    char *instance_id, *version;
+    double started_at, last_flush;
+    uint64_t *values; /* ncounters */
+} acache__instance;
+typedef struct acache__fleet_view {
+    int fleet; /* 0: per process (values = this handle's) */
+    uint64_t *values;
+    acache__instance *inst;
+    size_t ninst;
+    const char *self_id; /* borrowed from the handle */
+    uint32_t flush_ms;
+} acache__fleet_view;
+/* Fills `v`; a store failure falls back to this handle's counters (fleet 0)
+ * and returns ACACHE_ESTORE. ENOMEM. Free with acache__fleet_view_free. */
+int acache__fleet_view_get(acache__fleet_view *v, acache *c);
+void acache__fleet_view_free(acache__fleet_view *v);
+/* active_affinities from the cached count (at most ACACHE__ACTIVE_MAX_AGE_S
+ * old, recounted when older or after a write through this handle); -1 when
+ * it cannot be counted. `*age_s` = its age. */
+#define ACACHE__ACTIVE_MAX_AGE_S 5.0
+int64_t acache__active_cached(acache *c, double *age_s);
+/* Count the stored records now (keys only). -1 on failure. */
+int64_t acache__active_count_now(acache *c, int *status);
 
 /* The handle's clock (options.clock or the wall clock). */
 double acache__now(const acache *c);
@@ -80,6 +179,11 @@ int acache__check_field(const char *name, const char *value, int no_colon);
 int acache__split_storage_key(const char *key, size_t key_len, const char **ak,
                               size_t *ak_len, const char **fmt, size_t *fmt_len,
                               const char **model, size_t *model_len);
+
+/* acache_record_parse() without its strict fast path: jansson alone (the
+ * fast path's reference, tests/fuzz/fuzz_record_fast.c). */
+int acache__record_parse_jansson(const char *json, size_t len, acache_record_cb cb,
+                                 void *payload);
 
 /* Build an acache_affinity from a store record plus its storage key (fields the
  * value lacks come from the key). NULL on ENOMEM. */
@@ -155,6 +259,11 @@ int acache__affinity_invalidate_api_key(size_t *removed, acache *c,
  * pin); counts them as invalidations. */
 int acache__affinity_invalidate_provider(size_t *removed, acache *c,
                                          const char *provider_id);
+/* Remove every pin whose value names that provider key / endpoint (checked
+ * atomically per pin); counted as invalidations. Since 0.2. */
+int acache__affinity_invalidate_key(size_t *removed, acache *c, const char *key_id);
+int acache__affinity_invalidate_endpoint(size_t *removed, acache *c,
+                                         const char *endpoint_id);
 /* Remove every cache_affinity:* record (SCAN + batched UNLINK, never KEYS).
  * Not counted in cache_invalidations (Aether's clear_all is not). */
 int acache__affinity_clear_all(size_t *removed, acache *c);

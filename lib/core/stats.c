@@ -1,6 +1,7 @@
 /* Counters, scheduler metrics and their JSON / Prometheus renderings. */
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,15 +23,48 @@ static double rate(uint64_t hits, uint64_t misses)
     return hits + misses ? (double)hits / (double)(hits + misses) : 0.0;
 }
 
-typedef struct {
-    size_t n;
-} count_ctx;
-
-static int count_batch(const acache_entry *e, size_t n, void *payload)
+/* Counter `name` of a fleet view (fleet.c's table). */
+static uint64_t vv(const acache__fleet_view *v, const char *name)
 {
-    (void)e;
-    ((count_ctx *)payload)->n += n;
-    return 0;
+    size_t i = acache__fleet_index(name);
+    return i == (size_t)-1 ? 0 : v->values[i];
+}
+
+/* Every field of `out` (a full-size struct) from the fleet view `fv` (fleet
+ * totals, or this handle's counters without fleet counters). `cached`: the
+ * active count from the cache (acache_stats_json) rather than counted now.
+ * Returns the count's status (ACACHE_OK or the store's error). */
+static int stats_fill(acache_stats *out, acache *c, const acache__fleet_view *fv,
+                      int cached)
+{
+    memset(out, 0, sizeof *out);
+    out->version = ACACHE_STATS_VERSION;
+    out->report_successes = vv(fv, "report_success");
+    out->report_transient_failures = vv(fv, "report_transient");
+    out->report_terminal_failures = vv(fv, "report_terminal");
+    out->report_not_pinned = vv(fv, "report_not_pinned");
+    out->pins_dropped_transient = vv(fv, "dropped_transient");
+    out->pins_dropped_terminal = vv(fv, "dropped_terminal");
+    out->total_affinities = vv(fv, "created");
+    out->cache_hits = vv(fv, "hits");
+    out->cache_misses = vv(fv, "misses");
+    out->cache_hit_rate = rate(out->cache_hits, out->cache_misses);
+    out->cache_invalidations = vv(fv, "invalidations");
+    out->provider_switches = vv(fv, "provider_switches");
+    out->key_switches = vv(fv, "key_switches");
+    out->malformed_records = vv(fv, "malformed");
+    out->refreshed = vv(fv, "refreshed");
+    out->fleet = fv->fleet;
+    out->instances = fv->fleet ? (uint32_t)fv->ninst : 0;
+    out->default_ttl_s = c->default_ttl_s;
+    int rc = ACACHE_OK;
+    if (cached) {
+        out->active_affinities = acache__active_cached(c, &out->active_age_s);
+    } else {
+        out->active_affinities = acache__active_count_now(c, &rc);
+        out->active_age_s = 0.0;
+    }
+    return rc;
 }
 
 int acache_stats_get(acache_stats *out, acache *c)
@@ -41,25 +75,22 @@ int acache_stats_get(acache_stats *out, acache *c)
         return acache_error_set(ACACHE_EINVALID, "acache_stats version %u unknown",
                                 out->version);
     unsigned int v = out->version;
-    memset(out, 0, sizeof *out);
-    out->version = v;
-    out->total_affinities = atomic_load(&c->total_affinities);
-    out->cache_hits = atomic_load(&c->cache_hits);
-    out->cache_misses = atomic_load(&c->cache_misses);
-    out->cache_hit_rate = rate(out->cache_hits, out->cache_misses);
-    out->cache_invalidations = atomic_load(&c->cache_invalidations);
-    out->provider_switches = atomic_load(&c->provider_switches);
-    out->key_switches = atomic_load(&c->key_switches);
-    out->default_ttl_s = c->default_ttl_s;
-    /* Keys only (no MGET): counting must not cost a value transfer. Expired
-     * but not yet reaped records are counted, as Redis DBSIZE would. */
-    count_ctx cc = {0};
-    int rc = c->store->scan ? c->store->scan(c->store, ACACHE_AFFINITY_PREFIX, 0,
-                                             count_batch, &cc)
-                            : ACACHE_EUNSUPPORTED;
-    out->active_affinities = rc ? -1 : (int64_t)cc.n;
-    out->malformed_records = atomic_load(&c->malformed_records);
-    return rc == ACACHE_EUNSUPPORTED ? ACACHE_OK : rc;
+    /* Only the caller's version's fields: an older struct is shorter. */
+    size_t size =
+        v < 2 ? offsetof(acache_stats, report_successes) : sizeof(acache_stats);
+    acache__fleet_view fv;
+    int frc = acache__fleet_view_get(&fv, c);
+    if (frc == ACACHE_ENOMEM)
+        return frc;
+    acache_stats full;
+    int rc = stats_fill(&full, c, &fv, 0);
+    acache__fleet_view_free(&fv);
+    full.version = v;
+    memcpy(out, &full, size);
+    if (rc == ACACHE_EUNSUPPORTED)
+        rc = ACACHE_OK;
+    /* A fleet read that failed leaves this handle's counters (fleet 0). */
+    return rc ? rc : frc;
 }
 
 /* ---- scheduler counters ---- */
@@ -228,14 +259,101 @@ static int dump_owned(acache_buf *out, json_t *root)
     return rc;
 }
 
+/* The summable scheduler counters as fleet totals (the last_* values and the
+ * moving average stay this handle's: they do not add up across processes). */
+static void sched_fleet(acache__sched *s, const acache__fleet_view *fv)
+{
+    if (!fv->fleet)
+        return;
+    s->total_batches = vv(fv, "sched_batches");
+    s->total_candidates = vv(fv, "sched_candidates");
+    s->cache_hits = vv(fv, "sched_cache_hits");
+    s->cache_misses = vv(fv, "sched_cache_misses");
+    s->concurrency_denied = vv(fv, "sched_concurrency_denied");
+    s->reservation_probe_count = vv(fv, "sched_reservation_probe");
+    s->reservation_stable_count = vv(fv, "sched_reservation_stable");
+}
+
+/* Invalidations by cause: "single" is what the counted causes leave of
+ * cache_invalidations (fleet.c counts the others where they happen). */
+static const struct {
+    const char *cause, *counter;
+} CAUSES[] = {
+    {"api_key", "inval_api_key"},   {"user", "inval_user"},
+    {"provider", "inval_provider"}, {"key", "inval_key"},
+    {"endpoint", "inval_endpoint"}, {"clear_all", "inval_all"},
+    {"report_transient", "dropped_transient"}, {"report_terminal", "dropped_terminal"},
+};
+#define NCAUSES (sizeof CAUSES / sizeof CAUSES[0])
+
+static uint64_t cause_single(const acache__fleet_view *fv)
+{
+    uint64_t total = vv(fv, "invalidations"), rest = 0;
+    /* clear-all and report drops are not part of cache_invalidations. */
+    for (size_t i = 0; i < 5; i++)
+        rest += vv(fv, CAUSES[i].counter);
+    return total > rest ? total - rest : 0;
+}
+
+static json_t *inst_json(const acache__instance *in)
+{
+    acache__fleet_view one = {.values = in->values};
+    return json_pack("{s:s, s:s, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                     "instance_id", in->instance_id, "version", in->version, "started_at",
+                     in->started_at, "last_flush", in->last_flush, "total_affinities",
+                     (json_int_t)vv(&one, "created"), "cache_hits",
+                     (json_int_t)vv(&one, "hits"), "cache_misses",
+                     (json_int_t)vv(&one, "misses"), "refreshed",
+                     (json_int_t)vv(&one, "refreshed"), "cache_invalidations",
+                     (json_int_t)vv(&one, "invalidations"), "provider_switches",
+                     (json_int_t)vv(&one, "provider_switches"), "key_switches",
+                     (json_int_t)vv(&one, "key_switches"), "malformed_records",
+                     (json_int_t)vv(&one, "malformed"));
+}
+
+/* affinity_stats.fleet: an extension after Aether's fields (docs/fleet.md). */
+static json_t *fleet_json(const acache__fleet_view *fv, const acache_stats *st)
+{
+    json_t *per = json_array(), *causes = json_object();
+    if (!per || !causes) {
+        json_decref(per);
+        json_decref(causes);
+        return NULL;
+    }
+    for (size_t i = 0; i < fv->ninst; i++)
+        if (json_array_append_new(per, inst_json(&fv->inst[i])) < 0)
+            goto fail;
+    if (json_object_set_new(causes, "single", json_integer((json_int_t)cause_single(fv))) < 0)
+        goto fail;
+    for (size_t i = 0; i < NCAUSES; i++)
+        if (json_object_set_new(causes, CAUSES[i].cause,
+                                json_integer((json_int_t)vv(fv, CAUSES[i].counter))) < 0)
+            goto fail;
+    return json_pack("{s:s, s:s, s:I, s:i, s:f, s:I, s:o, s:o}", "scope",
+                     fv->fleet ? "fleet" : "process", "instance_id", fv->self_id,
+                     "instances", (json_int_t)(fv->fleet ? fv->ninst : 1),
+                     "flush_interval_ms", (int)fv->flush_ms, "active_affinities_age_s",
+                     acache__round_py(st->active_age_s, 3), "refreshed",
+                     (json_int_t)st->refreshed, "invalidations_by_cause", causes,
+                     "per_instance", per);
+fail:
+    json_decref(per);
+    json_decref(causes);
+    return NULL;
+}
+
 int acache_stats_json(acache_buf *out, acache *c)
 {
     if (!out || !c)
         return acache_error_set(ACACHE_EINVALID, "acache_stats_json: NULL argument");
-    acache_stats st = {.version = ACACHE_STATS_VERSION};
-    acache_stats_get(&st, c); /* a store failure leaves active_affinities null */
+    acache__fleet_view fv;
+    if (acache__fleet_view_get(&fv, c) == ACACHE_ENOMEM)
+        return ACACHE_ENOMEM; /* a store failure leaves this handle's counters */
+    acache_stats st;
+    stats_fill(&st, c, &fv, 1); /* a store failure leaves active_affinities null */
     sched_snap ss;
     sched_snapshot(c, &ss);
+    sched_fleet(&ss.s, &fv);
     const acache__sched *s = &ss.s;
     json_t *affinity = json_pack(
         "{s:s, s:I, s:o, s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:{s:i}}", "storage_type",
@@ -248,6 +366,26 @@ int acache_stats_json(acache_buf *out, acache *c)
         (json_int_t)st.provider_switches, "key_switches", (json_int_t)st.key_switches,
         "malformed_records", (json_int_t)st.malformed_records, "config", "default_ttl",
         (int)st.default_ttl_s);
+    /* acache_affinity_report() counters, an extension after Aether's fields
+     * (its web UI reads affinity_stats by name). */
+    if (affinity &&
+        json_object_set_new(
+            affinity, "lifecycle",
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "report_successes",
+                      (json_int_t)st.report_successes, "report_transient_failures",
+                      (json_int_t)st.report_transient_failures, "report_terminal_failures",
+                      (json_int_t)st.report_terminal_failures, "report_not_pinned",
+                      (json_int_t)st.report_not_pinned, "pins_dropped_transient",
+                      (json_int_t)st.pins_dropped_transient, "pins_dropped_terminal",
+                      (json_int_t)st.pins_dropped_terminal)) < 0) {
+        json_decref(affinity);
+        affinity = NULL;
+    }
+    if (affinity && json_object_set_new(affinity, "fleet", fleet_json(&fv, &st)) < 0) {
+        json_decref(affinity);
+        affinity = NULL;
+    }
+    acache__fleet_view_free(&fv);
     uint64_t checks = s->reservation_probe_count + s->reservation_stable_count;
     json_t *sched = json_pack(
         "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:f, s:o, s:f, s:f}",
@@ -345,14 +483,80 @@ static int append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
     }
 }
 
+/* The Prometheus counters beside Aether's gauges (docs/fleet.md): fleet
+ * totals with a store that keeps fleet counters, else this process's. */
+static int fleet_metrics(char **buf, size_t *len, size_t *cap, const acache__fleet_view *fv)
+{
+    static const struct {
+        const char *name, *help, *counter;
+    } simple[] = {
+        {"acache_affinity_hits_total", "Affinity lookups that found a live pin", "hits"},
+        {"acache_affinity_misses_total", "Affinity lookups that found no live pin",
+         "misses"},
+        {"acache_affinity_created_total", "Pins created by touches", "created"},
+        {"acache_affinity_refreshed_total", "Touches that extended a live pin",
+         "refreshed"},
+        {"acache_affinity_malformed_records_total", "Unreadable affinity values met",
+         "malformed"},
+    };
+    int rc = ACACHE_OK;
+    for (size_t i = 0; i < sizeof simple / sizeof simple[0] && !rc; i++)
+        rc = append(buf, len, cap, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n",
+                    simple[i].name, simple[i].help, simple[i].name, simple[i].name,
+                    (unsigned long long)vv(fv, simple[i].counter));
+    if (!rc)
+        rc = append(buf, len, cap,
+                    "# HELP acache_affinity_switches_total Touches that moved a live pin to "
+                    "another target\n"
+                    "# TYPE acache_affinity_switches_total counter\n"
+                    "acache_affinity_switches_total{kind=\"provider\"} %llu\n"
+                    "acache_affinity_switches_total{kind=\"key\"} %llu\n",
+                    (unsigned long long)vv(fv, "provider_switches"),
+                    (unsigned long long)vv(fv, "key_switches"));
+    if (!rc)
+        rc = append(buf, len, cap,
+                    "# HELP acache_affinity_invalidations_total Pins removed, by cause\n"
+                    "# TYPE acache_affinity_invalidations_total counter\n"
+                    "acache_affinity_invalidations_total{cause=\"single\"} %llu\n",
+                    (unsigned long long)cause_single(fv));
+    for (size_t i = 0; i < NCAUSES && !rc; i++)
+        rc = append(buf, len, cap, "acache_affinity_invalidations_total{cause=\"%s\"} %llu\n",
+                    CAUSES[i].cause, (unsigned long long)vv(fv, CAUSES[i].counter));
+    static const struct {
+        const char *outcome, *counter;
+    } reports[] = {{"success", "report_success"},
+                   {"transient", "report_transient"},
+                   {"terminal", "report_terminal"},
+                   {"not_pinned", "report_not_pinned"}};
+    if (!rc)
+        rc = append(buf, len, cap,
+                    "# HELP acache_affinity_reports_total Request outcomes reported on pins\n"
+                    "# TYPE acache_affinity_reports_total counter\n");
+    for (size_t i = 0; i < sizeof reports / sizeof reports[0] && !rc; i++)
+        rc = append(buf, len, cap, "acache_affinity_reports_total{outcome=\"%s\"} %llu\n",
+                    reports[i].outcome, (unsigned long long)vv(fv, reports[i].counter));
+    if (!rc)
+        rc = append(buf, len, cap,
+                    "# HELP acache_instances Live library instances sharing the store's "
+                    "counters\n"
+                    "# TYPE acache_instances gauge\n"
+                    "acache_instances %llu\n",
+                    (unsigned long long)(fv->fleet ? fv->ninst : 1));
+    return rc;
+}
+
 int acache_metrics_text(acache_buf *out, acache *c)
 {
     if (!out || !c)
         return acache_error_set(ACACHE_EINVALID, "acache_metrics_text: NULL argument");
+    acache__fleet_view fv;
+    if (acache__fleet_view_get(&fv, c) == ACACHE_ENOMEM)
+        return ACACHE_ENOMEM;
     sched_snap ss;
     sched_snapshot(c, &ss);
+    sched_fleet(&ss.s, &fv);
     const acache__sched *s = &ss.s;
-    uint64_t hits = atomic_load(&c->cache_hits), misses = atomic_load(&c->cache_misses);
+    uint64_t hits = vv(&fv, "hits"), misses = vv(&fv, "misses");
     metric m[] = {
         {"cache_scheduler_total_batches", "Total batches pulled from provider list",
          (double)s->total_batches},
@@ -373,22 +577,24 @@ int acache_metrics_text(acache_buf *out, acache *c)
         {"cache_scheduler_avg_candidates_per_batch", "Average candidates per batch",
          avg_candidates(s)},
         {"cache_affinity_total", "Total cache affinities stored",
-         (double)atomic_load(&c->total_affinities)},
+         (double)vv(&fv, "created")},
         {"cache_affinity_hits", "Affinity cache hits", (double)hits},
         {"cache_affinity_misses", "Affinity cache misses", (double)misses},
         {"cache_affinity_hit_rate", "Affinity cache hit rate", rate(hits, misses)},
         {"cache_affinity_invalidations", "Affinity invalidations",
-         (double)atomic_load(&c->cache_invalidations)},
+         (double)vv(&fv, "invalidations")},
         {"cache_affinity_provider_switches", "Affinity provider switches",
-         (double)atomic_load(&c->provider_switches)},
+         (double)vv(&fv, "provider_switches")},
         {"cache_affinity_key_switches", "Affinity key switches",
-         (double)atomic_load(&c->key_switches)},
+         (double)vv(&fv, "key_switches")},
     };
     sched_snap_free(&ss);
     size_t len = 0, cap = 4096;
     char *buf = acache__malloc(cap);
-    if (!buf)
+    if (!buf) {
+        acache__fleet_view_free(&fv);
         return acache__oom();
+    }
     int rc = ACACHE_OK;
     for (size_t i = 0; i < sizeof m / sizeof m[0] && !rc; i++) {
         char num[40];
@@ -403,6 +609,9 @@ int acache_metrics_text(acache_buf *out, acache *c)
                     "# HELP cache_scheduler_info Cache scheduler information\n"
                     "# TYPE cache_scheduler_info gauge\n"
                     "cache_scheduler_info{scheduler=\"cache_aware\"} 1\n");
+    if (!rc)
+        rc = fleet_metrics(&buf, &len, &cap, &fv);
+    acache__fleet_view_free(&fv);
     if (rc) {
         free(buf);
         return rc;

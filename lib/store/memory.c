@@ -20,6 +20,8 @@ typedef struct entry {
     acache_affinity *rec; /* parsed affinity, or NULL */
     char *raw;            /* raw bytes, or NULL (rendered from rec on demand) */
     size_t raw_len;
+    uint32_t failures;    /* consecutive transient failures (affinity_fail); a
+                             touch writes a new entry, so it starts at 0 */
     size_t key_len;
     char key[];
 } entry;
@@ -194,6 +196,12 @@ static int m_affinity_touch(acache_store *self, const acache_touch_req *req, int
         .expire_at = req->now + req->ttl_s,
         .request_count = 1,
     };
+    /* count_delta: a deferred flush applies many touches at once (at most
+     * 10^15, see ACACHE_STORE_CAP_TOUCH_DELTA). */
+    if (req->count_delta > UINT64_C(1000000000000000))
+        return acache_error_set(ACACHE_EINVALID, "touch count delta above 10^15");
+    int64_t delta = req->count_delta ? (int64_t)req->count_delta : 1;
+    rec.request_count = delta;
     entry *e = entry_new(req->key, len, h, req->ttl_s);
     if (!e)
         return ACACHE_ENOMEM;
@@ -206,7 +214,10 @@ static int m_affinity_touch(acache_store *self, const acache_touch_req *req, int
             strcmp(acache_affinity_endpoint_id(old), req->endpoint_id) == 0 &&
             strcmp(acache_affinity_key_id(old), req->key_id) == 0) {
             rec.created_at = acache_affinity_created_at(old);
-            rec.request_count = acache_affinity_request_count(old) + 1;
+            /* Saturate: a count at INT64_MAX (another writer's value) must
+             * not overflow (undefined behaviour), as the Redis script does. */
+            int64_t was = acache_affinity_request_count(old);
+            rec.request_count = was > INT64_MAX - delta ? INT64_MAX : was + delta;
             *result = ACACHE_TOUCH_REFRESHED;
         } else {
             *result = ACACHE_TOUCH_SWITCHED;
@@ -257,6 +268,39 @@ static int m_affinity_delete_if(acache_store *self, const acache_key *keys, size
         }
         pthread_mutex_unlock(&s->lock);
     }
+    return ACACHE_OK;
+}
+
+/* Pin lifecycle: count a failure on the live pin to exactly req's target,
+ * dropping it at max_failures; the whole step under the shard lock. */
+static int m_affinity_fail(acache_store *self, const acache_fail_req *req, int *result,
+                           uint32_t *failures)
+{
+    memory_store *m = (memory_store *)self;
+    size_t len = strlen(req->key);
+    uint64_t h = hash_key(req->key, len);
+    shard *s = shard_for(m, h);
+    *result = ACACHE_FAIL_NOT_PINNED;
+    *failures = 0;
+    pthread_mutex_lock(&s->lock);
+    entry **pp = find_slot(s, req->key, len, h);
+    entry *e = pp ? *pp : NULL;
+    if (e && e->rec && acache_affinity_expire_at(e->rec) > req->now &&
+        strcmp(acache_affinity_provider_id(e->rec), req->provider_id) == 0 &&
+        strcmp(acache_affinity_endpoint_id(e->rec), req->endpoint_id) == 0 &&
+        strcmp(acache_affinity_key_id(e->rec), req->key_id) == 0) {
+        *failures = e->failures + 1;
+        if (*failures >= req->max_failures) {
+            *pp = e->next;
+            s->count--;
+            entry_free(e);
+            *result = ACACHE_FAIL_DROPPED;
+        } else {
+            e->failures = *failures;
+            *result = ACACHE_FAIL_KEPT;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
     return ACACHE_OK;
 }
 
@@ -518,8 +562,9 @@ int acache__store_memory_new(acache_store **out)
     m->parent.scan = m_scan;
     m->parent.ttl = m_ttl;
     m->parent.free = m_free;
+    m->parent.affinity_fail = m_affinity_fail;
     /* In process (no L1), keeps structs, and the gateway never writes here. */
-    m->parent.caps = 0;
+    m->parent.caps = 0; /* honours count_delta, but in-process: nothing to defer */
     for (int i = 0; i < NSHARDS; i++)
         pthread_mutex_init(&m->shards[i].lock, NULL);
     *out = &m->parent;

@@ -67,6 +67,10 @@ typedef struct acache_touch_req {
     const char *model_name;
     double now; /* seconds since epoch */
     uint32_t ttl_s;
+    /* How many touches this one applies (a deferred flush's sum; 0 means 1).
+     * Set by the core only for stores with ACACHE_STORE_CAP_TOUCH_DELTA:
+     * refresh adds it to request_count, create/switch writes it.  Since: 0.2 */
+    uint64_t count_delta;
 } acache_touch_req;
 
 /** A key as bytes with a length: keys found by a scan may hold any byte,
@@ -84,6 +88,47 @@ typedef struct acache_match {
     const char *endpoint_id;
     const char *key_id;
 } acache_match;
+
+/** Inputs of an atomic failure report on one pin (affinity_fail; the core's
+ *  acache_affinity_report() fills it).   Since: 0.2 (store version 3). */
+typedef struct acache_fail_req {
+    const char *key; /* full storage key */
+    const char *provider_id; /* the target that failed: the pin must name */
+    const char *endpoint_id; /* exactly these three to be counted or dropped */
+    const char *key_id;
+    double now;            /* seconds since epoch: live means expire_at > now */
+    uint32_t max_failures; /* drop when the count reaches it (>= 1; 1 = at once) */
+} acache_fail_req;
+
+/* `*result` of affinity_fail. */
+#define ACACHE_FAIL_NOT_PINNED 0 /* no live pin to that target: nothing changed */
+#define ACACHE_FAIL_KEPT 1       /* count written back, the key's TTL kept */
+#define ACACHE_FAIL_DROPPED 2    /* the pin was deleted */
+
+/** One flush of a handle's counters (docs/fleet.md). Names are short
+ *  [a-z0-9_] words; the arrays have `n` entries.   Since: 0.2 (store version 3) */
+typedef struct acache_counter_flush {
+    const char *instance_id; /* NUL-terminated, at most 200 bytes */
+    const char *version;     /* library version of the instance */
+    double started_at, now;  /* wall clock, seconds since the epoch */
+    uint32_t ttl_ms;         /* the instance record expires after this */
+    int final;               /* 1 at acache_close: add the deltas, then drop the
+                                instance record (it is no longer live) */
+    size_t n;
+    const char *const *names;
+    const uint64_t *deltas; /* added to the fleet totals (0: nothing to add) */
+    const uint64_t *totals; /* this instance's own totals since it started */
+} acache_counter_flush;
+
+/** One live instance, borrowed for the callback.   Since: 0.2 */
+typedef struct acache_instance_info {
+    const char *instance_id, *version;
+    double started_at, last_flush;
+    const uint64_t *totals; /* the names asked, in order */
+} acache_instance_info;
+
+/** Receives each live instance; return 0 to go on. */
+typedef int (*acache_instance_cb)(const acache_instance_info *inst, void *payload);
 
 typedef struct acache_store acache_store;
 
@@ -142,6 +187,36 @@ struct acache_store {
     /** What the store can do: ACACHE_STORE_CAP_* bits; 0 = none of them.
      *  The core asks these, never `scheme`.   Since: 0.2 (store version 2). */
     unsigned int caps;
+
+    /* --- version 3 --- */
+
+    /** Atomic failure report: if `req->key` holds a live pin to exactly
+     *  req's provider/endpoint/key, add one to its consecutive failure count
+     *  and delete it when the count reaches `max_failures`, else store the
+     *  count with the pin (Redis: a "failure_count" field in the JSON value,
+     *  every other byte and the key's TTL kept). Anything else (absent,
+     *  expired, unreadable, another target) is left alone. A touch that
+     *  rewrites the pin clears the count. `*result` = ACACHE_FAIL_*,
+     *  `*failures` = the count after the call (0 when not pinned).
+     *  Optional (NULL): the core then drops terminal failures with
+     *  affinity_delete_if and answers ACACHE_EUNSUPPORTED for transient ones.
+     *  Since: 0.2 (store version 3). */
+    int (*affinity_fail)(acache_store *self, const acache_fail_req *req, int *result,
+                         uint32_t *failures);
+
+    /* Optional fleet counters (docs/fleet.md); both NULL (the memory store,
+     * ACACHE_STORE_INIT): counters stay per process, as in version 2. */
+
+    /** Add `f->deltas` to the fleet totals and write the instance record, in
+     *  one batch. Must not double count: on failure `*sent` = 0 when nothing
+     *  can have reached the store (the core keeps the deltas and retries),
+     *  1 when some or all may have (the core counts them as delivered, since
+     *  a replay could add them twice).   Since: 0.2 (store version 3) */
+    int (*counters_flush)(acache_store *self, const acache_counter_flush *f, int *sent);
+    /** Fleet totals of `names` into `totals[n]` (0 where never written), then
+     *  `cb` (may be NULL) for each live instance.   Since: 0.2 (store version 3) */
+    int (*counters_read)(acache_store *self, const char *const *names, size_t n,
+                         uint64_t *totals, acache_instance_cb cb, void *payload);
     /* later slots go below; the core checks `version` before using them */
 };
 
@@ -158,6 +233,10 @@ struct acache_store {
  *  writes (`model:*`, `global_model:*`): the model-mapping cache works on
  *  this store. Without it those functions answer ACACHE_EUNSUPPORTED. */
 #define ACACHE_STORE_CAP_RAW_KEYS 0x4u
+/** affinity_touch honours acache_touch_req.count_delta (at most 10^15), so
+ *  the handle may defer refreshes (options.touch_flush_ms) and apply a pin's
+ *  accumulated touches in one call. */
+#define ACACHE_STORE_CAP_TOUCH_DELTA 0x8u
 
 /* Store vtable versions (pre-1.0: sys/ may change between 0.y releases).
  *   1  (0.1) keys of affinity_delete_if and del were NUL-terminated strings.
@@ -167,8 +246,11 @@ struct acache_store {
  * Version 1 is no longer accepted: its delete slots have another signature,
  * so a version 1 store does not compile against this header anyway and a
  * binary one would be called with the wrong argument types. Port it by
- * taking `keys[i].ptr` / `keys[i].len` (never strlen) in those two slots. */
-#define ACACHE_STORE_VERSION 2
+ * taking `keys[i].ptr` / `keys[i].len` (never strlen) in those two slots.
+ *   3  (0.2) the optional affinity_fail slot (pin lifecycle); a version 2
+ *      store is still accepted and runs without it.
+ */
+#define ACACHE_STORE_VERSION 3
 #define ACACHE_STORE_VERSION_MIN 2
 
 /** Static initialiser of a store vtable at the current version (every slot

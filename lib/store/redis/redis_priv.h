@@ -3,6 +3,7 @@
  *   store.c      vtable glue and lifetime (acache__store_redis_new)
  *   raw.c        raw key slots: get, set, del (UNLINK), ttl
  *   affinity.c   affinity slots: get, touch (script), delete_if (script)
+ *   report.c     affinity_fail (script): the pin lifecycle's failure step
  *   scan.c       the SCAN + MGET pipeline behind both scans
  *   scripts.c    the Lua scripts (scripts/ *.lua, embedded at build time),
  *                SCRIPT LOAD, and EVALSHA with the NOSCRIPT fallback
@@ -12,6 +13,7 @@
  *                hiredis's RESP codec
  *   tls.c        the OpenSSL context of rediss:// (trust, client certificate)
  *   uri.c        redis://, rediss:// and unix:// URIs
+ *   counters.c   fleet counters (acache:stats, acache:instance:<id>)
  *
  * Retries: a pooled connection whose server went away (restart) is detected
  * before use by a zero-timeout poll() (an idle RESP connection never has
@@ -100,7 +102,7 @@ typedef struct redis_store {
 
     /* Set by the first dial in acache__store_redis_new (before any sharing),
      * read-only afterwards: the SHA1 of a script is the same on every server. */
-    char touch_sha[41], delete_sha[41];
+    char touch_sha[41], delete_sha[41], report_sha[41];
 } redis_store;
 
 /* hiredis writes with write(2), so a peer that vanished raises SIGPIPE and
@@ -145,6 +147,7 @@ typedef struct redis_script {
 } redis_script;
 
 extern const redis_script acache__redis_touch_script, acache__redis_delete_script;
+extern const redis_script acache__redis_report_script;
 
 /* SCRIPT LOAD both scripts on `c`; `first`: record their SHAs in `s`. */
 int acache__redis_load_scripts(redis_store *s, rconn *c, int first);
@@ -191,12 +194,19 @@ int acache__redis_affinity_touch(acache_store *self, const acache_touch_req *req
                                  int *result, acache_record_cb cb, void *payload);
 int acache__redis_affinity_delete_if(acache_store *self, const acache_key *keys, size_t n,
                                      const acache_match *m, size_t *deleted);
+/* report.c: the pin-lifecycle script behind affinity_fail. */
+int acache__redis_affinity_fail(acache_store *self, const acache_fail_req *req,
+                                int *result, uint32_t *failures);
 
 /* A key for an error message: its bytes up to the first NUL, at most 200. */
 typedef struct key_label {
     char text[208];
 } key_label;
 const char *acache__redis_key_label(key_label *l, const acache_key *k);
+
+/* ---- counters.c: the fleet counter slots (docs/fleet.md) ---- */
+
+void acache__redis_counters_register(acache_store *st);
 
 /* ---- uri.c ---- */
 

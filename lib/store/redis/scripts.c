@@ -11,6 +11,8 @@ const redis_script acache__redis_touch_script = {"touch", acache_lua_touch,
                                                  ACACHE_LUA_TOUCH_LEN};
 const redis_script acache__redis_delete_script = {"delete_if", acache_lua_delete_if,
                                                   ACACHE_LUA_DELETE_IF_LEN};
+const redis_script acache__redis_report_script = {"report", acache_lua_report,
+                                                  ACACHE_LUA_REPORT_LEN};
 
 static int load_one(redis_store *s, rconn *c, const redis_script *sc, char *sha,
                     int first)
@@ -34,6 +36,8 @@ int acache__redis_load_scripts(redis_store *s, rconn *c, int first)
     int rc = load_one(s, c, &acache__redis_touch_script, s->touch_sha, first);
     if (!rc)
         rc = load_one(s, c, &acache__redis_delete_script, s->delete_sha, first);
+    if (!rc)
+        rc = load_one(s, c, &acache__redis_report_script, s->report_sha, first);
     return rc;
 }
 

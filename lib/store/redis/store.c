@@ -71,8 +71,10 @@ int acache__store_redis_new(acache_store **out, const char *uri,
     s->parent.scan = r_scan;
     s->parent.ttl = acache__redis_ttl;
     s->parent.free = r_free;
+    s->parent.affinity_fail = acache__redis_affinity_fail;
+    acache__redis_counters_register(&s->parent); /* counters.c: fleet counters */
     s->parent.caps = ACACHE_STORE_CAP_REMOTE | ACACHE_STORE_CAP_JSON_VALUES |
-                     ACACHE_STORE_CAP_RAW_KEYS;
+                     ACACHE_STORE_CAP_RAW_KEYS | ACACHE_STORE_CAP_TOUCH_DELTA;
     s->connect_ms = connect_timeout_ms ? connect_timeout_ms : 2000;
     s->command_ms = command_timeout_ms ? command_timeout_ms : 2000;
 
