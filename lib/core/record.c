@@ -1,6 +1,8 @@
 /* Affinity values as Aether writes them, and storage keys. */
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -37,7 +39,162 @@ static int64_t count_of_real(double v)
     return (int64_t)v;
 }
 
+/* ---- strict fast path ----
+ * The exact bytes Python's json.dumps writes for Aether's dict, which this
+ * library writes too (acache_record_render, the touch script):
+ *   {"provider_id": "S", "endpoint_id": "S", "key_id": "S", "api_format": "S",
+ *    "model_name": "S", "created_at": N, "expire_at": N, "request_count": I}
+ * on one line, nothing after the brace. S holds printable ASCII without a
+ * backslash or quote (no escape to decode, no UTF-8 to validate); N and I
+ * follow JSON's number grammar (I an integer) and read back exactly as
+ * jansson reads them (strtoll for integers, strtod for reals, no range
+ * error). Any other byte -- an escape, another key order, a missing or extra
+ * field, whitespace, a real count -- returns 0 and jansson decides. The two
+ * are differentially fuzzed (tests/fuzz/fuzz_record_fast.c). */
+
+enum { FAST_STACK = 512 };
+
+/* A JSON number at p (< end): its length, or 0. *is_int: no fraction/exponent. */
+static size_t json_number_len(const char *p, const char *end, int *is_int)
+{
+    const char *q = p;
+    if (q < end && *q == '-')
+        q++;
+    if (q >= end)
+        return 0;
+    if (*q == '0')
+        q++;
+    else if (*q >= '1' && *q <= '9')
+        while (q < end && *q >= '0' && *q <= '9')
+            q++;
+    else
+        return 0;
+    *is_int = 1;
+    if (q < end && *q == '.') {
+        *is_int = 0;
+        const char *d = ++q;
+        while (q < end && *q >= '0' && *q <= '9')
+            q++;
+        if (q == d)
+            return 0;
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        *is_int = 0;
+        q++;
+        if (q < end && (*q == '+' || *q == '-'))
+            q++;
+        const char *d = q;
+        while (q < end && *q >= '0' && *q <= '9')
+            q++;
+        if (q == d)
+            return 0;
+    }
+    return (size_t)(q - p);
+}
+
+/* Number at *pp in the NUL-safe copy (it is followed by ',' or '}', which
+ * stop strtod/strtoll). 0 = not in the strict form. */
+static int fast_number(char **pp, const char *end, int want_int, double *d, int64_t *i)
+{
+    int is_int = 0;
+    size_t n = json_number_len(*pp, end, &is_int);
+    if (!n || (want_int && !is_int))
+        return 0;
+    char *stop;
+    errno = 0;
+    if (is_int) {
+        long long v = strtoll(*pp, &stop, 10);
+        if (errno || stop != *pp + n)
+            return 0; /* out of int64: jansson fails the value ("too big") */
+        if (i)
+            *i = (int64_t)v;
+        if (d)
+            *d = (double)v; /* as json_number_value() of an integer */
+    } else {
+        double v = strtod(*pp, &stop);
+        if (errno || stop != *pp + n)
+            return 0; /* range error or a locale's decimal point: jansson */
+        *d = v;
+    }
+    *pp += n;
+    return 1;
+}
+
+static int fast_lit(char **pp, const char *end, const char *lit, size_t n)
+{
+    if ((size_t)(end - *pp) < n || memcmp(*pp, lit, n) != 0)
+        return 0;
+    *pp += n;
+    return 1;
+}
+
+/* A string body up to its closing quote, which becomes the NUL. */
+static const char *fast_string(char **pp, const char *end)
+{
+    char *p = *pp, *s = p;
+    for (; p < end; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '"') {
+            *p = '\0';
+            *pp = p + 1;
+            return s;
+        }
+        if (ch < 0x20 || ch >= 0x80 || ch == '\\')
+            return NULL;
+    }
+    return NULL;
+}
+
+#define LIT(pp, end, text) fast_lit(pp, end, text, sizeof text - 1)
+
+/* 1: parsed (cb called), 0: not the strict layout, -1: ENOMEM. */
+static int parse_fast(const char *json, size_t len, acache_record_cb cb, void *payload)
+{
+    /* The shortest strict value has 141 bytes; the cheap checks first, so
+     * that other inputs cost almost nothing. */
+    if (len < 141 || json[0] != '{' || json[len - 1] != '}')
+        return 0;
+    char stack[FAST_STACK];
+    char *buf = len <= sizeof stack ? stack : malloc(len);
+    if (!buf)
+        return -1;
+    memcpy(buf, json, len);
+    char *p = buf, *end = buf + len;
+    acache_record rec = {0};
+    int ok = LIT(&p, end, "{\"provider_id\": \"") &&
+             (rec.provider_id = fast_string(&p, end)) &&
+             LIT(&p, end, ", \"endpoint_id\": \"") &&
+             (rec.endpoint_id = fast_string(&p, end)) &&
+             LIT(&p, end, ", \"key_id\": \"") && (rec.key_id = fast_string(&p, end)) &&
+             LIT(&p, end, ", \"api_format\": \"") &&
+             (rec.api_format = fast_string(&p, end)) &&
+             LIT(&p, end, ", \"model_name\": \"") &&
+             (rec.model_name = fast_string(&p, end)) &&
+             LIT(&p, end, ", \"created_at\": ") &&
+             fast_number(&p, end, 0, &rec.created_at, NULL) &&
+             LIT(&p, end, ", \"expire_at\": ") &&
+             fast_number(&p, end, 0, &rec.expire_at, NULL) &&
+             LIT(&p, end, ", \"request_count\": ") &&
+             fast_number(&p, end, 1, NULL, &rec.request_count) && p == end - 1;
+    if (ok && cb)
+        cb(&rec, payload);
+    if (buf != stack)
+        free(buf);
+    return ok;
+}
+
 int acache_record_parse(const char *json, size_t len, acache_record_cb cb, void *payload)
+{
+    int fast = json ? parse_fast(json, len, cb, payload) : 0;
+    if (fast < 0)
+        return acache__oom();
+    if (fast)
+        return ACACHE_OK;
+    return acache__record_parse_jansson(json, len, cb, payload);
+}
+
+int acache__record_parse_jansson(const char *json, size_t len, acache_record_cb cb,
+                                 void *payload)
 {
     json_error_t err;
     /* JSON_ALLOW_NUL: a hostile value with \u0000 must not abort parsing of

@@ -1,5 +1,6 @@
 /* Affinity slots of the Redis store: get, the touch script, the
  * compare-and-delete script. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +27,14 @@ int acache__redis_affinity_get(acache_store *self, const char *key, acache_recor
     return rc;
 }
 
-/* The value of a touched pin, rendered in C so the script only concatenates:
- * `full` is a new pin's value; `head`/`tail` frame created_at and
- * request_count for a refresh. One allocation holds all three. */
-typedef struct {
+/* The text of a touched pin, rendered in C so that the script only compares
+ * and concatenates (scripts/touch.lua): `head` is the value up to and
+ * including `"created_at": `, `mid` frames expire_at before request_count.
+ * One allocation holds both. */
+typedef struct touch_text {
     char *mem;
-    const char *full, *head, *tail, *pin; /* pin: `{"provider_id": .., "key_id": .., ` */
+    const char *head, *mid;
+    size_t head_len, mid_len;
 } touch_text;
 
 static int render_touch(touch_text *t, const acache_touch_req *req)
@@ -51,47 +54,32 @@ static int render_touch(touch_text *t, const acache_touch_req *req)
     if (!strs)
         return acache__oom();
     size_t slen = strlen(strs) - 1; /* without the closing brace */
-    /* The pin prefix ends right before ", \"api_format\": " (searched from the
-     * end: the value strings before it cannot contain that unescaped). */
-    static const char fmt_key[] = ", \"api_format\": ";
-    char *fk = strstr(strs, fmt_key);
-    for (char *n = fk; n; n = strstr(n + 1, fmt_key))
-        fk = n;
-    size_t plen = fk ? (size_t)(fk - strs) + 2 : 0;
-    char now[40], exp[40];
-    acache__fmt_double(now, sizeof now, req->now);
-    acache__fmt_double(exp, sizeof exp, req->now + req->ttl_s);
+    char exp[40];
+    int el = acache__fmt_double(exp, sizeof exp, req->now + req->ttl_s);
     static const char c_at[] = ", \"created_at\": ", e_at[] = ", \"expire_at\": ",
                       r_ct[] = ", \"request_count\": ";
-    size_t cap = 3 * slen + 2 * sizeof c_at + 2 * sizeof e_at + 2 * sizeof r_ct +
-                 strlen(now) + 2 * strlen(exp) + 16;
+    size_t cap = slen + sizeof c_at + sizeof e_at + sizeof r_ct + (size_t)el + 2;
     char *m = acache__malloc(cap);
     if (!m) {
         free(strs);
         return acache__oom();
     }
-    int a =
-        snprintf(m, cap, "%.*s%s%s%s%s%s1}", (int)slen, strs, c_at, now, e_at, exp, r_ct);
-    int b = snprintf(m + a + 1, cap - (size_t)a - 1, "%.*s%s", (int)slen, strs, c_at);
-    int c = snprintf(m + a + b + 2, cap - (size_t)(a + b) - 2, "%s%s%s", e_at, exp, r_ct);
-    /* No prefix found (cannot happen for our own rendering): an empty prefix
-     * disables the script's fast path rather than matching everything. */
-    snprintf(m + a + b + c + 3, cap - (size_t)(a + b + c) - 3, "%.*s", (int)plen,
-             plen ? strs : "");
+    int a = snprintf(m, cap, "%.*s%s", (int)slen, strs, c_at);
+    int b = snprintf(m + a + 1, cap - (size_t)a - 1, "%s%s%s", e_at, exp, r_ct);
     free(strs);
     t->mem = m;
-    t->full = m;
-    t->head = m + a + 1;
-    t->tail = m + a + b + 2;
-    t->pin = m + a + b + c + 3;
+    t->head = m;
+    t->head_len = (size_t)a;
+    t->mid = m + a + 1;
+    t->mid_len = (size_t)b;
     return ACACHE_OK;
 }
 
 typedef struct touch_ctx {
     const acache_touch_req *req;
-    const char *argv[13];
-    size_t lens[13];
-    const char *now, *ttl;
+    const char *argv[12];
+    size_t lens[12];
+    const char *now, *ttl, *delta;
     touch_text *tt;
     /* from the reply */
     int outcome;
@@ -104,49 +92,68 @@ static int touch_build(void *p, size_t i, script_call *call)
     (void)i;
     touch_ctx *t = p;
     const acache_touch_req *req = t->req;
-    const char *args[] = {
-        NULL,        NULL,   "1",    req->key,    req->provider_id, req->endpoint_id,
-        req->key_id, t->now, t->ttl, t->tt->full, t->tt->head,      t->tt->tail,
-        t->tt->pin};
-    for (int k = 2; k < 13; k++) {
+    const char *args[] = {NULL,        NULL,        "1",     req->key,
+                          t->tt->head, t->now,      t->tt->mid, t->ttl,
+                          req->provider_id, req->endpoint_id, req->key_id, t->delta};
+    for (int k = 2; k < 12; k++) {
         t->argv[k] = args[k];
         t->lens[k] = strlen(args[k]);
     }
-    call->argc = 13;
+    t->lens[4] = t->tt->head_len;
+    t->lens[6] = t->tt->mid_len;
+    call->argc = 12;
     call->argv = t->argv;
     call->lens = t->lens;
     return ACACHE_OK;
 }
 
+/* The script's reply: 1 / 3 as an integer, or "COUNT CREATED_AT" for a
+ * refresh (bytes with a length: parsed from a bounded copy). */
 static int touch_take(void *p, size_t i, const redisReply *r)
 {
     (void)i;
     touch_ctx *t = p;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-        r->element[0]->type != REDIS_REPLY_INTEGER ||
-        r->element[1]->type != REDIS_REPLY_STRING ||
-        r->element[2]->type != REDIS_REPLY_STRING)
-        return acache__redis_reply_fail(r, "EVALSHA", t->req->key);
-    t->outcome = (int)r->element[0]->integer;
-    t->created_at = t->outcome == ACACHE_TOUCH_REFRESHED
-                        ? strtod(r->element[1]->str, NULL)
-                        : t->req->now;
-    t->count = strtoll(r->element[2]->str, NULL, 10);
-    return ACACHE_OK;
+    if (r->type == REDIS_REPLY_INTEGER &&
+        (r->integer == ACACHE_TOUCH_CREATED || r->integer == ACACHE_TOUCH_SWITCHED)) {
+        t->outcome = (int)r->integer;
+        t->created_at = t->req->now;
+        t->count = t->req->count_delta ? (int64_t)t->req->count_delta : 1;
+        return ACACHE_OK;
+    }
+    char buf[96];
+    if (r->type == REDIS_REPLY_STRING && r->len > 2 && r->len < sizeof buf) {
+        memcpy(buf, r->str, r->len);
+        buf[r->len] = '\0';
+        char *end;
+        long long n = strtoll(buf, &end, 10);
+        if (*end == ' ') {
+            t->outcome = ACACHE_TOUCH_REFRESHED;
+            t->count = (int64_t)n;
+            t->created_at = strtod(end + 1, NULL);
+            return ACACHE_OK;
+        }
+    }
+    return acache__redis_reply_fail(r, "EVALSHA", t->req->key);
 }
 
 int acache__redis_affinity_touch(acache_store *self, const acache_touch_req *req,
                                  int *result, acache_record_cb cb, void *payload)
 {
     redis_store *s = (redis_store *)self;
-    char now[40], ttl[16];
-    snprintf(now, sizeof now, "%.17g", req->now);
+    /* now as repr text: the script compares it and writes it as a new
+     * pin's created_at (repr reads back as the same double). */
+    char now[40], ttl[16], delta[24];
+    acache__fmt_double(now, sizeof now, req->now);
     snprintf(ttl, sizeof ttl, "%u", (unsigned)req->ttl_s);
-    touch_text tt = {NULL, NULL, NULL, NULL, NULL};
+    uint64_t d = req->count_delta ? req->count_delta : 1;
+    if (d > UINT64_C(1000000000000000))
+        return acache_error_set(ACACHE_EINVALID, "touch count delta above 10^15");
+    snprintf(delta, sizeof delta, "%" PRIu64, d);
+    touch_text tt = {NULL, NULL, NULL, 0, 0};
     int rc = render_touch(&tt, req);
     if (rc)
         return rc;
-    touch_ctx t = {.req = req, .now = now, .ttl = ttl, .tt = &tt};
+    touch_ctx t = {.req = req, .now = now, .ttl = ttl, .delta = delta, .tt = &tt};
     sigpipe_guard g;
     acache__redis_sigpipe_block(s, &g);
     rconn *c;

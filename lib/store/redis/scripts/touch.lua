@@ -2,78 +2,103 @@
 -- Redis store with EVALSHA. Redis runs a script atomically, which is what
 -- makes touch safe between gateway processes (Aether's GET+SET races).
 --
--- KEYS[1] storage key; ARGV: provider_id, endpoint_id, key_id (to compare),
--- now (%.17g), ttl seconds, the value for a new pin (complete), the head of
--- a refreshed value (up to and including `"created_at": `), its tail after
--- created_at (`, "expire_at": E, "request_count": `), and the canonical
--- start of a value pinned to this provider/endpoint/key
--- (`{"provider_id": P, "endpoint_id": E, "key_id": K, `).
--- Returns {outcome (1 created, 2 refreshed, 3 switched), created_at text,
--- request_count text}.
+-- KEYS[1] storage key; ARGV:
+--   1 head: the value up to and including `"created_at": ` in Python
+--     json.dumps layout (provider_id, endpoint_id, key_id, api_format,
+--     model_name, created_at), rendered by the C side;
+--   2 now (repr text, also a new pin's created_at);
+--   3 mid: `, "expire_at": E, "request_count": `;
+--   4 ttl seconds (0 = no expiry);
+--   5-7 provider_id, endpoint_id, key_id (slow path only);
+--   8 count delta: how many touches this call applies (1, or a deferred
+--     flush's sum; at most 10^15).
+-- A new pin's value is head .. now .. mid .. delta .. '}'.
+-- Returns 1 (created) or 3 (switched) as an integer, or for a refresh the
+-- string "COUNT CREATED_AT" (new request_count, created_at text kept): one
+-- bulk reply costs Redis less than a table.
 --
--- The C side renders every byte it can (Python json.dumps layout: key order,
--- ", " and ": " separators, repr() floats), so the script only decides and
--- concatenates. Fast path: a value starting with ARGV[9] was written in that
--- layout for this very pin, so its numbers are read with anchored patterns
--- instead of a full decode (inside a JSON string every quote is escaped, so
--- `"name": ` cannot match there). Anything else goes through cjson.decode.
--- A refresh keeps created_at's text exactly as the previous writer wrote it.
-local function num(v)
+-- Fast path (every value this library or Aether writes for this very pin):
+-- the value starts with the head byte for byte, then the three numbers in
+-- one anchored match. No unanchored pattern, no decode. Anything else goes
+-- through cjson.decode. A refresh keeps created_at's text exactly as the
+-- previous writer wrote it. Counts are added as decimal text, so they stay
+-- exact beyond 2^53 and saturate at INT64_MAX like the memory store.
+local MAX = '9223372036854775807'
+local function add(n, d)
+  if #n > 19 then return MAX end
   local s
-  for p = 15, 17 do
-    s = string.format('%.' .. p .. 'g', v)
-    if tonumber(s) == v then break end
+  if #n < 16 then
+    s = string.format('%d', tonumber(n) + d)
+  else
+    local hi, lo = tonumber(string.sub(n, 1, -10)), tonumber(string.sub(n, -9)) + d
+    s = string.format('%d%09d', hi + math.floor(lo / 1e9), lo % 1e9)
   end
-  if not string.find(s, '[%.eEn]') then s = s .. '.0' end
+  if #s > 19 or (#s == 19 and s > MAX) then return MAX end
   return s
 end
 local function finite(v)
   return type(v) == 'number' and v == v and v ~= math.huge and v ~= -math.huge
 end
-local function put(val, ttl)
-  if ttl > 0 then
-    redis.call('SET', KEYS[1], val, 'EX', ttl)
+local h, mid, d = ARGV[1], ARGV[3], tonumber(ARGV[8])
+local function put(val)
+  if ARGV[4] ~= '0' then
+    redis.call('SET', KEYS[1], val, 'EX', ARGV[4])
   else
     redis.call('SET', KEYS[1], val)
   end
 end
-local function refresh(created, rc, ttl)
-  if not finite(rc) or rc < 0 then rc = 0 end
-  local cnt = string.format('%d', math.floor(rc) + 1)
-  put(ARGV[7] .. created .. ARGV[8] .. cnt .. '}', ttl)
-  return {2, created, cnt}
+local function refresh(created, cnt)
+  cnt = add(cnt, d)
+  put(h .. created .. mid .. cnt .. '}')
+  return cnt .. ' ' .. created
 end
-local now = tonumber(ARGV[4])
-local ttl = tonumber(ARGV[5])
+local function fresh(outcome)
+  put(h .. ARGV[2] .. mid .. ARGV[8] .. '}')
+  return outcome
+end
+local now = tonumber(ARGV[2])
 local raw = redis.pcall('GET', KEYS[1])
-if type(raw) == 'string' then
-  local p3 = ARGV[9]
-  if string.sub(raw, 1, #p3) == p3 then
-    local e = tonumber(string.match(raw, '"expire_at": (-?[%d.eE+-]+)'))
-    local c = string.match(raw, '"created_at": (-?[%d.eE+-]+)')
-    local n = tonumber(string.match(raw, '"request_count": (%d+)[,}]'))
-    if finite(e) and c and finite(tonumber(c)) and n then
-      if e > now then return refresh(c, n, ttl) end
-      put(ARGV[6], ttl)
-      return {1, '', '1'}
-    end
-  end
-  local ok, v = pcall(cjson.decode, raw)
-  if ok and type(v) == 'table' and type(v.provider_id) == 'string'
-     and type(v.endpoint_id) == 'string' and type(v.key_id) == 'string'
-     and finite(v.expire_at) and v.expire_at > now then
-    if v.provider_id == ARGV[1] and v.endpoint_id == ARGV[2]
-       and v.key_id == ARGV[3] then
-      local created = string.match(raw, '"created_at": *(-?[%d.eE+-]+)')
-      if not (created and tonumber(created) == v.created_at) then
-        created = finite(v.created_at) and num(v.created_at) or nil
-      end
-      if created then return refresh(created, v.request_count, ttl) end
-    else
-      put(ARGV[6], ttl)
-      return {3, '', '1'}
-    end
+if type(raw) ~= 'string' then return fresh(1) end
+if string.find(raw, h, 1, true) == 1 then
+  local c, e, n = string.match(raw,
+    '^(-?%d[%d.eE+-]*), "expire_at": (-?%d[%d.eE+-]*), "request_count": (%d+)}$', #h + 1)
+  e = e and tonumber(e)
+  if finite(e) and finite(tonumber(c)) and (#n == 1 or string.byte(n) ~= 48) then
+    if e > now then return refresh(c, n) end
+    return fresh(1)
   end
 end
-put(ARGV[6], ttl)
-return {1, '', '1'}
+local ok, v = pcall(cjson.decode, raw)
+if ok and type(v) == 'table' and type(v.provider_id) == 'string'
+   and type(v.endpoint_id) == 'string' and type(v.key_id) == 'string'
+   and finite(v.expire_at) and v.expire_at > now then
+  if v.provider_id ~= ARGV[5] or v.endpoint_id ~= ARGV[6] or v.key_id ~= ARGV[7] then
+    return fresh(3)
+  end
+  local created = string.match(raw, '"created_at": *(-?[%d.eE+-]+)')
+  if not (created and tonumber(created) == v.created_at) then
+    created = nil
+    if finite(v.created_at) then
+      for p = 15, 17 do -- repr(): the shortest text that reads back
+        created = string.format('%.' .. p .. 'g', v.created_at)
+        if tonumber(created) == v.created_at then break end
+      end
+      if not string.find(created, '[%.eEn]') then created = created .. '.0' end
+    end
+  end
+  if created then
+    local rc = v.request_count
+    local cnt = string.match(raw, '"request_count": *(%d+)%s*[,}]')
+    if not (cnt and tonumber(cnt) == rc and (#cnt == 1 or string.byte(cnt) ~= 48)) then
+      if not finite(rc) or rc < 0 then
+        cnt = '0'
+      elseif rc >= 9.2233720368547758e18 then
+        cnt = MAX
+      else
+        cnt = string.format('%.0f', math.floor(rc))
+      end
+    end
+    return refresh(created, cnt)
+  end
+end
+return fresh(1)
