@@ -213,10 +213,14 @@ struct acache__listing_item {
     const char *key_enc, *pkey_enc; /* ciphertexts, for the mask pass */
 };
 
+typedef struct lsnap lsnap;
+
 struct acache__listing {
     arena ar;
-    acache__listing_item *items; /* every selected item, sorted */
+    acache__listing_item *items; /* every selected item, sorted; a page served
+                                    from a snapshot holds only its page */
     size_t n, cap;
+    lsnap *snap; /* the snapshot the page's raw fields borrow from, or NULL */
     size_t start, count; /* the page: items[start .. start + count) */
     int64_t limit, offset;
     const char *matched_user_id;
@@ -891,11 +895,30 @@ static int select_by_keyword(ctx *x, const char *kw, int *selected)
     return rc;
 }
 
+/* Copy the page (limit, offset of `l`) of the sorted `all` into `l`: the raw
+ * fields stay borrowed from `all`'s arena (the caller keeps it alive). */
+static int cut_page(acache__listing *l, const acache__listing *all)
+{
+    uint64_t off = (uint64_t)l->offset;
+    size_t start = off >= all->n ? all->n : (size_t)off, left = all->n - start;
+    l->count = (uint64_t)l->limit < left ? (size_t)l->limit : left;
+    l->start = 0;
+    l->n = all->n;
+    l->matched_user_id = all->matched_user_id;
+    if (!l->count)
+        return ACACHE_OK;
+    if (!(l->items = acache__malloc(l->count * sizeof *l->items)))
+        return acache__oom();
+    l->cap = l->count;
+    memcpy(l->items, all->items + start, l->count * sizeof *l->items);
+    return ACACHE_OK;
+}
+
 /* `filter`: only the pins of keys[0 .. nkeys), none when nkeys == 0 (an empty
  * list selects nothing, it is not "no filter"). Else `kw` (NULL: none)
  * selects by the rules. */
 static int build(acache__listing *l, acache *c, const char *kw, int filter,
-                 const char *const *keys, size_t nkeys, int enrich)
+                 const char *const *keys, size_t nkeys, int enrich, acache__listing *page)
 {
     ctx x;
     memset(&x, 0, sizeof x);
@@ -925,9 +948,196 @@ static int build(acache__listing *l, acache *c, const char *kw, int filter,
         l->start = off >= l->n ? l->n : (size_t)off;
         size_t left = l->n - l->start;
         l->count = (uint64_t)l->limit < left ? (size_t)l->limit : left;
-        if (enrich)
+        if (page) {
+            /* A snapshot's first page: enriched with the tables the selection
+             * already fetched. */
+            rc = cut_page(page, l);
+            x.l = page;
+            if (rc == ACACHE_OK)
+                rc = enrich_page(&x);
+        } else if (enrich) {
             rc = enrich_page(&x);
+        }
     }
+    ctx_free(&x);
+    return rc;
+}
+
+/* ---- listing snapshots ----
+ * Sorting (and, for a rule-3 keyword, filtering) every pin is the O(N) part
+ * of a listing; the page's enrichment is small. So the sorted selection is
+ * kept per keyword for SNAPSHOT_TTL_S seconds and the next page, another
+ * page size or a refresh is cut from it (docs/fleet.md "Admin at scale").
+ * Any invalidation or write through this handle drops every snapshot; writes
+ * by other processes show after at most SNAPSHOT_TTL_S. */
+#define SNAPSHOT_TTL_S 5.0
+#define SNAPSHOT_KEYWORDS 8
+
+struct lsnap {
+    atomic_int refs;         /* the cache's one + one per page built from it */
+    char *kw;                /* NULL: no keyword */
+    double built_mono;       /* monotonic seconds */
+    double built_clock;      /* the handle's clock (tests move it) */
+    uint64_t gen;            /* snapshot_gen() when built */
+    acache__listing *all;    /* sorted, filtered, not enriched (start 0, all) */
+};
+
+struct acache__admin_cache {
+    lsnap *s[SNAPSHOT_KEYWORDS];
+};
+
+static void snap_release(lsnap *sn)
+{
+    if (sn && atomic_fetch_sub(&sn->refs, 1) == 1) {
+        acache__listing_free(sn->all);
+        free(sn->kw);
+        free(sn);
+    }
+}
+
+static void admin_cache_free(acache__admin_cache *ac)
+{
+    for (int i = 0; i < SNAPSHOT_KEYWORDS; i++)
+        snap_release(ac->s[i]);
+    free(ac);
+}
+
+/* Changes with every write this handle makes or counts. */
+static uint64_t snapshot_gen(acache *c)
+{
+    return atomic_load(&c->admin_gen) + atomic_load(&c->cache_invalidations) +
+           atomic_load(&c->total_affinities) + atomic_load(&c->key_switches) +
+           atomic_load(&c->refreshed);
+}
+
+static double mono_now(void)
+{
+    return (double)acache__monotonic_ms() / 1000.0;
+}
+
+static int kw_eq(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static int snap_fresh(const lsnap *sn, acache *c, uint64_t gen)
+{
+    double age = mono_now() - sn->built_mono;
+    double clock_age = acache__now(c) - sn->built_clock;
+    return sn->gen == gen && age <= SNAPSHOT_TTL_S && clock_age >= 0 &&
+           clock_age <= SNAPSHOT_TTL_S;
+}
+
+/* A live snapshot of `kw` (one reference for the caller), or NULL. */
+static lsnap *snap_get(acache *c, const char *kw)
+{
+    lsnap *found = NULL;
+    uint64_t gen = snapshot_gen(c);
+    pthread_mutex_lock(&c->admin_cache_lock);
+    acache__admin_cache *ac = c->admin_cache;
+    for (int i = 0; ac && i < SNAPSHOT_KEYWORDS; i++) {
+        lsnap *sn = ac->s[i];
+        if (!sn)
+            continue;
+        if (!snap_fresh(sn, c, gen)) {
+            ac->s[i] = NULL;
+            snap_release(sn);
+        } else if (kw_eq(sn->kw, kw)) {
+            atomic_fetch_add(&sn->refs, 1);
+            found = sn;
+        }
+    }
+    pthread_mutex_unlock(&c->admin_cache_lock);
+    return found;
+}
+
+/* Keep `sn` (takes the caller's reference), replacing the same keyword's or
+ * the oldest one. */
+static void snap_put(acache *c, lsnap *sn)
+{
+    pthread_mutex_lock(&c->admin_cache_lock);
+    if (!c->admin_cache) {
+        c->admin_cache = acache__calloc(1, sizeof *c->admin_cache);
+        c->admin_cache_free = admin_cache_free;
+    }
+    acache__admin_cache *ac = c->admin_cache;
+    if (!ac) {
+        pthread_mutex_unlock(&c->admin_cache_lock);
+        snap_release(sn);
+        return;
+    }
+    int slot = 0;
+    for (int i = 0; i < SNAPSHOT_KEYWORDS; i++) {
+        if (!ac->s[i] || kw_eq(ac->s[i]->kw, sn->kw)) {
+            slot = i;
+            break;
+        }
+        if (ac->s[i]->built_mono < ac->s[slot]->built_mono)
+            slot = i;
+    }
+    snap_release(ac->s[slot]);
+    ac->s[slot] = sn;
+    pthread_mutex_unlock(&c->admin_cache_lock);
+}
+
+static acache__listing *listing_new(void);
+
+/* Build the snapshot of `kw` (the whole sorted selection, not enriched) and
+ * `page` from it. */
+static int snap_build(lsnap **out, acache *c, const char *kw, acache__listing *page)
+{
+    *out = NULL;
+    lsnap *sn = acache__calloc(1, sizeof *sn);
+    if (!sn)
+        return acache__oom();
+    atomic_init(&sn->refs, 1);
+    sn->gen = snapshot_gen(c);
+    sn->built_mono = mono_now();
+    sn->built_clock = acache__now(c);
+    if (kw && !(sn->kw = acache__strdup(kw))) {
+        free(sn);
+        return ACACHE_ENOMEM;
+    }
+    if (!(sn->all = listing_new())) {
+        snap_release(sn);
+        return ACACHE_ENOMEM;
+    }
+    sn->all->limit = INT64_MAX;
+    int rc = build(sn->all, c, kw, 0, NULL, 0, 0, page);
+    if (rc < 0) {
+        snap_release(sn);
+        return rc;
+    }
+    *out = sn;
+    return ACACHE_OK;
+}
+
+/* The page of `l` (limit, offset set) from a snapshot of `kw`, built now if
+ * there is no live one. */
+static int list_from_snapshot(acache__listing *l, acache *c, const char *kw)
+{
+    lsnap *sn = snap_get(c, kw);
+    if (!sn) {
+        int rc = snap_build(&sn, c, kw, l);
+        if (sn) {
+            l->snap = sn;
+            atomic_fetch_add(&sn->refs, 1); /* the page's; snap_put takes the other */
+            if (rc == ACACHE_OK)
+                snap_put(c, sn);
+            else
+                snap_release(sn);
+        }
+        return rc;
+    }
+    l->snap = sn;
+    int rc = cut_page(l, sn->all);
+    if (rc < 0)
+        return rc;
+    ctx x;
+    memset(&x, 0, sizeof x);
+    x.c = c;
+    x.l = l;
+    rc = enrich_page(&x);
     ctx_free(&x);
     return rc;
 }
@@ -968,7 +1178,7 @@ int acache__list_affinities(acache__listing **out, acache *c, const acache_list_
 
     /* Only "" is no keyword: a blank one is matched as given (rule 3). */
     const char *kw = q->keyword && *q->keyword ? q->keyword : NULL;
-    int rc = build(l, c, kw, 0, NULL, 0, 1);
+    int rc = list_from_snapshot(l, c, kw);
     if (rc < 0) {
         acache__listing_free(l);
         return rc;
@@ -985,7 +1195,7 @@ int acache__listing_for_keys(acache__listing **out, acache *c, const char *const
     if (!l)
         return ACACHE_ENOMEM;
     l->limit = INT64_MAX;
-    int rc = build(l, c, NULL, 1, keys, n, 0);
+    int rc = build(l, c, NULL, 1, keys, n, 0, NULL);
     if (rc < 0) {
         acache__listing_free(l);
         return rc;
@@ -1006,6 +1216,7 @@ void acache__listing_free(acache__listing *l)
         return;
     arena_free(&l->ar);
     free(l->items);
+    snap_release(l->snap);
     free(l);
 }
 
