@@ -417,6 +417,28 @@ static MHD_Result_t r_clear_provider(call *k)
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
+/* Extensions beside Aether's routes (docs/http-api.md): every pin to one
+ * provider key ("key disabled") or one endpoint ("endpoint removed"). */
+static MHD_Result_t r_clear_key(call *k)
+{
+    acache_target t = ACACHE_TARGET_INIT;
+    t.kind = ACACHE_TARGET_KEY;
+    t.key_id = k->seg[1];
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_invalidate_json(&b, k->srv->cache, &t);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
+static MHD_Result_t r_clear_endpoint(call *k)
+{
+    acache_target t = ACACHE_TARGET_INIT;
+    t.kind = ACACHE_TARGET_ENDPOINT;
+    t.endpoint_id = k->seg[1];
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_invalidate_json(&b, k->srv->cache, &t);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
 static MHD_Result_t r_mm_stats(call *k)
 {
     acache_buf b = ACACHE_BUF_INIT;
@@ -521,6 +543,8 @@ static const route ROUTES[] = {
     {0, "DELETE", {"users", "*"}, 2, r_clear_user},
     {0, "DELETE", {"affinity", "*", "*", "*", "*"}, 5, r_clear_single},
     {0, "DELETE", {"providers", "*"}, 2, r_clear_provider},
+    {0, "DELETE", {"keys", "*"}, 2, r_clear_key},
+    {0, "DELETE", {"endpoints", "*"}, 2, r_clear_endpoint},
     {0, "GET", {"model-mapping", "stats"}, 2, r_mm_stats},
     {0, "DELETE", {"model-mapping"}, 1, r_mm_clear_all},
     {0, "DELETE", {"model-mapping", "*"}, 2, r_mm_clear_model},

@@ -427,6 +427,26 @@ static int cmd_clear_provider(acache *c, const command *cmd, cmd_opts *o)
     return invalidate(c, cmd, &t);
 }
 
+static int cmd_clear_key(acache *c, const command *cmd, cmd_opts *o)
+{
+    if (need(o, 1, cmd))
+        return EXIT_USAGE;
+    acache_target t = ACACHE_TARGET_INIT;
+    t.kind = ACACHE_TARGET_KEY;
+    t.key_id = o->pos[0];
+    return invalidate(c, cmd, &t);
+}
+
+static int cmd_clear_endpoint(acache *c, const command *cmd, cmd_opts *o)
+{
+    if (need(o, 1, cmd))
+        return EXIT_USAGE;
+    acache_target t = ACACHE_TARGET_INIT;
+    t.kind = ACACHE_TARGET_ENDPOINT;
+    t.endpoint_id = o->pos[0];
+    return invalidate(c, cmd, &t);
+}
+
 static int cmd_clear_all(acache *c, const command *cmd, cmd_opts *o)
 {
     if (need(o, 0, cmd))
@@ -570,6 +590,16 @@ static const command commands[] = {
      "Delete every pin that points at provider PID.\n"
      "\n" CONFIRM_TEXT,
      O_YES, cmd_clear_provider},
+    {"clear-key", "KID", "delete every pin to one provider API key",
+     "Delete every pin that points at provider API key KID (e.g. the key was\n"
+     "disabled).\n"
+     "\n" CONFIRM_TEXT,
+     O_YES, cmd_clear_key},
+    {"clear-endpoint", "EID", "delete every pin to one provider endpoint",
+     "Delete every pin that points at provider endpoint EID (e.g. the endpoint was\n"
+     "removed).\n"
+     "\n" CONFIRM_TEXT,
+     O_YES, cmd_clear_endpoint},
     {"clear-all", "", "delete every pin in the store",
      "Delete every cache affinity in the store.\n"
      "\n" CONFIRM_TEXT,
@@ -685,10 +715,11 @@ static void usage(FILE *f)
         "Run \"acache COMMAND --help\" for a command's arguments and options.\n"
         "\n"
         "Confirmation:\n"
-        "  clear-all, clear-user, clear-provider and mapping-clear without a name\n"
-        "  delete by a broad selector: they ask for confirmation when stdin is a\n"
-        "  terminal, refuse with exit status 2 when it is not, and --yes skips the\n"
-        "  question. clear-single and mapping-clear NAME name one entry and do not ask.\n"
+        "  clear-all, clear-user, clear-provider, clear-key, clear-endpoint and\n"
+        "  mapping-clear without a name delete by a broad selector: they ask for\n"
+        "  confirmation when stdin is a terminal, refuse with exit status 2 when it\n"
+        "  is not, and --yes skips the question. clear-single and mapping-clear NAME\n"
+        "  name one entry and do not ask.\n"
         "\n"
         "Exit status:\n"
         "  0  success\n"
@@ -742,6 +773,10 @@ static const char *destructive(const command *cmd, const cmd_opts *o)
         return "delete every cache affinity of this user or API key";
     if (!strcmp(cmd->name, "clear-provider"))
         return "delete every cache affinity on this provider";
+    if (!strcmp(cmd->name, "clear-key"))
+        return "delete every cache affinity on this provider API key";
+    if (!strcmp(cmd->name, "clear-endpoint"))
+        return "delete every cache affinity on this endpoint";
     if (!strcmp(cmd->name, "mapping-clear") && !o->provider && o->npos == 0)
         return "delete the whole model-mapping cache";
     return NULL;

@@ -462,6 +462,47 @@ def check_redis(r):
     assert r.cli("EXISTS", "global_model:resolve:claude-x").strip() == "0"
 
 
+def check_clear_key_endpoint(r):
+    """clear-key / clear-endpoint: the confirmation rules of clear-provider, and
+    exactly the pins to that provider key / endpoint go."""
+    st = ["--store", r.uri]
+    expect(0, *st, "clear-all", "--yes")
+    for cmd in ("clear-key", "clear-endpoint"):
+        out, _ = expect(0, cmd, "--help")
+        assert "--yes" in out and "confirmation" in out, (cmd, out)
+        _, err = expect(2, cmd, "--yes", *st)
+        assert "takes 1 argument" in err, err
+    expect(0, "touch", "A1", "claude", "m", "p1", "e1", "k1", *st)
+    expect(0, "touch", "A2", "claude", "m", "p1", "e1", "k2", *st)
+    expect(0, "touch", "A3", "claude", "m", "p2", "e2", "k1", *st)
+    expect(0, "touch", "A4", "claude", "m", "p2", "e2", "k3", *st)
+    # Off a terminal without --yes: refused, nothing deleted.
+    _, err = expect(2, "clear-key", "k1", *st)
+    assert "--yes" in err and "not a terminal" in err, err
+    _, err = expect(2, "clear-endpoint", "e2", *st)
+    assert "--yes" in err and "not a terminal" in err, err
+    expect(0, "get", "A1", "claude", "m", *st)
+    # On a terminal: "n" keeps, "y" deletes.
+    rc, err = on_pty([ARGS.cli, "clear-key", "k1", *st], b"n\n")
+    assert rc == 2 and "[y/N]" in err and "provider API key" in err, (rc, err)
+    expect(0, "get", "A3", "claude", "m", *st)
+    out, _ = expect(0, "clear-key", "k1", "--yes", *st)
+    body = json.loads(out)
+    assert body["key_id"] == "k1" and body["count"] == 2, body
+    expect(1, "get", "A1", "claude", "m", *st)
+    expect(1, "get", "A3", "claude", "m", *st)
+    expect(0, "get", "A2", "claude", "m", *st)
+    rc, err = on_pty([ARGS.cli, "clear-endpoint", "e2", *st], b"y\n")
+    assert rc == 0 and "[y/N]" in err, (rc, err)
+    expect(1, "get", "A4", "claude", "m", *st)
+    expect(0, "get", "A2", "claude", "m", *st)
+    out, _ = expect(0, "--yes", "clear-endpoint", "nope", *st)
+    assert json.loads(out) == {"status": "ok", "message":
+                               "Cleared 0 cache affinities of the endpoint",
+                               "endpoint_id": "nope", "count": 0}, out
+    expect(0, *st, "clear-all", "--yes")
+
+
 def on_pty(cmd, answer):
     """Run cmd with stdin on a pseudo-terminal; answer the prompt; return (rc, stderr)."""
     master, slave = pty.openpty()
@@ -531,6 +572,7 @@ def main():
             r = Redis()
             try:
                 run("redis", check_redis, r)
+                run("clear_key_endpoint", check_clear_key_endpoint, r)
                 run("replay_touch_progress", check_replay_touch_progress, r)
             finally:
                 r.stop()

@@ -1119,6 +1119,40 @@ def check_redis_routes(s, r, npins):
     assert s.json("GET", MON + "/affinities")["data"]["meta"]["total"] == 0
 
 
+def check_key_endpoint_routes(s, r):
+    """The extensions DELETE /keys/{key_id} and /endpoints/{endpoint_id}: exactly
+    the pins naming that provider key / endpoint go (brute force over the values)."""
+    s.json("DELETE", MON)
+    now = time.time()
+    pins = [("x%04d" % i, "p%d" % (i % 3), "e%d" % (i % 7), "k%d" % (i % 11))
+            for i in range(600)]
+    pins.append(("odd", "p0", "e/1 x", "k/1 x"))  # decoded path segments
+    r.pipe([aether_pin(ak, "claude", "m", p, e, k, now) for ak, p, e, k in pins])
+
+    def left():
+        return {ak for ak, _, _, _ in pins
+                if r.exists("cache_affinity:%s:claude:m" % ak)}
+
+    alive = {ak for ak, _, _, _ in pins}
+    for route, idx, ident in (("keys", 3, "k1"), ("endpoints", 2, "e1"),
+                              ("keys", 3, "k/1 x"), ("endpoints", 2, "e/1 x")):
+        want = {p[0] for p in pins if p[idx] == ident and p[0] in alive}
+        field = "key_id" if route == "keys" else "endpoint_id"
+        body = s.json("DELETE", MON + "/%s/%s" % (route, q(ident)))
+        assert body == {"status": "ok", "message": body["message"], field: ident,
+                        "count": len(want)}, (body, len(want))
+        alive -= want
+        assert left() == alive, route
+    body = s.json("DELETE", MON + "/keys/nope")
+    assert body["count"] == 0, body
+    assert s.request("GET", MON + "/keys/k1")[0] == 405
+    lc = s.json("GET", MON + "/stats")["data"]["affinity_stats"]["lifecycle"]
+    assert set(lc) == {"report_successes", "report_transient_failures",
+                       "report_terminal_failures", "report_not_pinned",
+                       "pins_dropped_transient", "pins_dropped_terminal"}, lc
+    s.json("DELETE", MON)
+
+
 def check_analysis_routes(s):
     ttl = s.json("GET", USAGE + "/ttl-analysis?hours=168")
     assert ttl["analysis_period_hours"] == 168 and ttl["total_users_analyzed"] == 5, ttl
@@ -1210,6 +1244,7 @@ def main():
                     run("redis.health", check_health, s, "redis", "json")
                     run("redis.head", check_head, s)
                     run("redis.routes", check_redis_routes, s, r, npins)
+                    run("redis.key_endpoint_routes", check_key_endpoint_routes, s, r)
                     run("redis.analysis", check_analysis_routes, s)
                     r.pipe([aether_pin("k-l%03d" % i, "claude", "m", "p", "e", "k", time.time())
                             for i in range(20)])
