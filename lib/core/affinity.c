@@ -129,6 +129,7 @@ int acache_affinity_touch(acache_touch_result *result, acache *c, const acache_t
          * the flusher (lib/core/deferred.c). The L1 copy stays: same target. */
         if (acache__deferred_touch(c, &req)) {
             ACACHE__KEY_FREE(key, kbuf);
+            atomic_fetch_add(&c->refreshed, 1);
             if (result)
                 *result = ACACHE_TOUCH_REFRESHED;
             return ACACHE_OK;
@@ -153,6 +154,8 @@ int acache_affinity_touch(acache_touch_result *result, acache *c, const acache_t
         atomic_fetch_add(&c->total_affinities, 1);
     else if (outcome == ACACHE_TOUCH_SWITCHED)
         atomic_fetch_add(&c->key_switches, 1);
+    else if (outcome == ACACHE_TOUCH_REFRESHED)
+        atomic_fetch_add(&c->refreshed, 1); /* fleet counters */
     if (result)
         *result = (acache_touch_result)outcome;
     return ACACHE_OK;
