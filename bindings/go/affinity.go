@@ -107,6 +107,42 @@ func (c *Cache) Touch(t Touch) (TouchResult, error) {
 	return TouchResult(res), err
 }
 
+// ReportResult is what Report did: the action and the consecutive transient
+// failures on the pin after it (the kept count, or the count that dropped it).
+type ReportResult struct {
+	Action   ReportAction
+	Failures uint32
+}
+
+// Report tells the library how a request served through t's pin target
+// ended (acache_affinity_report): OutcomeSuccess is Touch; OutcomeTransient
+// counts a failure on the pin and drops it at the handle's
+// max_transient_failures in a row; OutcomeTerminal drops it at once. A drop
+// is a compare-and-delete on t's provider/endpoint/key.
+func (c *Cache) Report(t Touch, outcome Outcome) (ReportResult, error) {
+	var cs cstrings
+	defer cs.free()
+	in := C.acache_report{
+		version:          C.ACACHE_REPORT_VERSION,
+		affinity_key:     cs.str(t.AffinityKey),
+		api_format:       cs.str(t.APIFormat),
+		model_name:       cs.str(t.ModelName),
+		provider_id:      cs.str(t.ProviderID),
+		endpoint_id:      cs.str(t.EndpointID),
+		key_id:           cs.str(t.KeyID),
+		outcome:          C.int(outcome),
+		supports_caching: 1,
+		ttl_s:            C.uint32_t(t.TTL / time.Second),
+	}
+	if t.NoCaching {
+		in.supports_caching = 0
+	}
+	var res C.acache_report_result
+	res.version = C.ACACHE_REPORT_RESULT_VERSION
+	err := c.call(func(h *C.acache) C.int { return C.acache_affinity_report(&res, h, &in) })
+	return ReportResult{Action: ReportAction(res.action), Failures: uint32(res.failures)}, err
+}
+
 // Records lists every live raw record, or only those of affinityKey when it
 // is not "", in storage-key order (acache_affinity_foreach).
 func (c *Cache) Records(affinityKey string) ([]Affinity, error) {
@@ -171,6 +207,21 @@ func (c *Cache) InvalidateProvider(providerID string) (int, error) {
 	defer cs.free()
 	return c.invalidate(C.acache_target{kind: C.ACACHE_TARGET_PROVIDER,
 		provider_id: cs.str(providerID)})
+}
+
+// InvalidateKey removes every pin to one provider API key (key disabled).
+func (c *Cache) InvalidateKey(keyID string) (int, error) {
+	var cs cstrings
+	defer cs.free()
+	return c.invalidate(C.acache_target{kind: C.ACACHE_TARGET_KEY, key_id: cs.str(keyID)})
+}
+
+// InvalidateEndpoint removes every pin to one provider endpoint (endpoint removed).
+func (c *Cache) InvalidateEndpoint(endpointID string) (int, error) {
+	var cs cstrings
+	defer cs.free()
+	return c.invalidate(C.acache_target{kind: C.ACACHE_TARGET_ENDPOINT,
+		endpoint_id: cs.str(endpointID)})
 }
 
 // ClearAll removes every affinity record.

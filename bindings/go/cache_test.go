@@ -642,3 +642,35 @@ func TestRecordReservation(t *testing.T) {
 		t.Fatalf("closed handle: %v", err)
 	}
 }
+
+func TestReportLifecycle(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store string) {
+		c := open(t, Options{Store: store})
+		target := Touch{AffinityKey: "ak-r", APIFormat: "claude", ModelName: "m",
+			ProviderID: "p", EndpointID: "e", KeyID: "k"}
+		if r := must(c.Report(target, OutcomeSuccess)).ok(t); r.Action != ReportCreated {
+			t.Fatalf("success: %+v", r)
+		}
+		for i := uint32(1); i <= 2; i++ {
+			r := must(c.Report(target, OutcomeTransient)).ok(t)
+			if r.Action != ReportKept || r.Failures != i {
+				t.Fatalf("transient %d: %+v", i, r)
+			}
+		}
+		if r := must(c.Report(target, OutcomeTransient)).ok(t); r.Action != ReportDropped {
+			t.Fatalf("third transient: %+v", r)
+		}
+		if r := must(c.Report(target, OutcomeTerminal)).ok(t); r.Action != ReportNotPinned {
+			t.Fatalf("terminal on nothing: %+v", r)
+		}
+		pin(t, c, "ak-1", "m1")
+		must(c.Touch(Touch{AffinityKey: "ak-2", APIFormat: "claude", ModelName: "m1",
+			ProviderID: "prov-1", EndpointID: "ep-2", KeyID: "pk-2"})).ok(t)
+		if n := must(c.InvalidateKey("pk-1")).ok(t); n != 1 {
+			t.Fatalf("InvalidateKey: %d", n)
+		}
+		if n := must(c.InvalidateEndpoint("ep-2")).ok(t); n != 1 {
+			t.Fatalf("InvalidateEndpoint: %d", n)
+		}
+	})
+}

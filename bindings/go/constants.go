@@ -20,6 +20,12 @@ const TargetProvider TargetKind = 4
 // TargetAll is ACACHE_TARGET_ALL.
 const TargetAll TargetKind = 5
 
+// TargetKey is ACACHE_TARGET_KEY.
+const TargetKey TargetKind = 6
+
+// TargetEndpoint is ACACHE_TARGET_ENDPOINT.
+const TargetEndpoint TargetKind = 7
+
 // TouchResult mirrors enum acache_touch_result.
 type TouchResult int
 
@@ -34,6 +40,42 @@ const TouchRefreshed TouchResult = 2
 
 // TouchSwitched is ACACHE_TOUCH_SWITCHED.
 const TouchSwitched TouchResult = 3
+
+// Outcome mirrors enum acache_outcome.
+type Outcome int
+
+// OutcomeSuccess is ACACHE_OUTCOME_SUCCESS.
+const OutcomeSuccess Outcome = 1
+
+// OutcomeTransient is ACACHE_OUTCOME_TRANSIENT.
+const OutcomeTransient Outcome = 2
+
+// OutcomeTerminal is ACACHE_OUTCOME_TERMINAL.
+const OutcomeTerminal Outcome = 3
+
+// ReportAction mirrors enum acache_report_action.
+type ReportAction int
+
+// ReportSkipped is ACACHE_REPORT_SKIPPED.
+const ReportSkipped ReportAction = 0
+
+// ReportCreated is ACACHE_REPORT_CREATED.
+const ReportCreated ReportAction = 1
+
+// ReportRefreshed is ACACHE_REPORT_REFRESHED.
+const ReportRefreshed ReportAction = 2
+
+// ReportSwitched is ACACHE_REPORT_SWITCHED.
+const ReportSwitched ReportAction = 3
+
+// ReportKept is ACACHE_REPORT_KEPT.
+const ReportKept ReportAction = 4
+
+// ReportDropped is ACACHE_REPORT_DROPPED.
+const ReportDropped ReportAction = 5
+
+// ReportNotPinned is ACACHE_REPORT_NOT_PINNED.
+const ReportNotPinned ReportAction = 6
 
 // ReservationPhase mirrors enum acache_reservation_phase.
 type ReservationPhase int
@@ -80,14 +122,20 @@ const TargetVersion = 1
 // TouchVersion is ACACHE_TOUCH_VERSION.
 const TouchVersion = 1
 
+// ReportVersion is ACACHE_REPORT_VERSION.
+const ReportVersion = 1
+
+// ReportResultVersion is ACACHE_REPORT_RESULT_VERSION.
+const ReportResultVersion = 1
+
 // L1Off is ACACHE_L1_OFF.
 const L1Off = -1
 
 // OptionsVersion is ACACHE_OPTIONS_VERSION.
-const OptionsVersion = 1
+const OptionsVersion = 2
 
 // StatsVersion is ACACHE_STATS_VERSION.
-const StatsVersion = 1
+const StatsVersion = 2
 
 // ListQueryVersion is ACACHE_LIST_QUERY_VERSION.
 const ListQueryVersion = 1

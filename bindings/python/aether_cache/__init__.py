@@ -31,6 +31,8 @@ Status = _enum_from("acache_status", "Status", "ACACHE_")
 TouchResult = _enum_from("acache_touch_result", "TouchResult", "ACACHE_TOUCH_")
 ReservationPhase = _enum_from("acache_reservation_phase", "ReservationPhase",
                               "ACACHE_RESERVATION_")
+Outcome = _enum_from("acache_outcome", "Outcome", "ACACHE_OUTCOME_")
+ReportAction = _enum_from("acache_report_action", "ReportAction", "ACACHE_REPORT_")
 
 
 def library_version():
@@ -49,7 +51,7 @@ def http_status(status):
 
 
 __all__ = [
-    "Affinity", "Cache", "ClosedError", "Status", "TouchResult", "ReservationPhase",
+    "Affinity", "Cache", "ClosedError", "Status", "TouchResult", "ReservationPhase", "Outcome", "ReportAction",
     "constants",
     "library_path", "library_version", "strerror", "http_status", "__version__",
     "AetherCacheError", "NotFoundError", "InvalidArgumentError",

@@ -49,6 +49,27 @@ class Touch(ctypes.Structure):
     ]
 
 
+class Report(ctypes.Structure):
+    """acache_report version 1 (affinity.h), the input of acache_affinity_report()."""
+    _fields_ = [
+        ("version", c_uint),
+        ("affinity_key", c_char_p),
+        ("api_format", c_char_p),
+        ("model_name", c_char_p),
+        ("provider_id", c_char_p),
+        ("endpoint_id", c_char_p),
+        ("key_id", c_char_p),
+        ("outcome", c_int),
+        ("supports_caching", c_int),
+        ("ttl_s", c_uint32),
+    ]
+
+
+class ReportResult(ctypes.Structure):
+    """acache_report_result version 1 (affinity.h)."""
+    _fields_ = [("version", c_uint), ("action", c_int), ("failures", c_uint32)]
+
+
 class Target(ctypes.Structure):
     """acache_target version 1 (admin.h): what acache_invalidate() removes."""
     _fields_ = [
@@ -172,6 +193,7 @@ _PROTOS = [
     ("acache_affinity_free", None, [c_void_p]),
     ("acache_affinity_to_json", c_int, [P(Buf), c_void_p]),
     ("acache_affinity_touch", c_int, [P(c_int), c_void_p, P(Touch)]),
+    ("acache_affinity_report", c_int, [P(ReportResult), c_void_p, P(Report)]),
     ("acache_affinity_invalidate", c_int, [c_void_p, c_char_p, c_char_p, c_char_p,
                                            c_char_p, c_char_p, c_char_p]),
     ("acache_affinity_foreach", c_int, [c_void_p, c_char_p, AffinityCb, c_void_p]),

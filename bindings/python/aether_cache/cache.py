@@ -5,7 +5,8 @@ import threading
 from dataclasses import dataclass
 
 from . import _constants as K
-from ._lib import AffinityCb, Buf, ClockFn, ListQuery, Options, Stats, Target, Touch, lib
+from ._lib import (AffinityCb, Buf, ClockFn, ListQuery, Options, Report, ReportResult,
+                   Stats, Target, Touch, lib)
 from .errors import InvalidArgumentError, error_for
 
 __all__ = ["Affinity", "Cache", "ClosedError"]
@@ -271,6 +272,23 @@ class Cache:
         self._status(lambda h: lib.acache_affinity_touch(_byref(res), h, _byref(t)))
         return TouchResult(res.value)
 
+    def report(self, affinity_key, api_format, model_name, provider_id, endpoint_id,
+               key_id, outcome, supports_caching=True, ttl=0):
+        """How a request served through (provider, endpoint, key) ended
+        (acache_affinity_report): Outcome.SUCCESS is touch(); TRANSIENT counts a
+        failure on the pin, dropped at max_transient_failures in a row;
+        TERMINAL drops it at once (a compare-and-delete on this target).
+        Returns (ReportAction, failures on the pin after the call)."""
+        from . import ReportAction
+        r = Report(version=K.ACACHE_REPORT_VERSION, affinity_key=_b(affinity_key),
+                   api_format=_b(api_format), model_name=_b(model_name),
+                   provider_id=_b(provider_id), endpoint_id=_b(endpoint_id),
+                   key_id=_b(key_id), outcome=int(outcome),
+                   supports_caching=1 if supports_caching else 0, ttl_s=int(ttl))
+        res = ReportResult(version=K.ACACHE_REPORT_RESULT_VERSION)
+        self._status(lambda h: lib.acache_affinity_report(_byref(res), h, _byref(r)))
+        return ReportAction(res.action), res.failures
+
     # ---- listings ----------------------------------------------------------
 
     def records(self, affinity_key=None):
@@ -332,6 +350,14 @@ class Cache:
         """Remove every pin naming provider_id; returns how many."""
         return self._invalidate(_target(K.ACACHE_TARGET_PROVIDER, provider_id=provider_id))
 
+    def invalidate_key(self, key_id):
+        """Remove every pin to one provider API key (key disabled); returns how many."""
+        return self._invalidate(_target(K.ACACHE_TARGET_KEY, key_id=key_id))
+
+    def invalidate_endpoint(self, endpoint_id):
+        """Remove every pin to one provider endpoint; returns how many."""
+        return self._invalidate(_target(K.ACACHE_TARGET_ENDPOINT, endpoint_id=endpoint_id))
+
     def clear_all(self):
         """Remove every affinity record; returns how many."""
         return self._invalidate(_target(K.ACACHE_TARGET_ALL))
@@ -344,7 +370,9 @@ class Cache:
 
     def counters(self):
         """The raw acache_stats counters as a dict."""
-        s = Stats(version=K.ACACHE_STATS_VERSION)
+        # Stats declares the version 1 layout: ask for exactly that (a newer
+        # version would have the library write past the ctypes struct).
+        s = Stats(version=1)
         self._status(lambda h: lib.acache_stats_get(_byref(s), h))
         return {name: getattr(s, name) for name, _ in Stats._fields_ if name != "version"}
 

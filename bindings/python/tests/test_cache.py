@@ -371,3 +371,23 @@ def test_close_is_idempotent_and_final(store_uri):
     with pytest.raises(ac.ClosedError):
         c.stats()
     assert not math.isnan(time.time())
+
+
+def test_report_lifecycle_and_invalidate_by_key_endpoint(cache):
+    target = ("ak-r", "claude", "m", "p", "e", "k")
+    assert cache.report(*target, ac.Outcome.SUCCESS) == (ac.ReportAction.CREATED, 0)
+    assert cache.report(*target, ac.Outcome.TRANSIENT) == (ac.ReportAction.KEPT, 1)
+    assert cache.report(*target, ac.Outcome.SUCCESS)[0] == ac.ReportAction.REFRESHED
+    assert cache.report(*target, ac.Outcome.TRANSIENT) == (ac.ReportAction.KEPT, 1)
+    assert cache.report(*target, ac.Outcome.TRANSIENT) == (ac.ReportAction.KEPT, 2)
+    assert cache.report(*target, ac.Outcome.TRANSIENT) == (ac.ReportAction.DROPPED, 3)
+    assert cache.report(*target, ac.Outcome.TERMINAL) == (ac.ReportAction.NOT_PINNED, 0)
+    with pytest.raises(ac.InvalidArgumentError):
+        cache.report(*target, 9)
+    pin(cache, key="ak-1", pk="pk-1")
+    pin(cache, key="ak-2", pk="pk-1", ep="ep-2")
+    pin(cache, key="ak-3", pk="pk-3", ep="ep-2")
+    assert cache.invalidate_key("pk-1") == 2
+    assert cache.invalidate_endpoint("ep-2") == 1
+    assert cache.invalidate_key("pk-1") == 0
+    assert cache.counters()["cache_invalidations"] >= 4
