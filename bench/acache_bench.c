@@ -895,6 +895,137 @@ static void print_loadavg(const char *when)
     result_num(name, l1);
 }
 
+/* Issue 11: fleet counters on vs off on the hot path (interleaved runs), and
+ * the admin calls at N pins: /stats (cached count) against today's count per
+ * call, /affinities next page (snapshot) against a rebuild per page. */
+static acache *open_fleet_handle(const char *uri, int l1, uint32_t flush_ms)
+{
+    acache_options o = ACACHE_OPTIONS_INIT;
+    o.store_uri = uri;
+    o.command_timeout_ms = 600000;
+    o.stats_flush_ms = flush_ms;
+    if (!l1)
+        o.l1_ttl_ms = -1;
+    acache *c = NULL;
+    int rc = acache_open(&c, &o);
+    if (rc)
+        die("acache_open", rc);
+    return c;
+}
+
+static double time_stats_json(acache *c, int iters)
+{
+    double t0 = bench_now();
+    for (int i = 0; i < iters; i++) {
+        acache_buf b = ACACHE_BUF_INIT;
+        int rc = acache_stats_json(&b, c);
+        if (rc)
+            die("acache_stats_json", rc);
+        acache_buf_dispose(&b);
+    }
+    return (bench_now() - t0) / iters * 1e3;
+}
+
+static double time_stats_count(acache *c, int iters)
+{
+    double t0 = bench_now();
+    for (int i = 0; i < iters; i++) {
+        acache_stats st = {.version = ACACHE_STATS_VERSION};
+        int rc = acache_stats_get(&st, c); /* counts every call, as /stats did */
+        if (rc)
+            die("acache_stats_get", rc);
+    }
+    return (bench_now() - t0) / iters * 1e3;
+}
+
+static double time_page(acache *c, int64_t offset, int rebuild)
+{
+    if (rebuild) /* what every page cost before: drop the snapshot first */
+        atomic_fetch_add(&c->admin_gen, 1);
+    acache_list_query q = ACACHE_LIST_QUERY_INIT;
+    q.limit = 100;
+    q.offset = offset;
+    acache_buf b = ACACHE_BUF_INIT;
+    double t0 = bench_now();
+    int rc = acache_list_affinities(&b, c, &q);
+    double ms = (bench_now() - t0) * 1e3;
+    if (rc)
+        die("acache_list_affinities", rc);
+    acache_buf_dispose(&b);
+    return ms;
+}
+
+static void fig_fleet(const char *uri, const bench_data *d, const bench_opts *o)
+{
+    acache *on = open_fleet_handle(uri, 1, 0), *off = open_fleet_handle(uri, 1, ACACHE_FLEET_OFF);
+    acache *on_nol1 = open_fleet_handle(uri, 0, 0);
+    acache *off_nol1 = open_fleet_handle(uri, 0, ACACHE_FLEET_OFF);
+    pin_ref p;
+    pin_of(on_nol1, d, 1, &p);
+    pin_of(on, d, 1, &p);  /* fills the L1s */
+    pin_of(off, d, 1, &p);
+    double a[16], b[16];
+    for (int k = 0; k < o->runs; k++) {
+        a[k] = time_get(on, &p, o->local_iters);
+        b[k] = time_get(off, &p, o->local_iters);
+    }
+    double gon = bench_median(a, o->runs), goff = bench_median(b, o->runs);
+    printf("%-22s %11.1f ns   fleet off %.1f ns  (%+.1f %%)\n", "get L1, fleet on", gon, goff,
+           (gon / goff - 1) * 100);
+    result_num("fleet_get_l1_on_ns", gon);
+    result_num("fleet_get_l1_off_ns", goff);
+    for (int k = 0; k < o->runs; k++) {
+        a[k] = time_get(on_nol1, &p, o->rt_iters);
+        b[k] = time_get(off_nol1, &p, o->rt_iters);
+    }
+    gon = bench_median(a, o->runs);
+    goff = bench_median(b, o->runs);
+    printf("%-22s %11.1f ns   fleet off %.1f ns  (%+.1f %%)\n", "get redis, fleet on", gon,
+           goff, (gon / goff - 1) * 100);
+    result_num("fleet_get_redis_on_ns", gon);
+    result_num("fleet_get_redis_off_ns", goff);
+    for (int k = 0; k < o->runs; k++) {
+        a[k] = time_touch(on_nol1, &p, o->rt_iters);
+        b[k] = time_touch(off_nol1, &p, o->rt_iters);
+    }
+    gon = bench_median(a, o->runs);
+    goff = bench_median(b, o->runs);
+    printf("%-22s %11.1f ns   fleet off %.1f ns  (%+.1f %%)\n", "touch, fleet on", gon, goff,
+           (gon / goff - 1) * 100);
+    result_num("fleet_touch_on_ns", gon);
+    result_num("fleet_touch_off_ns", goff);
+
+    /* /stats: the first call counts, the next ones are served from the cache. */
+    time_stats_json(on_nol1, 1);
+    for (int k = 0; k < o->runs; k++) {
+        a[k] = time_stats_json(on_nol1, 20);
+        b[k] = time_stats_count(on_nol1, 1);
+    }
+    double sj = bench_median(a, o->runs), sc = bench_median(b, o->runs);
+    printf("%-22s %11.3f ms   counting per call (before) %.1f ms  (%zu pins)\n",
+           "/stats (cached count)", sj, sc, d->n);
+    result_num("fleet_stats_ms", sj);
+    result_num("fleet_stats_before_ms", sc);
+
+    /* /affinities: first page builds the snapshot; next pages cut from it. */
+    double first = time_page(on_nol1, 0, 1);
+    for (int k = 0; k < o->runs; k++) {
+        a[k] = time_page(on_nol1, 100 * (k + 1), 0);
+        b[k] = time_page(on_nol1, 100 * (k + 1), 1);
+        time_page(on_nol1, 0, 0); /* snapshot back for the next run */
+    }
+    double np = bench_median(a, o->runs), nb = bench_median(b, o->runs);
+    printf("%-22s %11.3f ms   rebuilt per page (before) %.1f ms; first page %.1f ms\n",
+           "/affinities next page", np, nb, first);
+    result_num("fleet_next_page_ms", np);
+    result_num("fleet_next_page_before_ms", nb);
+    result_num("fleet_first_page_ms", first);
+    acache_close(on);
+    acache_close(off);
+    acache_close(on_nol1);
+    acache_close(off_nol1);
+}
+
 static void usage(void)
 {
     fprintf(stderr,
@@ -906,7 +1037,8 @@ static void usage(void)
             "  --runs R         runs per figure, median reported (default 5; 3 for N > 200k)\n"
             "  --rt-iters N     iterations of round-trip ops (default 20000)\n"
             "  --local-iters N  iterations of in-process ops (default 200000)\n"
-            "  --only FIG       one of list, memory, point, local, invalidate, clear, none\n"
+            "  --only FIG       one of list, memory, point, local, invalidate, clear, fleet,\n"
+            "                   none\n"
             "                   (for profiling with perf)\n"
             "  --pg             enriched listing figures (issue 3): PostgreSQL from\n"
             "                   $ACACHE_TEST_PG_URI (run under tests/support/with-postgres.sh)\n"
@@ -1005,6 +1137,8 @@ int main(int argc, char **argv)
         fig_point_memory(&d, &o);
     if (WANT("invalidate"))
         fig_invalidate(c_nol1, r, &d, o.runs);
+    if (WANT("fleet"))
+        fig_fleet(srv.uri, &d, &o);
     if (WANT("clear"))
         fig_clear(c_nol1, r, &d, o.n > 200000 ? 1 : 3);
 
