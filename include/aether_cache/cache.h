@@ -133,6 +133,12 @@ typedef struct acache_stats {
     uint32_t instances;  /* live instances (records not expired); 0 when !fleet */
     uint64_t refreshed;  /* touches that extended a live pin */
     double active_age_s; /* age of active_affinities in seconds (0: counted now) */
+    /* --- version 2 (0.2): deferred touch (options.touch_flush_ms), this
+     * handle's own; all 0 when touch is synchronous --- */
+    uint64_t touches_deferred;     /* touches counted locally for the flusher */
+    uint64_t touch_flushes;        /* store calls that applied them */
+    uint64_t touch_flush_failures; /* failed store calls (touches kept, retried) */
+    uint64_t touches_pending;      /* counted locally, not yet in the store */
 } acache_stats;
 
 /* 1: up to default_ttl_s; 2: the report counters. A caller's older version

@@ -23,9 +23,11 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -35,9 +37,16 @@ typedef struct dentry {
     struct dentry *next;
     uint64_t hash;
     char *key, *prov, *ep, *kid, *fmt, *model; /* one allocation: key first */
-    uint64_t delta;                            /* touches not yet in the store */
+    uint64_t delta;                            /* touches not yet sent */
     double now;                                /* the latest of them */
     uint32_t ttl_s;
+    /* A batch sent whose outcome is unknown (a failed call may still have
+     * run: a timeout on a stalled Redis). It is resent as it was, under the
+     * same sequence number, which the store applies at most once. */
+    uint64_t unconf;
+    double unconf_now;
+    uint32_t unconf_ttl;
+    uint64_t seq;      /* of the last batch formed */
     double live_until; /* expiry as this handle last wrote it */
     double used;       /* last touch (idle entries are dropped) */
     int inflight;
@@ -53,12 +62,15 @@ typedef struct dshard {
 struct acache__deferred {
     dshard shard[NSHARD];
     uint32_t flush_ms;
-    size_t max, per_shard;
+    size_t max;
+    atomic_size_t known;  /* entries, at most max */
     pthread_mutex_t lock; /* the thread's sleep */
     pthread_cond_t wake;
     int stop, running;
     pthread_t thread;
     atomic_uint_fast64_t deferred, flushes, failures, pending;
+    atomic_uint_fast64_t seq; /* batches formed */
+    char once_prefix[96]; /* "acache_touch_once:<handle nonce>:" */
 };
 
 static uint64_t hash_of(const char *s)
@@ -113,9 +125,19 @@ static void count_outcome(acache *c, int outcome)
         atomic_fetch_add(&c->key_switches, 1);
 }
 
-/* Apply `delta` pending touches of `e` (in flight, not under the lock). */
-static int apply(acache *c, const dentry *e, uint64_t delta, double now, uint32_t ttl)
+/* Apply `delta` pending touches of `e` as batch `seq` (in flight, not under
+ * the lock). */
+static int apply(acache *c, const dentry *e, uint64_t delta, double now, uint32_t ttl,
+                 uint64_t seq)
 {
+    acache__deferred *d = c->deferred;
+    size_t pl = strlen(d->once_prefix), kl = strlen(e->key);
+    char small[512];
+    char *once = pl + kl < sizeof small ? small : malloc(pl + kl + 1);
+    if (!once)
+        return acache__oom();
+    memcpy(once, d->once_prefix, pl);
+    memcpy(once + pl, e->key, kl + 1);
     acache_touch_req req = {
         .key = e->key,
         .provider_id = e->prov,
@@ -126,29 +148,52 @@ static int apply(acache *c, const dentry *e, uint64_t delta, double now, uint32_
         .now = now,
         .ttl_s = ttl,
         .count_delta = delta,
+        .once_key = once,
+        .once_seq = seq,
     };
     int outcome = 0;
     int rc = c->store->affinity_touch(c->store, &req, &outcome, NULL, NULL);
     if (!rc)
         count_outcome(c, outcome);
+    if (once != small)
+        free(once);
     return rc;
 }
 
-/* Back from flight: on failure the touches are pending again. */
-static void land(acache__deferred *d, dshard *s, dentry *e, int rc, uint64_t delta,
-                 double now)
+/* Send `e`'s unconfirmed batch, then its pending touches as a new batch.
+ * Called and returns with the shard locked, `e` not in flight. A failure
+ * leaves the batch unconfirmed (resent first next time) and stops. */
+static int flush_entry(acache *c, dshard *s, dentry *e)
 {
-    e->inflight = 0;
-    if (rc) {
-        e->delta += delta;
-        if (e->now < now)
-            e->now = now;
-        atomic_fetch_add(&d->failures, 1);
-    } else {
-        atomic_fetch_sub(&d->pending, delta);
+    acache__deferred *d = c->deferred;
+    while (e->unconf || e->delta) {
+        if (!e->unconf) {
+            e->unconf = e->delta;
+            e->unconf_now = e->now;
+            e->unconf_ttl = e->ttl_s;
+            e->delta = 0;
+            e->seq = atomic_fetch_add(&d->seq, 1) + 1;
+        }
+        uint64_t n = e->unconf;
+        double now = e->unconf_now;
+        uint32_t ttl = e->unconf_ttl;
+        e->inflight = 1;
+        pthread_mutex_unlock(&s->lock);
+        int rc = apply(c, e, n, now, ttl, e->seq);
+        pthread_mutex_lock(&s->lock);
+        e->inflight = 0;
+        pthread_cond_broadcast(&s->done);
+        if (rc) {
+            atomic_fetch_add(&d->failures, 1);
+            return rc;
+        }
+        e->unconf = 0;
+        atomic_fetch_sub(&d->pending, n);
         atomic_fetch_add(&d->flushes, 1);
+        if (e->live_until < now + ttl)
+            e->live_until = now + ttl;
     }
-    pthread_cond_broadcast(&s->done);
+    return ACACHE_OK;
 }
 
 /* One pass over every shard: each pending pin in one store call; with
@@ -169,30 +214,21 @@ static int flush_all(acache *c, int drop_idle)
                     pp = &e->next;
                     continue;
                 }
-                if (e->delta) {
-                    uint64_t delta = e->delta;
-                    double now = e->now;
-                    uint32_t ttl = e->ttl_s;
-                    e->delta = 0;
-                    e->inflight = 1;
-                    pthread_mutex_unlock(&s->lock);
-                    int rc = apply(c, e, delta, now, ttl);
-                    pthread_mutex_lock(&s->lock);
-                    land(d, s, e, rc, delta, now);
+                if (e->delta || e->unconf) {
+                    int rc = flush_entry(c, s, e);
                     if (rc && !first)
                         first = rc;
-                    if (!rc && e->live_until < now + ttl)
-                        e->live_until = now + ttl;
                     /* The chain may have changed while unlocked (e could not:
                      * it was in flight). */
                     pp = slot(s, e->key, e->hash);
                 }
                 /* Idle for ten intervals, or known expired: forget it (the
                  * next touch is synchronous and learns it again). */
-                if (drop_idle && !e->delta && !e->inflight &&
+                if (drop_idle && !e->delta && !e->unconf && !e->inflight &&
                     (e->live_until <= wall || wall - e->used > d->flush_ms * 0.01)) {
                     *pp = e->next;
                     s->count--;
+                    atomic_fetch_sub(&d->known, 1);
                     free(e);
                     continue;
                 }
@@ -237,7 +273,6 @@ int acache__deferred_start(acache *c)
         return acache__oom();
     d->flush_ms = ms;
     d->max = c->opts.touch_pending_max ? c->opts.touch_pending_max : 100000;
-    d->per_shard = (d->max + NSHARD - 1) / NSHARD;
     for (size_t i = 0; i < NSHARD; i++) {
         pthread_mutex_init(&d->shard[i].lock, NULL);
         pthread_cond_init(&d->shard[i].done, NULL);
@@ -248,6 +283,15 @@ int acache__deferred_start(acache *c)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&d->wake, &ca);
     pthread_condattr_destroy(&ca);
+    /* Unique per handle (pid, clock, a counter): the at-most-once keys of
+     * two handles never collide. */
+    static atomic_uint handles;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(d->once_prefix, sizeof d->once_prefix,
+             "acache_touch_once:%ld-%lx-%lx-%u:", (long)getpid(),
+             (unsigned long)ts.tv_sec, (unsigned long)ts.tv_nsec,
+             atomic_fetch_add(&handles, 1));
     c->deferred = d;
     if (pthread_create(&d->thread, NULL, flusher, c) != 0)
         return acache_error_set(ACACHE_ERROR, "cannot start the deferred touch thread");
@@ -309,20 +353,12 @@ int acache__deferred_touch(acache *c, const acache_touch_req *req)
     return ok;
 }
 
-/* Take the pin's pending touches out (waiting for a flight of it). */
-static dentry *take(dshard *s, const char *key, uint64_t h, uint64_t *delta, double *now,
-                    uint32_t *ttl)
+/* The pin's entry once no flight of it is under way (shard locked). */
+static dentry *settled(dshard *s, const char *key, uint64_t h)
 {
     dentry *e;
     while ((e = *slot(s, key, h)) && e->inflight)
         pthread_cond_wait(&s->done, &s->lock);
-    *delta = 0;
-    if (e && e->delta) {
-        *delta = e->delta;
-        *now = e->now;
-        *ttl = e->ttl_s;
-        e->delta = 0;
-    }
     return e;
 }
 
@@ -331,20 +367,9 @@ int acache__deferred_before_sync(acache *c, const acache_touch_req *req)
     acache__deferred *d = c->deferred;
     uint64_t h = hash_of(req->key);
     dshard *s = &d->shard[h % NSHARD];
-    uint64_t delta;
-    double now = 0;
-    uint32_t ttl = 0;
     pthread_mutex_lock(&s->lock);
-    dentry *e = take(s, req->key, h, &delta, &now, &ttl);
-    if (!delta) {
-        pthread_mutex_unlock(&s->lock);
-        return ACACHE_OK;
-    }
-    e->inflight = 1;
-    pthread_mutex_unlock(&s->lock);
-    int rc = apply(c, e, delta, now, ttl);
-    pthread_mutex_lock(&s->lock);
-    land(d, s, e, rc, delta, now);
+    dentry *e = settled(s, req->key, h);
+    int rc = e ? flush_entry(c, s, e) : ACACHE_OK;
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -357,16 +382,18 @@ void acache__deferred_after_sync(acache *c, const acache_touch_req *req)
     pthread_mutex_lock(&s->lock);
     dentry **pp = slot(s, req->key, h);
     dentry *e = *pp;
-    if (e && !e->inflight && !e->delta && !same_target(e, req)) {
+    if (e && !e->inflight && !e->delta && !e->unconf && !same_target(e, req)) {
         *pp = e->next; /* known under another target: learn the new one */
         s->count--;
+        atomic_fetch_sub(&d->known, 1);
         free(e);
         e = NULL;
     }
-    if (!e && s->count < d->per_shard && (e = entry_new(req, h))) {
+    if (!e && atomic_load(&d->known) < d->max && (e = entry_new(req, h))) {
         e->next = s->b[(h >> 4) % NBUCKET];
         s->b[(h >> 4) % NBUCKET] = e;
         s->count++;
+        atomic_fetch_add(&d->known, 1);
     }
     if (e && same_target(e, req)) {
         e->ttl_s = req->ttl_s;
@@ -393,17 +420,14 @@ void acache__deferred_forget(acache *c, const acache_key *keys, size_t n)
         k[keys[i].len] = '\0';
         uint64_t h = hash_of(k);
         dshard *s = &d->shard[h % NSHARD];
-        uint64_t delta;
-        double now;
-        uint32_t ttl;
         pthread_mutex_lock(&s->lock);
-        dentry *e = take(s, k, h, &delta, &now, &ttl);
+        dentry *e = settled(s, k, h);
         if (e) {
-            dentry **pp = slot(s, k, h);
-            *pp = e->next;
+            *slot(s, k, h) = e->next;
             s->count--;
+            atomic_fetch_sub(&d->known, 1);
+            atomic_fetch_sub(&d->pending, e->delta + e->unconf);
             free(e);
-            atomic_fetch_sub(&d->pending, delta);
         }
         pthread_mutex_unlock(&s->lock);
         if (k != small)

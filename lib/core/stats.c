@@ -57,6 +57,8 @@ static int stats_fill(acache_stats *out, acache *c, const acache__fleet_view *fv
     out->fleet = fv->fleet;
     out->instances = fv->fleet ? (uint32_t)fv->ninst : 0;
     out->default_ttl_s = c->default_ttl_s;
+    acache__deferred_counts(c, &out->touches_deferred, &out->touch_flushes,
+                            &out->touch_flush_failures, &out->touches_pending);
     int rc = ACACHE_OK;
     if (cached) {
         out->active_affinities = acache__active_cached(c, &out->active_age_s);

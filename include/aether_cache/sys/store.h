@@ -71,6 +71,12 @@ typedef struct acache_touch_req {
      * Set by the core only for stores with ACACHE_STORE_CAP_TOUCH_DELTA:
      * refresh adds it to request_count, create/switch writes it.  Since: 0.2 */
     uint64_t count_delta;
+    /* At most once (a deferred flush resends a batch whose first call failed
+     * and may still have run): a store that can half-fail records once_seq
+     * under once_key with the write and skips a call whose once_seq is
+     * already there (reporting REFRESHED). NULL = no such record.  Since: 0.2 */
+    const char *once_key;
+    uint64_t once_seq;
 } acache_touch_req;
 
 /** A key as bytes with a length: keys found by a scan may hold any byte,

@@ -77,9 +77,9 @@ static int render_touch(touch_text *t, const acache_touch_req *req)
 
 typedef struct touch_ctx {
     const acache_touch_req *req;
-    const char *argv[12];
-    size_t lens[12];
-    const char *now, *ttl, *delta;
+    const char *argv[14];
+    size_t lens[14];
+    const char *now, *ttl, *delta, *seq;
     touch_text *tt;
     /* from the reply */
     int outcome;
@@ -92,16 +92,31 @@ static int touch_build(void *p, size_t i, script_call *call)
     (void)i;
     touch_ctx *t = p;
     const acache_touch_req *req = t->req;
-    const char *args[] = {NULL,        NULL,        "1",     req->key,
-                          t->tt->head, t->now,      t->tt->mid, t->ttl,
-                          req->provider_id, req->endpoint_id, req->key_id, t->delta};
-    for (int k = 2; k < 12; k++) {
-        t->argv[k] = args[k];
-        t->lens[k] = strlen(args[k]);
+    int once = req->once_key != NULL;
+    /* EVALSHA sha nkeys KEYS[1] [KEYS[2]] ARGV[1..8] [ARGV[9]] */
+    const char *args[14] = {NULL, NULL, once ? "2" : "1", req->key};
+    int k = 4;
+    if (once)
+        args[k++] = req->once_key;
+    int head = k;
+    args[k++] = t->tt->head;
+    args[k++] = t->now;
+    int mid = k;
+    args[k++] = t->tt->mid;
+    args[k++] = t->ttl;
+    args[k++] = req->provider_id;
+    args[k++] = req->endpoint_id;
+    args[k++] = req->key_id;
+    args[k++] = t->delta;
+    if (once)
+        args[k++] = t->seq;
+    for (int j = 2; j < k; j++) {
+        t->argv[j] = args[j];
+        t->lens[j] = strlen(args[j]);
     }
-    t->lens[4] = t->tt->head_len;
-    t->lens[6] = t->tt->mid_len;
-    call->argc = 12;
+    t->lens[head] = t->tt->head_len;
+    t->lens[mid] = t->tt->mid_len;
+    call->argc = k;
     call->argv = t->argv;
     call->lens = t->lens;
     return ACACHE_OK;
@@ -113,6 +128,13 @@ static int touch_take(void *p, size_t i, const redisReply *r)
 {
     (void)i;
     touch_ctx *t = p;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 0 && t->req->once_key) {
+        /* this batch was applied by an earlier call that seemed to fail */
+        t->outcome = ACACHE_TOUCH_REFRESHED;
+        t->created_at = t->req->now;
+        t->count = 0;
+        return ACACHE_OK;
+    }
     if (r->type == REDIS_REPLY_INTEGER &&
         (r->integer == ACACHE_TOUCH_CREATED || r->integer == ACACHE_TOUCH_SWITCHED)) {
         t->outcome = (int)r->integer;
@@ -149,11 +171,13 @@ int acache__redis_affinity_touch(acache_store *self, const acache_touch_req *req
     if (d > UINT64_C(1000000000000000))
         return acache_error_set(ACACHE_EINVALID, "touch count delta above 10^15");
     snprintf(delta, sizeof delta, "%" PRIu64, d);
+    char seq[24];
+    snprintf(seq, sizeof seq, "%" PRIu64, req->once_seq);
     touch_text tt = {NULL, NULL, NULL, 0, 0};
     int rc = render_touch(&tt, req);
     if (rc)
         return rc;
-    touch_ctx t = {.req = req, .now = now, .ttl = ttl, .delta = delta, .tt = &tt};
+    touch_ctx t = {.req = req, .now = now, .ttl = ttl, .delta = delta, .seq = seq, .tt = &tt};
     sigpipe_guard g;
     acache__redis_sigpipe_block(s, &g);
     rconn *c;

@@ -11,7 +11,11 @@
 --   4 ttl seconds (0 = no expiry);
 --   5-7 provider_id, endpoint_id, key_id (slow path only);
 --   8 count delta: how many touches this call applies (1, or a deferred
---     flush's sum; at most 10^15).
+--     flush's sum; at most 10^15);
+--   9 (with KEYS[2]) the batch's sequence number: KEYS[2] is this handle's
+--     at-most-once key for the pin. A batch already applied (its number is
+--     there: an earlier call that timed out on the client ran after all)
+--     returns 0 and writes nothing.
 -- A new pin's value is head .. now .. mid .. delta .. '}'.
 -- Returns 1 (created) or 3 (switched) as an integer, or for a refresh the
 -- string "COUNT CREATED_AT" (new request_count, created_at text kept): one
@@ -38,6 +42,9 @@ local function add(n, d)
 end
 local function finite(v)
   return type(v) == 'number' and v == v and v ~= math.huge and v ~= -math.huge
+end
+if KEYS[2] and redis.call('SET', KEYS[2], ARGV[9], 'EX', 600, 'GET') == ARGV[9] then
+  return 0
 end
 local h, mid, d = ARGV[1], ARGV[3], tonumber(ARGV[8])
 local function put(val)
