@@ -6,35 +6,66 @@ package aethercache
 */
 import "C"
 
+import (
+	"encoding/json"
+	"time"
+)
+
 // JSON null strings decode to "" throughout: the library never uses "" as a
 // meaningful value where it could also send null, except where a field is a
 // pointer below.
 
-// ListingItem is one item of the enriched listing (admin-api.md).
+// ListingItem is one item of the enriched listing (GET .../affinities; docs/admin-json.md).
 type ListingItem struct {
-	AffinityKey       string  `json:"affinity_key"`
-	UserAPIKeyName    string  `json:"user_api_key_name"`
-	UserAPIKeyPrefix  string  `json:"user_api_key_prefix"`
-	IsStandalone      bool    `json:"is_standalone"`
-	UserID            string  `json:"user_id"`
-	Username          string  `json:"username"`
-	Email             string  `json:"email"`
-	ProviderID        string  `json:"provider_id"`
-	ProviderName      string  `json:"provider_name"`
-	EndpointID        string  `json:"endpoint_id"`
-	EndpointAPIFormat string  `json:"endpoint_api_format"`
-	EndpointURL       string  `json:"endpoint_url"`
-	KeyID             string  `json:"key_id"`
-	KeyName           string  `json:"key_name"`
-	KeyPrefix         string  `json:"key_prefix"`
-	RateMultiplier    float64 `json:"rate_multiplier"`
-	GlobalModelID     string  `json:"global_model_id"`
-	ModelName         string  `json:"model_name"`
-	ModelDisplayName  string  `json:"model_display_name"`
-	APIFormat         string  `json:"api_format"`
-	CreatedAt         float64 `json:"created_at"`
-	ExpireAt          float64 `json:"expire_at"`
-	RequestCount      int64   `json:"request_count"`
+	AffinityKey       string    `json:"affinity_key"`
+	UserAPIKeyName    string    `json:"user_api_key_name"`
+	UserAPIKeyPrefix  string    `json:"user_api_key_prefix"`
+	IsStandalone      bool      `json:"is_standalone"`
+	UserID            string    `json:"user_id"`
+	Username          string    `json:"username"`
+	Email             string    `json:"email"`
+	ProviderID        string    `json:"provider_id"`
+	ProviderName      string    `json:"provider_name"`
+	EndpointID        string    `json:"endpoint_id"`
+	EndpointAPIFormat string    `json:"endpoint_api_format"`
+	EndpointURL       string    `json:"endpoint_url"`
+	KeyID             string    `json:"key_id"`
+	KeyName           string    `json:"key_name"`
+	KeyPrefix         string    `json:"key_prefix"`
+	RateMultiplier    float64   `json:"rate_multiplier"`
+	GlobalModelID     string    `json:"global_model_id"`
+	ModelName         string    `json:"model_name"`
+	ModelDisplayName  string    `json:"model_display_name"`
+	APIFormat         string    `json:"api_format"`
+	CreatedAt         time.Time `json:"created_at"` // epoch seconds in the JSON
+	ExpireAt          time.Time `json:"expire_at"`  // epoch seconds in the JSON
+	RequestCount      int64     `json:"request_count"`
+}
+
+// UnmarshalJSON reads the library's form, whose timestamps are epoch seconds.
+func (l *ListingItem) UnmarshalJSON(b []byte) error {
+	type plain ListingItem // without this method, so no recursion
+	w := struct {
+		*plain
+		// Shallower fields win over the embedded ones of the same JSON name.
+		CreatedAt epochTime `json:"created_at"`
+		ExpireAt  epochTime `json:"expire_at"`
+	}{plain: (*plain)(l)}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	l.CreatedAt, l.ExpireAt = time.Time(w.CreatedAt), time.Time(w.ExpireAt)
+	return nil
+}
+
+// MarshalJSON writes the library's form (epoch-second timestamps).
+func (l ListingItem) MarshalJSON() ([]byte, error) {
+	type plain ListingItem
+	return json.Marshal(struct {
+		plain
+		CreatedAt epochTime `json:"created_at"`
+		ExpireAt  epochTime `json:"expire_at"`
+	}{plain(l), epochTime(l.CreatedAt), epochTime(l.ExpireAt)})
 }
 
 // Listing is one page of the enriched listing.

@@ -6,6 +6,34 @@
 // errors.Is (ErrNotFound, ErrInvalid, ErrStore, ...). Each call that may
 // fail runs with its goroutine locked to its OS thread, so the C library's
 // thread-local last error is read on the thread that set it.
+//
+// # Contexts
+//
+// Every call that reaches Redis or PostgreSQL has a form taking a
+// context.Context first (OpenContext, GetContext, TouchContext,
+// ListAffinitiesContext, TTLAnalysisContext, ...); the form without one is
+// that call with context.Background(). What a context can and cannot do:
+//
+//   - A context already cancelled or past its deadline stops the call before
+//     it starts: nothing is sent, and ctx.Err() is returned.
+//   - A C call in flight cannot be interrupted, and the C API has no per-call
+//     deadline to map the context's onto. When the context ends during the
+//     call, the method returns ctx.Err() at once while the C call runs to
+//     completion in the background (its result discarded, its memory freed
+//     when it returns). A write (Touch, Report, an Invalidate) abandoned this
+//     way may or may not have happened: treat it as a timeout. Close waits
+//     for such calls too.
+//   - What bounds a call in flight is the handle's ConnectTimeout and
+//     CommandTimeout (Options), per Redis round trip: set them below your
+//     request deadlines.
+//
+// A context without a Done channel (context.Background) costs nothing; one
+// with a Done channel costs a goroutine per call.
+//
+// # Timestamps
+//
+// CreatedAt and ExpireAt are time.Time; in JSON (MarshalJSON/UnmarshalJSON)
+// they keep the library's and Aether's form, epoch seconds as numbers.
 package aethercache
 
 /*
@@ -41,7 +69,7 @@ func HTTPStatus(s Status) int { return int(C.acache_http_status(C.int(s))) }
 func checkVersion() error {
 	lib := Version()
 	if majorMinor(lib) != majorMinor(BindingVersion) {
-		return &Error{Status: StatusEinvalid, Message: fmt.Sprintf(
+		return &Error{Status: StatusInvalid, Message: fmt.Sprintf(
 			"binding %s needs libaethercache %s.x, loaded %s",
 			BindingVersion, majorMinor(BindingVersion), lib)}
 	}
@@ -64,7 +92,7 @@ func lastError(rc C.int) error {
 
 // Options for Open. Zero values take the library defaults.
 type Options struct {
-	Store               string        // "" = "memory://"; redis://[:pw@]host[:port][/db], unix:///path
+	Store               string        // "" = "memory://"; redis://[[user]:pw@]host[:port][/db][?db=N], rediss://..., unix:///path
 	Catalog             string        // "" = none; json:///path, a path, or postgresql://...
 	EncryptionKey       string        // Aether's ENCRYPTION_KEY ("" = none)
 	UseDevEncryptionKey bool          // with no EncryptionKey, use Aether's development key

@@ -22,22 +22,61 @@ static int acache_go_foreach(acache *c, const char *affinity_key, uintptr_t hand
 import "C"
 
 import (
+	"encoding/json"
 	"runtime/cgo"
 	"sort"
 	"time"
 )
 
-// Affinity is one pin (spec affinity.md "The record").
+// Affinity is one pin: which provider, endpoint and key served a client
+// key's requests for one API format and model, since when, until when.
+//
+// Its JSON form is the library's (and Aether's): created_at and expire_at
+// are epoch seconds as numbers, not RFC 3339 strings.
 type Affinity struct {
-	AffinityKey  string  `json:"affinity_key"`
-	APIFormat    string  `json:"api_format"`
-	ModelName    string  `json:"model_name"`
-	ProviderID   string  `json:"provider_id"`
-	EndpointID   string  `json:"endpoint_id"`
-	KeyID        string  `json:"key_id"`
-	CreatedAt    float64 `json:"created_at"`
-	ExpireAt     float64 `json:"expire_at"`
-	RequestCount int64   `json:"request_count"`
+	AffinityKey  string    `json:"affinity_key"`
+	APIFormat    string    `json:"api_format"`
+	ModelName    string    `json:"model_name"`
+	ProviderID   string    `json:"provider_id"`
+	EndpointID   string    `json:"endpoint_id"`
+	KeyID        string    `json:"key_id"`
+	CreatedAt    time.Time `json:"created_at"`
+	ExpireAt     time.Time `json:"expire_at"`
+	RequestCount int64     `json:"request_count"`
+}
+
+// affinityJSON is Affinity with the wire form of its timestamps.
+type affinityJSON struct {
+	AffinityKey  string    `json:"affinity_key"`
+	APIFormat    string    `json:"api_format"`
+	ModelName    string    `json:"model_name"`
+	ProviderID   string    `json:"provider_id"`
+	EndpointID   string    `json:"endpoint_id"`
+	KeyID        string    `json:"key_id"`
+	CreatedAt    epochTime `json:"created_at"`
+	ExpireAt     epochTime `json:"expire_at"`
+	RequestCount int64     `json:"request_count"`
+}
+
+// UnmarshalJSON reads the library's form (epoch-second numbers).
+func (a *Affinity) UnmarshalJSON(b []byte) error {
+	var w affinityJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*a = w.toAffinity()
+	return nil
+}
+
+// MarshalJSON writes the library's form (epoch-second numbers).
+func (a Affinity) MarshalJSON() ([]byte, error) {
+	return json.Marshal(affinityJSON{a.AffinityKey, a.APIFormat, a.ModelName, a.ProviderID,
+		a.EndpointID, a.KeyID, epochTime(a.CreatedAt), epochTime(a.ExpireAt), a.RequestCount})
+}
+
+func (w affinityJSON) toAffinity() Affinity {
+	return Affinity{w.AffinityKey, w.APIFormat, w.ModelName, w.ProviderID, w.EndpointID,
+		w.KeyID, time.Time(w.CreatedAt), time.Time(w.ExpireAt), w.RequestCount}
 }
 
 // Touch is a request served through (provider, endpoint, key).
@@ -77,8 +116,8 @@ func affinityFrom(a *C.acache_affinity) Affinity {
 		ProviderID:   C.GoString(C.acache_affinity_provider_id(a)),
 		EndpointID:   C.GoString(C.acache_affinity_endpoint_id(a)),
 		KeyID:        C.GoString(C.acache_affinity_key_id(a)),
-		CreatedAt:    float64(C.acache_affinity_created_at(a)),
-		ExpireAt:     float64(C.acache_affinity_expire_at(a)),
+		CreatedAt:    fromEpoch(float64(C.acache_affinity_created_at(a))),
+		ExpireAt:     fromEpoch(float64(C.acache_affinity_expire_at(a))),
 		RequestCount: int64(C.acache_affinity_request_count(a)),
 	}
 }

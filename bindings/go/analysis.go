@@ -44,7 +44,7 @@ type TTLGroup struct {
 	RecommendationReason  string  `json:"recommendation_reason"`
 }
 
-// TTLAnalysis is the TTL recommendation report (usage-analysis.md §1).
+// TTLAnalysis is the TTL recommendation report (docs/analysis.md).
 type TTLAnalysis struct {
 	AnalysisPeriodHours int `json:"analysis_period_hours"`
 	TotalUsersAnalyzed  int `json:"total_users_analyzed"`
@@ -70,7 +70,7 @@ func (c *Cache) TTLAnalysis(hours int, userID, apiKeyID string) (TTLAnalysis, er
 	return r, err
 }
 
-// HitAnalysis is the cache-hit report (usage-analysis.md §2).
+// HitAnalysis is the cache-hit report (docs/analysis.md).
 type HitAnalysis struct {
 	AnalysisPeriodHours       int     `json:"analysis_period_hours"`
 	TotalRequests             int64   `json:"total_requests"`
@@ -105,7 +105,7 @@ type TimelinePoint struct {
 	Model  string  `json:"model,omitempty"`
 }
 
-// Timeline is the interval timeline (usage-analysis.md §3).
+// Timeline is the interval timeline (docs/analysis.md).
 type Timeline struct {
 	AnalysisPeriodHours int               `json:"analysis_period_hours"`
 	TotalPoints         int               `json:"total_points"`

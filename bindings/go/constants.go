@@ -2,14 +2,16 @@
 
 package aethercache
 
+import "strconv"
+
 // TargetKind mirrors enum acache_target_kind.
 type TargetKind int
 
 // TargetSingle is ACACHE_TARGET_SINGLE.
 const TargetSingle TargetKind = 1
 
-// TargetApiKey is ACACHE_TARGET_API_KEY.
-const TargetApiKey TargetKind = 2
+// TargetAPIKey is ACACHE_TARGET_API_KEY.
+const TargetAPIKey TargetKind = 2
 
 // TargetUser is ACACHE_TARGET_USER.
 const TargetUser TargetKind = 3
@@ -26,6 +28,28 @@ const TargetKey TargetKind = 6
 // TargetEndpoint is ACACHE_TARGET_ENDPOINT.
 const TargetEndpoint TargetKind = 7
 
+// String returns the constant's Go name, or TargetKind(n) for a value newer than
+// this binding.
+func (v TargetKind) String() string {
+	switch v {
+	case TargetSingle:
+		return "TargetSingle"
+	case TargetAPIKey:
+		return "TargetAPIKey"
+	case TargetUser:
+		return "TargetUser"
+	case TargetProvider:
+		return "TargetProvider"
+	case TargetAll:
+		return "TargetAll"
+	case TargetKey:
+		return "TargetKey"
+	case TargetEndpoint:
+		return "TargetEndpoint"
+	}
+	return "TargetKind(" + strconv.Itoa(int(v)) + ")"
+}
+
 // TouchResult mirrors enum acache_touch_result.
 type TouchResult int
 
@@ -41,6 +65,22 @@ const TouchRefreshed TouchResult = 2
 // TouchSwitched is ACACHE_TOUCH_SWITCHED.
 const TouchSwitched TouchResult = 3
 
+// String returns the constant's Go name, or TouchResult(n) for a value newer than
+// this binding.
+func (v TouchResult) String() string {
+	switch v {
+	case TouchSkipped:
+		return "TouchSkipped"
+	case TouchCreated:
+		return "TouchCreated"
+	case TouchRefreshed:
+		return "TouchRefreshed"
+	case TouchSwitched:
+		return "TouchSwitched"
+	}
+	return "TouchResult(" + strconv.Itoa(int(v)) + ")"
+}
+
 // Outcome mirrors enum acache_outcome.
 type Outcome int
 
@@ -52,6 +92,20 @@ const OutcomeTransient Outcome = 2
 
 // OutcomeTerminal is ACACHE_OUTCOME_TERMINAL.
 const OutcomeTerminal Outcome = 3
+
+// String returns the constant's Go name, or Outcome(n) for a value newer than
+// this binding.
+func (v Outcome) String() string {
+	switch v {
+	case OutcomeSuccess:
+		return "OutcomeSuccess"
+	case OutcomeTransient:
+		return "OutcomeTransient"
+	case OutcomeTerminal:
+		return "OutcomeTerminal"
+	}
+	return "Outcome(" + strconv.Itoa(int(v)) + ")"
+}
 
 // ReportAction mirrors enum acache_report_action.
 type ReportAction int
@@ -77,6 +131,28 @@ const ReportDropped ReportAction = 5
 // ReportNotPinned is ACACHE_REPORT_NOT_PINNED.
 const ReportNotPinned ReportAction = 6
 
+// String returns the constant's Go name, or ReportAction(n) for a value newer than
+// this binding.
+func (v ReportAction) String() string {
+	switch v {
+	case ReportSkipped:
+		return "ReportSkipped"
+	case ReportCreated:
+		return "ReportCreated"
+	case ReportRefreshed:
+		return "ReportRefreshed"
+	case ReportSwitched:
+		return "ReportSwitched"
+	case ReportKept:
+		return "ReportKept"
+	case ReportDropped:
+		return "ReportDropped"
+	case ReportNotPinned:
+		return "ReportNotPinned"
+	}
+	return "ReportAction(" + strconv.Itoa(int(v)) + ")"
+}
+
 // ReservationPhase mirrors enum acache_reservation_phase.
 type ReservationPhase int
 
@@ -86,35 +162,73 @@ const ReservationProbe ReservationPhase = 0
 // ReservationStable is ACACHE_RESERVATION_STABLE.
 const ReservationStable ReservationPhase = 1
 
+// String returns the constant's Go name, or ReservationPhase(n) for a value newer than
+// this binding.
+func (v ReservationPhase) String() string {
+	switch v {
+	case ReservationProbe:
+		return "ReservationProbe"
+	case ReservationStable:
+		return "ReservationStable"
+	}
+	return "ReservationPhase(" + strconv.Itoa(int(v)) + ")"
+}
+
 // Status mirrors enum acache_status.
 type Status int
 
-// StatusOk is ACACHE_OK.
-const StatusOk Status = 0
+// StatusOK is ACACHE_OK.
+const StatusOK Status = 0
 
 // StatusError is ACACHE_ERROR.
 const StatusError Status = -1
 
-// StatusEnotfound is ACACHE_ENOTFOUND.
-const StatusEnotfound Status = -2
+// StatusNotFound is ACACHE_ENOTFOUND.
+const StatusNotFound Status = -2
 
-// StatusEinvalid is ACACHE_EINVALID.
-const StatusEinvalid Status = -3
+// StatusInvalid is ACACHE_EINVALID.
+const StatusInvalid Status = -3
 
-// StatusEstore is ACACHE_ESTORE.
-const StatusEstore Status = -4
+// StatusStore is ACACHE_ESTORE.
+const StatusStore Status = -4
 
-// StatusEcatalog is ACACHE_ECATALOG.
-const StatusEcatalog Status = -5
+// StatusCatalog is ACACHE_ECATALOG.
+const StatusCatalog Status = -5
 
-// StatusEcrypto is ACACHE_ECRYPTO.
-const StatusEcrypto Status = -6
+// StatusCrypto is ACACHE_ECRYPTO.
+const StatusCrypto Status = -6
 
-// StatusEnomem is ACACHE_ENOMEM.
-const StatusEnomem Status = -7
+// StatusNoMemory is ACACHE_ENOMEM.
+const StatusNoMemory Status = -7
 
-// StatusEunsupported is ACACHE_EUNSUPPORTED.
-const StatusEunsupported Status = -8
+// StatusUnsupported is ACACHE_EUNSUPPORTED.
+const StatusUnsupported Status = -8
+
+// String returns the constant's Go name, or Status(n) for a value newer than
+// this binding.
+func (v Status) String() string {
+	switch v {
+	case StatusOK:
+		return "StatusOK"
+	case StatusError:
+		return "StatusError"
+	case StatusNotFound:
+		return "StatusNotFound"
+	case StatusInvalid:
+		return "StatusInvalid"
+	case StatusStore:
+		return "StatusStore"
+	case StatusCatalog:
+		return "StatusCatalog"
+	case StatusCrypto:
+		return "StatusCrypto"
+	case StatusNoMemory:
+		return "StatusNoMemory"
+	case StatusUnsupported:
+		return "StatusUnsupported"
+	}
+	return "Status(" + strconv.Itoa(int(v)) + ")"
+}
 
 // TargetVersion is ACACHE_TARGET_VERSION.
 const TargetVersion = 1

@@ -16,7 +16,7 @@ import (
 // "the mask is null" and gives ("", nil).
 func maskResult(rc C.int, buf *C.acache_buf) (string, error) {
 	defer C.acache_buf_dispose(buf)
-	if rc == C.int(StatusEnotfound) {
+	if rc == C.int(StatusNotFound) {
 		return "", nil
 	}
 	if rc < 0 {
@@ -51,7 +51,7 @@ func (c *Cache) DecryptAndMask(stored string) (string, error) {
 	var rc C.int
 	err := c.call(func(h *C.acache) C.int {
 		rc = C.acache_decrypt_and_mask(&buf, h, s)
-		if rc == C.int(StatusEnotfound) {
+		if rc == C.int(StatusNotFound) {
 			return 0 // an empty key, not a failure
 		}
 		return rc

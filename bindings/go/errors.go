@@ -10,6 +10,7 @@ type Error struct {
 	Message string
 }
 
+// Error formats the failure as "aethercache: MESSAGE (status N)".
 func (e *Error) Error() string {
 	if e.Message == "" {
 		return fmt.Sprintf("aethercache: %s (status %d)", statusText(e.Status), int(e.Status))
@@ -30,14 +31,14 @@ func (e *Error) Is(target error) bool {
 // Sentinel errors, one per status, for errors.Is.
 var (
 	ErrGeneric     = &Error{Status: StatusError}
-	ErrNotFound    = &Error{Status: StatusEnotfound}
-	ErrInvalid     = &Error{Status: StatusEinvalid}
-	ErrStore       = &Error{Status: StatusEstore}
-	ErrCatalog     = &Error{Status: StatusEcatalog}
-	ErrCrypto      = &Error{Status: StatusEcrypto}
-	ErrNoMemory    = &Error{Status: StatusEnomem}
-	ErrUnsupported = &Error{Status: StatusEunsupported}
+	ErrNotFound    = &Error{Status: StatusNotFound}
+	ErrInvalid     = &Error{Status: StatusInvalid}
+	ErrStore       = &Error{Status: StatusStore}
+	ErrCatalog     = &Error{Status: StatusCatalog}
+	ErrCrypto      = &Error{Status: StatusCrypto}
+	ErrNoMemory    = &Error{Status: StatusNoMemory}
+	ErrUnsupported = &Error{Status: StatusUnsupported}
 	// ErrClosed is returned by every call on a closed Cache; it is also an
 	// ErrInvalid.
-	ErrClosed = &Error{Status: StatusEinvalid, Message: "the Cache is closed"}
+	ErrClosed = &Error{Status: StatusInvalid, Message: "the Cache is closed"}
 )
