@@ -58,9 +58,12 @@ static int open_store(acache_store **out, const acache_options *o)
     const char *uri = o->store_uri ? o->store_uri : "memory://";
     if (strcmp(uri, "memory://") == 0 || strcmp(uri, "memory") == 0)
         return acache__store_memory_new(out);
-    if (has_prefix(uri, "redis://") || has_prefix(uri, "rediss://") || has_prefix(uri, "unix://"))
-        return acache__store_redis_new(out, uri, o->connect_timeout_ms ? o->connect_timeout_ms : 2000,
-                                       o->command_timeout_ms ? o->command_timeout_ms : 2000);
+    if (has_prefix(uri, "redis://") || has_prefix(uri, "rediss://") || has_prefix(uri, "unix://") ||
+        has_prefix(uri, "redis-sentinel://") || has_prefix(uri, "redis-cluster://"))
+        return acache__store_redis_new_ex(
+            out, uri, o->connect_timeout_ms ? o->connect_timeout_ms : 2000,
+            o->command_timeout_ms ? o->command_timeout_ms : 2000, o->breaker_threshold,
+            o->breaker_cooldown_ms);
     return acache_error_set(ACACHE_EINVALID,
                             "unknown store URI scheme in \"%.200s\" (expected memory://, "
                             "redis[s]://host[:port][/db] or unix:///path)",
@@ -171,7 +174,7 @@ int acache_open_with_backends(acache **out, const acache_options *opts,
     acache_store *own_store = NULL;
     acache_catalog *own_catalog = NULL;
     if (!rc && !store) {
-        rc = open_store(&own_store, opts);
+        rc = open_store(&own_store, &c->opts); /* sized copy: no overrun of a v1 struct */
         if (!rc && check_store(own_store))
             rc = ACACHE_EINVALID;
     }
@@ -201,7 +204,9 @@ int acache_open_with_backends(acache **out, const acache_options *opts,
     }
     c->store = s;
     c->catalog = catalog ? catalog : own_catalog;
-    if ((rc = acache__fleet_start(c)) || (rc = acache__deferred_start(c))) {
+    /* Tracking last: a failure after it would leave its thread on a caller's store. */
+    if ((rc = acache__fleet_start(c)) || (rc = acache__deferred_start(c)) ||
+        (rc = acache__l1_tracking_start(c))) {
         if (store)
             c->store = NULL; /* on failure the caller keeps its backends */
         if (catalog)
@@ -229,6 +234,7 @@ void acache_close(acache *c)
 {
     if (!c)
         return;
+    acache__l1_tracking_stop(c); /* no invalidation arrives after this */
     acache__deferred_stop(c); /* pending touches first: the fleet flush counts them */
     acache__fleet_stop(c);    /* the last flush needs the store */
     if (c->admin_cache_free && c->admin_cache)

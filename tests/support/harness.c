@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 
 #include "harness.h"
@@ -40,10 +42,78 @@ static void stop_server(void)
     test_redis_stop(&server);
 }
 
+/* ACACHE_TEST_REDIS_CLUSTER=1 (ctest "integration-cluster", run with
+ * --jobs 1): one 3-primary cluster per test binary, started by the runner
+ * before any test and stopped after the last (PRE_ALL / POST_ALL hooks run
+ * in the runner; the test processes find it in the environment). Each test
+ * process empties it (FLUSHALL on every primary) when it first asks for the
+ * URI, as a fresh private server would be. */
+static test_redis_cluster cluster;
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+    (void)set;
+    const char *on = getenv("ACACHE_TEST_REDIS_CLUSTER");
+    if (!on || on[0] != '1' || getenv("ACACHE_TEST_CLUSTER_URI"))
+        return;
+    if (test_redis_cluster_start(&cluster, 3) != 0) {
+        fprintf(stderr, "harness: could not start a Redis Cluster\n");
+        exit(1);
+    }
+    char ports[128] = "";
+    for (int i = 0; i < cluster.n; i++)
+        snprintf(ports + strlen(ports), sizeof ports - strlen(ports), "%s%d", i ? "," : "",
+                 cluster.node[i].port);
+    setenv("ACACHE_TEST_CLUSTER_URI", cluster.uri, 1);
+    setenv("ACACHE_TEST_CLUSTER_PORTS", ports, 1);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+    (void)stats;
+    test_redis_cluster_stop(&cluster);
+}
+
+int th_cluster_ports(int *ports, int max)
+{
+    const char *p = getenv("ACACHE_TEST_CLUSTER_PORTS");
+    int n = 0;
+    while (p && *p && n < max) {
+        ports[n++] = atoi(p);
+        p = strchr(p, ',');
+        if (p)
+            p++;
+    }
+    return n;
+}
+
+static void flush_cluster(void)
+{
+    int ports[TEST_CLUSTER_MAX];
+    int n = th_cluster_ports(ports, TEST_CLUSTER_MAX);
+    for (int i = 0; i < n; i++) {
+        redisContext *rc = redisConnect("127.0.0.1", ports[i]);
+        cr_assert(rc && !rc->err, "cluster node %d unreachable", ports[i]);
+        redisReply *r = redisCommand(rc, "FLUSHALL");
+        /* A replica (after a test's failover) refuses: fine. */
+        if (r)
+            freeReplyObject(r);
+        redisFree(rc);
+    }
+}
+
 /* ACACHE_TEST_REDIS_TLS=1 runs the same tests over rediss:// (a TLS-only
  * server with certificates made at start; ctest "integration-tls"). */
 const char *th_store_uri(void)
 {
+    const char *cl = getenv("ACACHE_TEST_CLUSTER_URI");
+    if (cl) {
+        if (!started) {
+            flush_cluster();
+            started = 1;
+        }
+        return cl;
+    }
     if (!started) {
         const char *tls = getenv("ACACHE_TEST_REDIS_TLS");
         int rc = tls && tls[0] == '1' ? test_redis_start_tls(&server, NULL)
@@ -67,6 +137,13 @@ const char *th_store_uri(void)
 
 int th_is_redis(void)
 {
+    return 0;
+}
+
+int th_cluster_ports(int *ports, int max)
+{
+    (void)ports;
+    (void)max;
     return 0;
 }
 #endif

@@ -27,6 +27,9 @@ static inline int th_list_json(acache_buf *out, acache *c, const char *keyword,
 
 /* The store URI for this binary ("memory://" or the private Redis). */
 const char *th_store_uri(void);
+/* Redis Cluster mode (ACACHE_TEST_REDIS_CLUSTER=1): the primaries' ports
+ * into ports[max]; returns how many (0: not on a cluster). */
+int th_cluster_ports(int *ports, int max);
 /* 1 when running on Redis. */
 int th_is_redis(void);
 

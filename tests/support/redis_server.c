@@ -185,6 +185,13 @@ static int spawn(test_redis *r)
                   "--save", "", "--appendonly", "no", "--dir", r->dir, "--logfile", log,
                   "--daemonize", "no", "--unixsocket", r->sock, "--unixsocketperm", "700",
                   (char *)NULL);
+        else if (r->cluster)
+            execl(TEST_REDIS_SERVER_BIN, "redis-server", "--port", port, "--bind",
+                  "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r->dir,
+                  "--logfile", log, "--daemonize", "no", "--unixsocket", r->sock,
+                  "--unixsocketperm", "700", "--cluster-enabled", "yes",
+                  "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+                  (char *)NULL);
         else
             execl(TEST_REDIS_SERVER_BIN, "redis-server", "--port", port, "--bind",
                   "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r->dir,
@@ -329,4 +336,288 @@ int test_redis_pause(test_redis *r)
 int test_redis_resume(test_redis *r)
 {
     return r->pid > 0 && kill(r->pid, SIGCONT) == 0 ? 0 : -1;
+}
+
+int test_redis_kill(test_redis *r)
+{
+    if (r->pid <= 0 || kill(r->pid, SIGKILL) != 0)
+        return -1;
+    int st;
+    while (waitpid(r->pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    r->pid = 0;
+    return 0;
+}
+
+/* ---- Sentinel set-up ---- */
+
+/* One command over TCP to 127.0.0.1:port (sentinels have no unix socket). */
+static redisReply *tcp_command(int port, const char *fmt, const char *arg)
+{
+    struct timeval tv = {0, 500000};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    redisReply *r = NULL;
+    if (c && !c->err) {
+        redisSetTimeout(c, tv);
+        r = arg ? redisCommand(c, fmt, arg) : redisCommand(c, fmt);
+    }
+    if (c)
+        redisFree(c);
+    return r;
+}
+
+/* Fork + exec `argv` (a redis-server) for `r`, waiting until it answers PING
+ * on TCP. 0, 1 when it exited early (port taken), -1. */
+static int spawn_argv(test_redis *r, char *const argv[])
+{
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        execv(TEST_REDIS_SERVER_BIN, argv);
+        _exit(127);
+    }
+    r->pid = pid;
+    for (int i = 0; i < 500; i++) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            r->pid = 0;
+            return 1;
+        }
+        redisReply *rep = tcp_command(r->port, "PING", NULL);
+        int ok = rep && rep->type == REDIS_REPLY_STATUS && !strcmp(rep->str, "PONG");
+        if (rep)
+            freeReplyObject(rep);
+        if (ok)
+            return 0;
+        sleep_ms(20);
+    }
+    return -1;
+}
+
+static int start_replica(test_redis *r, int primary_port)
+{
+    memset(r, 0, sizeof *r);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        snprintf(r->dir, sizeof r->dir, "/tmp/acache-replica-XXXXXX");
+        if (!mkdtemp(r->dir))
+            return -1;
+        r->port = free_port();
+        char port[16], pport[16], log[300];
+        snprintf(port, sizeof port, "%d", r->port);
+        snprintf(pport, sizeof pport, "%d", primary_port);
+        snprintf(log, sizeof log, "%s/redis.log", r->dir);
+        snprintf(r->sock, sizeof r->sock, "%s/redis.sock", r->dir);
+        char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                        "--appendonly", "no", "--dir", r->dir, "--logfile", log,
+                        "--daemonize", "no", "--unixsocket", r->sock, "--unixsocketperm",
+                        "700", "--replicaof", "127.0.0.1", pport, NULL};
+        int rc = spawn_argv(r, argv);
+        if (rc == 0) {
+            snprintf(r->uri, sizeof r->uri, "redis://127.0.0.1:%d/0", r->port);
+            return 0;
+        }
+        test_redis_stop(r);
+        if (rc < 0)
+            return -1;
+    }
+    return -1;
+}
+
+static int start_sentinel(test_redis *r, int primary_port)
+{
+    memset(r, 0, sizeof *r);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        snprintf(r->dir, sizeof r->dir, "/tmp/acache-sentinel-XXXXXX");
+        if (!mkdtemp(r->dir))
+            return -1;
+        r->port = free_port();
+        char conf[300];
+        snprintf(conf, sizeof conf, "%s/sentinel.conf", r->dir);
+        FILE *f = fopen(conf, "w");
+        if (!f)
+            return -1;
+        fprintf(f,
+                "port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\nlogfile %s/sentinel.log\n"
+                "sentinel monitor acache 127.0.0.1 %d 2\n"
+                "sentinel down-after-milliseconds acache 500\n"
+                "sentinel failover-timeout acache 1000\n"
+                "sentinel parallel-syncs acache 1\n",
+                r->port, r->dir, r->dir, primary_port);
+        fclose(f);
+        char *argv[] = {"redis-server", conf, "--sentinel", NULL};
+        int rc = spawn_argv(r, argv);
+        if (rc == 0)
+            return 0;
+        test_redis_stop(r);
+        if (rc < 0)
+            return -1;
+    }
+    return -1;
+}
+
+/* Count of entries in an array reply to `cmd` on a sentinel, or -1. */
+static long sentinel_count(int port, const char *cmd)
+{
+    redisReply *r = tcp_command(port, cmd, NULL);
+    long n = r && r->type == REDIS_REPLY_ARRAY ? (long)r->elements : -1;
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+int test_sentinel_start(test_sentinel_set *set)
+{
+    memset(set, 0, sizeof *set);
+    if (test_redis_start(&set->primary) != 0 ||
+        start_replica(&set->replica, set->primary.port) != 0)
+        goto fail;
+    for (int i = 0; i < TEST_SENTINELS; i++)
+        if (start_sentinel(&set->sentinel[i], set->primary.port) != 0)
+            goto fail;
+    /* In sync, and every sentinel sees the replica and its two peers (hello
+     * messages every 2 s): a failover can then reach quorum. */
+    int ready = 0;
+    for (int i = 0; i < 300 && !ready; i++) { /* up to ~30 s */
+        redisReply *r = tcp_command(set->replica.port, "INFO replication", NULL);
+        ready = r && r->type == REDIS_REPLY_STRING &&
+                strstr(r->str, "master_link_status:up") != NULL;
+        if (r)
+            freeReplyObject(r);
+        for (int k = 0; k < TEST_SENTINELS && ready; k++)
+            ready = sentinel_count(set->sentinel[k].port, "SENTINEL replicas acache") == 1 &&
+                    sentinel_count(set->sentinel[k].port, "SENTINEL sentinels acache") ==
+                        TEST_SENTINELS - 1;
+        if (!ready)
+            sleep_ms(100);
+    }
+    if (!ready) {
+        fprintf(stderr, "test_sentinel: the set did not come up (see %s)\n",
+                set->sentinel[0].dir);
+        goto fail;
+    }
+    int n = snprintf(set->uri, sizeof set->uri, "redis-sentinel://");
+    for (int i = 0; i < TEST_SENTINELS; i++)
+        n += snprintf(set->uri + n, sizeof set->uri - (size_t)n, "%s127.0.0.1:%d",
+                      i ? "," : "", set->sentinel[i].port);
+    snprintf(set->uri + n, sizeof set->uri - (size_t)n, "/0?service=acache");
+    return 0;
+fail:
+    test_sentinel_stop(set);
+    return -1;
+}
+
+void test_sentinel_stop(test_sentinel_set *set)
+{
+    for (int i = 0; i < TEST_SENTINELS; i++)
+        test_redis_stop(&set->sentinel[i]);
+    test_redis_stop(&set->replica);
+    test_redis_stop(&set->primary);
+}
+
+int test_sentinel_primary_port(const test_sentinel_set *set)
+{
+    for (int i = 0; i < TEST_SENTINELS; i++) {
+        if (set->sentinel[i].pid <= 0)
+            continue;
+        redisReply *r = tcp_command(set->sentinel[i].port,
+                                    "SENTINEL get-master-addr-by-name %s", "acache");
+        int port = -1;
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+            r->element[1]->type == REDIS_REPLY_STRING)
+            port = atoi(r->element[1]->str);
+        if (r)
+            freeReplyObject(r);
+        if (port > 0)
+            return port;
+    }
+    return -1;
+}
+
+/* ---- Redis Cluster ---- */
+
+void test_redis_cluster_stop(test_redis_cluster *c)
+{
+    for (int i = 0; i < c->n; i++)
+        test_redis_stop(&c->node[i]);
+}
+
+static int cluster_ok(const char *sock)
+{
+    struct timeval tv = {1, 0};
+    redisContext *rc = redisConnectUnixWithTimeout(sock, tv);
+    int ok = 0;
+    if (rc && !rc->err) {
+        redisSetTimeout(rc, tv);
+        redisReply *r = redisCommand(rc, "CLUSTER INFO");
+        ok = r && r->type == REDIS_REPLY_STRING &&
+             memmem(r->str, r->len, "cluster_state:ok", 16) != NULL;
+        if (r)
+            freeReplyObject(r);
+    }
+    if (rc)
+        redisFree(rc);
+    return ok;
+}
+
+int test_redis_cluster_wait_ok(test_redis_cluster *c)
+{
+    for (int t = 0; t < 500; t++) {
+        int all = 1;
+        for (int i = 0; i < c->n && all; i++)
+            if (c->node[i].pid > 0 && !cluster_ok(c->node[i].sock))
+                all = 0;
+        if (all)
+            return 0;
+        sleep_ms(20);
+    }
+    fprintf(stderr, "test_redis: cluster did not reach cluster_state:ok\n");
+    return -1;
+}
+
+int test_redis_cluster_start(test_redis_cluster *c, int n)
+{
+    memset(c, 0, sizeof *c);
+    if (n < 3 || n > TEST_CLUSTER_MAX)
+        return -1;
+    char cmd[1024] = "redis-cli --cluster create";
+    int off = snprintf(c->uri, sizeof c->uri, "redis-cluster://");
+    for (int i = 0; i < n; i++) {
+        c->node[i].cluster = 1;
+        int ok = -1;
+        for (int attempt = 0; attempt < 5 && ok != 0; attempt++) {
+            c->node[i].port = free_port();
+            ok = spawn(&c->node[i]);
+            if (ok < 0)
+                break;
+        }
+        c->n = i + 1;
+        if (ok != 0) {
+            test_redis_cluster_stop(c);
+            return -1;
+        }
+        size_t l = strlen(cmd);
+        snprintf(cmd + l, sizeof cmd - l, " 127.0.0.1:%d", c->node[i].port);
+        off += snprintf(c->uri + off, sizeof c->uri - (size_t)off, "%s127.0.0.1:%d",
+                        i ? "," : "", c->node[i].port);
+        snprintf(c->node[i].uri, sizeof c->node[i].uri, "redis://127.0.0.1:%d/0",
+                 c->node[i].port);
+    }
+    size_t l = strlen(cmd);
+    snprintf(cmd + l, sizeof cmd - l, " --cluster-replicas 0 --cluster-yes");
+    if (run_quiet(cmd) != 0) {
+        fprintf(stderr, "test_redis: %s failed\n", cmd);
+        test_redis_cluster_stop(c);
+        return -1;
+    }
+    if (test_redis_cluster_wait_ok(c) != 0) {
+        test_redis_cluster_stop(c);
+        return -1;
+    }
+    return 0;
 }

@@ -21,6 +21,7 @@ typedef struct test_redis {
     char uri[1200]; /* redis://127.0.0.1:<port>/0, or rediss://...?cacert=... */
     char sock[300]; /* plain unix socket (also on TLS servers), for side access */
     int tls;
+    int cluster; /* --cluster-enabled yes (test_redis_cluster_start) */
     test_redis_tls tls_opts;
     /* TLS only: files in dir */
     char ca[300], other_ca[300], client_cert[300], client_key[300];
@@ -43,5 +44,42 @@ int test_redis_restart(test_redis *r);
 /* SIGSTOP / SIGCONT the server, to exercise command timeouts. 0 or -1. */
 int test_redis_pause(test_redis *r);
 int test_redis_resume(test_redis *r);
+
+/* SIGKILL the server we started (no shutdown, as a crash) and reap it; its
+ * dir is kept until test_redis_stop. 0 or -1. */
+int test_redis_kill(test_redis *r);
+
+/* Sentinel set-up: one primary, one replica and three `redis-server
+ * --sentinel` processes on free loopback ports, monitoring service
+ * "acache" with quorum 2, down-after-milliseconds 500 and failover-timeout
+ * 1000. test_sentinel_start returns once the replica is in sync and every
+ * sentinel knows the replica and the other two sentinels. */
+#define TEST_SENTINELS 3
+typedef struct test_sentinel_set {
+    test_redis primary, replica;
+    test_redis sentinel[TEST_SENTINELS]; /* port, pid, dir (sentinel.conf) */
+    char uri[600]; /* redis-sentinel://127.0.0.1:P1,...:P3/0?service=acache */
+} test_sentinel_set;
+int test_sentinel_start(test_sentinel_set *set);
+/* Stops every process of the set that is still running (PIDs we started
+ * only) and removes their dirs. Idempotent. */
+void test_sentinel_stop(test_sentinel_set *set);
+/* The port of the primary the sentinels name now (asks each in turn), or -1. */
+int test_sentinel_primary_port(const test_sentinel_set *set);
+
+/* A Redis Cluster of `n` primaries (no replicas) on free loopback ports,
+ * made with `redis-cli --cluster create ... --cluster-yes`; returns once
+ * every node reports cluster_state:ok. uri is redis-cluster://<all nodes>. */
+#define TEST_CLUSTER_MAX 6
+typedef struct test_redis_cluster {
+    int n;
+    test_redis node[TEST_CLUSTER_MAX];
+    char uri[512];
+} test_redis_cluster;
+int test_redis_cluster_start(test_redis_cluster *c, int n);
+/* Stop every node we started (idempotent). */
+void test_redis_cluster_stop(test_redis_cluster *c);
+/* Wait until every running node reports cluster_state:ok (up to ~10 s). */
+int test_redis_cluster_wait_ok(test_redis_cluster *c);
 
 #endif

@@ -16,6 +16,7 @@
 int acache__redis_io_fail(redis_store *s, const rconn *c, const char *cmd,
                           const char *what)
 {
+    acache__redis_conn_failed(s); /* breaker.c, sentinel.c */
     if (rconn_err(c) == RIO_TIMEOUT)
         return acache_error_set(ACACHE_ESTORE, "redis %s %s: timed out after %u ms (%s)",
                                 cmd, what, (unsigned)s->command_ms, s->where);
@@ -26,6 +27,8 @@ int acache__redis_io_fail(redis_store *s, const rconn *c, const char *cmd,
 
 int acache__redis_reply_fail(const redisReply *r, const char *cmd, const char *what)
 {
+    acache__redis_note_reply(r); /* -READONLY / -LOADING: sentinel.c */
+    acache__redis_cluster_note(r); /* -MOVED / -ASK / -TRYAGAIN: cluster.c */
     if (r && r->type == REDIS_REPLY_ERROR)
         return acache_error_set(ACACHE_ESTORE, "redis %s %s: %s", cmd, what, r->str);
     return acache_error_set(ACACHE_ESTORE, "redis %s %s: unexpected reply type %d", cmd,
@@ -124,13 +127,21 @@ static int dial_auth(redis_store *s, rconn *c, int argc, const char **argv)
 
 int acache__redis_dial(redis_store *s, rconn **out, int first)
 {
+    int rc0;
     rconn_target t = {s->host,       s->port,    s->path, s->connect_ms,
                       s->command_ms, s->tls_ctx, s->sni,  s->verify};
-    char err[256];
+    char err[256], primary[256];
+    /* Sentinel: the address is the primary's, resolved by sentinel.c. */
+    if (s->sentinel && (rc0 = acache__redis_sentinel_target(s, &t, primary, sizeof primary)))
+        return rc0;
     rconn *c = rconn_open(&t, err, sizeof err);
     if (!c) {
         if (!err[0])
             return acache__oom();
+        acache__redis_conn_failed(s);
+        if (s->sentinel)
+            return acache_error_set(ACACHE_ESTORE, "redis connect %s: primary %s:%d: %s",
+                                    s->where, t.host, t.port, err);
         return acache_error_set(ACACHE_ESTORE, "redis connect %s: %s", s->where, err);
     }
     int rc = ACACHE_OK;
@@ -143,6 +154,8 @@ int acache__redis_dial(redis_store *s, rconn **out, int first)
         argv[argc++] = s->password;
         rc = dial_auth(s, c, argc, argv);
     }
+    if (!rc && s->sentinel)
+        rc = acache__redis_sentinel_check_role(s, c, &t);
     if (!rc && s->db) {
         char dbs[16];
         snprintf(dbs, sizeof dbs, "%d", s->db);
@@ -159,7 +172,7 @@ int acache__redis_dial(redis_store *s, rconn **out, int first)
     return ACACHE_OK;
 }
 
-int acache__redis_conn_get(redis_store *s, rconn **out)
+static int pool_take(redis_store *s, rconn **out)
 {
     pthread_mutex_lock(&s->lock);
     for (;;) {
@@ -180,6 +193,7 @@ int acache__redis_conn_get(redis_store *s, rconn **out)
             pthread_mutex_unlock(&s->lock);
             int rc = acache__redis_dial(s, out, 0);
             if (rc) {
+                acache__redis_notes |= RNOTE_NOT_RUN; /* nothing was sent */
                 pthread_mutex_lock(&s->lock);
                 s->n_total--;
                 pthread_cond_signal(&s->cond);
@@ -189,6 +203,15 @@ int acache__redis_conn_get(redis_store *s, rconn **out)
         }
         pthread_cond_wait(&s->cond, &s->lock);
     }
+}
+
+int acache__redis_conn_get(redis_store *s, rconn **out)
+{
+    int rc = pool_take(s, out);
+    /* redis-cluster://: ASKING before the command an -ASK redirects (cluster.c). */
+    if (!rc && (rc = acache__redis_cluster_asking(s, *out)))
+        acache__redis_conn_put(s, *out, 1);
+    return rc;
 }
 
 void acache__redis_conn_put(redis_store *s, rconn *c, int discard)

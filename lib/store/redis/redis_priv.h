@@ -13,7 +13,16 @@
  *                hiredis's RESP codec
  *   tls.c        the OpenSSL context of rediss:// (trust, client certificate)
  *   uri.c        redis://, rediss:// and unix:// URIs
+ *   sentinel.c   redis-sentinel://: primary resolution, ROLE check, re-resolve
+ *   breaker.c    circuit breaker and the retry-once-on-failover guard around
+ *                every vtable slot (docs/redis.md)
  *   counters.c   fleet counters (acache:stats, acache:instance:<id>)
+ *   cluster.c    redis-cluster://: slot map, a pool per node, MOVED/ASK/
+ *                TRYAGAIN/CLUSTERDOWN, multi-key commands split by slot,
+ *                enumeration on every primary (docs/redis.md "Cluster")
+ *   slots.c      CRC16 key slots with hash tags
+ *   tracking.c   L1 invalidations: a subscriber connection with CLIENT
+ *                TRACKING (BCAST) and its reader thread (docs/redis.md)
  *
  * Retries: a pooled connection whose server went away (restart) is detected
  * before use by a zero-timeout poll() (an idle RESP connection never has
@@ -70,6 +79,11 @@ int rconn_append(rconn *c, int argc, const char **argv, const size_t *lens);
 int rconn_flush(rconn *c);
 /* Flush, then read one reply. 0 with *out set, or -1 with rconn_err set. */
 int rconn_read(rconn *c, redisReply **out);
+/* A subscriber's next reply, which comes unasked: flush what is queued, then
+ * wait at most `wait_ms` (or until `wake_fd`, -1 = none, is readable). 1 with
+ * *out set, 0 nothing yet (the connection stays usable: no timeout error),
+ * -1 failed (rconn_err set). */
+int rconn_wait_reply(rconn *c, redisReply **out, int wait_ms, int wake_fd);
 /* An idle connection with bytes to read (EOF, garbage) or a past error. */
 int rconn_stale(rconn *c);
 int rconn_err(const rconn *c);
@@ -103,6 +117,12 @@ typedef struct redis_store {
     /* Set by the first dial in acache__store_redis_new (before any sharing),
      * read-only afterwards: the SHA1 of a script is the same on every server. */
     char touch_sha[41], delete_sha[41], report_sha[41];
+
+    struct redis_sentinel *sentinel; /* redis-sentinel://; NULL otherwise */
+    struct redis_guard *guard;       /* breaker.c; NULL until installed */
+    struct redis_cluster *cluster;   /* redis-cluster:// (cluster.c); NULL otherwise */
+    int cluster_node; /* a node of a cluster store: scan.c GETs instead of MGET */
+    struct redis_tracking *tracking; /* tracking.c: L1 invalidations; NULL when off */
 } redis_store;
 
 /* hiredis writes with write(2), so a peer that vanished raises SIGPIPE and
@@ -213,6 +233,93 @@ void acache__redis_counters_register(acache_store *st);
 /* Fill host/port/path/user/password/db/where and the TLS options of `s`
  * from `uri`. */
 int acache__redis_parse_uri(redis_store *s, const char *uri);
+
+/* ---- sentinel.c, breaker.c ---- */
+
+/* What the failing call on this thread ran into, for the guard (breaker.c):
+ * set where the failure is seen, cleared by the guard before each call. */
+extern _Thread_local unsigned acache__redis_notes;
+#define RNOTE_CONN 0x1u     /* connect failed, or a command timed out / broke */
+#define RNOTE_NOT_RUN 0x2u  /* nothing was sent or the server refused to run it:
+                               dial failed, -READONLY, -LOADING */
+#define RNOTE_READONLY 0x4u /* -READONLY / -LOADING: not (or no longer) the primary */
+
+/* A connection could not be made or broke: note it, and in Sentinel mode
+ * forget the primary so that the next dial asks the sentinels again. */
+void acache__redis_conn_failed(redis_store *s);
+/* An error reply: notes -READONLY / -LOADING. */
+void acache__redis_note_reply(const redisReply *r);
+
+/* redis-sentinel:// URI into s (and s->sentinel). */
+int acache__redis_sentinel_parse(redis_store *s, const char *uri);
+/* Dial hook: point `t` at the current primary (resolving it through the
+ * sentinels when unknown or stale); `host` receives its name. The connect
+ * budget left after the resolution is put in t->connect_ms. */
+int acache__redis_sentinel_target(redis_store *s, rconn_target *t, char *host,
+                                  size_t hostlen);
+/* After AUTH: ROLE must say master. */
+int acache__redis_sentinel_check_role(redis_store *s, rconn *c, const rconn_target *t);
+/* Ask the sentinels again now; 1 when the primary changed (the pool is
+ * drained then), so a call that did not run may be retried once. */
+int acache__redis_sentinel_recheck(redis_store *s);
+uint64_t acache__redis_sentinel_changes(const redis_store *s);
+void acache__redis_sentinel_free(redis_store *s);
+
+/* Wrap the vtable slots of s (after they are all set) with the breaker. */
+int acache__redis_guard_install(redis_store *s, uint32_t threshold, uint32_t cooldown_ms);
+void acache__redis_guard_free(redis_store *s);
+
+/* ---- cluster.c, slots.c: redis-cluster:// ----
+ *
+ * A cluster store's own pool is unused: each node is a redis_store of its
+ * own (pool, dial, scripts), and every slot routes by key. Code that sends
+ * commands itself (counters.c, report.c...) must route each key too, or a
+ * cluster answers -MOVED / -CROSSSLOT. Two ways, both also correct on a
+ * single node (there they use `s` itself):
+ *
+ *   acache__redis_for_key(s, key, len, fn, ctx) runs fn(node, ctx) on the
+ *     node that owns the key's slot and follows -MOVED / -ASK (with ASKING)
+ *     and -TRYAGAIN / -CLUSTERDOWN (back-off within command_ms) by running
+ *     fn again; fn must use only that key (or keys of the same slot, e.g.
+ *     with one {hash tag}), take a connection with acache__redis_conn_get(
+ *     node, ...) and report error replies through acache__redis_reply_fail
+ *     (which is how a redirection is noticed). A redirected command did not
+ *     run, so fn may be a non-idempotent write.
+ *   acache__redis_conn_for_key(s, key, len, &node, &c) only picks the node
+ *     and a connection (return it with acache__redis_conn_put(node, ...));
+ *     for pipelines of one slot. acache__redis_cluster_redirected(s, reply)
+ *     says whether an error reply was a redirection (and updates the map):
+ *     the caller may then run again through acache__redis_for_key.
+ */
+typedef struct redis_cluster redis_cluster;
+typedef int (*acache_redis_key_fn)(redis_store *node, void *ctx);
+int acache__redis_for_key(redis_store *s, const char *key, size_t len,
+                          acache_redis_key_fn fn, void *ctx);
+int acache__redis_conn_for_key(redis_store *s, const char *key, size_t len,
+                               redis_store **node, rconn **out);
+int acache__redis_cluster_redirected(redis_store *s, const redisReply *r);
+/* CRC16-CCITT (XMODEM) and the slot of a key (hash tags honoured). */
+uint16_t acache__redis_crc16(const char *p, size_t n);
+unsigned acache__redis_key_slot(const char *key, size_t len);
+/* uri.c: "redis-cluster://" + rest (seeds, then the first seed's options). */
+int acache__redis_cluster_parse_uri(redis_store *s, const char *rest);
+/* store.c, instead of the first dial: map from the seeds, cluster slots. */
+int acache__redis_cluster_start(redis_store *s);
+void acache__redis_cluster_free(redis_store *s);
+/* pool.c hooks: note a -MOVED/-ASK/-TRYAGAIN/-CLUSTERDOWN reply (thread
+ * local); send ASKING on `c` when this thread's next command on `s` follows
+ * an -ASK. */
+void acache__redis_cluster_note(const redisReply *r);
+int acache__redis_cluster_asking(redis_store *s, rconn *c);
+/* MOVED + ASK redirections followed since open (0: not a cluster). */
+uint64_t acache__redis_cluster_redirects(const acache_store *st);
+
+/* ---- tracking.c: the invalidations_* slots (docs/redis.md "L1 invalidation") ---- */
+
+/* Set the slots on a single-node / Sentinel store (a cluster keeps the
+ * time-based L1); stop the reader thread (r_free; idempotent). */
+void acache__redis_tracking_register(acache_store *st);
+void acache__redis_tracking_free(redis_store *s);
 
 /* ---- tls.c ---- */
 

@@ -34,6 +34,10 @@ typedef struct scan_bufs {
     size_t (*offs)[5];
     char *arena;
     size_t arena_len, arena_cap;
+    /* A cluster node (cluster.c): MGET would be -CROSSSLOT across slots, so
+     * each page's values are pipelined GETs, `gets` of them owed. */
+    int per_key;
+    size_t gets;
 } scan_bufs;
 
 static int bufs_reserve(scan_bufs *b, size_t n)
@@ -186,7 +190,15 @@ static int queue_page(rconn *c, scan_bufs *b, const redisReply *page,
     if (rc)
         return rc;
     *want_vals = with_values && n > 0;
-    if (*want_vals) {
+    if (*want_vals && b->per_key) {
+        for (size_t i = 0; i < n; i++) {
+            const char *argv[] = {"GET", keys->element[i]->str};
+            size_t lens[] = {3, keys->element[i]->len};
+            if (rconn_append(c, 2, argv, lens) != 0)
+                return acache__oom();
+        }
+        b->gets = n;
+    } else if (*want_vals) {
         b->argv[0] = "MGET";
         b->lens[0] = 4;
         for (size_t i = 0; i < n; i++) {
@@ -203,6 +215,60 @@ static int queue_page(rconn *c, scan_bufs *b, const redisReply *page,
             return acache__oom();
     }
     return ACACHE_OK;
+}
+
+/* The values of a page: the MGET reply, or the GETs as one array reply
+ * (freed by freeReplyObject like any array; it skips NULL elements). A GET
+ * answered -MOVED / -ASK (the key left this node after SCAN found it) is a
+ * key without a value, like one that expired in between; any other error
+ * reply is returned alone, as an MGET error would be. */
+static int read_vals(rconn *c, scan_bufs *b, redisReply **out)
+{
+    *out = NULL;
+    if (!b->per_key)
+        return rconn_read(c, out);
+    size_t n = b->gets;
+    b->gets = 0;
+    redisReply *arr = calloc(1, sizeof *arr);
+    redisReply **el = calloc(n ? n : 1, sizeof *el);
+    if (arr && el) {
+        arr->type = REDIS_REPLY_ARRAY;
+        arr->element = el;
+        arr->elements = n;
+    } else {
+        free(arr);
+        free(el);
+        arr = NULL;
+    }
+    int rc = 0;
+    redisReply *err = NULL;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        redisReply *r;
+        if ((rc = rconn_read(c, &r)) != 0)
+            break;
+        if (!arr) { /* out of memory: stay in step, then fail */
+            freeReplyObject(r);
+            continue;
+        }
+        el[i] = r;
+        if (r->type == REDIS_REPLY_ERROR && !err &&
+            !(r->len > 6 && (memcmp(r->str, "MOVED ", 6) == 0 || memcmp(r->str, "ASK ", 4) == 0)))
+            err = r;
+    }
+    if (rc != 0 || !arr) {
+        freeReplyObject(arr);
+        return -1;
+    }
+    if (err) {
+        for (size_t i = 0; i < n; i++)
+            if (el[i] == err)
+                el[i] = NULL;
+        freeReplyObject(arr);
+        *out = err;
+        return 0;
+    }
+    *out = arr;
+    return 0;
 }
 
 static int check_page(const redisReply *page, const char *pat)
@@ -238,7 +304,7 @@ static int scan_once(redis_store *s, rconn *c, const char *pat, int with_values,
         (rc = queue_page(c, b, page, scan_argv, with_values, &want_vals, &want_scan)))
         goto out;
     while (page) {
-        if (want_vals && rconn_read(c, &vals) != 0) {
+        if (want_vals && read_vals(c, b, &vals) != 0) {
             rc = acache__redis_io_fail(s, c, "MGET", pat);
             goto out;
         }
@@ -283,7 +349,7 @@ out:
      * goes back to the pool clean (an I/O error discards it instead). */
     while (rconn_err(c) == RIO_OK && (want_vals || want_scan)) {
         redisReply *junk = NULL;
-        if (rconn_read(c, &junk) != 0)
+        if ((want_vals ? read_vals(c, b, &junk) : rconn_read(c, &junk)) != 0)
             break;
         freeReplyObject(junk);
         if (want_vals)
@@ -308,6 +374,7 @@ int acache__redis_scan(redis_store *s, const char *prefix, int with_values, int 
         return acache__oom();
     scan_bufs b;
     memset(&b, 0, sizeof b);
+    b.per_key = s->cluster_node;
     sigpipe_guard g;
     acache__redis_sigpipe_block(s, &g);
     int rc;

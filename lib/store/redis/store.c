@@ -24,11 +24,15 @@ static void r_free(acache_store *self)
     redis_store *s = (redis_store *)self;
     if (!s)
         return;
+    acache__redis_tracking_free(s); /* its thread dials through the pool's code */
     for (int i = 0; i < s->n_idle; i++)
         rconn_close(s->idle[i]);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
+    acache__redis_cluster_free(s); /* before the TLS context its nodes borrow */
     acache__redis_tls_free(s);
+    acache__redis_sentinel_free(s);
+    acache__redis_guard_free(s);
     free(s->host);
     free(s->path);
     free(s->user);
@@ -45,6 +49,14 @@ static void r_free(acache_store *self)
 
 int acache__store_redis_new(acache_store **out, const char *uri,
                             uint32_t connect_timeout_ms, uint32_t command_timeout_ms)
+{
+    return acache__store_redis_new_ex(out, uri, connect_timeout_ms, command_timeout_ms, 0,
+                                      0);
+}
+
+int acache__store_redis_new_ex(acache_store **out, const char *uri,
+                               uint32_t connect_timeout_ms, uint32_t command_timeout_ms,
+                               uint32_t breaker_threshold, uint32_t breaker_cooldown_ms)
 {
     *out = NULL;
     redis_store *s = acache__calloc(1, sizeof *s);
@@ -81,6 +93,8 @@ int acache__store_redis_new(acache_store **out, const char *uri,
     int rc = acache__redis_parse_uri(s, uri);
     if (!rc)
         rc = acache__redis_tls_init(s);
+    if (!rc && !s->cluster) /* a cluster keeps the time-based L1 (docs/redis.md) */
+        acache__redis_tracking_register(&s->parent);
     if (rc) {
         r_free(&s->parent);
         return rc;
@@ -90,14 +104,22 @@ int acache__store_redis_new(acache_store **out, const char *uri,
     sigpipe_guard g;
     acache__redis_sigpipe_block(s, &g);
     rconn *c = NULL;
-    rc = acache__redis_dial(s, &c, 1);
+    /* redis-cluster:// (cluster.c): the seeds, the slot map, a pool per node. */
+    rc = s->cluster ? acache__redis_cluster_start(s) : acache__redis_dial(s, &c, 1);
     acache__redis_sigpipe_restore(&g);
     if (rc) {
         r_free(&s->parent);
         return rc;
     }
-    s->idle[s->n_idle++] = c;
-    s->n_total = 1;
+    if (c) {
+        s->idle[s->n_idle++] = c;
+        s->n_total = 1;
+    }
+    /* Last: wraps whatever slots are set above (breaker.c). */
+    if ((rc = acache__redis_guard_install(s, breaker_threshold, breaker_cooldown_ms))) {
+        r_free(&s->parent);
+        return rc;
+    }
     *out = &s->parent;
     return ACACHE_OK;
 }

@@ -266,8 +266,12 @@ int acache__redis_parse_uri(redis_store *s, const char *uri)
             return bad_uri("spaces or control characters");
     if (strncmp(uri, "redis://", 8) == 0)
         return parse_redis_uri(s, uri + 8);
+    if (strncmp(uri, "redis-cluster://", 16) == 0 && !s->cluster)
+        return acache__redis_cluster_parse_uri(s, uri + 16); /* cluster.c */
     if (strncmp(uri, "unix://", 7) == 0)
         return parse_unix_uri(s, uri + 7);
+    if (strncmp(uri, "redis-sentinel://", 17) == 0 && !s->sentinel)
+        return acache__redis_sentinel_parse(s, uri); /* sentinel.c */
     if (strncmp(uri, "rediss://", 9) == 0) {
         s->tls = 1;
         s->verify = 1;
