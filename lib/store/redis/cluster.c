@@ -3,8 +3,8 @@
  *
  * Each node is a complete single-node redis_store (its own pool, dial, AUTH,
  * SCRIPT LOAD, retry policy), so every single-key slot is the single-node
- * function run on the node that owns the key's slot, inside cl_run(), which
- * handles what a cluster answers instead of running a command:
+ * function run on the node that owns the key's slot, inside acache__redis_for_key(),
+ * which handles what a cluster answers instead of running a command:
  *
  *   -MOVED slot addr   the slot lives elsewhere now: update that slot, mark
  *                      the map for a full refresh, run again on addr;
@@ -25,7 +25,7 @@
  * Multi-key slots (UNLINK, the compare-and-delete script, TTL) group their
  * keys by node and slot, one command per slot group and node, pipelined per
  * node; a group answered with a redirection is run again key by key through
- * cl_run() (single-key commands never get TRYAGAIN for partial slots).
+ * acache__redis_for_key() (single-key commands never get TRYAGAIN for partial slots).
  *
  * Enumeration refreshes the map, takes a snapshot of it, and SCANs every
  * primary of the snapshot, keeping only keys whose slot the snapshot gives
@@ -734,7 +734,7 @@ static int do_del(redis_store *n, void *p)
     return rc;
 }
 
-/* The retried keys, one cl_run each. */
+/* The retried keys, one acache__redis_for_key each. */
 static int run_retries(redis_store *s, const acache_key *keys, const retry_list *r,
                        const acache_match *m, size_t *deleted)
 {
