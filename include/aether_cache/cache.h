@@ -64,6 +64,18 @@ typedef struct acache_options {
                                    every N ms (100 is a good value). Stores
                                    without ACACHE_STORE_CAP_TOUCH_DELTA: off */
     uint32_t touch_pending_max; /* pins a deferred handle keeps; 0 = 100000 */
+    uint32_t breaker_threshold;   /* Redis circuit breaker (docs/redis.md): connection
+                                     failures in a row that open it; 0 = 5 */
+    uint32_t breaker_cooldown_ms; /* calls fail fast this long once open, then one
+                                     probe goes through; 0 = 5000 */
+    int32_t l1_invalidation; /* how the L1 learns of other processes' writes
+                                (docs/redis.md "L1 invalidation"): ACACHE_L1_AUTO
+                                (0) = server-assisted tracking when the store
+                                offers it (Redis >= 6 single node / Sentinel),
+                                else TTL only with a one-time warning;
+                                ACACHE_L1_TTL_ONLY = the time-based L1 of 0.1;
+                                ACACHE_L1_TRACKING = tracking or acache_open
+                                fails with ACACHE_EUNSUPPORTED */
 } acache_options;
 
 /* options.stats_flush_ms: no fleet counters (no thread, nothing written). */
@@ -73,6 +85,11 @@ typedef struct acache_options {
  * zero-initialised struct (or one from an older caller) gets Aether's 3 s /
  * 1000 entries; switching the L1 off is this explicit value. */
 #define ACACHE_L1_OFF (-1)
+
+/* options.l1_invalidation */
+#define ACACHE_L1_AUTO 0
+#define ACACHE_L1_TTL_ONLY 1
+#define ACACHE_L1_TRACKING 2
 
 #define ACACHE_OPTIONS_VERSION 2
 #define ACACHE_OPTIONS_INIT {.version = ACACHE_OPTIONS_VERSION}

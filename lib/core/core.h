@@ -225,6 +225,22 @@ void acache__l1_put(acache__l1 *l1, const char *key, const acache_affinity *a,
                     uint64_t epoch);
 void acache__l1_remove(acache__l1 *l1, const char *key);
 void acache__l1_clear(acache__l1 *l1);
+/* Server-assisted invalidation (options.l1_invalidation, lib/core/l1.c):
+ * remove a key given as bytes; flush and bypass (on) or flush and use again. */
+void acache__l1_remove_bytes(acache__l1 *l1, const char *key, size_t len);
+void acache__l1_set_bypass(acache__l1 *l1, int on);
+/* At open, after the store: subscribe to the store's invalidations when the
+ * mode and the store allow (warns once and keeps the TTL when the server
+ * refuses); stop at close, before the store goes. */
+int acache__l1_tracking_start(acache *c);
+void acache__l1_tracking_stop(acache *c);
+typedef struct acache__l1_tracking {
+    int tracking; /* subscribed to the store's invalidations */
+    int bypass;   /* the subscription is down: the L1 is empty and skipped */
+    uint64_t keys, flushes; /* keys invalidated, flush-all messages */
+    uint64_t lost, live;    /* subscription lost / (re-)established */
+} acache__l1_tracking;
+void acache__l1_tracking_info(const acache *c, acache__l1_tracking *out);
 
 /* Collect every live affinity (used by listing.c and the JSON renderers).
  * Calls cb per record; expired and malformed ones are skipped (malformed
@@ -283,6 +299,10 @@ void acache__affinity_list_free(acache__affinity_list *l);
 int acache__store_memory_new(acache_store **out);
 int acache__store_redis_new(acache_store **out, const char *uri,
                             uint32_t connect_timeout_ms, uint32_t command_timeout_ms);
+/* Same, with the circuit breaker's threshold and cool-down (0 = 5, 5000 ms). */
+int acache__store_redis_new_ex(acache_store **out, const char *uri,
+                               uint32_t connect_timeout_ms, uint32_t command_timeout_ms,
+                               uint32_t breaker_threshold, uint32_t breaker_cooldown_ms);
 int acache__catalog_open(acache_catalog **out, const char *uri);
 /* Same, with the handle's timeouts for a PostgreSQL catalog (0 = 2000 ms; see
  * lib/catalog/postgres.h); acache__catalog_open uses the defaults. */

@@ -136,6 +136,34 @@ typedef struct acache_instance_info {
 /** Receives each live instance; return 0 to go on. */
 typedef int (*acache_instance_cb)(const acache_instance_info *inst, void *payload);
 
+/** Where a store delivers invalidations of the handle's L1 (docs/redis.md
+ *  "L1 invalidation"). Called from the store's own thread, concurrently with
+ *  every other call.   Since: 0.2 (store version 3) */
+typedef struct acache_invalidation_sink {
+    /** Another writer (any process) changed or removed `key` (bytes). */
+    void (*key)(const char *key, size_t len, void *payload);
+    /** Every key may have changed (FLUSHDB / FLUSHALL). */
+    void (*all)(void *payload);
+    /** live 0: invalidations may be lost from now on (subscription down), so
+     *  the L1 must be flushed and bypassed; 1: every change from now on is
+     *  delivered again (flush once more: changes made while down were lost). */
+    void (*state)(int live, void *payload);
+    void *payload;
+} acache_invalidation_sink;
+
+/** A remote store's connection health (docs/redis.md "Circuit breaker").
+ *  Since: 0.2 (store version 3) */
+typedef struct acache_store_health {
+    int breaker_state;             /* ACACHE_BREAKER_CLOSED / _OPEN / _HALF_OPEN */
+    uint32_t consecutive_failures; /* connection failures in a row */
+    uint64_t breaker_opens;        /* times the breaker opened */
+    uint64_t fast_failures;        /* calls refused at once while open */
+    uint64_t primary_changes;      /* Sentinel: times a new primary was found */
+} acache_store_health;
+#define ACACHE_BREAKER_CLOSED 0    /* calls go through */
+#define ACACHE_BREAKER_OPEN 1      /* calls fail fast until the cool-down ends */
+#define ACACHE_BREAKER_HALF_OPEN 2 /* one probe call is through; the others fail fast */
+
 typedef struct acache_store acache_store;
 
 struct acache_store {
@@ -223,6 +251,21 @@ struct acache_store {
      *  `cb` (may be NULL) for each live instance.   Since: 0.2 (store version 3) */
     int (*counters_read)(acache_store *self, const char *const *names, size_t n,
                          uint64_t *totals, acache_instance_cb cb, void *payload);
+    /** Optional: the state of the store's circuit breaker and failover, for
+     *  the stats JSON and /metrics; never does I/O.  Since: 0.2 (store version 3) */
+    void (*health)(acache_store *self, acache_store_health *out);
+    /** Optional: push invalidations of affinity keys written by anyone into
+     *  `sink` (copied) until invalidations_stop. Reports the initial state
+     *  through sink->state before returning ACACHE_OK (when the store is
+     *  unreachable now it reports 0 and keeps trying in the background);
+     *  ACACHE_EUNSUPPORTED: the server cannot (Redis < 6, CLIENT refused by
+     *  an ACL), nothing is running and the core keeps its time-based L1.
+     *  Redis: CLIENT TRACKING BCAST on one subscriber connection. NULL
+     *  (memory, cluster): time-based L1.   Since: 0.2 (store version 3) */
+    int (*invalidations_subscribe)(acache_store *self, const acache_invalidation_sink *sink);
+    /** Stop delivering (joins the store's thread); no sink call after it
+     *  returns. Required when invalidations_subscribe is set; idempotent. */
+    void (*invalidations_stop)(acache_store *self);
     /* later slots go below; the core checks `version` before using them */
 };
 

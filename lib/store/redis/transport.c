@@ -510,3 +510,46 @@ const char *rconn_errstr(const rconn *c)
 {
     return c->errstr;
 }
+
+int rconn_wait_reply(rconn *c, redisReply **out, int wait_ms, int wake_fd)
+{
+    *out = NULL;
+    if (rconn_flush(c) != 0)
+        return -1;
+    int64_t deadline = now_ms() + (wait_ms > 0 ? wait_ms : 0);
+    char buf[READ_CHUNK];
+    short want = POLLIN;
+    for (;;) {
+        void *r = NULL;
+        if (redisReaderGetReply(c->reader, &r) != REDIS_OK)
+            return fail(c, RIO_OTHER, "protocol error: %s", c->reader->errstr);
+        if (r) {
+            *out = r;
+            return 1;
+        }
+        if (c->ssl && SSL_pending(c->ssl) > 0) {
+            ssize_t n = read_some(c, buf, sizeof buf, &want);
+            if (n < 0)
+                return -1;
+            if (n > 0 && redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
+                return fail(c, RIO_OTHER, "protocol error: %s", c->reader->errstr);
+            continue;
+        }
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd p[2] = {{.fd = c->fd, .events = want}, {.fd = wake_fd, .events = POLLIN}};
+        int k = poll(p, wake_fd >= 0 ? 2 : 1, (int)left);
+        if (k < 0 && errno != EINTR)
+            return fail_errno(c, errno);
+        if (k <= 0)
+            continue;
+        if (wake_fd >= 0 && p[1].revents)
+            return 0;
+        ssize_t n = read_some(c, buf, sizeof buf, &want);
+        if (n < 0)
+            return -1;
+        if (n > 0 && redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
+            return fail(c, RIO_OTHER, "protocol error: %s", c->reader->errstr);
+    }
+}
