@@ -36,6 +36,7 @@
 
 #include "admin_ops.h"
 #include "secret_file.h"
+#include "store_env.h"
 
 #if MHD_VERSION < 0x00097002
 typedef int MHD_Result_t;
@@ -1000,7 +1001,9 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "usage: acache-admin [options]\n"
-            "  --store URI                 store (default $ACACHE_STORE, else memory://)\n"
+            "  --store URI                 store (default $ACACHE_STORE, else Aether's\n"
+            "                              $REDIS_SENTINEL_HOSTS (+ _SERVICE_NAME, $REDIS_PASSWORD),\n"
+            "                              else $REDIS_URL (+ $REDIS_PASSWORD), else memory://)\n"
             "  --catalog URI               catalog: json:///path or postgresql://...\n"
             "  --encryption-key-file PATH  Aether ENCRYPTION_KEY (or $ACACHE_ENCRYPTION_KEY)\n"
             "  --listen HOST:PORT          default 127.0.0.1:8084 (port 0 = any free port)\n"
@@ -1094,9 +1097,14 @@ static int write_port_file(const char *path, unsigned port)
     return 0;
 }
 
+static const char *env_get(const char *name)
+{
+    return getenv(name);
+}
+
 int main(int argc, char **argv)
 {
-    const char *store = getenv("ACACHE_STORE");
+    const char *store = NULL; /* --store, else the environment (store_env.h) */
     const char *catalog = NULL, *key_file = NULL, *token_file = NULL, *port_file = NULL, *replay = NULL;
     const char *listen_spec = "127.0.0.1:8084";
     const char *tls_cert_path = NULL, *tls_key_path = NULL;
@@ -1267,12 +1275,24 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    char *env_store = NULL;
+    if (!store) {
+        const char *source;
+        int bad = 0;
+        env_store = store_uri_from_env("acache-admin", env_get, &source, &bad);
+        if (bad) {
+            free_secret(enc_key);
+            return 2;
+        }
+        store = env_store;
+    }
     acache_options opts = ACACHE_OPTIONS_INIT;
     opts.store_uri = (store && store[0]) ? store : "memory://";
     opts.catalog_uri = catalog;
     opts.encryption_key = (enc_key && enc_key[0]) ? enc_key : NULL;
     int rc = acache_open(&srv.cache, &opts);
     free_secret(enc_key); /* acache_open copied (and wiped) what it needed */
+    secret_free(env_store);
     if (rc != ACACHE_OK) {
         fprintf(stderr, "acache-admin: open: %s: %s\n", acache_strerror(rc),
                 acache_last_error());

@@ -21,6 +21,7 @@
 #include <sodium.h>
 
 #include "secret_file.h"
+#include "store_env.h"
 
 enum {
     EXIT_OKAY = 0,
@@ -668,7 +669,12 @@ static const char global_options_text[] =
     "                     redis://[[user]:password@]host[:port][/db][?db=N],\n"
     "                     unix://[[user]:password@]/path/redis.sock[?db=N];\n"
     "                     a password on the command line is visible to other local\n"
-    "                     users (ps): prefer $ACACHE_STORE for it\n"
+    "                     users (ps): prefer $ACACHE_STORE for it;\n"
+    "                     redis-sentinel://host[:port],...?service=NAME also works.\n"
+    "                     Without --store: $ACACHE_STORE, else Aether's\n"
+    "                     $REDIS_SENTINEL_HOSTS (+ $REDIS_SENTINEL_SERVICE_NAME,\n"
+    "                     $REDIS_PASSWORD), else $REDIS_URL (+ $REDIS_PASSWORD),\n"
+    "                     else memory://\n"
     "  --catalog URI      json:///path/catalog.json, a path, or postgresql://...\n"
     "                     (or $ACACHE_CATALOG); needed for users and analyses\n"
     "  --encryption-key-file PATH\n"
@@ -887,6 +893,11 @@ static int open_and_run(const command *cmd, cmd_opts *o, const char *store_uri,
     return code;
 }
 
+static const char *env_get(const char *name)
+{
+    return getenv(name);
+}
+
 int main(int argc, char **argv)
 {
     if (sodium_init() < 0) {
@@ -908,7 +919,7 @@ int main(int argc, char **argv)
             longopts[n++] = optdefs[i].opt;
     memset(&longopts[n], 0, sizeof longopts[n]);
 
-    const char *store_uri = getenv("ACACHE_STORE");
+    const char *store_uri = NULL; /* --store, else the environment (store_env.h) */
     const char *catalog_uri = getenv("ACACHE_CATALOG");
     const char *key_file = NULL;
     int dev_key = 0, help = 0, version = 0, have_now = 0, ch;
@@ -1014,9 +1025,19 @@ int main(int argc, char **argv)
 
     /* mask and help are answered without opening the store (or reading a key). */
     int no_handle = cmd->run == cmd_mask || cmd->run == cmd_help;
+    char *env_uri = NULL;
+    if (!no_handle && !store_uri) {
+        const char *source;
+        int bad = 0;
+        env_uri = store_uri_from_env("acache", env_get, &source, &bad);
+        if (bad)
+            return EXIT_USAGE;
+        store_uri = env_uri;
+    }
     int code = no_handle ? cmd->run(NULL, cmd, &o)
                          : open_and_run(cmd, &o, store_uri, catalog_uri, key_file,
                                         dev_key, have_now);
+    secret_free(env_uri);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "acache: writing the output: %s\n", strerror(errno));
         if (code == EXIT_OKAY)

@@ -37,6 +37,8 @@ static uint64_t vv(const acache__fleet_view *v, const char *name)
 static int stats_fill(acache_stats *out, acache *c, const acache__fleet_view *fv,
                       int cached)
 {
+    /* cached < 0: the store just failed (the fleet read): do not wait on it a
+     * second time for the count (acache_stats_json answers with null). */
     memset(out, 0, sizeof *out);
     out->version = ACACHE_STATS_VERSION;
     out->report_successes = vv(fv, "report_success");
@@ -60,7 +62,9 @@ static int stats_fill(acache_stats *out, acache *c, const acache__fleet_view *fv
     acache__deferred_counts(c, &out->touches_deferred, &out->touch_flushes,
                             &out->touch_flush_failures, &out->touches_pending);
     int rc = ACACHE_OK;
-    if (cached) {
+    if (cached < 0) {
+        out->active_affinities = -1;
+    } else if (cached) {
         out->active_affinities = acache__active_cached(c, &out->active_age_s);
     } else {
         out->active_affinities = acache__active_count_now(c, &rc);
@@ -344,15 +348,35 @@ fail:
     return NULL;
 }
 
+/* The store's circuit breaker (docs/redis.md "Circuit breaker"): 0 with *h
+ * filled, -1 when the store has none. Never does I/O. */
+static int store_health(acache *c, acache_store_health *h)
+{
+    acache_store *st = c->store;
+    if (!st || st->version < 3 || !st->health)
+        return -1;
+    st->health(st, h);
+    return 0;
+}
+
+static const char *breaker_name(int state)
+{
+    return state == ACACHE_BREAKER_OPEN        ? "open"
+           : state == ACACHE_BREAKER_HALF_OPEN ? "half_open"
+                                               : "closed";
+}
+
 int acache_stats_json(acache_buf *out, acache *c)
 {
     if (!out || !c)
         return acache_error_set(ACACHE_EINVALID, "acache_stats_json: NULL argument");
     acache__fleet_view fv;
-    if (acache__fleet_view_get(&fv, c) == ACACHE_ENOMEM)
+    int frc = acache__fleet_view_get(&fv, c);
+    if (frc == ACACHE_ENOMEM)
         return ACACHE_ENOMEM; /* a store failure leaves this handle's counters */
     acache_stats st;
-    stats_fill(&st, c, &fv, 1); /* a store failure leaves active_affinities null */
+    /* A store failure leaves active_affinities null. */
+    stats_fill(&st, c, &fv, frc == ACACHE_ESTORE ? -1 : 1);
     sched_snap ss;
     sched_snapshot(c, &ss);
     sched_fleet(&ss.s, &fv);
@@ -384,6 +408,18 @@ int acache_stats_json(acache_buf *out, acache *c)
         affinity = NULL;
     }
     if (affinity && json_object_set_new(affinity, "fleet", fleet_json(&fv, &st)) < 0) {
+        json_decref(affinity);
+        affinity = NULL;
+    }
+    acache_store_health h;
+    if (affinity && store_health(c, &h) == 0 &&
+        json_object_set_new(
+            affinity, "circuit_breaker",
+            json_pack("{s:s, s:I, s:I, s:I, s:I}", "state", breaker_name(h.breaker_state),
+                      "consecutive_failures", (json_int_t)h.consecutive_failures, "opens",
+                      (json_int_t)h.breaker_opens, "fast_failures",
+                      (json_int_t)h.fast_failures, "primary_changes",
+                      (json_int_t)h.primary_changes)) < 0) {
         json_decref(affinity);
         affinity = NULL;
     }
@@ -613,6 +649,25 @@ int acache_metrics_text(acache_buf *out, acache *c)
                     "cache_scheduler_info{scheduler=\"cache_aware\"} 1\n");
     if (!rc)
         rc = fleet_metrics(&buf, &len, &cap, &fv);
+    acache_store_health h;
+    if (!rc && store_health(c, &h) == 0)
+        rc = append(&buf, &len, &cap,
+                    "# HELP acache_store_breaker_state Store circuit breaker: 0 closed, 1 "
+                    "open, 2 half-open\n# TYPE acache_store_breaker_state gauge\n"
+                    "acache_store_breaker_state %d\n"
+                    "# HELP acache_store_breaker_opens_total Times the store circuit breaker "
+                    "opened\n# TYPE acache_store_breaker_opens_total counter\n"
+                    "acache_store_breaker_opens_total %llu\n"
+                    "# HELP acache_store_breaker_fast_failures_total Store calls refused at "
+                    "once while the breaker was open\n"
+                    "# TYPE acache_store_breaker_fast_failures_total counter\n"
+                    "acache_store_breaker_fast_failures_total %llu\n"
+                    "# HELP acache_store_primary_changes_total New primaries found through "
+                    "Sentinel\n# TYPE acache_store_primary_changes_total counter\n"
+                    "acache_store_primary_changes_total %llu\n",
+                    h.breaker_state, (unsigned long long)h.breaker_opens,
+                    (unsigned long long)h.fast_failures,
+                    (unsigned long long)h.primary_changes);
     acache__fleet_view_free(&fv);
     if (rc) {
         free(buf);

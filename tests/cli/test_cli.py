@@ -43,15 +43,20 @@ TMP = None
 
 def env_clean():
     env = dict(os.environ)
-    for k in ("ACACHE_STORE", "ACACHE_CATALOG", "ACACHE_ENCRYPTION_KEY", "POSIXLY_CORRECT"):
+    for k in ("ACACHE_STORE", "ACACHE_CATALOG", "ACACHE_ENCRYPTION_KEY", "POSIXLY_CORRECT",
+              "REDIS_URL", "REDIS_SENTINEL_HOSTS", "REDIS_SENTINEL_SERVICE_NAME",
+              "REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD"):
         env.pop(k, None)
     return env
 
 
-def acache(*args, stdin=subprocess.DEVNULL, prog=None, timeout=60):
-    """Run acache; returns (returncode, stdout text, stderr text)."""
+def acache(*args, stdin=subprocess.DEVNULL, prog=None, timeout=60, env=None):
+    """Run acache; returns (returncode, stdout text, stderr text). `env`: extra
+    variables on top of the cleaned environment."""
+    full = env_clean()
+    full.update(env or {})
     r = subprocess.run([prog or ARGS.cli, *args], stdin=stdin, capture_output=True,
-                       env=env_clean(), timeout=timeout)
+                       env=full, timeout=timeout)
     return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8",
                                                                               "replace")
 
@@ -78,12 +83,14 @@ def secret_file(name, content, mode):
 
 
 class Redis:
-    def __init__(self):
+    def __init__(self, password=None):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(dir=TMP)
+        self.password = password
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir],
+             "--save", "", "--appendonly", "no", "--dir", self.dir] +
+            (["--requirepass", password] if password else []),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -101,7 +108,8 @@ class Redis:
         return "redis://127.0.0.1:%d/0" % self.port
 
     def cli(self, *args):
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args], check=True,
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+        return subprocess.run(["redis-cli", "-p", str(self.port), *auth, *args], check=True,
                               capture_output=True, text=True).stdout
 
     def stop(self):
@@ -533,6 +541,74 @@ def on_pty(cmd, answer):
 RESULTS = {"passed": 0, "failed": 0}
 
 
+def check_store_env():
+    """Aether's variables when no --store is given (examples/common/store_env.c):
+    --store > ACACHE_STORE > REDIS_SENTINEL_HOSTS > REDIS_URL (+ REDIS_PASSWORD)
+    > memory://, with the password percent-encoded into the URI."""
+    pw = "p@ss:w/rd%?&#"
+    r = Redis(password=pw)
+    sent = None
+    try:
+        url = "redis://127.0.0.1:%d/0" % r.port
+        dead = "redis://127.0.0.1:%d/0" % free_port()
+
+        def storage(env, *extra):
+            out, _ = expect(0, "stats", *extra, env=env)
+            return json.loads(out)["data"]["affinity_stats"]["storage_type"]
+
+        # REDIS_URL without a password takes REDIS_PASSWORD (encoded).
+        assert storage({"REDIS_URL": url, "REDIS_PASSWORD": pw}) == "redis"
+        _, err = expect(3, "stats", env={"REDIS_URL": url})
+        assert "authentication" in err.lower() or "NOAUTH" in err, err
+        assert pw not in err, err
+        # A password in the URL wins over REDIS_PASSWORD.
+        _, err = expect(3, "stats", env={"REDIS_URL": "redis://:wrong@127.0.0.1:%d/0" % r.port,
+                                         "REDIS_PASSWORD": pw})
+        assert "authentication failed" in err, err
+        # ACACHE_STORE beats REDIS_URL; --store beats both.
+        assert storage({"ACACHE_STORE": "memory://", "REDIS_URL": dead}) == "memory"
+        assert storage({"ACACHE_STORE": dead, "REDIS_URL": dead}, "--store", "memory://") == \
+            "memory"
+        assert storage({}) == "memory"
+        # REDIS_SENTINEL_HOSTS beats REDIS_URL: a real sentinel names the primary.
+        sport = free_port()
+        sdir = tempfile.mkdtemp(dir=TMP)
+        conf = os.path.join(sdir, "sentinel.conf")
+        with open(conf, "w", encoding="utf-8") as f:
+            f.write("port %d\nbind 127.0.0.1\ndir %s\n"
+                    "sentinel monitor aether 127.0.0.1 %d 1\n"
+                    "sentinel auth-pass aether %s\n" % (sport, sdir, r.port, pw))
+        sent = subprocess.Popen(["redis-server", conf, "--sentinel"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            rc = subprocess.run(["redis-cli", "-p", str(sport), "PING"],
+                                capture_output=True, text=True)
+            if rc.stdout.strip() == "PONG":
+                break
+            time.sleep(0.05)
+        env = {"REDIS_SENTINEL_HOSTS": " 127.0.0.1:%d, 127.0.0.1:%d" % (free_port(), sport),
+               "REDIS_SENTINEL_SERVICE_NAME": "aether", "REDIS_PASSWORD": pw,
+               "REDIS_URL": dead}
+        expect(0, "touch", "k", "openai", "m", "p", "e", "key", env=env)
+        assert r.cli("EXISTS", "cache_affinity:k:openai:m").strip() == "1"
+        _, err = expect(3, "stats", env=dict(env, REDIS_SENTINEL_SERVICE_NAME="other"))
+        assert "no primary" in err and pw not in err, err
+        _, err = expect(2, "stats", env={"REDIS_SENTINEL_HOSTS": "bad/host"})
+        assert "REDIS_SENTINEL_HOSTS" in err, err
+        # acache-admin reads the same variables.
+        if ARGS.admin:
+            rc = subprocess.run([ARGS.admin, "--listen", "127.0.0.1:0", "--insecure-no-auth"], env=dict(
+                env_clean(), REDIS_SENTINEL_HOSTS="bad/host"), capture_output=True,
+                text=True, timeout=30)
+            assert rc.returncode == 2 and "REDIS_SENTINEL_HOSTS" in rc.stderr, rc.stderr
+    finally:
+        if sent and sent.poll() is None:
+            sent.kill()  # ours, by PID
+            sent.wait()
+        r.stop()
+
+
 def run(name, fn, *a):
     t0 = time.monotonic()
     try:
@@ -569,6 +645,7 @@ def main():
         if not shutil.which("redis-server"):
             print("SKIP redis: redis-server not installed")
         else:
+            run("store_env", check_store_env)
             r = Redis()
             try:
                 run("redis", check_redis, r)
