@@ -59,7 +59,8 @@ import sys, time
 from aether_cache import Cache
 n = max(int(sys.argv[1]) // 5, 1)
 with Cache() as c:
-    c.touch("bench-key", "claude", "claude-sonnet", "p", "e", "k")
+    c.touch(affinity_key="bench-key", api_format="claude", model_name="claude-sonnet",
+            provider_id="p", endpoint_id="e", key_id="k")
     get = c.get
     t = time.perf_counter()
     for _ in range(n):

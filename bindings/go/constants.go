@@ -245,6 +245,15 @@ const ReportResultVersion = 1
 // L1Off is ACACHE_L1_OFF.
 const L1Off = -1
 
+// L1Auto is ACACHE_L1_AUTO.
+const L1Auto = 0
+
+// L1TTLOnly is ACACHE_L1_TTL_ONLY.
+const L1TTLOnly = 1
+
+// L1Tracking is ACACHE_L1_TRACKING.
+const L1Tracking = 2
+
 // OptionsVersion is ACACHE_OPTIONS_VERSION.
 const OptionsVersion = 2
 

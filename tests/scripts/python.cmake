@@ -28,9 +28,24 @@ if(NOT ACACHE_SANITIZE AND NOT ACACHE_TSAN)
               ${PROJECT_SOURCE_DIR}/bindings/python/tests
       WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
     set_tests_properties(python PROPERTIES LABELS integration TIMEOUT 300)
+
+    # The same tests on the package installed as a user installs it: a venv
+    # in the build directory, pip install --no-build-isolation --no-index,
+    # the library through LD_LIBRARY_PATH. Needs python3-venv, python3-pip,
+    # python3-setuptools and python3-wheel (skipped, exit 77, without them).
+    add_test(NAME python-installed
+      COMMAND ${CMAKE_COMMAND} -E env
+              ACACHE_SHARED_DIR=${ACACHE_SHARED_DIR}
+              sh ${PROJECT_SOURCE_DIR}/bindings/python/scripts/test-installed.sh
+              ${ACACHE_PYTEST_PYTHON} ${PROJECT_BINARY_DIR}/python-installed
+              ${PROJECT_SOURCE_DIR}/bindings/python $<TARGET_FILE:aethercache>)
+    set_tests_properties(python-installed PROPERTIES LABELS integration TIMEOUT 300
+      SKIP_RETURN_CODE 77)
   else()
     message(STATUS "python binding tests: no python3 with pytest (apt-get install python3-pytest)")
     add_test(NAME python COMMAND sh -c "echo 'no python3 with pytest found' >&2; exit 77")
     set_tests_properties(python PROPERTIES LABELS integration SKIP_RETURN_CODE 77)
+    add_test(NAME python-installed COMMAND sh -c "echo 'no python3 with pytest found' >&2; exit 77")
+    set_tests_properties(python-installed PROPERTIES LABELS integration SKIP_RETURN_CODE 77)
   endif()
 endif()

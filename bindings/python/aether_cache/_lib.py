@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import os
 import subprocess
+from typing import Any, Callable, List, Optional
 
 from . import _constants as K
 
@@ -140,7 +141,22 @@ class Stats(ctypes.Structure):
     ]
 
 
-def _pkg_config_libdir():
+# The file the dynamic linker would load for a program linked against this
+# binding's major.minor (the SONAME), then the unversioned development link.
+_SONAME = "libaethercache.so.%d.%d" % (K.ACACHE_VERSION_MAJOR, K.ACACHE_VERSION_MINOR)
+_LIB_NAMES = (_SONAME, "libaethercache.so")
+
+
+def _ld_library_path_lib() -> Optional[str]:
+    for d in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep):
+        for name in _LIB_NAMES if d else ():
+            path = os.path.join(d, name)
+            if os.path.exists(path):
+                return path
+    return None
+
+
+def _pkg_config_libdir() -> Optional[str]:
     try:
         out = subprocess.run(
             ["pkg-config", "--variable=libdir", "aether-cache"],
@@ -156,12 +172,16 @@ def _pkg_config_libdir():
     return None
 
 
-def library_path():
-    """ACACHE_LIBRARY, else pkg-config's libdir, else the linker search path."""
+def library_path() -> Optional[str]:
+    """The libaethercache this binding loads, the first of: $ACACHE_LIBRARY
+    (the file's path); libaethercache.so.MAJOR.MINOR (or .so) in a directory
+    of $LD_LIBRARY_PATH; the libdir of `pkg-config aether-cache` (a prefix
+    outside the linker's path); ctypes.util.find_library (ldconfig's cache)."""
     explicit = os.environ.get("ACACHE_LIBRARY")
     if explicit:
         return explicit
-    return _pkg_config_libdir() or ctypes.util.find_library("aethercache")
+    return (_ld_library_path_lib() or _pkg_config_libdir()
+            or ctypes.util.find_library("aethercache"))
 
 
 # (name, restype, argtypes) of every function the binding calls.
@@ -234,13 +254,13 @@ _GETTERS = [
 ]
 
 
-def _absent(path, name):
-    def call(*_args):
+def _absent(path: str, name: str) -> Callable[..., Any]:
+    def call(*_args: Any) -> Any:
         raise NotImplementedError("aether_cache: %s does not export %s" % (path, name))
     return call
 
 
-def _load():
+def _load() -> Any:
     path = library_path()
     if not path:
         raise ImportError(
@@ -250,7 +270,7 @@ def _load():
         dll = ctypes.CDLL(path)
     except OSError as e:
         raise ImportError("aether_cache: cannot load %s: %s" % (path, e)) from e
-    missing = []
+    missing: List[str] = []
     for name, restype, argtypes in _PROTOS:
         fn = getattr(dll, name, None)
         if fn is None:
@@ -283,4 +303,6 @@ def _load():
     return dll
 
 
-lib = _load()
+#: The loaded CDLL with every prototype declared (Any: ctypes functions are
+#: looked up by name).
+lib: Any = _load()

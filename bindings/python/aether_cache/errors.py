@@ -1,4 +1,6 @@
 """Exceptions raised for the library's negative status codes."""
+from typing import Dict, Type
+
 from . import _constants as K
 
 __all__ = [
@@ -11,11 +13,14 @@ class AetherCacheError(Exception):
     """A libaethercache call failed. `status` is the acache_status (negative)
     and `message` the thread's acache_last_error() read right after the call."""
 
-    def __init__(self, status, message):
+    def __init__(self, status: int, message: str) -> None:
         self.status = status
         self.message = message
         super().__init__("%s (status %d)" % (message, status) if message
                          else "status %d" % status)
+
+    def __repr__(self) -> str:
+        return "%s(status=%d, message=%r)" % (type(self).__name__, self.status, self.message)
 
 
 class NotFoundError(AetherCacheError, LookupError):
@@ -46,7 +51,7 @@ class OutOfMemoryError(AetherCacheError, MemoryError):
     """ACACHE_ENOMEM: the library could not allocate."""
 
 
-_BY_STATUS = {
+_BY_STATUS: Dict[int, Type[AetherCacheError]] = {
     K.ACACHE_ENOTFOUND: NotFoundError,
     K.ACACHE_EINVALID: InvalidArgumentError,
     K.ACACHE_ESTORE: StoreUnavailableError,
@@ -57,6 +62,6 @@ _BY_STATUS = {
 }
 
 
-def error_for(status, message):
+def error_for(status: int, message: str) -> AetherCacheError:
     """The exception instance for a negative status."""
     return _BY_STATUS.get(status, AetherCacheError)(status, message)

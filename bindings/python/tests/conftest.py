@@ -1,6 +1,7 @@
 """Fixtures: a private redis-server, a JSON catalog, a Cache per backend.
 
-The library comes from ACACHE_LIBRARY (ctest sets it to the build's .so);
+The library comes from ACACHE_LIBRARY (ctest python sets it to the build's
+.so) or LD_LIBRARY_PATH (ctest python-installed);
 shared test vectors from ACACHE_SHARED_DIR (default: ../shared beside the
 checkout).
 """
@@ -17,7 +18,10 @@ import time
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # the package, when not installed
+# The source tree's package, unless ctest python-installed runs these
+# tests against the package pip installed into a venv.
+if not os.environ.get("ACACHE_TEST_INSTALLED"):
+    sys.path.insert(0, os.path.dirname(HERE))
 
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 SHARED = os.environ.get("ACACHE_SHARED_DIR") or os.path.join(REPO, "..", "shared")

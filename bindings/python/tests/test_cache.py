@@ -11,7 +11,8 @@ from aether_cache import constants as K
 
 def pin(c, key="ak-1", fmt="claude", model="claude-sonnet", prov="prov-1", ep="ep-1",
         pk="pk-1", **kw):
-    return c.touch(key, fmt, model, prov, ep, pk, **kw)
+    return c.touch(affinity_key=key, api_format=fmt, model_name=model, provider_id=prov,
+                   endpoint_id=ep, key_id=pk, **kw)
 
 
 def test_open_reports_store_type(cache, store_uri):
@@ -374,16 +375,17 @@ def test_close_is_idempotent_and_final(store_uri):
 
 
 def test_report_lifecycle_and_invalidate_by_key_endpoint(cache):
-    target = ("ak-r", "claude", "m", "p", "e", "k")
-    assert cache.report(*target, ac.Outcome.SUCCESS) == (ac.ReportAction.CREATED, 0)
-    assert cache.report(*target, ac.Outcome.TRANSIENT) == (ac.ReportAction.KEPT, 1)
-    assert cache.report(*target, ac.Outcome.SUCCESS)[0] == ac.ReportAction.REFRESHED
-    assert cache.report(*target, ac.Outcome.TRANSIENT) == (ac.ReportAction.KEPT, 1)
-    assert cache.report(*target, ac.Outcome.TRANSIENT) == (ac.ReportAction.KEPT, 2)
-    assert cache.report(*target, ac.Outcome.TRANSIENT) == (ac.ReportAction.DROPPED, 3)
-    assert cache.report(*target, ac.Outcome.TERMINAL) == (ac.ReportAction.NOT_PINNED, 0)
+    target = dict(affinity_key="ak-r", api_format="claude", model_name="m", provider_id="p",
+                  endpoint_id="e", key_id="k")
+    assert cache.report(**target, outcome=ac.Outcome.SUCCESS) == (ac.ReportAction.CREATED, 0)
+    assert cache.report(**target, outcome=ac.Outcome.TRANSIENT) == (ac.ReportAction.KEPT, 1)
+    assert cache.report(**target, outcome=ac.Outcome.SUCCESS)[0] == ac.ReportAction.REFRESHED
+    assert cache.report(**target, outcome=ac.Outcome.TRANSIENT) == (ac.ReportAction.KEPT, 1)
+    assert cache.report(**target, outcome=ac.Outcome.TRANSIENT) == (ac.ReportAction.KEPT, 2)
+    assert cache.report(**target, outcome=ac.Outcome.TRANSIENT) == (ac.ReportAction.DROPPED, 3)
+    assert cache.report(**target, outcome=ac.Outcome.TERMINAL) == (ac.ReportAction.NOT_PINNED, 0)
     with pytest.raises(ac.InvalidArgumentError):
-        cache.report(*target, 9)
+        cache.report(**target, outcome=9)
     pin(cache, key="ak-1", pk="pk-1")
     pin(cache, key="ak-2", pk="pk-1", ep="ep-2")
     pin(cache, key="ak-3", pk="pk-3", ep="ep-2")

@@ -64,7 +64,8 @@ def test_invalid_arguments(cache):
         cache.get("a:b", "claude", "m")
     assert ei.value.message
     with pytest.raises(ac.InvalidArgumentError):
-        cache.touch("k", "", "m", "p", "e", "x")
+        cache.touch(affinity_key="k", api_format="", model_name="m", provider_id="p",
+                    endpoint_id="e", key_id="x")
     with pytest.raises(ac.InvalidArgumentError):
         cache.get("k", "claude", "")
 
@@ -72,10 +73,12 @@ def test_invalid_arguments(cache):
 def test_store_down_mid_operation(fresh_redis):
     with Cache(store=fresh_redis.uri, l1_ttl_ms=-1, connect_timeout_ms=300,
                command_timeout_ms=300) as c:
-        c.touch("k", "claude", "m", "p", "e", "x")
+        c.touch(affinity_key="k", api_format="claude", model_name="m", provider_id="p",
+                endpoint_id="e", key_id="x")
         fresh_redis.stop()
         with pytest.raises(ac.StoreUnavailableError) as ei:
-            c.touch("k", "claude", "m", "p", "e", "x")
+            c.touch(affinity_key="k", api_format="claude", model_name="m", provider_id="p",
+                    endpoint_id="e", key_id="x")
         assert ei.value.status == Status.ESTORE and ei.value.message
         with pytest.raises(ConnectionError):
             c.get("k", "claude", "m")
@@ -84,7 +87,8 @@ def test_store_down_mid_operation(fresh_redis):
 def test_message_is_read_from_the_failing_call(cache):
     with pytest.raises(ac.NotFoundError) as first:
         cache.get("first-key", "claude", "m")
-    cache.touch("ok", "claude", "m", "p", "e", "x")  # success keeps no stale message
+    cache.touch(affinity_key="ok", api_format="claude", model_name="m", provider_id="p",
+                endpoint_id="e", key_id="x")  # success keeps no stale message
     with pytest.raises(ac.NotFoundError) as second:
         cache.get("second-key", "claude", "m")
     assert "first-key" in first.value.message

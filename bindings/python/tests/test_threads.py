@@ -31,7 +31,8 @@ def test_concurrent_touches_lose_no_count(cache):
 
     def work(_i):
         for _ in range(per):
-            cache.touch("shared", "claude", "m", "p", "e", "x")
+            cache.touch(affinity_key="shared", api_format="claude", model_name="m",
+                        provider_id="p", endpoint_id="e", key_id="x")
 
     run_all(work)
     # Read the store, not the handle's L1 copy: concurrent touches may refill
@@ -44,7 +45,8 @@ def test_mixed_operations_and_per_thread_messages(cache):
     def work(i):
         mine = "key-%d" % i
         for j in range(40):
-            cache.touch(mine, "claude", "m%d" % (j % 3), "p", "e", "x")
+            cache.touch(affinity_key=mine, api_format="claude", model_name="m%d" % (j % 3),
+                        provider_id="p", endpoint_id="e", key_id="x")
             assert cache.get(mine, "claude", "m%d" % (j % 3)).affinity_key == mine
             with pytest.raises(ac.NotFoundError) as ei:
                 cache.get(mine, "claude", "absent")
@@ -63,7 +65,8 @@ def test_mixed_operations_and_per_thread_messages(cache):
 
 def test_close_while_threads_call(store_uri):
     c = Cache(store=store_uri)
-    c.touch("k", "claude", "m", "p", "e", "x")
+    c.touch(affinity_key="k", api_format="claude", model_name="m", provider_id="p",
+            endpoint_id="e", key_id="x")
     started = threading.Barrier(THREADS + 1)
     outcome = []
 
