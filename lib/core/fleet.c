@@ -132,6 +132,7 @@ struct acache__fleet {
     double started_at; /* wall clock */
     uint64_t confirmed[NC];
     uint64_t flushes, failures;
+    int last_ok; /* the last flush succeeded (1 before the first) */
 
     /* The cached active count. */
     pthread_mutex_t active_lock;
@@ -179,6 +180,7 @@ static void flush_once(acache *c, int final)
         /* Delivered, or maybe: never replayed, so never counted twice. */
         memcpy(f->confirmed, now_v, sizeof now_v);
     }
+    f->last_ok = rc == ACACHE_OK;
     if (rc == ACACHE_OK)
         f->flushes++;
     else
@@ -213,7 +215,11 @@ static void *flusher(void *arg)
         background_recount(c);
         pthread_mutex_lock(&f->lock);
     }
-    flush_once(c, 1); /* at acache_close */
+    /* At acache_close; skipped when the last flush failed, so that closing
+     * never waits on a store known to be unreachable a second time (those
+     * deltas are lost: at most one interval, docs/fleet.md). */
+    if (f->last_ok)
+        flush_once(c, 1);
     pthread_mutex_unlock(&f->lock);
     return NULL;
 }
@@ -245,6 +251,7 @@ int acache__fleet_start(acache *c)
     pthread_cond_init(&f->cond, &ca);
     pthread_condattr_destroy(&ca);
     c->fleet = f;
+    f->last_ok = 1;
     uint32_t ms = c->opts.stats_flush_ms;
     f->flush_ms = ms == 0 ? 1000 : ms;
     /* A few intervals, so one slow flush does not make an instance look dead. */

@@ -1036,6 +1036,27 @@ def load_pins(r, now):
     return n
 
 
+def check_fleet(s):
+    """Issue 11 item 1: the pins acache-replay (another process, closed by
+    now) created show in this server's /stats and /metrics as fleet totals."""
+    if not (ARGS.replay and os.path.exists(ARGS.replay)):
+        print("SKIP redis.fleet: no acache-replay")
+        return
+    aff = s.json("GET", MON + "/stats")["data"]["affinity_stats"]
+    assert aff["total_affinities"] == 3 and aff["cache_misses"] == 0, aff
+    fl = aff["fleet"]
+    assert fl["scope"] == "fleet" and fl["active_affinities_age_s"] <= 5, fl
+    time.sleep(1.3)  # this server's first flush makes it a live instance
+    fl = s.json("GET", MON + "/stats")["data"]["affinity_stats"]["fleet"]
+    assert fl["instances"] >= 1 and fl["per_instance"][0]["version"], fl
+    text = check_metrics(s)  # promtool included
+    assert "\nacache_affinity_created_total 3\n" in text, text
+    assert "\ncache_affinity_total 3.0\n" in text, text
+    assert "# TYPE acache_affinity_hits_total counter\n" in text
+    assert '\nacache_affinity_switches_total{kind="key"} 0\n' in text
+    assert "# TYPE acache_instances gauge\n" in text
+
+
 def check_redis_routes(s, r, npins):
     stats = s.json("GET", MON + "/stats")["data"]["affinity_stats"]
     assert stats["storage_type"] == "redis" and stats["active_affinities"] == npins, stats
@@ -1242,6 +1263,7 @@ def main():
                     npins = load_pins(r, now)
                     run("redis.auth", check_auth, s)
                     run("redis.health", check_health, s, "redis", "json")
+                    run("redis.fleet", check_fleet, s)
                     run("redis.head", check_head, s)
                     run("redis.routes", check_redis_routes, s, r, npins)
                     run("redis.key_endpoint_routes", check_key_endpoint_routes, s, r)
