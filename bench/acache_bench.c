@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1026,6 +1027,99 @@ static void fig_fleet(const char *uri, const bench_data *d, const bench_opts *o)
     acache_close(off_nol1);
 }
 
+/* Issue 11 item 2: L1 invalidation by Redis CLIENT TRACKING. Get served by
+ * the L1 with tracking on vs TTL only (interleaved runs), and the staleness:
+ * another handle (own connections) switches the pin, this one polls get
+ * until it shows the new target; time from the switch returning. */
+static acache *open_l1_mode(const char *uri, int mode)
+{
+    acache_options o = ACACHE_OPTIONS_INIT;
+    o.store_uri = uri;
+    o.l1_invalidation = mode;
+    o.l1_ttl_ms = mode == ACACHE_L1_OFF ? ACACHE_L1_OFF : 0;
+    if (mode == ACACHE_L1_OFF)
+        o.l1_invalidation = ACACHE_L1_TTL_ONLY;
+    acache *c = NULL;
+    int rc = acache_open(&c, &o);
+    if (rc)
+        die("acache_open", rc);
+    return c;
+}
+
+static int cmp_dbl(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static void fig_tracking(const char *uri, const bench_data *d, const bench_opts *o)
+{
+    acache *on = open_l1_mode(uri, ACACHE_L1_TRACKING);
+    acache *off = open_l1_mode(uri, ACACHE_L1_TTL_ONLY);
+    acache *w = open_l1_mode(uri, ACACHE_L1_OFF);
+    pin_ref p;
+    pin_of(on, d, 2, &p);
+    pin_of(off, d, 2, &p);
+    double a[16], b[16];
+    for (int k = 0; k < o->runs; k++) {
+        a[k] = time_get(on, &p, o->local_iters);
+        b[k] = time_get(off, &p, o->local_iters);
+    }
+    double gon = bench_median(a, o->runs), goff = bench_median(b, o->runs);
+    printf("%-22s %11.1f ns   TTL only %.1f ns  (%+.1f %%)\n", "get L1, tracking on", gon,
+           goff, (gon / goff - 1) * 100);
+    result_num("tracking_get_l1_on_ns", gon);
+    result_num("tracking_get_l1_off_ns", goff);
+
+    enum { ROUNDS = 500 };
+    static double st[ROUNDS];
+    int stale = 0;
+    acache_touch t = ACACHE_TOUCH_INIT;
+    t.affinity_key = p.ak;
+    t.api_format = p.fmt;
+    t.model_name = p.model;
+    t.provider_id = p.prov;
+    t.endpoint_id = p.ep;
+    for (int i = 0; i < ROUNDS; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "bench-k%d", i);
+        t.key_id = want;
+        acache_affinity *x = NULL;
+        if (acache_affinity_get(&x, on, p.ak, p.fmt, p.model) == ACACHE_OK) /* in the L1 */
+            acache_affinity_free(x);
+        int rc = acache_affinity_touch(NULL, w, &t);
+        if (rc)
+            die("acache_affinity_touch", rc);
+        double t0 = bench_now(), dt;
+        for (;;) {
+            x = NULL;
+            rc = acache_affinity_get(&x, on, p.ak, p.fmt, p.model);
+            int same = rc == ACACHE_OK && strcmp(acache_affinity_key_id(x), want) == 0;
+            acache_affinity_free(x);
+            dt = (bench_now() - t0) * 1e3;
+            if (same || dt > 3500)
+                break;
+            sched_yield();
+        }
+        stale += dt > 3500;
+        st[i] = dt;
+        /* let the echo of this switch arrive before the next fill */
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    qsort(st, ROUNDS, sizeof st[0], cmp_dbl);
+    double p50 = st[ROUNDS / 2], p99 = st[(ROUNDS * 99) / 100];
+    printf("%-22s %11.3f ms   p99 %.3f ms, max %.3f ms over %d switches by another "
+           "handle%s (TTL only: up to the L1 TTL, 3000 ms)\n",
+           "staleness p50", p50, p99, st[ROUNDS - 1], ROUNDS, stale ? " SOME STALE" : "");
+    result_num("tracking_staleness_p50_ms", p50);
+    result_num("tracking_staleness_p99_ms", p99);
+    result_num("tracking_staleness_max_ms", st[ROUNDS - 1]);
+    acache_close(on);
+    acache_close(off);
+    acache_close(w);
+}
+
 static void usage(void)
 {
     fprintf(stderr,
@@ -1038,6 +1132,7 @@ static void usage(void)
             "  --rt-iters N     iterations of round-trip ops (default 20000)\n"
             "  --local-iters N  iterations of in-process ops (default 200000)\n"
             "  --only FIG       one of list, memory, point, local, invalidate, clear, fleet,\n"
+            "                   tracking (L1 invalidation: get on/off, staleness p50/p99),\n"
             "                   none\n"
             "                   (for profiling with perf)\n"
             "  --pg             enriched listing figures (issue 3): PostgreSQL from\n"
@@ -1139,6 +1234,8 @@ int main(int argc, char **argv)
         fig_invalidate(c_nol1, r, &d, o.runs);
     if (WANT("fleet"))
         fig_fleet(srv.uri, &d, &o);
+    if (WANT("tracking"))
+        fig_tracking(srv.uri, &d, &o);
     if (WANT("clear"))
         fig_clear(c_nol1, r, &d, o.n > 200000 ? 1 : 3);
 

@@ -380,6 +380,9 @@ Test(fleet_redis, redis_paused_or_down_never_slows_the_hot_path_and_deltas_arriv
     o.command_timeout_ms = 300;
     o.connect_timeout_ms = 300;
     o.l1_ttl_ms = 600000; /* the hot path is served by the L1 throughout */
+    /* Time-based: with tracking, Redis paused or down means the subscription
+     * is lost and the L1 bypassed (docs/redis.md "L1 invalidation"). */
+    o.l1_invalidation = ACACHE_L1_TTL_ONLY;
     acache *c = NULL;
     cr_assert_eq(acache_open(&c, &o), ACACHE_OK);
     cr_assert_eq(acache__affinity_set(NULL, c, "ak", "claude", "m", "p", "e", "k", 1, 0),

@@ -5,8 +5,10 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <aether_cache/aether_cache.h>
+#include <hiredis/hiredis.h>
 
 #include "redis_server.h"
 
@@ -14,6 +16,26 @@
 #define ITER 2000
 
 static acache *c;
+static int redis_port; /* redis mode: the subscriber is killed meanwhile */
+
+/* L1 invalidation (docs/redis.md): the handle's subscriber connection is
+ * killed a few times while the threads run, so its reader thread flushes,
+ * bypasses and re-subscribes concurrently with gets filling the L1. */
+static void *killer(void *arg)
+{
+    (void)arg;
+    redisContext *r = redisConnect("127.0.0.1", redis_port);
+    for (int i = 0; r && !r->err && i < 5; i++) {
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+        redisReply *x = redisCommand(r, "CLIENT KILL TYPE pubsub");
+        if (x)
+            freeReplyObject(x);
+    }
+    if (r)
+        redisFree(r);
+    return NULL;
+}
 
 static void *run(void *arg)
 {
@@ -58,6 +80,8 @@ int main(int argc, char **argv)
         if (test_redis_start(&server) != 0)
             return 2;
         o.store_uri = server.uri;
+        redis_port = server.port;
+        o.l1_invalidation = ACACHE_L1_TRACKING;
     }
     if (acache_open(&c, &o) != ACACHE_OK) {
         fprintf(stderr, "open: %s\n", acache_last_error());
@@ -71,8 +95,13 @@ int main(int argc, char **argv)
     pthread_t t[THREADS];
     for (long i = 0; i < THREADS; i++)
         pthread_create(&t[i], NULL, run, (void *)i);
+    pthread_t k;
+    if (redis_port)
+        pthread_create(&k, NULL, killer, NULL);
     for (int i = 0; i < THREADS; i++)
         pthread_join(t[i], NULL);
+    if (redis_port)
+        pthread_join(k, NULL);
     acache_affinity *a = NULL;
     int rc = acache_affinity_get(&a, c, "shared", "claude", "m");
     long got = rc == ACACHE_OK ? (long)acache_affinity_request_count(a) : -1;
