@@ -318,8 +318,10 @@ static int ask_one(redis_store *s, size_t i, int64_t deadline, char *host, size_
     char e[256];
     rconn *c = rconn_open(&t, e, sizeof e);
     if (!c) {
-        snprintf(err, errlen, "%s:%d: %s", st->host[i], st->port[i],
-                 e[0] ? e : "out of memory");
+        /* A truncated message is fine; using the result says so to GCC. */
+        if (snprintf(err, errlen, "%s:%d: %s", st->host[i], st->port[i],
+                     e[0] ? e : "out of memory") < 0)
+            err[0] = '\0';
         return -1;
     }
     int out = -1;
