@@ -87,10 +87,11 @@ def _take_text(rc: int, buf: Buf) -> str:
         lib.acache_buf_dispose(_byref(buf))
 
 
-def _unwrap(doc: Any) -> Any:
+def _unwrap(doc: JSONDict) -> JSONDict:
     """Admin bodies {"status": "ok", "data": X} -> X."""
-    if isinstance(doc, dict) and doc.get("status") == "ok" and "data" in doc:
-        return doc["data"]
+    if doc.get("status") == "ok" and "data" in doc:
+        data: JSONDict = doc["data"]
+        return data
     return doc
 
 
@@ -226,18 +227,18 @@ class Cache:
             if self._busy == 0:
                 self._idle.notify_all()
 
-    def _status(self, fn: Callable[..., int], *args: Any) -> int:
+    def _status(self, fn: Callable[..., Any], *args: Any) -> int:
         """fn(handle, *args) -> int status; raises on failure."""
         h = self._enter()
         try:
-            rc = fn(h, *args)
+            rc = int(fn(h, *args))
             if rc < 0:
                 _raise(rc)
             return rc
         finally:
             self._leave()
 
-    def _text(self, fn: Callable[..., int], *args: Any) -> str:
+    def _text(self, fn: Callable[..., Any], *args: Any) -> str:
         """fn(&buf, handle, *args) -> text of the buffer."""
         buf = Buf()
         h = self._enter()
@@ -246,10 +247,11 @@ class Cache:
         finally:
             self._leave()
 
-    def _json(self, fn: Callable[..., int], *args: Any) -> Any:
-        return json.loads(self._text(fn, *args))
+    def _json(self, fn: Callable[..., Any], *args: Any) -> JSONDict:
+        doc: JSONDict = json.loads(self._text(fn, *args))  # every body is an object
+        return doc
 
-    def _count(self, fn: Callable[..., int], *args: Any) -> int:
+    def _count(self, fn: Callable[..., Any], *args: Any) -> int:
         """fn(&size_t, handle, *args) -> the count."""
         n = ctypes.c_size_t(0)
         h = self._enter()
@@ -466,7 +468,7 @@ class Cache:
         self._status(lib.acache_scheduler_record_reservation, float(ratio), code,
                      float(confidence), float(load_factor))
 
-    def _call_void(self, fn: Callable[..., None], *args: Any) -> None:
+    def _call_void(self, fn: Callable[..., Any], *args: Any) -> None:
         h = self._enter()
         try:
             fn(h, *args)

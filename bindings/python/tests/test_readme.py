@@ -113,3 +113,28 @@ def test_installed_package_is_the_one_tested():
     want = os.environ.get("ACACHE_EXPECT_LIBRARY")
     assert "ACACHE_LIBRARY" not in os.environ
     assert want and os.path.samefile(ac.library_path(), want)
+
+
+def test_mypy_strict(tmp_path):
+    """The package's hints hold under mypy --strict, and the README example
+    type-checks against them (Debian: python3-mypy; skipped without it)."""
+    import subprocess
+    import sys
+    try:
+        import mypy  # noqa: F401
+    except ImportError:
+        pytest.skip("mypy not installed (apt-get install python3-mypy)")
+    example = tmp_path / "readme_example.py"
+    example.write_text("\n".join(python_blocks()))
+    env = dict(os.environ)
+    files = [str(example)]
+    if not os.environ.get("ACACHE_TEST_INSTALLED"):
+        pkg = os.path.dirname(os.path.abspath(ac.__file__))
+        env["MYPYPATH"] = os.path.dirname(pkg)
+        files.append(pkg)
+    # Installed: mypy uses the package in site-packages only because of
+    # py.typed (PEP 561), so this also checks that the marker was installed.
+    r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                        "--cache-dir", str(tmp_path / "cache")] + files,
+                       capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
