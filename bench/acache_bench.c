@@ -4,12 +4,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +33,8 @@ typedef struct bench_opts {
     const char *only; /* NULL: every figure */
     size_t pg_pages;  /* 0: all */
 } bench_opts;
+
+static const char *g_uri; /* the Redis under test */
 
 static void die(const char *what, int rc)
 {
@@ -830,6 +835,62 @@ static void fig_point_redis(acache *c_l1, acache *c_nol1, redisContext *r,
     result_num("touch_redis_floor_ns", tf);
     result_num("touch_redis_ratio", t / tf);
 
+    /* Redis server time per refresh vs a native SET ... EX of the same value
+     * (the touch's own write, without the atomic read-modify-write) */
+    redisReply *val = cmd(r, "GET %s", p.storage_key);
+    char *value = val->type == REDIS_REPLY_STRING ? strdup(val->str) : NULL;
+    freeReplyObject(val);
+    double srv_set = -1;
+    if (value) {
+        for (int k = 0; k < o->runs; k++) {
+            freeReplyObject(cmd(r, "CONFIG RESETSTAT"));
+            for (long i = 0; i < o->rt_iters; i++)
+                freeReplyObject(cmd(r, "SET %s %s EX 300", p.storage_key, value));
+            b[k] = server_usec_per_call(r, "set");
+        }
+        srv_set = bench_median(b, o->runs);
+        free(value);
+    }
+    printf("%-22s %11.2f us   floor %.2f us  (server time per refresh vs native SET EX of the "
+           "same value; target <= 2x)  %.2fx\n",
+           "  server vs SET EX", srv_lib, srv_set, srv_set > 0 ? srv_lib / srv_set : -1);
+    result_num("touch_set_ex_floor_server_us", srv_set);
+    result_num("touch_server_vs_set_ex_ratio", srv_set > 0 ? srv_lib / srv_set : -1);
+
+    /* deferred touch (options.touch_flush_ms = 100): the caller's cost of a
+     * refresh of a known pin, and the Redis calls it costs */
+    {
+        acache_options dopt = ACACHE_OPTIONS_INIT;
+        dopt.store_uri = g_uri;
+        dopt.l1_ttl_ms = ACACHE_L1_OFF;
+        dopt.touch_flush_ms = 100;
+        acache *cd = NULL;
+        int rc = acache_open(&cd, &dopt);
+        if (rc)
+            die("acache_open (deferred)", rc);
+        time_touch(cd, &p, 10); /* the first touch is synchronous: the pin is known */
+        time_touch(cd, &p, o->local_iters / 10);
+        freeReplyObject(cmd(r, "CONFIG RESETSTAT"));
+        long total = 0;
+        for (int k = 0; k < o->runs; k++) {
+            a[k] = time_touch(cd, &p, o->local_iters);
+            total += o->local_iters;
+        }
+        acache_close(cd); /* flushes */
+        double td = bench_median(a, o->runs);
+        redisReply *cs = cmd(r, "INFO commandstats");
+        const char *q = cs->type == REDIS_REPLY_STRING
+                            ? strstr(cs->str, "cmdstat_evalsha:calls=")
+                            : NULL;
+        long calls = q ? atol(q + strlen("cmdstat_evalsha:calls=")) : 0;
+        freeReplyObject(cs);
+        report_line("touch (redis, deferred)", td, "ns", -1, 1000, NULL);
+        printf("%-22s %11.4f      (script calls per touch; sync = 1)\n", "  redis calls",
+               (double)calls / (double)total);
+        result_num("touch_deferred_ns", td);
+        result_num("touch_deferred_calls_per_touch", (double)calls / (double)total);
+    }
+
     /* touch with L1 on (refreshes the L1 copy too): information */
     for (int k = 0; k < o->runs; k++)
         a[k] = time_touch(c_l1, &p, o->rt_iters);
@@ -1120,6 +1181,167 @@ static void fig_tracking(const char *uri, const bench_data *d, const bench_opts 
     acache_close(w);
 }
 
+/* ---- throughput under load (issue 12 item 5) ----
+ * LOAD_PROCS processes x LOAD_THREADS threads, each replaying a mix for
+ * LOAD_SECONDS: 90 % refreshes of hot pins, 5 % new pins, 5 % switches
+ * (a hot pin moved to another provider). Reported: touches/s, caller
+ * latency p50/p99, and the Redis CPU (INFO cpu, user+sys) per 1000 touches
+ * against 1000 native SET ... EX of a value of the same size, measured in
+ * the same run. Sync and deferred (touch_flush_ms = 100). */
+enum { LOAD_PROCS = 2, LOAD_THREADS = 4, LOAD_HOT = 1000, LOAD_MAX = 400000 };
+#define LOAD_SECONDS 3.0
+
+typedef struct load_thread {
+    acache *c;
+    int proc, id;
+    uint32_t *lat_ns; /* shared mapping slice */
+    long n;
+    int failed;
+} load_thread;
+
+static void *load_main(void *arg)
+{
+    load_thread *t = arg;
+    uint64_t x = 0x9e3779b97f4a7c15u * (uint64_t)(t->proc * 64 + t->id + 1);
+    char ak[64], prov[32];
+    double end = bench_now() + LOAD_SECONDS;
+    long i = 0;
+    for (; i < LOAD_MAX / (LOAD_PROCS * LOAD_THREADS) && bench_now() < end; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        unsigned kind = (unsigned)(x % 100), hot = (unsigned)((x >> 8) % LOAD_HOT);
+        if (kind < 5)
+            snprintf(ak, sizeof ak, "load-new-%d-%d-%ld", t->proc, t->id, i);
+        else
+            snprintf(ak, sizeof ak, "load-hot-%u", hot);
+        /* a switch moves the pin; its later refreshes follow the new target */
+        snprintf(prov, sizeof prov, "prov-%u", kind >= 95 ? (unsigned)(x >> 20) % 7 : 0);
+        double t0 = bench_now();
+        int rc = acache__affinity_set(NULL, t->c, ak, "claude", "model-load", prov, "ep",
+                                      "key", 1, 300);
+        double us = (bench_now() - t0) * 1e9;
+        t->lat_ns[i] = us > 4e9 ? 4000000000u : (uint32_t)us;
+        if (rc)
+            t->failed++;
+    }
+    t->n = i;
+    return NULL;
+}
+
+static double redis_cpu_s(redisContext *r)
+{
+    redisReply *rep = cmd(r, "INFO cpu");
+    double u = 0, s = 0;
+    const char *p = rep->type == REDIS_REPLY_STRING ? strstr(rep->str, "used_cpu_user:") : NULL;
+    if (p)
+        u = atof(p + strlen("used_cpu_user:"));
+    p = rep->type == REDIS_REPLY_STRING ? strstr(rep->str, "used_cpu_sys:") : NULL;
+    if (p)
+        s = atof(p + strlen("used_cpu_sys:"));
+    freeReplyObject(rep);
+    return u + s;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void load_run(redisContext *r, uint32_t flush_ms, const char *tag)
+{
+    size_t slots = LOAD_MAX;
+    uint32_t *lat = mmap(NULL, slots * sizeof *lat + 4096, PROT_READ | PROT_WRITE,
+                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    long *counts = (long *)(lat + slots); /* per process: done, failed */
+    if (lat == MAP_FAILED) {
+        fprintf(stderr, "bench: mmap failed\n");
+        exit(1);
+    }
+    double cpu0 = redis_cpu_s(r), t0 = bench_now();
+    pid_t kids[LOAD_PROCS];
+    for (int pnum = 0; pnum < LOAD_PROCS; pnum++) {
+        fflush(NULL);
+        kids[pnum] = fork();
+        if (kids[pnum] == 0) {
+            acache_options lo = ACACHE_OPTIONS_INIT;
+            lo.store_uri = g_uri;
+            lo.touch_flush_ms = flush_ms;
+            acache *c = NULL;
+            if (acache_open(&c, &lo) != ACACHE_OK)
+                _exit(1);
+            pthread_t th[LOAD_THREADS];
+            load_thread w[LOAD_THREADS];
+            size_t per = slots / (LOAD_PROCS * LOAD_THREADS);
+            for (int t = 0; t < LOAD_THREADS; t++) {
+                w[t] = (load_thread){.c = c, .proc = pnum, .id = t,
+                                     .lat_ns = lat + (size_t)(pnum * LOAD_THREADS + t) * per};
+                pthread_create(&th[t], NULL, load_main, &w[t]);
+            }
+            long done = 0, failed = 0;
+            for (int t = 0; t < LOAD_THREADS; t++) {
+                pthread_join(th[t], NULL);
+                done += w[t].n;
+                failed += w[t].failed;
+                /* unused tail of the slice: max, sorted out of the median */
+                for (size_t k = (size_t)w[t].n; k < per; k++)
+                    w[t].lat_ns[k] = UINT32_MAX;
+            }
+            acache_close(c); /* the final flush is part of the work */
+            counts[pnum * 2] = done;
+            counts[pnum * 2 + 1] = failed;
+            _exit(0);
+        }
+    }
+    for (int pnum = 0; pnum < LOAD_PROCS; pnum++)
+        waitpid(kids[pnum], NULL, 0);
+    double wall = bench_now() - t0, cpu = redis_cpu_s(r) - cpu0;
+    long done = 0, failed = 0;
+    for (int pnum = 0; pnum < LOAD_PROCS; pnum++) {
+        done += counts[pnum * 2];
+        failed += counts[pnum * 2 + 1];
+    }
+    qsort(lat, slots, sizeof *lat, cmp_u32);
+    double p50 = done ? lat[(size_t)done / 2] / 1000.0 : -1;
+    double p99 = done ? lat[(size_t)((double)done * 0.99)] / 1000.0 : -1;
+    char name[64];
+    printf("%-22s %11.0f /s   p50 %.1f us  p99 %.1f us  Redis CPU %.3f ms per 1000 touches"
+           "%s\n",
+           tag, (double)done / wall, p50, p99, cpu / (double)done * 1e6,
+           failed ? "  (FAILURES)" : "");
+    snprintf(name, sizeof name, "%s_touches_per_s", tag);
+    result_num(name, (double)done / wall);
+    snprintf(name, sizeof name, "%s_p50_us", tag);
+    result_num(name, p50);
+    snprintf(name, sizeof name, "%s_p99_us", tag);
+    result_num(name, p99);
+    snprintf(name, sizeof name, "%s_redis_cpu_ms_per_1000", tag);
+    result_num(name, cpu / (double)done * 1e6);
+    snprintf(name, sizeof name, "%s_failures", tag);
+    result_int(name, failed);
+    munmap(lat, slots * sizeof *lat + 4096);
+}
+
+static void fig_load(redisContext *r)
+{
+    /* floor: 1000 native SET ... EX of a touch-sized value, Redis CPU */
+    char value[256];
+    snprintf(value, sizeof value,
+             "{\"provider_id\": \"prov-0\", \"endpoint_id\": \"ep\", \"key_id\": \"key\", "
+             "\"api_format\": \"claude\", \"model_name\": \"model-load\", \"created_at\": "
+             "1764625067.123456, \"expire_at\": 1764625367.123456, \"request_count\": 17}");
+    long nset = 20000;
+    double cpu0 = redis_cpu_s(r);
+    /* one round trip each, as a gateway writing natively would */
+    for (long i = 0; i < nset; i++)
+        freeReplyObject(cmd(r, "SET load-floor-%ld %s EX 300", i % 1000, value));
+    double floor_ms = (redis_cpu_s(r) - cpu0) / (double)nset * 1e6;
+    printf("%-22s %11.3f ms Redis CPU per 1000 native SET EX (one round trip each)\n",
+           "load floor", floor_ms);
+    result_num("load_set_ex_redis_cpu_ms_per_1000", floor_ms);
+    load_run(r, 0, "load_sync");
+    load_run(r, 100, "load_deferred");
+}
+
 static void usage(void)
 {
     fprintf(stderr,
@@ -1133,7 +1355,7 @@ static void usage(void)
             "  --local-iters N  iterations of in-process ops (default 200000)\n"
             "  --only FIG       one of list, memory, point, local, invalidate, clear, fleet,\n"
             "                   tracking (L1 invalidation: get on/off, staleness p50/p99),\n"
-            "                   none\n"
+            "                   load (processes x threads replaying a touch mix), none\n"
             "                   (for profiling with perf)\n"
             "  --pg             enriched listing figures (issue 3): PostgreSQL from\n"
             "                   $ACACHE_TEST_PG_URI (run under tests/support/with-postgres.sh)\n"
@@ -1218,6 +1440,7 @@ int main(int argc, char **argv)
            (double)d.value_bytes / 1e6);
     result_num("load_s", load_s);
 
+    g_uri = srv.uri;
     acache *c_l1 = open_handle(srv.uri, 1);
     acache *c_nol1 = open_handle(srv.uri, 0);
 
@@ -1236,6 +1459,8 @@ int main(int argc, char **argv)
         fig_fleet(srv.uri, &d, &o);
     if (WANT("tracking"))
         fig_tracking(srv.uri, &d, &o);
+    if (WANT("load"))
+        fig_load(r);
     if (WANT("clear"))
         fig_clear(c_nol1, r, &d, o.n > 200000 ? 1 : 3);
 
