@@ -966,7 +966,8 @@ static int build(acache__listing *l, acache *c, const char *kw, int filter,
 /* ---- listing snapshots ----
  * Sorting (and, for a rule-3 keyword, filtering) every pin is the O(N) part
  * of a listing; the page's enrichment is small. So the sorted selection is
- * kept per keyword for SNAPSHOT_TTL_S seconds and the next page, another
+ * kept per keyword for SNAPSHOT_TTL_S seconds from when it was ready (or as
+ * long as building it took, if longer) and the next page, another
  * page size or a refresh is cut from it (docs/fleet.md "Admin at scale").
  * Any invalidation or write through this handle drops every snapshot; writes
  * by other processes show after at most SNAPSHOT_TTL_S. */
@@ -976,7 +977,8 @@ static int build(acache__listing *l, acache *c, const char *kw, int filter,
 struct lsnap {
     atomic_int refs;         /* the cache's one + one per page built from it */
     char *kw;                /* NULL: no keyword */
-    double built_mono;       /* monotonic seconds */
+    double built_mono;       /* monotonic seconds, when it was ready */
+    double ttl_s;            /* SNAPSHOT_TTL_S, or the build's duration if longer */
     double built_clock;      /* the handle's clock (tests move it) */
     uint64_t gen;            /* snapshot_gen() when built */
     acache__listing *all;    /* sorted, filtered, not enriched (start 0, all) */
@@ -1024,8 +1026,7 @@ static int snap_fresh(const lsnap *sn, acache *c, uint64_t gen)
 {
     double age = mono_now() - sn->built_mono;
     double clock_age = acache__now(c) - sn->built_clock;
-    return sn->gen == gen && age <= SNAPSHOT_TTL_S && clock_age >= 0 &&
-           clock_age <= SNAPSHOT_TTL_S;
+    return sn->gen == gen && age <= sn->ttl_s && clock_age >= 0 && clock_age <= sn->ttl_s;
 }
 
 /* A live snapshot of `kw` (one reference for the caller), or NULL. */
@@ -1092,8 +1093,7 @@ static int snap_build(lsnap **out, acache *c, const char *kw, acache__listing *p
         return acache__oom();
     atomic_init(&sn->refs, 1);
     sn->gen = snapshot_gen(c);
-    sn->built_mono = mono_now();
-    sn->built_clock = acache__now(c);
+    double t0 = mono_now();
     if (kw && !(sn->kw = acache__strdup(kw))) {
         free(sn);
         return ACACHE_ENOMEM;
@@ -1108,6 +1108,11 @@ static int snap_build(lsnap **out, acache *c, const char *kw, acache__listing *p
         snap_release(sn);
         return rc;
     }
+    /* Aged from when it is ready: at 1M pins a build takes longer than 5 s,
+     * and a snapshot must outlive the time it took to make. */
+    sn->built_mono = mono_now();
+    sn->built_clock = acache__now(c);
+    sn->ttl_s = sn->built_mono - t0 > SNAPSHOT_TTL_S ? sn->built_mono - t0 : SNAPSHOT_TTL_S;
     *out = sn;
     return ACACHE_OK;
 }

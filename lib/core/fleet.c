@@ -138,8 +138,9 @@ struct acache__fleet {
     pthread_mutex_t active_lock;
     int have_active;
     int64_t active;
-    double active_at, asked_at; /* monotonic seconds */
-    uint64_t active_key;        /* write_key() when counted */
+    double active_at, asked_at;          /* monotonic seconds */
+    double active_dur;                   /* how long that count took */
+    uint64_t base_created, base_removed; /* local_moves() when counted */
 };
 
 static double mono_s(void)
@@ -185,12 +186,6 @@ static void flush_once(acache *c, int final)
         f->flushes++;
     else
         f->failures++;
-}
-
-static uint64_t write_key(acache *c)
-{
-    return atomic_load(&c->total_affinities) + atomic_load(&c->cache_invalidations) +
-           atomic_load(&c->admin_gen);
 }
 
 static void background_recount(acache *c);
@@ -409,32 +404,75 @@ int64_t acache__active_count_now(acache *c, int *status)
     return rc ? -1 : (int64_t)cc.n;
 }
 
+/* This handle's own creations and removals, to adjust a count between
+ * recounts without rescanning. */
+static void local_moves(acache *c, uint64_t *created, uint64_t *removed)
+{
+    *created = atomic_load(&c->total_affinities);
+    *removed = atomic_load(&c->cache_invalidations) +
+               atomic_load(&c->inval_cause[ACACHE__CAUSE_ALL]);
+}
+
+/* Store a count taken with the moves `cr`/`rm` read just before it. */
+static void active_set(acache__fleet *f, int64_t n, double at, double dur, uint64_t cr,
+                       uint64_t rm)
+{
+    f->active = n;
+    f->active_at = at;
+    f->active_dur = dur;
+    f->base_created = cr;
+    f->base_removed = rm;
+    f->have_active = 1;
+}
+
+static int64_t count_timed(acache *c, double *at, double *dur, uint64_t *cr, uint64_t *rm)
+{
+    local_moves(c, cr, rm);
+    *at = mono_s();
+    int64_t n = acache__active_count_now(c, NULL);
+    *dur = mono_s() - *at;
+    return n;
+}
+
 int64_t acache__active_cached(acache *c, double *age_s)
 {
     acache__fleet *f = c->fleet;
     pthread_mutex_lock(&f->active_lock);
     double now = mono_s();
     f->asked_at = now;
-    uint64_t key = write_key(c);
-    if (!f->have_active || f->active_key != key ||
-        now - f->active_at > ACACHE__ACTIVE_MAX_AGE_S) {
+    /* With a background thread, an old value is served while the thread
+     * recounts (the request path never scans once a count exists); without
+     * one (memory store, fleet off) it recounts here when too old. */
+    if (!f->have_active ||
+        (!f->running && now - f->active_at > ACACHE__ACTIVE_MAX_AGE_S)) {
         /* Under the lock: concurrent callers wait for one count, not N. */
-        f->active = acache__active_count_now(c, NULL);
-        f->active_at = mono_s();
-        f->active_key = key;
-        f->have_active = f->active >= 0;
-        now = f->active_at;
+        double at, dur;
+        uint64_t cr, rm;
+        int64_t n = count_timed(c, &at, &dur, &cr, &rm);
+        if (n < 0) {
+            pthread_mutex_unlock(&f->active_lock);
+            if (age_s)
+                *age_s = 0;
+            return -1;
+        }
+        active_set(f, n, at, dur, cr, rm);
     }
-    int64_t n = f->active;
+    uint64_t cr, rm;
+    local_moves(c, &cr, &rm);
+    int64_t n =
+        f->active + (int64_t)(cr - f->base_created) - (int64_t)(rm - f->base_removed);
+    if (n < 0)
+        n = 0;
     if (age_s)
-        *age_s = now - f->active_at;
+        *age_s = mono_s() - f->active_at;
     pthread_mutex_unlock(&f->active_lock);
     return n;
 }
 
-/* From the flusher: recount before the cached value gets too old, but only
- * while someone reads it (an admin polling /stats), so a gateway that never
- * serves /stats never scans. */
+/* From the flusher: recount before the cached value gets ACACHE__ACTIVE_MAX_AGE_S
+ * old, but only while someone reads it (an admin polling /stats), so a
+ * gateway that never serves /stats never scans; and never more than a third
+ * of the time on a store where a count is slow (1M pins). */
 #define RECOUNT_AFTER_S (ACACHE__ACTIVE_MAX_AGE_S - 1.5)
 #define READERS_WINDOW_S 60.0
 
@@ -443,21 +481,20 @@ static void background_recount(acache *c)
     acache__fleet *f = c->fleet;
     pthread_mutex_lock(&f->active_lock);
     double now = mono_s();
+    double after =
+        RECOUNT_AFTER_S > 2 * f->active_dur ? RECOUNT_AFTER_S : 2 * f->active_dur;
     int due = f->have_active && now - f->asked_at < READERS_WINDOW_S &&
-              now - f->active_at >= RECOUNT_AFTER_S;
+              now - f->active_at >= after;
     pthread_mutex_unlock(&f->active_lock);
     if (!due)
         return;
-    uint64_t key = write_key(c);
-    double at = mono_s();
-    int64_t n = acache__active_count_now(c, NULL);
+    double at, dur;
+    uint64_t cr, rm;
+    int64_t n = count_timed(c, &at, &dur, &cr, &rm);
     if (n < 0)
         return;
     pthread_mutex_lock(&f->active_lock);
-    if (at > f->active_at) {
-        f->active = n;
-        f->active_at = at;
-        f->active_key = key;
-    }
+    if (at > f->active_at)
+        active_set(f, n, at, dur, cr, rm);
     pthread_mutex_unlock(&f->active_lock);
 }
