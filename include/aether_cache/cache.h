@@ -215,7 +215,9 @@ ACACHE_EXTERN int acache_scheduler_record_reservation(acache *c, double ratio,
  * dynamic_reservation, affinity_stats, scheduler_metrics}}. With fleet
  * counters, affinity_stats and scheduler_metrics hold fleet totals and
  * affinity_stats.fleet the per-instance breakdown; active_affinities comes
- * from a count at most 5 s old (docs/fleet.md), so no call walks the keyspace.
+ * from a cached count refreshed in the background (docs/fleet.md: at most
+ * 5 s old on all but the largest stores), so no call but a handle's first
+ * walks the keyspace.
  * @param out filled with NUL-terminated JSON; release with acache_buf_dispose().
  * @return ACACHE_OK or ACACHE_ENOMEM (a store failure leaves
  *         active_affinities null rather than failing).   Since: 0.1
