@@ -59,7 +59,7 @@ Test(util, options_versions)
 {
     acache_options o;
     cr_assert_eq(acache_options_init(&o, 0), ACACHE_EINVALID);
-    cr_assert_eq(acache_options_init(&o, 2), ACACHE_EINVALID);
+    cr_assert_eq(acache_options_init(&o, ACACHE_OPTIONS_VERSION + 1), ACACHE_EINVALID);
     cr_assert_eq(acache_options_init(&o, ACACHE_OPTIONS_VERSION), ACACHE_OK);
     cr_assert_eq(acache_options_size(), sizeof(acache_options));
     o.version = 7;
