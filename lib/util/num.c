@@ -17,12 +17,19 @@ int acache__fmt_double(char *buf, size_t size, double v)
     if (v == 0.0)
         return snprintf(buf, size, signbit(v) ? "-0.0" : "0.0");
     char tmp[40];
-    int prec = 1;
-    for (; prec < 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+    /* The fewest significant digits (1..17) that read back: a binary search
+     * (4-5 snprintf/strtod pairs instead of up to 17; a timestamp needs 16),
+     * valid because a round trip at p digits implies one at every q > p. */
+    int lo = 1, hi = 17;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        snprintf(tmp, sizeof tmp, "%.*e", mid - 1, v);
         if (strtod(tmp, NULL) == v)
-            break;
+            hi = mid;
+        else
+            lo = mid + 1;
     }
+    int prec = lo;
     snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
     int exp10 = atoi(strchr(tmp, 'e') + 1);
     if (exp10 >= -4 && exp10 < 16) {
