@@ -246,8 +246,9 @@ void acache_close(acache *c)
         c->catalog->free(c->catalog);
     acache__crypto_free(c->crypto);
     acache__l1_free(c->l1);
-    free(c->store_uri);
-    free(c->catalog_uri);
+    /* The URIs may carry passwords: wipe before freeing. */
+    acache__wipe_free(c->store_uri);
+    acache__wipe_free(c->catalog_uri);
     free(c->sched.last_api_format);
     free(c->sched.last_model_name);
     pthread_mutex_destroy(&c->sched.lock);

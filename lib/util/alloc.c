@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "util.h"
 
 static atomic_ulong fail_countdown;
@@ -93,4 +95,12 @@ int acache__grow(void *pptr, size_t *cap, size_t n, size_t elem)
     memcpy(pptr, &nv, sizeof nv);
     *cap = nc;
     return ACACHE_OK;
+}
+
+void acache__wipe_free(char *s)
+{
+    if (!s)
+        return;
+    sodium_memzero(s, strlen(s)); /* not memset: the compiler may drop it */
+    free(s);
 }

@@ -16,6 +16,8 @@ void *acache__malloc(size_t n);
 void *acache__calloc(size_t count, size_t n);
 void *acache__realloc(void *p, size_t n);
 char *acache__strdup(const char *s);
+/* Wipe a NUL-terminated copy we own (it may hold a password), then free it. */
+void acache__wipe_free(char *s);
 char *acache__strndup(const char *s, size_t n);
 /* printf into a fresh heap string; NULL on ENOMEM (message set). */
 char *acache__sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
