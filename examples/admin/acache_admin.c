@@ -1365,7 +1365,7 @@ int main(int argc, char **argv)
     }
 
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_LISTEN_FD);
-    struct sockaddr_storage bound;
+    struct sockaddr_storage bound = {0}; /* AF_UNSPEC when the address is unknown */
     socklen_t blen = sizeof(bound);
     unsigned port = 0;
     char hoststr[INET6_ADDRSTRLEN] = "?";

@@ -881,8 +881,10 @@ static int open_and_run(const command *cmd, cmd_opts *o, const char *store_uri,
             return EXIT_USAGE;
         }
         opts.encryption_key = key;
-    } else if (getenv("ACACHE_ENCRYPTION_KEY") && *getenv("ACACHE_ENCRYPTION_KEY")) {
-        opts.encryption_key = getenv("ACACHE_ENCRYPTION_KEY");
+    } else {
+        const char *env_key = getenv("ACACHE_ENCRYPTION_KEY"); /* read once */
+        if (env_key && *env_key)
+            opts.encryption_key = env_key;
     }
     acache *c = NULL;
     int rc = acache_open(&c, &opts);

@@ -1,6 +1,7 @@
 /* Store URI from Aether's environment variables (store_env.h). */
 #include "store_env.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,10 @@ static void put(sbuf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
+    if (n >= SIZE_MAX - b->len) { /* len + n + 1 would wrap */
+        b->oom = 1;
+        return;
+    }
     if (b->len + n + 1 > b->cap) {
         size_t cap = (b->len + n + 1) * 2;
         char *p = malloc(cap);

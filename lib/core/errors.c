@@ -4,6 +4,10 @@
 
 #include "../util/util.h"
 
+/* The definitions below, not util.h's analyzer hints. */
+#undef acache_error_set
+#undef acache__oom
+
 /* Thread-local so concurrent callers never see each other's messages
  * (Go and Python read it right after the failing call, on the same thread). */
 static _Thread_local char last_error[1024];

@@ -30,6 +30,15 @@ void acache__alloc_fail_at(unsigned long n);
 /* Record an out-of-memory error (static text, no allocation). */
 int acache__oom(void);
 
+/* For the clang static analyzer only (scripts/analyze.sh): it cannot see into
+ * errors.c, so it took `return acache__oom();` or `return acache_error_set(...)`
+ * for a possible success. These tell it what they return. */
+#ifdef __clang_analyzer__
+#define acache_error_set(status, ...)                                                    \
+    ((void)acache_error_set(status, __VA_ARGS__), (status))
+#define acache__oom() ((void)acache__oom(), ACACHE_ENOMEM)
+#endif
+
 /* acache_buf helpers: dispose `out` then take ownership of / copy bytes. */
 int acache__buf_set(acache_buf *out, const char *data, size_t len);
 void acache__buf_take(acache_buf *out, char *ptr, size_t len);

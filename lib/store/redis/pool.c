@@ -13,6 +13,9 @@
 
 /* ---- errors ---- */
 
+#undef acache__redis_io_fail /* the definitions, not redis_priv.h's analyzer hints */
+#undef acache__redis_reply_fail
+
 int acache__redis_io_fail(redis_store *s, const rconn *c, const char *cmd,
                           const char *what)
 {
