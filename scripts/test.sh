@@ -49,4 +49,30 @@ for src in tests/fuzz/fuzz_*.c; do
     fi
     rm -rf "$corpus"
 done
+# Static checks (CONTRIBUTING.md), both at zero: the clang static analyzer over
+# lib/ and examples/, then clang-format over the tracked C sources (the list is
+# git ls-files, so build dirs, generated headers and the fuzz corpus are never
+# checked).
+scripts/analyze.sh build-analyze || status=1
+if ! command -v clang-format >/dev/null; then
+    echo "clang-format: not installed (Debian package clang-format)"
+    status=1
+elif ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    echo "clang-format: not a git checkout, nothing to list"
+    status=1
+else
+    unformatted=()
+    while IFS= read -r -d '' f; do
+        clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || unformatted+=("$f")
+    done < <(git ls-files -z -- 'lib/*.[ch]' 'include/*.[ch]' 'examples/*.[ch]' \
+        'tests/*.[ch]' 'bench/*.[ch]' ':!:tests/fuzz/corpus/*' ':!:*/generated/*')
+    if ((${#unformatted[@]})); then
+        clang-format --dry-run --Werror "${unformatted[0]}" 2>&1 | head -n 20 || true
+        printf 'clang-format: %s differs from .clang-format\n' "${unformatted[@]}"
+        echo "clang-format: ${#unformatted[@]} file(s); run clang-format -i on them"
+        status=1
+    else
+        echo "clang-format: every tracked C file matches .clang-format"
+    fi
+fi
 exit $status
