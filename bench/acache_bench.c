@@ -38,7 +38,8 @@ static const char *g_uri; /* the Redis under test */
 
 static void die(const char *what, int rc)
 {
-    fprintf(stderr, "bench: %s: %s: %s\n", what, acache_strerror(rc), acache_last_error());
+    fprintf(stderr, "bench: %s: %s: %s\n", what, acache_strerror(rc),
+            acache_last_error());
     exit(1);
 }
 
@@ -281,16 +282,17 @@ static void fig_list(acache *c, redisContext *r, const bench_data *d, int runs)
         t_each[k] = bench_now() - t0;
     }
     if (got != d->n || each != d->n || raw != (long)d->n)
-        fprintf(stderr, "bench: WARNING: listed %zu / %zu / raw %ld of %zu pins\n", got, each,
-                raw, d->n);
+        fprintf(stderr, "bench: WARNING: listed %zu / %zu / raw %ld of %zu pins\n", got,
+                each, raw, d->n);
     double lib = bench_median(t_lib, runs), fl = bench_median(t_floor, runs);
     double ea = bench_median(t_each, runs);
     report_line("list_all (list_fetch)", lib, "s", fl, 1.5, NULL);
     report_line("list_all (foreach)", ea, "s", fl, 1.5, NULL);
     double cl = bench_median(c_lib, runs), cf = bench_median(c_floor, runs);
-    printf("%-22s %12.3f s   floor %.3f s  (CPU time of this process only; the rest of the "
-           "wall time is redis-server and the network)\n",
-           "  client CPU", cl, cf);
+    printf(
+        "%-22s %12.3f s   floor %.3f s  (CPU time of this process only; the rest of the "
+        "wall time is redis-server and the network)\n",
+        "  client CPU", cl, cf);
     result_num("list_client_cpu_s", cl);
     result_num("list_floor_client_cpu_s", cf);
     result_num("list_all_s", lib);
@@ -310,16 +312,18 @@ static void fig_list(acache *c, redisContext *r, const bench_data *d, int runs)
         if (acache_record_parse(val, vl, parse_sink, NULL))
             die("acache_record_parse", ACACHE_ERROR);
     double parse_ns = (bench_now() - t0) / (double)iters * 1e9;
-    printf("%-22s %11.1f ns   per value (acache_record_parse: strict fast path); x %zu pins "
-           "= %.3f s\n",
-           "  parse one value", parse_ns, d->n, parse_ns * (double)d->n * 1e-9);
+    printf(
+        "%-22s %11.1f ns   per value (acache_record_parse: strict fast path); x %zu pins "
+        "= %.3f s\n",
+        "  parse one value", parse_ns, d->n, parse_ns * (double)d->n * 1e-9);
     result_num("parse_value_ns", parse_ns);
     t0 = bench_now();
     for (long i = 0; i < iters; i++)
         if (acache__record_parse_jansson(val, vl, parse_sink, NULL))
             die("acache__record_parse_jansson", ACACHE_ERROR);
     double jansson_ns = (bench_now() - t0) / (double)iters * 1e9;
-    printf("%-22s %11.1f ns   per value (jansson alone, the fallback)  fast path %.1fx faster\n",
+    printf("%-22s %11.1f ns   per value (jansson alone, the fallback)  fast path %.1fx "
+           "faster\n",
            "  parse (jansson)", jansson_ns, jansson_ns / parse_ns);
     result_num("parse_value_jansson_ns", jansson_ns);
 
@@ -331,7 +335,8 @@ static void fig_list(acache *c, redisContext *r, const bench_data *d, int runs)
         t_ov[k] = bench_now() - t0;
     }
     if (ov != (long)d->n)
-        fprintf(stderr, "bench: WARNING: overlap prototype parsed %ld of %zu\n", ov, d->n);
+        fprintf(stderr, "bench: WARNING: overlap prototype parsed %ld of %zu\n", ov,
+                d->n);
     double ovs = bench_median(t_ov, runs);
     report_line("  overlap prototype", ovs, "s", fl, -1,
                 "(info: raw SCAN+MGET, next page in flight while this one is parsed)");
@@ -375,7 +380,8 @@ typedef struct {
 
 static void rss_begin(rss_probe *p)
 {
-    malloc_trim(0); /* hand back what earlier figures freed, so it is not reused silently */
+    malloc_trim(
+        0); /* hand back what earlier figures freed, so it is not reused silently */
     p->baseline_kb = status_kb("VmRSS");
     if (reset_hwm() == 0) {
         p->method = "VmHWM after reset via /proc/self/clear_refs";
@@ -418,7 +424,8 @@ static void fig_memory(acache *c, const bench_data *d)
     double growth_each = (double)(q.peak_kb - q.baseline_kb) * 1024.0;
 
     printf("memory: RSS growth while listing = peak VmHWM during the call minus VmRSS "
-           "just before it\n        (malloc_trim first; HWM reset with /proc/self/clear_refs "
+           "just before it\n        (malloc_trim first; HWM reset with "
+           "/proc/self/clear_refs "
            "\"5\"; method: %s)\n",
            p.method);
     printf("memory: values %.1f MB (sum of %zu value lengths); baseline RSS %.1f MB\n",
@@ -428,8 +435,9 @@ static void fig_memory(acache *c, const bench_data *d)
     printf("%-22s %11.1f MB   %-20s ratio %.2f  (target <= 2)  %s  %s\n",
            "rss_growth list_fetch", growth / 1e6, "", ratio, ratio <= 2.0 ? "OK" : "MISS",
            note);
-    printf("%-22s %11.1f MB   %-20s ratio %.2f  (streaming, info)\n", "rss_growth foreach",
-           growth_each / 1e6, "", growth_each / (double)d->value_bytes);
+    printf("%-22s %11.1f MB   %-20s ratio %.2f  (streaming, info)\n",
+           "rss_growth foreach", growth_each / 1e6, "",
+           growth_each / (double)d->value_bytes);
     result_str("rss_method", p.method);
     result_int("value_bytes", (long long)d->value_bytes);
     result_int("rss_baseline_bytes", (long long)p.baseline_kb * 1024);
@@ -520,7 +528,8 @@ static long raw_delete(redisContext *r, const char *provider_id)
     char needle[128];
     size_t nl = 0;
     if (provider_id)
-        nl = (size_t)snprintf(needle, sizeof needle, "\"provider_id\": \"%s\"", provider_id);
+        nl = (size_t)snprintf(needle, sizeof needle, "\"provider_id\": \"%s\"",
+                              provider_id);
     const char **argv = NULL;
     size_t *lens = NULL, cap = 0;
     long removed = 0;
@@ -593,8 +602,8 @@ static void fig_invalidate(acache *c, redisContext *r, const bench_data *d, int 
             snprintf(max_cmd, sizeof max_cmd, "%s", sl.max_cmd);
         }
         if (removed != d->target_pins)
-            fprintf(stderr, "bench: WARNING: invalidate removed %zu, expected %zu\n", removed,
-                    d->target_pins);
+            fprintf(stderr, "bench: WARNING: invalidate removed %zu, expected %zu\n",
+                    removed, d->target_pins);
         reload(r, d, 10); /* the target provider's pins are exactly i % 10 == 0 */
     }
     double v = bench_median(t, runs);
@@ -609,8 +618,9 @@ static void fig_invalidate(acache *c, redisContext *r, const bench_data *d, int 
     double aether = 19.4 * (double)d->n / 100000.0;
     double target = aether / 50.0;
     char note[160];
-    snprintf(note, sizeof note, "removed %zu; Aether ~%.1f s -> %.0fx faster (target >= 50x)",
-             removed, aether, aether / v);
+    snprintf(note, sizeof note,
+             "removed %zu; Aether ~%.1f s -> %.0fx faster (target >= 50x)", removed,
+             aether, aether / v);
     report_line("invalidate_provider", v, "s", -1, target, note);
     report_line("  raw floor (info)", fl, "s", -1, -1,
                 "SCAN+MGET+substring filter+UNLINK, not atomic per pin");
@@ -646,7 +656,8 @@ static void fig_clear(acache *c, redisContext *r, const bench_data *d, int runs)
         }
         entries = sl.entries;
         if (removed != d->n)
-            fprintf(stderr, "bench: WARNING: clear_all removed %zu of %zu\n", removed, d->n);
+            fprintf(stderr, "bench: WARNING: clear_all removed %zu of %zu\n", removed,
+                    d->n);
         reload(r, d, 1);
     }
     double v = bench_median(t, runs);
@@ -789,7 +800,7 @@ static void fig_point_redis(acache *c_l1, acache *c_nol1, redisContext *r,
     double a[16], b[16];
 
     /* get, L1 hit */
-    pin_of(c_l1, d, 1, &p); /* fills the L1 */
+    pin_of(c_l1, d, 1, &p);                  /* fills the L1 */
     time_get(c_l1, &p, o->local_iters / 10); /* warm-up */
     for (int k = 0; k < o->runs; k++)
         a[k] = time_get(c_l1, &p, o->local_iters);
@@ -860,7 +871,8 @@ static void fig_point_redis(acache *c_l1, acache *c_nol1, redisContext *r,
         srv_set = bench_median(b, o->runs);
         free(value);
     }
-    printf("%-22s %11.2f us   floor %.2f us  (server time per refresh vs native SET EX of the "
+    printf("%-22s %11.2f us   floor %.2f us  (server time per refresh vs native SET EX "
+           "of the "
            "same value; target <= 2x)  %.2fx\n",
            "  server vs SET EX", srv_lib, srv_set, srv_set > 0 ? srv_lib / srv_set : -1);
     result_num("touch_set_ex_floor_server_us", srv_set);
@@ -922,7 +934,7 @@ static void fig_point_memory(const bench_data *d, const bench_opts *o)
         char *c1 = strchr(s, ':'), *c2 = strchr(c1 + 1, ':');
         *c1 = *c2 = '\0';
         int rc = acache__affinity_set(NULL, m, s, c1 + 1, c2 + 1, d->target_provider,
-                                     "endpoint-0", "key-0", 1, 3600);
+                                      "endpoint-0", "key-0", 1, 3600);
         if (rc)
             die("acache__affinity_set (memory fill)", rc);
     }
@@ -1028,12 +1040,13 @@ static double time_page(acache *c, int64_t offset, int rebuild)
 
 static void fig_fleet(const char *uri, const bench_data *d, const bench_opts *o)
 {
-    acache *on = open_fleet_handle(uri, 1, 0), *off = open_fleet_handle(uri, 1, ACACHE_FLEET_OFF);
+    acache *on = open_fleet_handle(uri, 1, 0),
+           *off = open_fleet_handle(uri, 1, ACACHE_FLEET_OFF);
     acache *on_nol1 = open_fleet_handle(uri, 0, 0);
     acache *off_nol1 = open_fleet_handle(uri, 0, ACACHE_FLEET_OFF);
     pin_ref p;
     pin_of(on_nol1, d, 1, &p);
-    pin_of(on, d, 1, &p);  /* fills the L1s */
+    pin_of(on, d, 1, &p); /* fills the L1s */
     pin_of(off, d, 1, &p);
     double a[16], b[16];
     for (int k = 0; k < o->runs; k++) {
@@ -1041,8 +1054,8 @@ static void fig_fleet(const char *uri, const bench_data *d, const bench_opts *o)
         b[k] = time_get(off, &p, o->local_iters);
     }
     double gon = bench_median(a, o->runs), goff = bench_median(b, o->runs);
-    printf("%-22s %11.1f ns   fleet off %.1f ns  (%+.1f %%)\n", "get L1, fleet on", gon, goff,
-           (gon / goff - 1) * 100);
+    printf("%-22s %11.1f ns   fleet off %.1f ns  (%+.1f %%)\n", "get L1, fleet on", gon,
+           goff, (gon / goff - 1) * 100);
     result_num("fleet_get_l1_on_ns", gon);
     result_num("fleet_get_l1_off_ns", goff);
     for (int k = 0; k < o->runs; k++) {
@@ -1051,8 +1064,8 @@ static void fig_fleet(const char *uri, const bench_data *d, const bench_opts *o)
     }
     gon = bench_median(a, o->runs);
     goff = bench_median(b, o->runs);
-    printf("%-22s %11.1f ns   fleet off %.1f ns  (%+.1f %%)\n", "get redis, fleet on", gon,
-           goff, (gon / goff - 1) * 100);
+    printf("%-22s %11.1f ns   fleet off %.1f ns  (%+.1f %%)\n", "get redis, fleet on",
+           gon, goff, (gon / goff - 1) * 100);
     result_num("fleet_get_redis_on_ns", gon);
     result_num("fleet_get_redis_off_ns", goff);
     for (int k = 0; k < o->runs; k++) {
@@ -1061,8 +1074,8 @@ static void fig_fleet(const char *uri, const bench_data *d, const bench_opts *o)
     }
     gon = bench_median(a, o->runs);
     goff = bench_median(b, o->runs);
-    printf("%-22s %11.1f ns   fleet off %.1f ns  (%+.1f %%)\n", "touch, fleet on", gon, goff,
-           (gon / goff - 1) * 100);
+    printf("%-22s %11.1f ns   fleet off %.1f ns  (%+.1f %%)\n", "touch, fleet on", gon,
+           goff, (gon / goff - 1) * 100);
     result_num("fleet_touch_on_ns", gon);
     result_num("fleet_touch_off_ns", goff);
 
@@ -1156,7 +1169,8 @@ static void fig_tracking(const char *uri, const bench_data *d, const bench_opts 
         snprintf(want, sizeof want, "bench-k%d", i);
         t.key_id = want;
         acache_affinity *x = NULL;
-        if (acache_affinity_get(&x, on, p.ak, p.fmt, p.model) == ACACHE_OK) /* in the L1 */
+        if (acache_affinity_get(&x, on, p.ak, p.fmt, p.model) ==
+            ACACHE_OK) /* in the L1 */
             acache_affinity_free(x);
         int rc = acache_affinity_touch(NULL, w, &t);
         if (rc)
@@ -1241,7 +1255,8 @@ static double redis_cpu_s(redisContext *r)
 {
     redisReply *rep = cmd(r, "INFO cpu");
     double u = 0, s = 0;
-    const char *p = rep->type == REDIS_REPLY_STRING ? strstr(rep->str, "used_cpu_user:") : NULL;
+    const char *p =
+        rep->type == REDIS_REPLY_STRING ? strstr(rep->str, "used_cpu_user:") : NULL;
     if (p)
         u = atof(p + strlen("used_cpu_user:"));
     p = rep->type == REDIS_REPLY_STRING ? strstr(rep->str, "used_cpu_sys:") : NULL;
@@ -1283,8 +1298,11 @@ static void load_run(redisContext *r, uint32_t flush_ms, const char *tag)
             load_thread w[LOAD_THREADS];
             size_t per = slots / (LOAD_PROCS * LOAD_THREADS);
             for (int t = 0; t < LOAD_THREADS; t++) {
-                w[t] = (load_thread){.c = c, .proc = pnum, .id = t,
-                                     .lat_ns = lat + (size_t)(pnum * LOAD_THREADS + t) * per};
+                w[t] = (load_thread){.c = c,
+                                     .proc = pnum,
+                                     .id = t,
+                                     .lat_ns =
+                                         lat + (size_t)(pnum * LOAD_THREADS + t) * per};
                 pthread_create(&th[t], NULL, load_main, &w[t]);
             }
             long done = 0, failed = 0;
@@ -1314,10 +1332,11 @@ static void load_run(redisContext *r, uint32_t flush_ms, const char *tag)
     double p50 = done ? lat[(size_t)done / 2] / 1000.0 : -1;
     double p99 = done ? lat[(size_t)((double)done * 0.99)] / 1000.0 : -1;
     char name[64];
-    printf("%-22s %11.0f /s   p50 %.1f us  p99 %.1f us  Redis CPU %.3f ms per 1000 touches"
-           "%s\n",
-           tag, (double)done / wall, p50, p99, cpu / (double)done * 1e6,
-           failed ? "  (FAILURES)" : "");
+    printf(
+        "%-22s %11.0f /s   p50 %.1f us  p99 %.1f us  Redis CPU %.3f ms per 1000 touches"
+        "%s\n",
+        tag, (double)done / wall, p50, p99, cpu / (double)done * 1e6,
+        failed ? "  (FAILURES)" : "");
     snprintf(name, sizeof name, "%s_touches_per_s", tag);
     result_num(name, (double)done / wall);
     snprintf(name, sizeof name, "%s_p50_us", tag);
@@ -1335,10 +1354,11 @@ static void fig_load(redisContext *r)
 {
     /* floor: 1000 native SET ... EX of a touch-sized value, Redis CPU */
     char value[256];
-    snprintf(value, sizeof value,
-             "{\"provider_id\": \"prov-0\", \"endpoint_id\": \"ep\", \"key_id\": \"key\", "
-             "\"api_format\": \"claude\", \"model_name\": \"model-load\", \"created_at\": "
-             "1764625067.123456, \"expire_at\": 1764625367.123456, \"request_count\": 17}");
+    snprintf(
+        value, sizeof value,
+        "{\"provider_id\": \"prov-0\", \"endpoint_id\": \"ep\", \"key_id\": \"key\", "
+        "\"api_format\": \"claude\", \"model_name\": \"model-load\", \"created_at\": "
+        "1764625067.123456, \"expire_at\": 1764625367.123456, \"request_count\": 17}");
     long nset = 20000;
     double cpu0 = redis_cpu_s(r);
     /* one round trip each, as a gateway writing natively would */
@@ -1354,23 +1374,27 @@ static void fig_load(redisContext *r)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: acache-bench [--n N] [--redis redis://host:port] [--runs R]\n"
-            "                    [--rt-iters N] [--local-iters N] [--pg] [--mapping]\n"
-            "  --n N            pins to load (default 100000)\n"
-            "  --redis URI      use this server (database 0; its cache_affinity:* keys are\n"
-            "                   overwritten and deleted) instead of a private one\n"
-            "  --runs R         runs per figure, median reported (default 5; 3 for N > 200k)\n"
-            "  --rt-iters N     iterations of round-trip ops (default 20000)\n"
-            "  --local-iters N  iterations of in-process ops (default 200000)\n"
-            "  --only FIG       one of list, memory, point, local, invalidate, clear, fleet,\n"
-            "                   tracking (L1 invalidation: get on/off, staleness p50/p99),\n"
-            "                   load (processes x threads replaying a touch mix), none\n"
-            "                   (for profiling with perf)\n"
-            "  --pg             enriched listing figures (issue 3): PostgreSQL from\n"
-            "                   $ACACHE_TEST_PG_URI (run under tests/support/with-postgres.sh)\n"
-            "  --pg-pages K     measure only the first K pages of 1000 (default: all)\n"
-            "  --mapping        model-mapping stats and TTL analysis figures (issue 4)\n");
+    fprintf(
+        stderr,
+        "usage: acache-bench [--n N] [--redis redis://host:port] [--runs R]\n"
+        "                    [--rt-iters N] [--local-iters N] [--pg] [--mapping]\n"
+        "  --n N            pins to load (default 100000)\n"
+        "  --redis URI      use this server (database 0; its cache_affinity:* keys are\n"
+        "                   overwritten and deleted) instead of a private one\n"
+        "  --runs R         runs per figure, median reported (default 5; 3 for N > "
+        "200k)\n"
+        "  --rt-iters N     iterations of round-trip ops (default 20000)\n"
+        "  --local-iters N  iterations of in-process ops (default 200000)\n"
+        "  --only FIG       one of list, memory, point, local, invalidate, clear, "
+        "fleet,\n"
+        "                   tracking (L1 invalidation: get on/off, staleness p50/p99),\n"
+        "                   load (processes x threads replaying a touch mix), none\n"
+        "                   (for profiling with perf)\n"
+        "  --pg             enriched listing figures (issue 3): PostgreSQL from\n"
+        "                   $ACACHE_TEST_PG_URI (run under "
+        "tests/support/with-postgres.sh)\n"
+        "  --pg-pages K     measure only the first K pages of 1000 (default: all)\n"
+        "  --mapping        model-mapping stats and TTL analysis figures (issue 4)\n");
 }
 
 int main(int argc, char **argv)
@@ -1426,10 +1450,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench: cannot connect to %s\n", srv.uri);
         return 1;
     }
-    printf("acache-bench %s: n=%zu, redis %s (%s), runs=%d (median), %ld round-trip / %ld "
-           "local iterations\n",
-           acache_version(), o.n, srv.uri, srv.pid ? "private" : "given", o.runs,
-           o.rt_iters, o.local_iters);
+    printf(
+        "acache-bench %s: n=%zu, redis %s (%s), runs=%d (median), %ld round-trip / %ld "
+        "local iterations\n",
+        acache_version(), o.n, srv.uri, srv.pid ? "private" : "given", o.runs, o.rt_iters,
+        o.local_iters);
 
     result_int("n", (long long)o.n);
     print_loadavg("start");
@@ -1444,10 +1469,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench: loaded %ld of %zu pins\n", loaded, o.n);
         return 1;
     }
-    printf("loaded %zu pins (%zu affinity keys x 4 formats x %zu models, 50 providers, 200 "
-           "keys; %zu on the target provider) in %.2f s; values %.1f MB\n",
-           o.n, o.n < 30000 ? o.n : (size_t)30000, d.n_models, d.target_pins, load_s,
-           (double)d.value_bytes / 1e6);
+    printf(
+        "loaded %zu pins (%zu affinity keys x 4 formats x %zu models, 50 providers, 200 "
+        "keys; %zu on the target provider) in %.2f s; values %.1f MB\n",
+        o.n, o.n < 30000 ? o.n : (size_t)30000, d.n_models, d.target_pins, load_s,
+        (double)d.value_bytes / 1e6);
     result_num("load_s", load_s);
 
     g_uri = srv.uri;

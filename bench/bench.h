@@ -40,7 +40,7 @@ redisContext *bench_redis_connect(const bench_redis *r);
 typedef struct bench_data {
     size_t n;
     size_t n_models;
-    double now;           /* wall clock at generation */
+    double now; /* wall clock at generation */
     char target_provider[40];
     uint64_t value_bytes; /* sum of value lengths of all N pins */
     size_t target_pins;   /* pins on target_provider */
@@ -50,7 +50,8 @@ typedef struct bench_data {
  * 0x0b providers, 0x0c provider keys, 0x0d models, 0x0e endpoints; buf >= 37. */
 void bench_uuid(char *buf, unsigned tag, uint64_t idx);
 void bench_data_init(bench_data *d, size_t n);
-/* Pin i's storage key and Aether JSON value into the buffers; returns the value length. */
+/* Pin i's storage key and Aether JSON value into the buffers; returns the value length.
+ */
 size_t bench_pin(const bench_data *d, size_t i, char *key, size_t keycap, size_t *keylen,
                  char *val, size_t valcap);
 /* Pipelined SET EX of the pins i (0 <= i < n) with i % every == 0 (every 1 = all).

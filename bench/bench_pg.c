@@ -34,13 +34,15 @@ typedef struct {
     size_t len, cap;
 } sbuf;
 
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void sb_printf(sbuf *b, const char *fmt, ...)
 {
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        int n =
+            vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
         va_end(ap);
         if (n >= 0 && b->p && b->len + (size_t)n < b->cap) {
             b->len += (size_t)n;
@@ -134,7 +136,8 @@ static char *fixture_sql(void)
     slash = strrchr(path, '/');
     if (!slash)
         return NULL;
-    snprintf(slash, sizeof path - (size_t)(slash - path), "/tests/support/aether_fixture.sql");
+    snprintf(slash, sizeof path - (size_t)(slash - path),
+             "/tests/support/aether_fixture.sql");
     return read_file(path);
 }
 
@@ -237,7 +240,8 @@ static int db_setup(size_t n_models)
         free(stored);
     }
     pg_copy(db.conn,
-            "COPY api_keys (id, user_id, name, key_encrypted, is_standalone) FROM STDIN", &sb);
+            "COPY api_keys (id, user_id, name, key_encrypted, is_standalone) FROM STDIN",
+            &sb);
     sb.len = 0;
     for (unsigned p = 0; p < N_PROVIDERS; p++) {
         bench_uuid(id, 0x0b, p);
@@ -252,7 +256,8 @@ static int db_setup(size_t n_models)
             sb_printf(&sb, "%s\t%s\t%s\thttps://api.provider%02u.example/v1\n", id, id2,
                       formats[f], p);
         }
-    pg_copy(db.conn, "COPY provider_endpoints (id, provider_id, api_format, base_url) FROM STDIN",
+    pg_copy(db.conn,
+            "COPY provider_endpoints (id, provider_id, api_format, base_url) FROM STDIN",
             &sb);
     sb.len = 0;
     for (unsigned i = 0; i < N_PROVIDER_KEYS; i++) {
@@ -266,11 +271,13 @@ static int db_setup(size_t n_models)
             fprintf(stderr, "bench: encrypt: %s\n", acache_last_error());
             exit(1);
         }
-        sb_printf(&sb, "%s\t%s\tpkey-%03u\t%s\t%.1f\n", id, id2, i, stored, 1.0 + (i % 3) * 0.5);
+        sb_printf(&sb, "%s\t%s\tpkey-%03u\t%s\t%.1f\n", id, id2, i, stored,
+                  1.0 + (i % 3) * 0.5);
         free(stored);
     }
     pg_copy(db.conn,
-            "COPY provider_api_keys (id, endpoint_id, name, api_key, rate_multiplier) FROM STDIN",
+            "COPY provider_api_keys (id, endpoint_id, name, api_key, rate_multiplier) "
+            "FROM STDIN",
             &sb);
     sb.len = 0;
     for (unsigned m = 0; m < n_models; m++) {
@@ -281,7 +288,8 @@ static int db_setup(size_t n_models)
     free(sb.p);
     acache__crypto_free(k);
     pg_exec(db.conn, "ANALYZE");
-    printf("postgres: catalog loaded (%d users, %d API keys, %d providers, %d provider keys, "
+    printf("postgres: catalog loaded (%d users, %d API keys, %d providers, %d provider "
+           "keys, "
            "%zu models; keys Fernet-encrypted) in %.2f s\n",
            N_USERS, N_API_KEYS, N_PROVIDERS, N_PROVIDER_KEYS, n_models, bench_now() - t0);
     return 0;
@@ -314,7 +322,8 @@ static unsigned long stmts(acache *c)
 
 /* ---- issue 3: enriched listing ---- */
 
-void bench_pg_listing(const char *redis_uri, const bench_data *d, int runs, size_t max_pages)
+void bench_pg_listing(const char *redis_uri, const bench_data *d, int runs,
+                      size_t max_pages)
 {
     if (db_setup(d->n_models))
         return;
@@ -351,8 +360,8 @@ void bench_pg_listing(const char *redis_uri, const bench_data *d, int runs, size
         double dt = bench_now() - t0;
         unsigned long ds = stmts(c) - s0;
         if (rc) {
-            fprintf(stderr, "bench: acache__list_affinities: %s: %s\n", acache_strerror(rc),
-                    acache_last_error());
+            fprintf(stderr, "bench: acache__list_affinities: %s: %s\n",
+                    acache_strerror(rc), acache_last_error());
             exit(1);
         }
         total = acache__listing_total(l);
@@ -383,14 +392,17 @@ void bench_pg_listing(const char *redis_uri, const bench_data *d, int runs, size
             exit(1);
         }
         if (k == 0)
-            printf("postgres: keyword \"%s\" matched %zu pins\n", kw, acache__listing_total(l));
+            printf("postgres: keyword \"%s\" matched %zu pins\n", kw,
+                   acache__listing_total(l));
         acache__listing_free(l);
     }
     double kw_s = bench_median(t, runs);
 
-    report_line("list unenriched", plain, "s", -1, -1, "(acache__affinity_list_fetch, catalog handle)");
+    report_line("list unenriched", plain, "s", -1, -1,
+                "(acache__affinity_list_fetch, catalog handle)");
     char note[128];
-    snprintf(note, sizeof note, "median of %zu pages of 1000 (total %zu pins)", pages, total);
+    snprintf(note, sizeof note, "median of %zu pages of 1000 (total %zu pins)", pages,
+             total);
     report_line("enriched page", page_med, "s", plain, 2.0, note);
     size_t all_pages = (total + 999) / 1000;
     snprintf(note, sizeof note, "%zu of %zu pages%s", pages, all_pages,
@@ -407,7 +419,8 @@ void bench_pg_listing(const char *redis_uri, const bench_data *d, int runs, size
     result_int("pg_list_pages_all", (long long)all_pages);
     result_num("pg_list_keyword_s", kw_s);
     result_num("pg_list_keyword_ratio", kw_s / plain);
-    result_num("pg_sql_statements_per_call", pages ? (double)st_sum / (double)pages : 0.0);
+    result_num("pg_sql_statements_per_call",
+               pages ? (double)st_sum / (double)pages : 0.0);
     result_int("pg_sql_statements_max", (long long)st_max);
     free(pt);
     acache_close(c);
@@ -427,11 +440,12 @@ static void load_mapping_keys(redisContext *r)
             /* global_model:resolve:{alias} -> GlobalModel JSON */
             bench_uuid(gm, 0x0d, i % 8);
             kl = snprintf(key, sizeof key, "global_model:resolve:alias-%05u", i);
-            vl = snprintf(val, sizeof val,
-                          "{\"id\": \"%s\", \"name\": \"model-%u\", \"display_name\": "
-                          "\"Model %u\", \"supported_capabilities\": null, \"config\": {}, "
-                          "\"is_active\": true}",
-                          gm, i % 8, i % 8);
+            vl = snprintf(
+                val, sizeof val,
+                "{\"id\": \"%s\", \"name\": \"model-%u\", \"display_name\": "
+                "\"Model %u\", \"supported_capabilities\": null, \"config\": {}, "
+                "\"is_active\": true}",
+                gm, i % 8, i % 8);
         } else {
             /* model:provider_global:{provider}:{global model} -> Model JSON */
             unsigned j = i - MAP_KEYS;
@@ -439,12 +453,13 @@ static void load_mapping_keys(redisContext *r)
             bench_uuid(gm, 0x0f, j / N_PROVIDERS);
             bench_uuid(mid, 0x11, j);
             kl = snprintf(key, sizeof key, "model:provider_global:%s:%s", prov, gm);
-            vl = snprintf(val, sizeof val,
-                          "{\"id\": \"%s\", \"provider_id\": \"%s\", \"global_model_id\": "
-                          "\"%s\", \"provider_model_name\": \"upstream-%05u\", "
-                          "\"provider_model_mappings\": [{\"name\": \"alias-%05u\"}], "
-                          "\"is_active\": true}",
-                          mid, prov, gm, j, j);
+            vl =
+                snprintf(val, sizeof val,
+                         "{\"id\": \"%s\", \"provider_id\": \"%s\", \"global_model_id\": "
+                         "\"%s\", \"provider_model_name\": \"upstream-%05u\", "
+                         "\"provider_model_mappings\": [{\"name\": \"alias-%05u\"}], "
+                         "\"is_active\": true}",
+                         mid, prov, gm, j, j);
         }
         const char *argv[] = {"SET", key, val, "EX", "3600"};
         size_t lens[] = {3, (size_t)kl, (size_t)vl, 2, 4};
@@ -516,21 +531,22 @@ void bench_mapping(const char *redis_uri, redisContext *r, int runs)
         double t0 = bench_now();
         /* Rows reference existing users/keys by construction, so the FK
          * triggers are skipped (session_replication_role) to load quickly. */
-        pg_exec(db.conn,
-                "CREATE TEMP TABLE ui AS SELECT (row_number() OVER (ORDER BY id) - 1)::int i,"
-                " id FROM users;"
-                "CREATE TEMP TABLE ki AS SELECT (row_number() OVER (ORDER BY id) - 1)::int i,"
-                " id FROM api_keys;"
-                "ANALYZE ui; ANALYZE ki;"
-                "SET session_replication_role = replica;"
-                "INSERT INTO usage (id, user_id, api_key_id, model, status, input_tokens,"
-                "   cache_creation_input_tokens, cache_read_input_tokens, created_at)"
-                " SELECT 'usage-' || g, ui.id, ki.id,"
-                "   'model-' || (g % 8), 'completed', 1000, (g % 3) * 100, (g % 5) * 200,"
-                "   now() - make_interval(secs => (g * 0.0827) % 82800)"
-                " FROM generate_series(1, 1000000) g"
-                " JOIN ui ON ui.i = g % 10000 JOIN ki ON ki.i = g % 30000;"
-                "SET session_replication_role = DEFAULT;");
+        pg_exec(
+            db.conn,
+            "CREATE TEMP TABLE ui AS SELECT (row_number() OVER (ORDER BY id) - 1)::int i,"
+            " id FROM users;"
+            "CREATE TEMP TABLE ki AS SELECT (row_number() OVER (ORDER BY id) - 1)::int i,"
+            " id FROM api_keys;"
+            "ANALYZE ui; ANALYZE ki;"
+            "SET session_replication_role = replica;"
+            "INSERT INTO usage (id, user_id, api_key_id, model, status, input_tokens,"
+            "   cache_creation_input_tokens, cache_read_input_tokens, created_at)"
+            " SELECT 'usage-' || g, ui.id, ki.id,"
+            "   'model-' || (g % 8), 'completed', 1000, (g % 3) * 100, (g % 5) * 200,"
+            "   now() - make_interval(secs => (g * 0.0827) % 82800)"
+            " FROM generate_series(1, 1000000) g"
+            " JOIN ui ON ui.i = g % 10000 JOIN ki ON ki.i = g % 30000;"
+            "SET session_replication_role = DEFAULT;");
         pg_exec(db.conn, "ANALYZE usage");
         double load = bench_now() - t0;
         printf("postgres: 1000000 usage rows loaded in %.1f s\n", load);
@@ -545,7 +561,8 @@ void bench_mapping(const char *redis_uri, redisContext *r, int runs)
                 exit(1);
             }
             if (k == 0)
-                printf("postgres: TTL analysis: %zu groups\n", acache__ttl_analysis_group_count(ta));
+                printf("postgres: TTL analysis: %zu groups\n",
+                       acache__ttl_analysis_group_count(ta));
             acache__ttl_analysis_free(ta);
         }
         int nr = runs < 3 ? runs : 3;

@@ -1,4 +1,5 @@
 /* acache-bench helpers: timing, result table, private redis-server, data set. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -13,7 +14,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
 #include <jansson.h>
 
@@ -74,8 +74,9 @@ void report_line(const char *name, double v, const char *unit, double floor_v,
     char val[48], fl[48] = "", ratio[96] = "";
     snprintf(val, sizeof val, strcmp(unit, "s") == 0 ? "%.3f %s" : "%.1f %s", v, unit);
     if (floor_v > 0) {
-        snprintf(fl, sizeof fl, strcmp(unit, "s") == 0 ? "floor %.3f %s" : "floor %.1f %s",
-                 floor_v, unit);
+        snprintf(fl, sizeof fl,
+                 strcmp(unit, "s") == 0 ? "floor %.3f %s" : "floor %.1f %s", floor_v,
+                 unit);
         double r = v / floor_v;
         if (target > 0)
             snprintf(ratio, sizeof ratio, "ratio %.2f  (target <= %g)  %s", r, target,
@@ -93,7 +94,8 @@ void report_line(const char *name, double v, const char *unit, double floor_v,
 
 void results_print_json(void)
 {
-    char *s = json_dumps(res(), JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    char *s =
+        json_dumps(res(), JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     if (s) {
         printf("%s\n", s);
         free(s);
@@ -381,12 +383,13 @@ size_t bench_pin(const bench_data *d, size_t i, char *key, size_t keycap, size_t
      * none expires during a long (1M) run. */
     double created = d->now - (double)((h >> 8) % 250000) / 1000.0;
     double expire = d->now + 3600.0 + (double)((h >> 28) % 1000) / 1000.0;
-    int vl = snprintf(val, valcap,
-                      "{\"provider_id\": \"%s\", \"endpoint_id\": \"%s\", \"key_id\": \"%s\", "
-                      "\"api_format\": \"%s\", \"model_name\": \"%s\", \"created_at\": %.6f, "
-                      "\"expire_at\": %.6f, \"request_count\": %u}",
-                      prov, ep, pk, formats[fmt_i], model, created, expire,
-                      (unsigned)(1 + (h >> 40) % 50));
+    int vl =
+        snprintf(val, valcap,
+                 "{\"provider_id\": \"%s\", \"endpoint_id\": \"%s\", \"key_id\": \"%s\", "
+                 "\"api_format\": \"%s\", \"model_name\": \"%s\", \"created_at\": %.6f, "
+                 "\"expire_at\": %.6f, \"request_count\": %u}",
+                 prov, ep, pk, formats[fmt_i], model, created, expire,
+                 (unsigned)(1 + (h >> 40) % 50));
     return (size_t)vl;
 }
 
@@ -430,7 +433,8 @@ long bench_raw_clear(redisContext *c)
     long removed = 0;
     char cursor[32] = "0";
     do {
-        redisReply *r = redisCommand(c, "SCAN %s MATCH cache_affinity:* COUNT 1000", cursor);
+        redisReply *r =
+            redisCommand(c, "SCAN %s MATCH cache_affinity:* COUNT 1000", cursor);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
             if (r)
                 freeReplyObject(r);

@@ -5,11 +5,13 @@
  * routes, validates query parameters and maps library statuses to HTTP
  * statuses (acache_http_status). docs/http-api.md describes the routes;
  * health, readiness, access log, CORS and TLS helpers are in admin_ops.c. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,8 +25,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/types.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,21 +55,21 @@ typedef enum MHD_Result MHD_Result_t;
 
 typedef struct server {
     acache *cache;
-    bool auth;                                      /* false: --insecure-no-auth */
+    bool auth;                                          /* false: --insecure-no-auth */
     unsigned char token_hash[crypto_generichash_BYTES]; /* never the token itself */
 } server;
 
 /* Per-request state, created by the URI log callback (which alone sees the
  * raw, still percent-encoded URI) and freed by the completion callback. */
 typedef struct request {
-    char *raw_path;      /* the URI up to '?', as sent */
+    char *raw_path; /* the URI up to '?', as sent */
     struct timespec start;
     struct timespec wall; /* arrival, for the access log */
     char client[INET6_ADDRSTRLEN];
-    bool started;        /* the access handler has seen this request */
-    bool answered;       /* a response was queued */
+    bool started;  /* the access handler has seen this request */
+    bool answered; /* a response was queued */
     bool logged;
-    size_t body_bytes;   /* request body received so far (discarded) */
+    size_t body_bytes; /* request body received so far (discarded) */
 } request;
 
 /* One per TCP connection (MHD's socket context), on a list the head reaper
@@ -118,8 +118,8 @@ static void access_log(struct MHD_Connection *conn, request *rq, const char *met
     rq->logged = true;
     if (method && strcmp(method, "HEAD") == 0)
         bytes = 0;
-    ops_access_log(g_log_format, &rq->wall, rq->client, method, rq->raw_path, status, bytes,
-                   elapsed_us(&rq->start));
+    ops_access_log(g_log_format, &rq->wall, rq->client, method, rq->raw_path, status,
+                   bytes, elapsed_us(&rq->start));
 }
 
 /* Access-Control-Allow-Origin (and Vary) when --cors-origin allows the
@@ -137,9 +137,10 @@ static void add_cors(struct MHD_Response *resp, struct MHD_Connection *conn)
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", allow);
 }
 
-static MHD_Result_t send_body(struct MHD_Connection *conn, request *rq, const char *method,
-                              unsigned int status, const char *ctype, const char *body,
-                              size_t len, const char *extra_name, const char *extra_value)
+static MHD_Result_t send_body(struct MHD_Connection *conn, request *rq,
+                              const char *method, unsigned int status, const char *ctype,
+                              const char *body, size_t len, const char *extra_name,
+                              const char *extra_value)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -184,8 +185,9 @@ static MHD_Result_t send_error_hdr(struct MHD_Connection *conn, request *rq,
     return ret;
 }
 
-static MHD_Result_t send_error(struct MHD_Connection *conn, request *rq, const char *method,
-                               unsigned int status, const char *fmt, ...)
+static MHD_Result_t send_error(struct MHD_Connection *conn, request *rq,
+                               const char *method, unsigned int status, const char *fmt,
+                               ...)
 {
     char msg[512];
     va_list ap;
@@ -230,11 +232,11 @@ static bool pct_decode(char *s)
         }
         int hi, lo;
         char a = r[1], b = a ? r[2] : '\0';
-        hi = (a >= '0' && a <= '9') ? a - '0'
+        hi = (a >= '0' && a <= '9')   ? a - '0'
              : (a >= 'a' && a <= 'f') ? a - 'a' + 10
              : (a >= 'A' && a <= 'F') ? a - 'A' + 10
                                       : -1;
-        lo = (b >= '0' && b <= '9') ? b - '0'
+        lo = (b >= '0' && b <= '9')   ? b - '0'
              : (b >= 'a' && b <= 'f') ? b - 'a' + 10
              : (b >= 'A' && b <= 'F') ? b - 'A' + 10
                                       : -1;
@@ -327,7 +329,8 @@ typedef MHD_Result_t (*route_fn)(call *k);
 
 static MHD_Result_t bad_param(call *k, const char *name, const char *why)
 {
-    return send_error(k->conn, k->rq, k->method, 422, "query parameter %s: %s", name, why);
+    return send_error(k->conn, k->rq, k->method, 422, "query parameter %s: %s", name,
+                      why);
 }
 
 static MHD_Result_t r_stats(call *k)
@@ -464,8 +467,7 @@ static MHD_Result_t r_mm_clear_model(call *k)
 static MHD_Result_t r_mm_clear_provider(call *k)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_model_mapping_clear_provider(&b, k->srv->cache, k->seg[2],
-                                                      k->seg[3]);
+    int rc = acache_model_mapping_clear_provider(&b, k->srv->cache, k->seg[2], k->seg[3]);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
@@ -520,14 +522,14 @@ static MHD_Result_t r_interval_timeline(call *k)
         return bad_param(k, "include_user_info", "must be a boolean");
     acache_buf b = ACACHE_BUF_INIT;
     int rc = acache_interval_timeline(&b, k->srv->cache, (int)hours, (int)limit,
-                                           str_param(k->conn, "user_id"), with_users);
+                                      str_param(k->conn, "user_id"), with_users);
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
 /* A pattern segment of "*" is a (non-empty) parameter. Order matters only for
  * the fallback to 405: every route whose path matches is considered. */
 typedef struct route {
-    int prefix;            /* 0 monitoring, 1 usage */
+    int prefix; /* 0 monitoring, 1 usage */
     const char *method;
     const char *pattern[MAX_SEGMENTS];
     size_t n;
@@ -665,7 +667,8 @@ static bool authorized(server *srv, struct MHD_Connection *conn)
     while (*tok == ' ')
         tok++;
     unsigned char got[crypto_generichash_BYTES];
-    crypto_generichash(got, sizeof(got), (const unsigned char *)tok, strlen(tok), NULL, 0);
+    crypto_generichash(got, sizeof(got), (const unsigned char *)tok, strlen(tok), NULL,
+                       0);
     bool ok = sodium_memcmp(got, srv->token_hash, sizeof(got)) == 0;
     sodium_memzero(got, sizeof(got));
     return ok;
@@ -676,8 +679,8 @@ static bool authorized(server *srv, struct MHD_Connection *conn)
 static MHD_Result_t send_preflight(struct MHD_Connection *conn, request *rq,
                                    const char *method)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"",
-                                                                MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
     add_cors(resp, conn);
@@ -703,10 +706,11 @@ static MHD_Result_t send_health(struct MHD_Connection *conn, request *rq,
 {
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return send_error_hdr(conn, rq, method, 405, "Method Not Allowed", "Allow",
-                               "GET, HEAD");
+                              "GET, HEAD");
     if (!ready) {
         static const char ok[] = "{\"status\": \"ok\"}";
-        return send_body(conn, rq, method, 200, JSON_TYPE, ok, sizeof(ok) - 1, NULL, NULL);
+        return send_body(conn, rq, method, 200, JSON_TYPE, ok, sizeof(ok) - 1, NULL,
+                         NULL);
     }
     ops_ready r;
     ops_probe_run(&r);
@@ -763,7 +767,8 @@ static void set_busy(struct MHD_Connection *conn, bool busy)
 /* Connections enter the reaper's list on accept and leave it in
  * NOTIFY_CLOSED, which libmicrohttpd calls before it closes the socket: so
  * the reaper, holding the same mutex, never shuts down a reused fd. */
-static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+static void notify_connection(void *cls, struct MHD_Connection *conn,
+                              void **socket_context,
                               enum MHD_ConnectionNotificationCode toe)
 {
     (void)cls;
@@ -816,9 +821,11 @@ static void *head_reaper(void *arg)
         clock_gettime(CLOCK_MONOTONIC, &now);
         unsigned n = 0;
         for (conn_ctx *cc = g_conns.head; cc; cc = cc->next) {
-            long long waited_ns = (long long)(now.tv_sec - cc->since.tv_sec) * 1000000000LL +
-                                  (now.tv_nsec - cc->since.tv_nsec);
-            if (cc->busy || cc->reaped || waited_ns < (long long)g_conns.timeout_s * 1000000000LL)
+            long long waited_ns =
+                (long long)(now.tv_sec - cc->since.tv_sec) * 1000000000LL +
+                (now.tv_nsec - cc->since.tv_nsec);
+            if (cc->busy || cc->reaped ||
+                waited_ns < (long long)g_conns.timeout_s * 1000000000LL)
                 continue;
             shutdown(cc->fd, SHUT_RDWR);
             cc->reaped = true;
@@ -879,8 +886,8 @@ static MHD_Result_t handler(void *cls, struct MHD_Connection *conn, const char *
          * probes (kubelet, load balancers) have none either. */
         if (strcmp(method, "OPTIONS") == 0 && ops_cors_enabled()) {
             bool vary;
-            if (ops_cors_allow(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"),
-                               &vary))
+            if (ops_cors_allow(
+                    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"), &vary))
                 return send_preflight(conn, rq, method);
         }
         if (strcmp(rq->raw_path, "/healthz") == 0 || strcmp(rq->raw_path, "/readyz") == 0)
@@ -888,15 +895,15 @@ static MHD_Result_t handler(void *cls, struct MHD_Connection *conn, const char *
         if (!authorized(srv, conn))
             return send_error_hdr(conn, rq, method, 401, "Not authenticated",
                                   MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-        const char *cl =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
             char *end = NULL;
             errno = 0;
             unsigned long long len = strtoull(cl, &end, 10);
             if (errno || end == cl || *end || len > MAX_BODY_BYTES)
-                return send_error(conn, rq, method, 413, "request body larger than %d bytes",
-                                  MAX_BODY_BYTES);
+                return send_error(conn, rq, method, 413,
+                                  "request body larger than %d bytes", MAX_BODY_BYTES);
         }
         return MHD_YES; /* wait for the (ignored) body, if any */
     }
@@ -999,35 +1006,45 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
 
 static void usage(FILE *to)
 {
-    fprintf(to,
-            "usage: acache-admin [options]\n"
-            "  --store URI                 store (default $ACACHE_STORE, else Aether's\n"
-            "                              $REDIS_SENTINEL_HOSTS (+ _SERVICE_NAME, $REDIS_PASSWORD),\n"
-            "                              else $REDIS_URL (+ $REDIS_PASSWORD), else memory://)\n"
-            "  --catalog URI               catalog: json:///path or postgresql://...\n"
-            "  --encryption-key-file PATH  Aether ENCRYPTION_KEY (or $ACACHE_ENCRYPTION_KEY)\n"
-            "  --listen HOST:PORT          default 127.0.0.1:8084 (port 0 = any free port)\n"
-            "  --port-file PATH            write the bound port to PATH once listening\n"
-            "  --token-file PATH           admin bearer token (or $ACACHE_ADMIN_TOKEN)\n"
-            "  --insecure-no-auth          serve without a token (local testing only)\n"
-            "  --threads N                 worker threads (default 4)\n"
-            "  --max-connections N         open connections at most (default 256)\n"
-            "  --per-ip-limit N            connections per client address (default 32, 0 = none)\n"
-            "  --head-timeout SECONDS      close a connection whose request head is not complete\n"
-            "                              this long after accept or the last response (default 10)\n"
-            "  --idle-timeout SECONDS      close a connection idle this long (default 30)\n"
-            "  --shutdown-grace SECONDS    on SIGTERM/SIGINT, wait this long for in-flight\n"
-            "                              requests (default 10; a second signal stops at once)\n"
-            "  --replay FILE               record JSON-lines traffic (acache-replay format)\n"
-            "                              before serving: fills a memory:// store\n"
-            "  --tls-cert PATH             serve HTTPS with this PEM certificate (chain)\n"
-            "  --tls-key PATH              and this PEM private key (both or neither)\n"
-            "  --cors-origin ORIGIN        allow browser calls from ORIGIN (scheme://host[:port]);\n"
-            "                              repeatable; * allows any origin (default: none)\n"
-            "  --log-format text|json      access log lines on stderr (default text)\n"
-            "  --ready-timeout MS          /readyz waits this long for the store and catalog\n"
-            "                              (default 1000)\n"
-            "  --version                   print the version and exit\n");
+    fprintf(
+        to,
+        "usage: acache-admin [options]\n"
+        "  --store URI                 store (default $ACACHE_STORE, else Aether's\n"
+        "                              $REDIS_SENTINEL_HOSTS (+ _SERVICE_NAME, "
+        "$REDIS_PASSWORD),\n"
+        "                              else $REDIS_URL (+ $REDIS_PASSWORD), else "
+        "memory://)\n"
+        "  --catalog URI               catalog: json:///path or postgresql://...\n"
+        "  --encryption-key-file PATH  Aether ENCRYPTION_KEY (or "
+        "$ACACHE_ENCRYPTION_KEY)\n"
+        "  --listen HOST:PORT          default 127.0.0.1:8084 (port 0 = any free port)\n"
+        "  --port-file PATH            write the bound port to PATH once listening\n"
+        "  --token-file PATH           admin bearer token (or $ACACHE_ADMIN_TOKEN)\n"
+        "  --insecure-no-auth          serve without a token (local testing only)\n"
+        "  --threads N                 worker threads (default 4)\n"
+        "  --max-connections N         open connections at most (default 256)\n"
+        "  --per-ip-limit N            connections per client address (default 32, 0 = "
+        "none)\n"
+        "  --head-timeout SECONDS      close a connection whose request head is not "
+        "complete\n"
+        "                              this long after accept or the last response "
+        "(default 10)\n"
+        "  --idle-timeout SECONDS      close a connection idle this long (default 30)\n"
+        "  --shutdown-grace SECONDS    on SIGTERM/SIGINT, wait this long for in-flight\n"
+        "                              requests (default 10; a second signal stops at "
+        "once)\n"
+        "  --replay FILE               record JSON-lines traffic (acache-replay format)\n"
+        "                              before serving: fills a memory:// store\n"
+        "  --tls-cert PATH             serve HTTPS with this PEM certificate (chain)\n"
+        "  --tls-key PATH              and this PEM private key (both or neither)\n"
+        "  --cors-origin ORIGIN        allow browser calls from ORIGIN "
+        "(scheme://host[:port]);\n"
+        "                              repeatable; * allows any origin (default: none)\n"
+        "  --log-format text|json      access log lines on stderr (default text)\n"
+        "  --ready-timeout MS          /readyz waits this long for the store and "
+        "catalog\n"
+        "                              (default 1000)\n"
+        "  --version                   print the version and exit\n");
 }
 
 /* A decimal option value in [lo, hi]; prints the error itself. */
@@ -1037,7 +1054,8 @@ static bool num_opt(const char *name, const char *v, long lo, long hi, long *out
     errno = 0;
     long n = strtol(v, &end, 10);
     if (errno || end == v || *end || n < lo || n > hi) {
-        fprintf(stderr, "acache-admin: %s must be an integer in %ld..%ld\n", name, lo, hi);
+        fprintf(stderr, "acache-admin: %s must be an integer in %ld..%ld\n", name, lo,
+                hi);
         return false;
     }
     *out = n;
@@ -1105,7 +1123,8 @@ static const char *env_get(const char *name)
 int main(int argc, char **argv)
 {
     const char *store = NULL; /* --store, else the environment (store_env.h) */
-    const char *catalog = NULL, *key_file = NULL, *token_file = NULL, *port_file = NULL, *replay = NULL;
+    const char *catalog = NULL, *key_file = NULL, *token_file = NULL, *port_file = NULL,
+               *replay = NULL;
     const char *listen_spec = "127.0.0.1:8084";
     const char *tls_cert_path = NULL, *tls_key_path = NULL;
     long ready_timeout = 1000;
@@ -1139,16 +1158,36 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
-        case 's': store = optarg; break;
-        case 'c': catalog = optarg; break;
-        case 'k': key_file = optarg; break;
-        case 'l': listen_spec = optarg; break;
-        case 'p': port_file = optarg; break;
-        case 'R': replay = optarg; break;
-        case 't': token_file = optarg; break;
-        case 'I': insecure = 1; break;
-        case 'C': tls_cert_path = optarg; break;
-        case 'K': tls_key_path = optarg; break;
+        case 's':
+            store = optarg;
+            break;
+        case 'c':
+            catalog = optarg;
+            break;
+        case 'k':
+            key_file = optarg;
+            break;
+        case 'l':
+            listen_spec = optarg;
+            break;
+        case 'p':
+            port_file = optarg;
+            break;
+        case 'R':
+            replay = optarg;
+            break;
+        case 't':
+            token_file = optarg;
+            break;
+        case 'I':
+            insecure = 1;
+            break;
+        case 'C':
+            tls_cert_path = optarg;
+            break;
+        case 'K':
+            tls_key_path = optarg;
+            break;
         case 'O':
             if (!ops_cors_add(optarg)) {
                 ops_cors_free();
@@ -1197,11 +1236,15 @@ int main(int argc, char **argv)
                 return 2;
             break;
         case 'V':
-            printf("acache-admin %s (libaethercache %s, libmicrohttpd %s)\n", ACACHE_VERSION_STRING,
-                   acache_version(), MHD_get_version());
+            printf("acache-admin %s (libaethercache %s, libmicrohttpd %s)\n",
+                   ACACHE_VERSION_STRING, acache_version(), MHD_get_version());
             return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind != argc) {
@@ -1213,9 +1256,10 @@ int main(int argc, char **argv)
         return 2;
     }
     if (tls_cert_path && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-        fprintf(stderr, "acache-admin: --tls-cert: this libmicrohttpd (%s) was built without "
-                        "TLS support; rebuild it with GnuTLS or put a TLS reverse proxy in "
-                        "front (docs/http-api.md)\n",
+        fprintf(stderr,
+                "acache-admin: --tls-cert: this libmicrohttpd (%s) was built without "
+                "TLS support; rebuild it with GnuTLS or put a TLS reverse proxy in "
+                "front (docs/http-api.md)\n",
                 MHD_get_version());
         return 1;
     }
@@ -1332,9 +1376,8 @@ int main(int argc, char **argv)
     }
     ops_probe_init(srv.cache, (unsigned)ready_timeout);
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, handler, &srv,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
+        flags, 0, NULL, NULL, handler, &srv, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_conns,
         /* Per client address: one client cannot take every connection. */
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)per_ip,
@@ -1342,11 +1385,9 @@ int main(int argc, char **argv)
         MHD_OPTION_NOTIFY_CONNECTION, notify_connection, NULL,
         /* Bounds the request line + headers: longer ones get 414/431. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)128,
-        MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL,
-        MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,
-        MHD_OPTION_ARRAY, tls_opts,
-        MHD_OPTION_END);
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)128, MHD_OPTION_URI_LOG_CALLBACK,
+        uri_logger, NULL, MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,
+        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "acache-admin: cannot listen on %s%s\n", listen_spec,
                 tls_cert ? " (or the TLS certificate and key were refused)" : "");
@@ -1411,7 +1452,8 @@ int main(int argc, char **argv)
             atomic_load(&g_inflight), grace);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (atomic_load(&g_inflight) > 0 && g_stop < 2 && elapsed_us(&t0) < (double)grace * 1e6) {
+    while (atomic_load(&g_inflight) > 0 && g_stop < 2 &&
+           elapsed_us(&t0) < (double)grace * 1e6) {
         struct pollfd pfd = {g_sigpipe[0], POLLIN, 0};
         if (poll(&pfd, 1, 50) > 0) {
             char c;
@@ -1429,7 +1471,7 @@ int main(int argc, char **argv)
     pthread_join(reaper, NULL);
     MHD_stop_daemon(d);
     if (lfd != MHD_INVALID_SOCKET)
-        close(lfd); /* ours after quiesce, closed only after MHD_stop_daemon */
+        close(lfd);       /* ours after quiesce, closed only after MHD_stop_daemon */
     ops_probe_shutdown(); /* a detached probe may still use the handle */
     ops_free_pem(tls_cert);
     ops_free_pem(tls_key);

@@ -473,8 +473,7 @@ static int cmd_mapping_clear(acache *c, const command *cmd, cmd_opts *o)
                                           &b, c, o->pos[0], o->pos[1]),
                                       &b, cmd->name);
     if (o->npos == 1)
-        return emit(acache_model_mapping_clear_model(&b, c, o->pos[0]), &b,
-                    cmd->name);
+        return emit(acache_model_mapping_clear_model(&b, c, o->pos[0]), &b, cmd->name);
     if (o->npos != 0) {
         fprintf(stderr,
                 "acache: mapping-clear takes NAME, --provider PID GMID or nothing "
@@ -504,7 +503,7 @@ static int cmd_timeline(acache *c, const command *cmd, cmd_opts *o)
         return EXIT_USAGE;
     acache_buf b = ACACHE_BUF_INIT;
     return emit(acache_interval_timeline(&b, c, (int)hours, (int)limit, o->user,
-                                              o->include_user_info),
+                                         o->include_user_info),
                 &b, cmd->name);
 }
 
@@ -716,24 +715,23 @@ static void usage(FILE *f)
         else
             fprintf(f, "  %-20s %s\n", head, commands[i].summary);
     }
-    fputs(
-        "\n"
-        "Run \"acache COMMAND --help\" for a command's arguments and options.\n"
-        "\n"
-        "Confirmation:\n"
-        "  clear-all, clear-user, clear-provider, clear-key, clear-endpoint and\n"
-        "  mapping-clear without a name delete by a broad selector: they ask for\n"
-        "  confirmation when stdin is a terminal, refuse with exit status 2 when it\n"
-        "  is not, and --yes skips the question. clear-single and mapping-clear NAME\n"
-        "  name one entry and do not ask.\n"
-        "\n"
-        "Exit status:\n"
-        "  0  success\n"
-        "  1  not found (no such pin, user, key; a user with no pins)\n"
-        "  2  usage error, invalid argument or value, confirmation not given\n"
-        "  3  store or catalog unavailable (or the operation needs one)\n"
-        "  4  other error\n",
-        f);
+    fputs("\n"
+          "Run \"acache COMMAND --help\" for a command's arguments and options.\n"
+          "\n"
+          "Confirmation:\n"
+          "  clear-all, clear-user, clear-provider, clear-key, clear-endpoint and\n"
+          "  mapping-clear without a name delete by a broad selector: they ask for\n"
+          "  confirmation when stdin is a terminal, refuse with exit status 2 when it\n"
+          "  is not, and --yes skips the question. clear-single and mapping-clear NAME\n"
+          "  name one entry and do not ask.\n"
+          "\n"
+          "Exit status:\n"
+          "  0  success\n"
+          "  1  not found (no such pin, user, key; a user with no pins)\n"
+          "  2  usage error, invalid argument or value, confirmation not given\n"
+          "  3  store or catalog unavailable (or the operation needs one)\n"
+          "  4  other error\n",
+          f);
 }
 
 static void command_usage(FILE *f, const command *cmd)

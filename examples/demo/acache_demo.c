@@ -103,8 +103,8 @@ static int replay(acache *c, const char *path)
         t.key_id = json_string_value(json_object_get(o, "key_id"));
         /* As a gateway does: look the pin up, schedule, then record. */
         acache_affinity *pin = NULL;
-        int hit = acache_affinity_get(&pin, c, t.affinity_key, t.api_format, t.model_name) ==
-                  ACACHE_OK;
+        int hit = acache_affinity_get(&pin, c, t.affinity_key, t.api_format,
+                                      t.model_name) == ACACHE_OK;
         acache_affinity_free(pin);
         acache_scheduler_record_batch(c, 3);
         acache_scheduler_record_candidates(c, 3);
@@ -123,8 +123,8 @@ static int replay(acache *c, const char *path)
         json_decref(o);
     }
     fclose(f);
-    printf("recorded %d requests: %d new pins, %d refreshed, %d key switches\n", n, created,
-           refreshed, switched);
+    printf("recorded %d requests: %d new pins, %d refreshed, %d key switches\n", n,
+           created, refreshed, switched);
     return 0;
 }
 

@@ -29,10 +29,12 @@ int main(void)
     t.endpoint_id = "endpoint-id";
     t.key_id = "provider-key-id";
     acache_touch_result result;
-    if (acache_affinity_touch(&result, c, &t) == ACACHE_OK && result == ACACHE_TOUCH_CREATED)
+    if (acache_affinity_touch(&result, c, &t) == ACACHE_OK &&
+        result == ACACHE_TOUCH_CREATED)
         puts("pinned");
 
-    if (acache_affinity_get(&pin, c, "client-key-id", "claude", "global-model-id") == ACACHE_OK) {
+    if (acache_affinity_get(&pin, c, "client-key-id", "claude", "global-model-id") ==
+        ACACHE_OK) {
         printf("pinned to key %s, %lld requests\n", acache_affinity_key_id(pin),
                (long long)acache_affinity_request_count(pin));
         acache_affinity_free(pin);
@@ -43,7 +45,7 @@ int main(void)
     acache_list_query q = ACACHE_LIST_QUERY_INIT; /* keyword, limit, offset */
     if (acache_list_affinities(&body, c, &q) == ACACHE_OK)
         printf("%s\n", body.ptr); /* {"status": "ok", "data": {"items": ...}} */
-    acache_buf_dispose(&body);     /* the one release function of acache_buf */
+    acache_buf_dispose(&body);    /* the one release function of acache_buf */
 
     /* One entry point removes pins: one pin, a client key, a user, a provider, all. */
     acache_target target = ACACHE_TARGET_INIT;

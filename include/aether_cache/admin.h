@@ -4,11 +4,11 @@
 #ifndef ACACHE_ADMIN_H
 #define ACACHE_ADMIN_H
 
-#include <stddef.h>
-#include <stdint.h>
-#include "common.h"
 #include "buffer.h"
 #include "cache.h"
+#include "common.h"
+#include <stddef.h>
+#include <stdint.h>
 
 ACACHE_BEGIN_DECL
 
@@ -21,10 +21,10 @@ typedef enum acache_target_kind {
                                    username, email) resolved through the catalog */
     ACACHE_TARGET_PROVIDER = 4, /* provider_id */
     ACACHE_TARGET_ALL = 5,
-    ACACHE_TARGET_KEY = 6,      /* key_id: every pin to that provider API key
-                                   ("key disabled"). Since: 0.2 */
-    ACACHE_TARGET_ENDPOINT = 7  /* endpoint_id: every pin to that provider
-                                   endpoint ("endpoint removed"). Since: 0.2 */
+    ACACHE_TARGET_KEY = 6,     /* key_id: every pin to that provider API key
+                                  ("key disabled"). Since: 0.2 */
+    ACACHE_TARGET_ENDPOINT = 7 /* endpoint_id: every pin to that provider
+                                  endpoint ("endpoint removed"). Since: 0.2 */
 } acache_target_kind;
 
 typedef struct acache_target {
@@ -40,7 +40,10 @@ typedef struct acache_target {
 } acache_target;
 
 #define ACACHE_TARGET_VERSION 1
-#define ACACHE_TARGET_INIT {.version = ACACHE_TARGET_VERSION}
+#define ACACHE_TARGET_INIT                                                               \
+    {                                                                                    \
+        .version = ACACHE_TARGET_VERSION                                                 \
+    }
 
 /**
  * Remove the pins named by `t`.

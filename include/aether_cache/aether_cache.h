@@ -2,16 +2,16 @@
 #ifndef ACACHE_AETHER_CACHE_H
 #define ACACHE_AETHER_CACHE_H
 
-#include "common.h"
-#include "version.h"
-#include "errors.h"
+#include "admin.h"
+#include "affinity.h"
+#include "analysis.h"
 #include "buffer.h"
 #include "cache.h"
-#include "affinity.h"
-#include "admin.h"
+#include "common.h"
+#include "crypto.h"
+#include "errors.h"
 #include "listing.h"
 #include "mapping.h"
-#include "analysis.h"
-#include "crypto.h"
+#include "version.h"
 
 #endif

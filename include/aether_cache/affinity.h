@@ -2,11 +2,11 @@
 #ifndef ACACHE_AFFINITY_H
 #define ACACHE_AFFINITY_H
 
-#include <stddef.h>
-#include <stdint.h>
-#include "common.h"
 #include "buffer.h"
 #include "cache.h"
+#include "common.h"
+#include <stddef.h>
+#include <stdint.h>
 
 ACACHE_BEGIN_DECL
 
@@ -54,19 +54,22 @@ typedef enum acache_touch_result {
 
 /** Inputs of acache_affinity_touch(); initialise with ACACHE_TOUCH_INIT. */
 typedef struct acache_touch {
-    unsigned int version;      /* ACACHE_TOUCH_VERSION */
-    const char *affinity_key;  /* client API key id: required, no ':' */
-    const char *api_format;    /* required, no ':' */
-    const char *model_name;    /* required; may contain ':' */
-    const char *provider_id;   /* required */
-    const char *endpoint_id;   /* required */
-    const char *key_id;        /* required */
-    int supports_caching;      /* 0: do nothing (ACACHE_TOUCH_SKIPPED) */
-    uint32_t ttl_s;            /* 0 = the handle's default TTL */
+    unsigned int version;     /* ACACHE_TOUCH_VERSION */
+    const char *affinity_key; /* client API key id: required, no ':' */
+    const char *api_format;   /* required, no ':' */
+    const char *model_name;   /* required; may contain ':' */
+    const char *provider_id;  /* required */
+    const char *endpoint_id;  /* required */
+    const char *key_id;       /* required */
+    int supports_caching;     /* 0: do nothing (ACACHE_TOUCH_SKIPPED) */
+    uint32_t ttl_s;           /* 0 = the handle's default TTL */
 } acache_touch;
 
 #define ACACHE_TOUCH_VERSION 1
-#define ACACHE_TOUCH_INIT {.version = ACACHE_TOUCH_VERSION, .supports_caching = 1}
+#define ACACHE_TOUCH_INIT                                                                \
+    {                                                                                    \
+        .version = ACACHE_TOUCH_VERSION, .supports_caching = 1                           \
+    }
 
 /**
  * Record that a request was served through (provider, endpoint, key):
@@ -85,7 +88,7 @@ ACACHE_EXTERN int acache_affinity_touch(acache_touch_result *result, acache *c,
 
 /** How a request served through a pin ended (acache_affinity_report()). */
 typedef enum acache_outcome {
-    ACACHE_OUTCOME_SUCCESS = 1,   /* as acache_affinity_touch(); clears the failure count */
+    ACACHE_OUTCOME_SUCCESS = 1, /* as acache_affinity_touch(); clears the failure count */
     ACACHE_OUTCOME_TRANSIENT = 2, /* timeout, 5xx, 429: counted on the pin, which is
                                      dropped at options.max_transient_failures in a row */
     ACACHE_OUTCOME_TERMINAL = 3   /* 401/403, key disabled: the pin is dropped at once */
@@ -93,16 +96,16 @@ typedef enum acache_outcome {
 
 /** What acache_affinity_report() did. 1..3 are acache_touch_result's values. */
 typedef enum acache_report_action {
-    ACACHE_REPORT_SKIPPED = 0,    /* nothing written (success with supports_caching 0,
-                                     or an error) */
-    ACACHE_REPORT_CREATED = 1,    /* success: as ACACHE_TOUCH_CREATED */
-    ACACHE_REPORT_REFRESHED = 2,  /* success: as ACACHE_TOUCH_REFRESHED */
-    ACACHE_REPORT_SWITCHED = 3,   /* success: as ACACHE_TOUCH_SWITCHED */
-    ACACHE_REPORT_KEPT = 4,       /* transient failure counted, pin kept */
-    ACACHE_REPORT_DROPPED = 5,    /* failure: the pin was deleted */
-    ACACHE_REPORT_NOT_PINNED = 6  /* failure, but no live pin to that provider /
-                                     endpoint / key (absent, expired, or already
-                                     moved elsewhere): nothing changed */
+    ACACHE_REPORT_SKIPPED = 0,   /* nothing written (success with supports_caching 0,
+                                    or an error) */
+    ACACHE_REPORT_CREATED = 1,   /* success: as ACACHE_TOUCH_CREATED */
+    ACACHE_REPORT_REFRESHED = 2, /* success: as ACACHE_TOUCH_REFRESHED */
+    ACACHE_REPORT_SWITCHED = 3,  /* success: as ACACHE_TOUCH_SWITCHED */
+    ACACHE_REPORT_KEPT = 4,      /* transient failure counted, pin kept */
+    ACACHE_REPORT_DROPPED = 5,   /* failure: the pin was deleted */
+    ACACHE_REPORT_NOT_PINNED = 6 /* failure, but no live pin to that provider /
+                                    endpoint / key (absent, expired, or already
+                                    moved elsewhere): nothing changed */
 } acache_report_action;
 
 /** Inputs of acache_affinity_report(); initialise with ACACHE_REPORT_INIT. */
@@ -120,7 +123,10 @@ typedef struct acache_report {
 } acache_report;
 
 #define ACACHE_REPORT_VERSION 1
-#define ACACHE_REPORT_INIT {.version = ACACHE_REPORT_VERSION, .supports_caching = 1}
+#define ACACHE_REPORT_INIT                                                               \
+    {                                                                                    \
+        .version = ACACHE_REPORT_VERSION, .supports_caching = 1                          \
+    }
 
 /** What acache_affinity_report() did; the caller sets `version`. */
 typedef struct acache_report_result {
@@ -132,7 +138,10 @@ typedef struct acache_report_result {
 } acache_report_result;
 
 #define ACACHE_REPORT_RESULT_VERSION 1
-#define ACACHE_REPORT_RESULT_INIT {.version = ACACHE_REPORT_RESULT_VERSION}
+#define ACACHE_REPORT_RESULT_INIT                                                        \
+    {                                                                                    \
+        .version = ACACHE_REPORT_RESULT_VERSION                                          \
+    }
 
 /**
  * Report how a request served through (provider, endpoint, key) ended, so
@@ -171,8 +180,7 @@ ACACHE_EXTERN int acache_affinity_report(acache_report_result *out, acache *c,
  */
 ACACHE_EXTERN int acache_affinity_invalidate(acache *c, const char *affinity_key,
                                              const char *api_format,
-                                             const char *model_name,
-                                             const char *key_id,
+                                             const char *model_name, const char *key_id,
                                              const char *provider_id,
                                              const char *endpoint_id);
 

@@ -2,8 +2,8 @@
 #ifndef ACACHE_BUFFER_H
 #define ACACHE_BUFFER_H
 
-#include <stddef.h>
 #include "common.h"
+#include <stddef.h>
 
 ACACHE_BEGIN_DECL
 
@@ -22,7 +22,10 @@ typedef struct acache_buf {
     size_t reserved; /* allocated bytes; 0 when ptr is not owned */
 } acache_buf;
 
-#define ACACHE_BUF_INIT {NULL, 0, 0}
+#define ACACHE_BUF_INIT                                                                  \
+    {                                                                                    \
+        NULL, 0, 0                                                                       \
+    }
 
 /** Free the buffer's memory (wiped first) and reset it to ACACHE_BUF_INIT.
  *  NULL and already disposed buffers are no-ops.  Since: 0.1 */

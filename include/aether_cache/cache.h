@@ -2,10 +2,10 @@
 #ifndef ACACHE_CACHE_H
 #define ACACHE_CACHE_H
 
+#include "buffer.h"
+#include "common.h"
 #include <stddef.h>
 #include <stdint.h>
-#include "common.h"
-#include "buffer.h"
 
 ACACHE_BEGIN_DECL
 
@@ -49,33 +49,33 @@ typedef struct acache_options {
     /* --- version 2 (0.2) --- */
     uint32_t max_transient_failures; /* transient failures in a row that drop a
                                         pin (acache_affinity_report); 0 = 3 */
-    uint32_t stats_flush_ms; /* fleet counters (docs/fleet.md): at most this often a
-                                background thread adds this handle's counter deltas
-                                to a store that keeps them (Redis); 0 = 1000,
-                                ACACHE_FLEET_OFF = per-process counters only */
-    const char *instance_id; /* this handle's name in the fleet view; NULL =
-                                "<hostname>:<pid>" (a second handle in one process
-                                gets "#2", ...); at most 200 bytes */
-    uint32_t touch_flush_ms;    /* deferred touch (docs/affinity.md "Deferred
-                                   touch"): 0 = off, every touch is one atomic
-                                   store call; N = a refresh of a pin this handle
-                                   knows live returns at once and a background
-                                   thread applies each pin's refreshes at most
-                                   every N ms (100 is a good value). Stores
-                                   without ACACHE_STORE_CAP_TOUCH_DELTA: off */
-    uint32_t touch_pending_max; /* pins a deferred handle keeps; 0 = 100000 */
+    uint32_t stats_flush_ms;      /* fleet counters (docs/fleet.md): at most this often a
+                                     background thread adds this handle's counter deltas
+                                     to a store that keeps them (Redis); 0 = 1000,
+                                     ACACHE_FLEET_OFF = per-process counters only */
+    const char *instance_id;      /* this handle's name in the fleet view; NULL =
+                                     "<hostname>:<pid>" (a second handle in one process
+                                     gets "#2", ...); at most 200 bytes */
+    uint32_t touch_flush_ms;      /* deferred touch (docs/affinity.md "Deferred
+                                     touch"): 0 = off, every touch is one atomic
+                                     store call; N = a refresh of a pin this handle
+                                     knows live returns at once and a background
+                                     thread applies each pin's refreshes at most
+                                     every N ms (100 is a good value). Stores
+                                     without ACACHE_STORE_CAP_TOUCH_DELTA: off */
+    uint32_t touch_pending_max;   /* pins a deferred handle keeps; 0 = 100000 */
     uint32_t breaker_threshold;   /* Redis circuit breaker (docs/redis.md): connection
                                      failures in a row that open it; 0 = 5 */
     uint32_t breaker_cooldown_ms; /* calls fail fast this long once open, then one
                                      probe goes through; 0 = 5000 */
-    int32_t l1_invalidation; /* how the L1 learns of other processes' writes
-                                (docs/redis.md "L1 invalidation"): ACACHE_L1_AUTO
-                                (0) = server-assisted tracking when the store
-                                offers it (Redis >= 6 single node / Sentinel),
-                                else TTL only with a one-time warning;
-                                ACACHE_L1_TTL_ONLY = the time-based L1 of 0.1;
-                                ACACHE_L1_TRACKING = tracking or acache_open
-                                fails with ACACHE_EUNSUPPORTED */
+    int32_t l1_invalidation;      /* how the L1 learns of other processes' writes
+                                     (docs/redis.md "L1 invalidation"): ACACHE_L1_AUTO
+                                     (0) = server-assisted tracking when the store
+                                     offers it (Redis >= 6 single node / Sentinel),
+                                     else TTL only with a one-time warning;
+                                     ACACHE_L1_TTL_ONLY = the time-based L1 of 0.1;
+                                     ACACHE_L1_TRACKING = tracking or acache_open
+                                     fails with ACACHE_EUNSUPPORTED */
 } acache_options;
 
 /* options.stats_flush_ms: no fleet counters (no thread, nothing written). */
@@ -92,7 +92,10 @@ typedef struct acache_options {
 #define ACACHE_L1_TRACKING 2
 
 #define ACACHE_OPTIONS_VERSION 2
-#define ACACHE_OPTIONS_INIT {.version = ACACHE_OPTIONS_VERSION}
+#define ACACHE_OPTIONS_INIT                                                              \
+    {                                                                                    \
+        .version = ACACHE_OPTIONS_VERSION                                                \
+    }
 
 /**
  * Initialise `opts` to the defaults for `version` (FFI callers that cannot
@@ -124,8 +127,8 @@ ACACHE_EXTERN const char *acache_store_type(const acache *c);
 
 /** Affinity counters since the handle was opened (affinity.md "stats"). */
 typedef struct acache_stats {
-    unsigned int version;         /* set by the caller: ACACHE_STATS_VERSION */
-    uint64_t total_affinities;    /* pins newly created */
+    unsigned int version;      /* set by the caller: ACACHE_STATS_VERSION */
+    uint64_t total_affinities; /* pins newly created */
     uint64_t cache_hits;
     uint64_t cache_misses;
     double cache_hit_rate;        /* hits / (hits + misses), 0.0 when none */
@@ -133,8 +136,8 @@ typedef struct acache_stats {
                                      user, provider); not by clear-all */
     uint64_t provider_switches;
     uint64_t key_switches;
-    uint64_t malformed_records;   /* unreadable values met by get/list */
-    int64_t active_affinities;    /* records stored now; -1 if it could not be counted */
+    uint64_t malformed_records; /* unreadable values met by get/list */
+    int64_t active_affinities;  /* records stored now; -1 if it could not be counted */
     uint32_t default_ttl_s;
     /* --- version 2 (0.2): acache_affinity_report() outcomes and drops --- */
     uint64_t report_successes;          /* SUCCESS outcomes applied */
@@ -206,7 +209,8 @@ typedef enum acache_reservation_phase {
  */
 ACACHE_EXTERN int acache_scheduler_record_reservation(acache *c, double ratio,
                                                       acache_reservation_phase phase,
-                                                      double confidence, double load_factor);
+                                                      double confidence,
+                                                      double load_factor);
 
 /* ---- JSON / text renderings (admin-api.md), for FFI and HTTP ---- */
 

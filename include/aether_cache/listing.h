@@ -83,7 +83,7 @@ ACACHE_EXTERN int acache_resolve_user(acache_buf *user_id_out, acache *c,
  * Thread-safety: safe concurrently.   Since: 0.2 (was acache_user_affinity_json)
  */
 ACACHE_EXTERN int acache_user_affinities(acache_buf *out, acache *c,
-                                        const char *identifier);
+                                         const char *identifier);
 
 ACACHE_END_DECL
 #endif

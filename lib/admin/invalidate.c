@@ -95,8 +95,9 @@ static int single_body(acache_buf *out, acache *c, const acache_target *t)
         return acache_error_set(ACACHE_ENOTFOUND,
                                 "affinity not found: affinity_key=%s endpoint_id=%s "
                                 "model_id=%s api_format=%s",
-                                t->affinity_key, t->endpoint_id ? t->endpoint_id : "(any)",
-                                t->model_name, t->api_format);
+                                t->affinity_key,
+                                t->endpoint_id ? t->endpoint_id : "(any)", t->model_name,
+                                t->api_format);
     if (rc)
         return rc;
     json_t *o = json_object();

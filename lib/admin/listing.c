@@ -220,7 +220,7 @@ struct acache__listing {
     acache__listing_item *items; /* every selected item, sorted; a page served
                                     from a snapshot holds only its page */
     size_t n, cap;
-    lsnap *snap; /* the snapshot the page's raw fields borrow from, or NULL */
+    lsnap *snap;         /* the snapshot the page's raw fields borrow from, or NULL */
     size_t start, count; /* the page: items[start .. start + count) */
     int64_t limit, offset;
     const char *matched_user_id;
@@ -975,13 +975,13 @@ static int build(acache__listing *l, acache *c, const char *kw, int filter,
 #define SNAPSHOT_KEYWORDS 8
 
 struct lsnap {
-    atomic_int refs;         /* the cache's one + one per page built from it */
-    char *kw;                /* NULL: no keyword */
-    double built_mono;       /* monotonic seconds, when it was ready */
-    double ttl_s;            /* SNAPSHOT_TTL_S, or the build's duration if longer */
-    double built_clock;      /* the handle's clock (tests move it) */
-    uint64_t gen;            /* snapshot_gen() when built */
-    acache__listing *all;    /* sorted, filtered, not enriched (start 0, all) */
+    atomic_int refs;      /* the cache's one + one per page built from it */
+    char *kw;             /* NULL: no keyword */
+    double built_mono;    /* monotonic seconds, when it was ready */
+    double ttl_s;         /* SNAPSHOT_TTL_S, or the build's duration if longer */
+    double built_clock;   /* the handle's clock (tests move it) */
+    uint64_t gen;         /* snapshot_gen() when built */
+    acache__listing *all; /* sorted, filtered, not enriched (start 0, all) */
 };
 
 struct acache__admin_cache {
@@ -1112,7 +1112,8 @@ static int snap_build(lsnap **out, acache *c, const char *kw, acache__listing *p
      * and a snapshot must outlive the time it took to make. */
     sn->built_mono = mono_now();
     sn->built_clock = acache__now(c);
-    sn->ttl_s = sn->built_mono - t0 > SNAPSHOT_TTL_S ? sn->built_mono - t0 : SNAPSHOT_TTL_S;
+    sn->ttl_s =
+        sn->built_mono - t0 > SNAPSHOT_TTL_S ? sn->built_mono - t0 : SNAPSHOT_TTL_S;
     *out = sn;
     return ACACHE_OK;
 }
@@ -1258,7 +1259,7 @@ const acache__listing_item *acache__listing_at(const acache__listing *l, size_t 
 }
 
 #define GETTER(type, name, expr, dflt)                                                   \
-    type acache__listing_item_##name(const acache__listing_item *it)                       \
+    type acache__listing_item_##name(const acache__listing_item *it)                     \
     {                                                                                    \
         return it ? (expr) : (dflt);                                                     \
     }

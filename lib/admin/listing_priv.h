@@ -41,8 +41,7 @@ typedef struct acache__listing_item acache__listing_item;
  * Thread-safety: safe concurrently on one handle; a listing is immutable and
  * may be read from any thread.   Since: 0.1
  */
-int acache__list_affinities(acache__listing **out, acache *c,
-                                         const acache_list_query *q);
+int acache__list_affinities(acache__listing **out, acache *c, const acache_list_query *q);
 
 /** Items after filtering, before pagination (meta.total).  Since: 0.1 */
 size_t acache__listing_total(const acache__listing *l);
@@ -55,20 +54,17 @@ int64_t acache__listing_offset(const acache__listing *l);
  *  Borrowed until acache__listing_free().  Since: 0.1 */
 const char *acache__listing_matched_user_id(const acache__listing *l);
 /** Item `i` (< count), borrowed until acache__listing_free(); NULL if out of range. */
-const acache__listing_item *acache__listing_at(const acache__listing *l,
-                                                           size_t i);
+const acache__listing_item *acache__listing_at(const acache__listing *l, size_t i);
 /** Free a listing. NULL is a no-op.  Since: 0.1 */
 void acache__listing_free(acache__listing *l);
 
 /* Item getters (admin-api.md item table). Strings are borrowed from the
  * listing and are NULL where the JSON field is null. */
 const char *acache__listing_item_affinity_key(const acache__listing_item *it);
-const char *
-acache__listing_item_user_api_key_name(const acache__listing_item *it);
+const char *acache__listing_item_user_api_key_name(const acache__listing_item *it);
 /** api_keys.key_encrypted decrypted and masked (crypto.md); NULL when absent or
  *  undecryptable, or when no encryption key is configured. */
-const char *
-acache__listing_item_user_api_key_prefix(const acache__listing_item *it);
+const char *acache__listing_item_user_api_key_prefix(const acache__listing_item *it);
 /** api_keys.is_standalone; 0 when the key is unknown. */
 int acache__listing_item_is_standalone(const acache__listing_item *it);
 const char *acache__listing_item_user_id(const acache__listing_item *it);
@@ -76,11 +72,9 @@ const char *acache__listing_item_username(const acache__listing_item *it);
 const char *acache__listing_item_email(const acache__listing_item *it);
 const char *acache__listing_item_provider_id(const acache__listing_item *it);
 /** providers.display_name. */
-const char *
-acache__listing_item_provider_name(const acache__listing_item *it);
+const char *acache__listing_item_provider_name(const acache__listing_item *it);
 const char *acache__listing_item_endpoint_id(const acache__listing_item *it);
-const char *
-acache__listing_item_endpoint_api_format(const acache__listing_item *it);
+const char *acache__listing_item_endpoint_api_format(const acache__listing_item *it);
 /** provider_endpoints.base_url. */
 const char *acache__listing_item_endpoint_url(const acache__listing_item *it);
 const char *acache__listing_item_key_id(const acache__listing_item *it);
@@ -90,13 +84,11 @@ const char *acache__listing_item_key_prefix(const acache__listing_item *it);
 /** provider_api_keys.rate_multiplier; 1.0 when the key is unknown. */
 double acache__listing_item_rate_multiplier(const acache__listing_item *it);
 /** The record's model_name, raw. */
-const char *
-acache__listing_item_global_model_id(const acache__listing_item *it);
+const char *acache__listing_item_global_model_id(const acache__listing_item *it);
 /** global_models.name when the record's model_name is a known GlobalModel id,
  *  else the raw value. */
 const char *acache__listing_item_model_name(const acache__listing_item *it);
-const char *
-acache__listing_item_model_display_name(const acache__listing_item *it);
+const char *acache__listing_item_model_display_name(const acache__listing_item *it);
 const char *acache__listing_item_api_format(const acache__listing_item *it);
 double acache__listing_item_created_at(const acache__listing_item *it);
 double acache__listing_item_expire_at(const acache__listing_item *it);
@@ -120,9 +112,7 @@ int acache__listing_to_json(acache_buf *out, const acache__listing *l);
  *         ACACHE_EINVALID, ACACHE_ESTORE, ACACHE_ECATALOG, ACACHE_ENOMEM.
  * Thread-safety: safe concurrently.   Since: 0.1
  */
-int acache__clear_user_json(acache_buf *out, acache *c,
-                                         const char *identifier);
-
+int acache__clear_user_json(acache_buf *out, acache *c, const char *identifier);
 
 /* A users row, copied (heap strings, NULL for SQL NULL). */
 typedef struct acache__user_info {

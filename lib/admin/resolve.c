@@ -384,9 +384,10 @@ static json_t *affinity_json(const acache__listing_item *it)
         acache__json_set(o, "api_format",
                          acache__json_str(acache__listing_item_api_format(it))) < 0 ||
         acache__json_set(o, "model_name",
-                         acache__json_str(acache__listing_item_global_model_id(it))) < 0 ||
-        acache__json_set(o, "created_at", json_real(acache__listing_item_created_at(it))) <
+                         acache__json_str(acache__listing_item_global_model_id(it))) <
             0 ||
+        acache__json_set(o, "created_at",
+                         json_real(acache__listing_item_created_at(it))) < 0 ||
         acache__json_set(o, "expire_at", json_real(acache__listing_item_expire_at(it))) <
             0 ||
         acache__json_set(o, "request_count",

@@ -49,20 +49,18 @@ typedef struct acache__ttl_group acache__ttl_group;
  *         (no catalog), ACACHE_ECATALOG, ACACHE_ENOMEM.
  * Thread-safety: safe concurrently on one handle.
  */
-int acache__ttl_analysis_compute(acache__ttl_analysis **out, acache *c,
-                                              int hours, const char *user_id,
-                                              const char *api_key_id);
+int acache__ttl_analysis_compute(acache__ttl_analysis **out, acache *c, int hours,
+                                 const char *user_id, const char *api_key_id);
 /** Free a result. NULL is a no-op. */
 void acache__ttl_analysis_free(acache__ttl_analysis *a);
 int acache__ttl_analysis_hours(const acache__ttl_analysis *a);
 /** Number of reported groups (total_users_analyzed). */
 size_t acache__ttl_analysis_group_count(const acache__ttl_analysis *a);
 /** Groups ordered by request_count descending, then group_id; NULL if out of range. */
-const acache__ttl_group *acache__ttl_analysis_group_at(
-    const acache__ttl_analysis *a, size_t i);
+const acache__ttl_group *acache__ttl_analysis_group_at(const acache__ttl_analysis *a,
+                                                       size_t i);
 /** Groups whose recommended TTL is `minutes` (5, 15, 30 or 60; other values: 0). */
-size_t acache__ttl_analysis_ttl_distribution(const acache__ttl_analysis *a,
-                                                          int minutes);
+size_t acache__ttl_analysis_ttl_distribution(const acache__ttl_analysis *a, int minutes);
 
 const char *acache__ttl_group_id(const acache__ttl_group *g);
 /** Username / email when grouped by user and the user exists, else NULL. */
@@ -79,7 +77,6 @@ double acache__ttl_group_stat(const acache__ttl_group *g, int stat);
 int acache__ttl_group_recommended_ttl_minutes(const acache__ttl_group *g);
 /** Aether's Chinese recommendation text (UTF-8). */
 const char *acache__ttl_group_reason(const acache__ttl_group *g);
-
 
 /* ---------------------------------------------------------------- hits */
 
@@ -108,9 +105,8 @@ typedef struct acache__hit_analysis {
  * @return ACACHE_OK, ACACHE_EINVALID (hours 1..720, version), ACACHE_EUNSUPPORTED,
  *         ACACHE_ECATALOG.   Thread-safety: safe concurrently.
  */
-int acache__hit_analysis_compute(acache__hit_analysis *out, acache *c,
-                                              int hours, const char *user_id,
-                                              const char *api_key_id);
+int acache__hit_analysis_compute(acache__hit_analysis *out, acache *c, int hours,
+                                 const char *user_id, const char *api_key_id);
 
 /* ---------------------------------------------------------------- timeline */
 
@@ -128,9 +124,8 @@ typedef struct acache__timeline acache__timeline;
  * @return ACACHE_OK, ACACHE_EINVALID, ACACHE_EUNSUPPORTED, ACACHE_ECATALOG,
  *         ACACHE_ENOMEM.   Thread-safety: safe concurrently.
  */
-int acache__timeline_compute(acache__timeline **out, acache *c, int hours,
-                                          int limit, const char *user_id,
-                                          int include_user_info);
+int acache__timeline_compute(acache__timeline **out, acache *c, int hours, int limit,
+                             const char *user_id, int include_user_info);
 void acache__timeline_free(acache__timeline *t);
 size_t acache__timeline_point_count(const acache__timeline *t);
 /** The later request's created_at, ISO 8601 in UTC ("...+00:00"); NULL if out of range.
@@ -139,8 +134,7 @@ const char *acache__timeline_point_x(const acache__timeline *t, size_t i);
 /** Interval in minutes, 2 decimals (NAN if out of range). */
 double acache__timeline_point_y(const acache__timeline *t, size_t i);
 /** The point's user id (every mode). */
-const char *acache__timeline_point_user_id(const acache__timeline *t,
-                                                        size_t i);
+const char *acache__timeline_point_user_id(const acache__timeline *t, size_t i);
 /** The later request's model, NULL when empty. */
 const char *acache__timeline_point_model(const acache__timeline *t, size_t i);
 /** 1 in multi-user mode (the JSON then has user_id per point and "users"). */
@@ -154,6 +148,5 @@ const char *acache__timeline_model_at(const acache__timeline *t, size_t i);
 size_t acache__timeline_user_count(const acache__timeline *t);
 const char *acache__timeline_user_id(const acache__timeline *t, size_t i);
 const char *acache__timeline_user_name(const acache__timeline *t, size_t i);
-
 
 #endif

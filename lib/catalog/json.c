@@ -122,7 +122,8 @@ static int f_str(rowctx *c, const char *field, int nullable, const char **out)
     if (!v || json_is_null(v)) {
         if (nullable)
             return 0;
-        return fail(c->L, "%s[%zu].%s: required string is missing", c->table, c->i, field);
+        return fail(c->L, "%s[%zu].%s: required string is missing", c->table, c->i,
+                    field);
     }
     if (!json_is_string(v))
         return fail(c->L, "%s[%zu].%s: must be a string", c->table, c->i, field);
@@ -330,9 +331,9 @@ static json_t *table(loader *L, json_t *root, const char *name, size_t *n)
 }
 
 /* Calls each row's object through `c`; a non-object row is an error. */
-#define FOREACH_ROW(L, arr, n, tname, c)                                                \
-    for (rowctx c = {L, tname, 0, NULL}; c.i < (n); c.i++)                              \
-        if (!json_is_object(c.o = json_array_get(arr, c.i))) {                          \
+#define FOREACH_ROW(L, arr, n, tname, c)                                                 \
+    for (rowctx c = {L, tname, 0, NULL}; c.i < (n); c.i++)                               \
+        if (!json_is_object(c.o = json_array_get(arr, c.i))) {                           \
             fail(L, "%s[%zu]: must be an object", tname, c.i);                           \
             break;                                                                       \
         } else
@@ -416,7 +417,8 @@ static int build(loader *L, jc_index *ix)
         return -1;
 
     t = table(L, root, "providers", &ix->n_providers);
-    if (L->failed || !(ix->providers = rows_alloc(L, ix->n_providers, sizeof *ix->providers)))
+    if (L->failed ||
+        !(ix->providers = rows_alloc(L, ix->n_providers, sizeof *ix->providers)))
         return -1;
     FOREACH_ROW(L, t, ix->n_providers, "providers", c)
     {
@@ -431,7 +433,8 @@ static int build(loader *L, jc_index *ix)
         return -1;
 
     t = table(L, root, "provider_endpoints", &ix->n_endpoints);
-    if (L->failed || !(ix->endpoints = rows_alloc(L, ix->n_endpoints, sizeof *ix->endpoints)))
+    if (L->failed ||
+        !(ix->endpoints = rows_alloc(L, ix->n_endpoints, sizeof *ix->endpoints)))
         return -1;
     FOREACH_ROW(L, t, ix->n_endpoints, "provider_endpoints", c)
     {
@@ -439,7 +442,8 @@ static int build(loader *L, jc_index *ix)
         if (f_str(&c, "id", 0, &e->id) || f_str(&c, "provider_id", 0, &e->provider_id) ||
             f_str(&c, "api_format", 0, &e->api_format) ||
             f_str(&c, "base_url", 0, &e->base_url) ||
-            map_add(L, ix->maps[H_ENDPOINT_ID], e->id, c.i, 1, "provider_endpoints", "id"))
+            map_add(L, ix->maps[H_ENDPOINT_ID], e->id, c.i, 1, "provider_endpoints",
+                    "id"))
             return -1;
     }
     if (L->failed)
@@ -511,11 +515,13 @@ static int build(loader *L, jc_index *ix)
     {
         jc_usage *u = &ix->usage[c.i];
         if (f_str(&c, "id", 0, &u->id) || f_str(&c, "user_id", 1, &u->user_id) ||
-            f_str(&c, "api_key_id", 1, &u->api_key_id) || f_str(&c, "model", 0, &u->model) ||
-            f_str(&c, "status", 1, &u->status) || f_time(&c, "created_at", &u->created_us) ||
+            f_str(&c, "api_key_id", 1, &u->api_key_id) ||
+            f_str(&c, "model", 0, &u->model) || f_str(&c, "status", 1, &u->status) ||
+            f_time(&c, "created_at", &u->created_us) ||
             f_int(&c, "input_tokens", 0, &u->input_tokens) ||
             f_int(&c, "cache_read_input_tokens", 0, &u->cache_read_input_tokens) ||
-            f_int(&c, "cache_creation_input_tokens", 0, &u->cache_creation_input_tokens) ||
+            f_int(&c, "cache_creation_input_tokens", 0,
+                  &u->cache_creation_input_tokens) ||
             f_num(&c, "cache_read_cost_usd", 0.0, 1, &u->cache_read_cost_usd) ||
             f_num(&c, "cache_creation_cost_usd", 0.0, 1, &u->cache_creation_cost_usd))
             return -1;
@@ -598,7 +604,8 @@ static int check_reload(json_catalog *jc, int force)
     int64_t now = acache__monotonic_ms();
     int_least64_t next = atomic_load(&jc->next_check_ms);
     if (!force) {
-        if (now < next || !atomic_compare_exchange_strong(&jc->next_check_ms, &next, now + 1000))
+        if (now < next ||
+            !atomic_compare_exchange_strong(&jc->next_check_ms, &next, now + 1000))
             return ACACHE_OK;
     } else {
         atomic_store(&jc->next_check_ms, now + 1000);
@@ -611,9 +618,10 @@ static int check_reload(json_catalog *jc, int force)
         /* Remember this version even if it is bad, so it is reported once. */
         jc->sig = s;
         if (!s.ok) {
-            rc = acache_error_set(ACACHE_ECATALOG,
-                                  "json catalog %s: %s; still serving the previous contents",
-                                  jc->path, strerror(s.err));
+            rc = acache_error_set(
+                ACACHE_ECATALOG,
+                "json catalog %s: %s; still serving the previous contents", jc->path,
+                strerror(s.err));
         } else {
             loader L = {.path = jc->path};
             jc_index *nix = load(&L);
@@ -808,7 +816,8 @@ static int js_usage_scan(acache_catalog *self, const acache_usage_filter *f,
             continue;
         if (f->user_id && (!u->user_id || strcmp(u->user_id, f->user_id) != 0))
             continue;
-        if (f->api_key_id && (!u->api_key_id || strcmp(u->api_key_id, f->api_key_id) != 0))
+        if (f->api_key_id &&
+            (!u->api_key_id || strcmp(u->api_key_id, f->api_key_id) != 0))
             continue;
         acache_cat_usage row = {
             .id = u->id,

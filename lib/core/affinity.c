@@ -86,7 +86,6 @@ int acache_affinity_get(acache_affinity **out, acache *c, const char *affinity_k
     return ACACHE_OK;
 }
 
-
 int acache_affinity_touch(acache_touch_result *result, acache *c, const acache_touch *t)
 {
     if (result)
@@ -99,8 +98,7 @@ int acache_affinity_touch(acache_touch_result *result, acache *c, const acache_t
     int rc;
     char kbuf[ACACHE__KEYBUF];
     char *key = acache__affinity_storage_key(kbuf, sizeof kbuf, t->affinity_key,
-                                             t->api_format, t->model_name,
-                                             &rc);
+                                             t->api_format, t->model_name, &rc);
     if (!key)
         return rc;
     if ((rc = acache__check_field("provider_id", t->provider_id, 0)) ||
@@ -162,9 +160,9 @@ int acache_affinity_touch(acache_touch_result *result, acache *c, const acache_t
 }
 
 int acache__affinity_set(acache_touch_result *result, acache *c, const char *affinity_key,
-                        const char *api_format, const char *model_name,
-                        const char *provider_id, const char *endpoint_id,
-                        const char *key_id, int supports_caching, uint32_t ttl_s)
+                         const char *api_format, const char *model_name,
+                         const char *provider_id, const char *endpoint_id,
+                         const char *key_id, int supports_caching, uint32_t ttl_s)
 {
     acache_touch t = ACACHE_TOUCH_INIT;
     t.affinity_key = affinity_key;
@@ -178,12 +176,14 @@ int acache__affinity_set(acache_touch_result *result, acache *c, const char *aff
     return acache_affinity_touch(result, c, &t);
 }
 
-int acache_affinity_invalidate(acache *c, const char *affinity_key, const char *api_format,
-                               const char *model_name, const char *key_id,
-                               const char *provider_id, const char *endpoint_id)
+int acache_affinity_invalidate(acache *c, const char *affinity_key,
+                               const char *api_format, const char *model_name,
+                               const char *key_id, const char *provider_id,
+                               const char *endpoint_id)
 {
     if (!c)
-        return acache_error_set(ACACHE_EINVALID, "acache_affinity_invalidate: NULL handle");
+        return acache_error_set(ACACHE_EINVALID,
+                                "acache_affinity_invalidate: NULL handle");
     int rc;
     char kbuf[ACACHE__KEYBUF];
     char *key = acache__affinity_storage_key(kbuf, sizeof kbuf, affinity_key, api_format,
@@ -253,7 +253,8 @@ static int walk_batch(const acache_entry *e, size_t n, void *payload)
         }
         if (e[i].record->expire_at <= w->now)
             continue;
-        acache_affinity *a = acache__affinity_from_record(e[i].record, e[i].key, e[i].key_len);
+        acache_affinity *a =
+            acache__affinity_from_record(e[i].record, e[i].key, e[i].key_len);
         if (!a)
             return ACACHE_ENOMEM;
         int rc;
@@ -308,7 +309,8 @@ int acache_affinity_foreach(acache *c, const char *affinity_key, acache_affinity
                             void *payload)
 {
     if (!c || !cb)
-        return acache_error_set(ACACHE_EINVALID, "acache_affinity_foreach: NULL argument");
+        return acache_error_set(ACACHE_EINVALID,
+                                "acache_affinity_foreach: NULL argument");
     return acache__affinity_walk(c, affinity_key, cb, payload);
 }
 
@@ -349,7 +351,8 @@ static int cmp_items(const void *x, const void *y)
                                     *(acache_affinity *const *)y);
 }
 
-int acache__affinity_list_fetch(acache__affinity_list **out, acache *c, const char *affinity_key)
+int acache__affinity_list_fetch(acache__affinity_list **out, acache *c,
+                                const char *affinity_key)
 {
     if (!out || !c)
         return acache_error_set(ACACHE_EINVALID, "acache__affinity_list: NULL argument");
@@ -453,7 +456,8 @@ static int bulk_batch(const acache_entry *e, size_t n, void *payload)
     for (size_t i = 0; i < n; i++) {
         /* Pre-filter on the scanned value; the store re-checks atomically. */
         if (b->match && b->needle) {
-            if (!e[i].value || !may_name(e[i].value, e[i].value_len, b->needle, b->needle_len))
+            if (!e[i].value ||
+                !may_name(e[i].value, e[i].value_len, b->needle, b->needle_len))
                 continue;
         } else if (b->match && !record_matches(e[i].record, b->match)) {
             continue;
@@ -499,7 +503,7 @@ static int bulk_invalidate(acache *c, const char *affinity_key, const acache_mat
     char *needle = NULL;
     /* One filter (provider, endpoint or provider key): its quoted value is
      * the byte needle. */
-    const char *only = !m ? NULL
+    const char *only = !m                                                ? NULL
                        : m->provider_id && !m->endpoint_id && !m->key_id ? m->provider_id
                        : !m->provider_id && m->endpoint_id && !m->key_id ? m->endpoint_id
                        : !m->provider_id && !m->endpoint_id && m->key_id ? m->key_id
@@ -537,7 +541,8 @@ static int bulk_invalidate(acache *c, const char *affinity_key, const acache_mat
     return rc;
 }
 
-int acache__affinity_invalidate_api_key(size_t *removed, acache *c, const char *affinity_key)
+int acache__affinity_invalidate_api_key(size_t *removed, acache *c,
+                                        const char *affinity_key)
 {
     if (removed)
         *removed = 0;
@@ -565,7 +570,8 @@ int acache__invalidate_api_keys(acache *c, const char *const *affinity_keys, siz
     return rc;
 }
 
-int acache__affinity_invalidate_provider(size_t *removed, acache *c, const char *provider_id)
+int acache__affinity_invalidate_provider(size_t *removed, acache *c,
+                                         const char *provider_id)
 {
     if (removed)
         *removed = 0;
@@ -591,7 +597,8 @@ int acache__affinity_invalidate_key(size_t *removed, acache *c, const char *key_
     return bulk_invalidate(c, NULL, &m, 1, removed);
 }
 
-int acache__affinity_invalidate_endpoint(size_t *removed, acache *c, const char *endpoint_id)
+int acache__affinity_invalidate_endpoint(size_t *removed, acache *c,
+                                         const char *endpoint_id)
 {
     if (removed)
         *removed = 0;

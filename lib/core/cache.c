@@ -58,8 +58,9 @@ static int open_store(acache_store **out, const acache_options *o)
     const char *uri = o->store_uri ? o->store_uri : "memory://";
     if (strcmp(uri, "memory://") == 0 || strcmp(uri, "memory") == 0)
         return acache__store_memory_new(out);
-    if (has_prefix(uri, "redis://") || has_prefix(uri, "rediss://") || has_prefix(uri, "unix://") ||
-        has_prefix(uri, "redis-sentinel://") || has_prefix(uri, "redis-cluster://"))
+    if (has_prefix(uri, "redis://") || has_prefix(uri, "rediss://") ||
+        has_prefix(uri, "unix://") || has_prefix(uri, "redis-sentinel://") ||
+        has_prefix(uri, "redis-cluster://"))
         return acache__store_redis_new_ex(
             out, uri, o->connect_timeout_ms ? o->connect_timeout_ms : 2000,
             o->command_timeout_ms ? o->command_timeout_ms : 2000, o->breaker_threshold,
@@ -88,9 +89,9 @@ int acache_catalog_init(acache_catalog *catalog, unsigned int version)
     if (!catalog)
         return acache_error_set(ACACHE_EINVALID, "acache_catalog_init: NULL catalog");
     if (version < ACACHE_CATALOG_VERSION_MIN || version > ACACHE_CATALOG_VERSION)
-        return acache_error_set(ACACHE_EINVALID,
-                                "acache_catalog_init: catalog version %u outside [%u, %u]",
-                                version, ACACHE_CATALOG_VERSION_MIN, ACACHE_CATALOG_VERSION);
+        return acache_error_set(
+            ACACHE_EINVALID, "acache_catalog_init: catalog version %u outside [%u, %u]",
+            version, ACACHE_CATALOG_VERSION_MIN, ACACHE_CATALOG_VERSION);
     memset(catalog, 0, sizeof *catalog);
     catalog->version = version;
     return ACACHE_OK;
@@ -100,8 +101,8 @@ static int check_backend_version(const char *what, unsigned int v, unsigned int 
                                  unsigned int hi)
 {
     if (v < lo || v > hi)
-        return acache_error_set(ACACHE_EINVALID,
-                                "%s backend version %u outside [%u, %u]", what, v, lo, hi);
+        return acache_error_set(ACACHE_EINVALID, "%s backend version %u outside [%u, %u]",
+                                what, v, lo, hi);
     return ACACHE_OK;
 }
 
@@ -156,10 +157,11 @@ int acache_open_with_backends(acache **out, const acache_options *opts,
     if (!opts)
         opts = &defaults;
     if (opts->version == 0 || opts->version > ACACHE_OPTIONS_VERSION)
-        return acache_error_set(ACACHE_EINVALID,
-                                "acache_open: options version %u unknown (expected 1..%d); "
-                                "initialise with ACACHE_OPTIONS_INIT",
-                                opts->version, ACACHE_OPTIONS_VERSION);
+        return acache_error_set(
+            ACACHE_EINVALID,
+            "acache_open: options version %u unknown (expected 1..%d); "
+            "initialise with ACACHE_OPTIONS_INIT",
+            opts->version, ACACHE_OPTIONS_VERSION);
     if (store && check_store(store))
         return ACACHE_EINVALID;
     if (catalog && check_catalog(catalog))
@@ -179,16 +181,17 @@ int acache_open_with_backends(acache **out, const acache_options *opts,
             rc = ACACHE_EINVALID;
     }
     if (!rc && !catalog && opts->catalog_uri)
-        rc = acache__catalog_open_ex(&own_catalog, opts->catalog_uri, opts->connect_timeout_ms,
-                                     opts->command_timeout_ms);
+        rc = acache__catalog_open_ex(&own_catalog, opts->catalog_uri,
+                                     opts->connect_timeout_ms, opts->command_timeout_ms);
     if (!rc && (opts->encryption_key || opts->use_dev_encryption_key)) {
-        const char *k = opts->encryption_key ? opts->encryption_key : acache__dev_encryption_key();
+        const char *k =
+            opts->encryption_key ? opts->encryption_key : acache__dev_encryption_key();
         rc = acache__crypto_new(&c->crypto, k, strlen(k));
     }
     acache_store *s = store ? store : own_store;
     /* The L1 only pays off in front of a remote store. */
-    if (!rc && s && (acache__store_caps(s) & ACACHE_STORE_CAP_REMOTE) && opts->l1_ttl_ms >= 0 &&
-        opts->l1_max_entries >= 0) {
+    if (!rc && s && (acache__store_caps(s) & ACACHE_STORE_CAP_REMOTE) &&
+        opts->l1_ttl_ms >= 0 && opts->l1_max_entries >= 0) {
         c->l1 = acache__l1_new(opts->l1_ttl_ms ? opts->l1_ttl_ms : 3000,
                                opts->l1_max_entries ? opts->l1_max_entries : 1000);
         if (!c->l1)
@@ -235,8 +238,8 @@ void acache_close(acache *c)
     if (!c)
         return;
     acache__l1_tracking_stop(c); /* no invalidation arrives after this */
-    acache__deferred_stop(c); /* pending touches first: the fleet flush counts them */
-    acache__fleet_stop(c);    /* the last flush needs the store */
+    acache__deferred_stop(c);    /* pending touches first: the fleet flush counts them */
+    acache__fleet_stop(c);       /* the last flush needs the store */
     if (c->admin_cache_free && c->admin_cache)
         c->admin_cache_free(c->admin_cache);
     pthread_mutex_destroy(&c->admin_cache_lock);

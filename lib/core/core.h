@@ -72,7 +72,7 @@ struct acache {
     /* Bumped by every acache_invalidate through this handle: drops the cached
      * listing snapshots and active count. */
     atomic_uint_fast64_t admin_gen;
-    acache__fleet *fleet; /* never NULL after open: also the cached count */
+    acache__fleet *fleet;       /* never NULL after open: also the cached count */
     acache__deferred *deferred; /* NULL: synchronous touch (lib/core/deferred.c) */
     /* The admin room's caches (listing snapshots), freed by acache_close
      * through the hook the admin room sets (core includes no admin header). */
@@ -235,8 +235,8 @@ void acache__l1_set_bypass(acache__l1 *l1, int on);
 int acache__l1_tracking_start(acache *c);
 void acache__l1_tracking_stop(acache *c);
 typedef struct acache__l1_tracking {
-    int tracking; /* subscribed to the store's invalidations */
-    int bypass;   /* the subscription is down: the L1 is empty and skipped */
+    int tracking;           /* subscribed to the store's invalidations */
+    int bypass;             /* the subscription is down: the L1 is empty and skipped */
     uint64_t keys, flushes; /* keys invalidated, flush-all messages */
     uint64_t lost, live;    /* subscription lost / (re-)established */
 } acache__l1_tracking;
@@ -306,7 +306,7 @@ int acache__store_redis_new_ex(acache_store **out, const char *uri,
 int acache__catalog_open(acache_catalog **out, const char *uri);
 /* Same, with the handle's timeouts for a PostgreSQL catalog (0 = 2000 ms; see
  * lib/catalog/postgres.h); acache__catalog_open uses the defaults. */
-int acache__catalog_open_ex(acache_catalog **out, const char *uri, uint32_t connect_timeout_ms,
-                            uint32_t command_timeout_ms);
+int acache__catalog_open_ex(acache_catalog **out, const char *uri,
+                            uint32_t connect_timeout_ms, uint32_t command_timeout_ms);
 
 #endif

@@ -70,7 +70,7 @@ struct acache__deferred {
     pthread_t thread;
     atomic_uint_fast64_t deferred, flushes, failures, pending;
     atomic_uint_fast64_t seq; /* batches formed */
-    char once_prefix[96]; /* "acache_touch_once:<handle nonce>:" */
+    char once_prefix[96];     /* "acache_touch_once:<handle nonce>:" */
 };
 
 static uint64_t hash_of(const char *s)

@@ -41,15 +41,25 @@ void acache_clear_error(void)
 const char *acache_strerror(int status)
 {
     switch (status) {
-    case ACACHE_OK: return "ok";
-    case ACACHE_ERROR: return "error";
-    case ACACHE_ENOTFOUND: return "not found";
-    case ACACHE_EINVALID: return "invalid argument";
-    case ACACHE_ESTORE: return "store unavailable";
-    case ACACHE_ECATALOG: return "catalog unavailable";
-    case ACACHE_ECRYPTO: return "decryption failed";
-    case ACACHE_ENOMEM: return "out of memory";
-    case ACACHE_EUNSUPPORTED: return "not supported by this store or catalog";
-    default: return "unknown status";
+    case ACACHE_OK:
+        return "ok";
+    case ACACHE_ERROR:
+        return "error";
+    case ACACHE_ENOTFOUND:
+        return "not found";
+    case ACACHE_EINVALID:
+        return "invalid argument";
+    case ACACHE_ESTORE:
+        return "store unavailable";
+    case ACACHE_ECATALOG:
+        return "catalog unavailable";
+    case ACACHE_ECRYPTO:
+        return "decryption failed";
+    case ACACHE_ENOMEM:
+        return "out of memory";
+    case ACACHE_EUNSUPPORTED:
+        return "not supported by this store or catalog";
+    default:
+        return "unknown status";
     }
 }

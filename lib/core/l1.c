@@ -109,7 +109,8 @@ uint64_t acache__l1_epoch(acache__l1 *l, const char *key)
     return e;
 }
 
-void acache__l1_put(acache__l1 *l, const char *key, const acache_affinity *a, uint64_t epoch)
+void acache__l1_put(acache__l1 *l, const char *key, const acache_affinity *a,
+                    uint64_t epoch)
 {
     uint64_t h = l1_hash(key);
     size_t klen = strlen(key);
@@ -233,10 +234,11 @@ int acache__l1_tracking_start(acache *c)
     acache_store *s = c->store;
     if (s->version < 3 || !s->invalidations_subscribe || !s->invalidations_stop) {
         if (mode == ACACHE_L1_TRACKING)
-            return acache_error_set(ACACHE_EUNSUPPORTED,
-                                    "l1_invalidation: the %s store pushes no invalidations "
-                                    "(Redis Cluster keeps the time-based L1)",
-                                    s->scheme ? s->scheme : "configured");
+            return acache_error_set(
+                ACACHE_EUNSUPPORTED,
+                "l1_invalidation: the %s store pushes no invalidations "
+                "(Redis Cluster keeps the time-based L1)",
+                s->scheme ? s->scheme : "configured");
         return ACACHE_OK; /* documented per store: no warning */
     }
     acache_invalidation_sink sink = {on_key, on_all, on_state, l};
@@ -244,11 +246,12 @@ int acache__l1_tracking_start(acache *c)
     if (rc == ACACHE_EUNSUPPORTED && mode != ACACHE_L1_TRACKING) {
         static atomic_int warned;
         if (!atomic_exchange(&warned, 1))
-            fprintf(stderr,
-                    "libaethercache: warning: %s; the L1 falls back to time-based "
-                    "invalidation (other processes' changes are seen after up to %lld ms; "
-                    "options.l1_invalidation = ACACHE_L1_TTL_ONLY silences this)\n",
-                    acache_last_error(), (long long)l->ttl_ms);
+            fprintf(
+                stderr,
+                "libaethercache: warning: %s; the L1 falls back to time-based "
+                "invalidation (other processes' changes are seen after up to %lld ms; "
+                "options.l1_invalidation = ACACHE_L1_TTL_ONLY silences this)\n",
+                acache_last_error(), (long long)l->ttl_ms);
         acache__l1_set_bypass(l, 0);
         acache_clear_error();
         return ACACHE_OK;

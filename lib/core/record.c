@@ -161,21 +161,19 @@ static int parse_fast(const char *json, size_t len, acache_record_cb cb, void *p
     memcpy(buf, json, len);
     char *p = buf, *end = buf + len;
     acache_record rec = {0};
-    int ok = LIT(&p, end, "{\"provider_id\": \"") &&
-             (rec.provider_id = fast_string(&p, end)) &&
-             LIT(&p, end, ", \"endpoint_id\": \"") &&
-             (rec.endpoint_id = fast_string(&p, end)) &&
-             LIT(&p, end, ", \"key_id\": \"") && (rec.key_id = fast_string(&p, end)) &&
-             LIT(&p, end, ", \"api_format\": \"") &&
-             (rec.api_format = fast_string(&p, end)) &&
-             LIT(&p, end, ", \"model_name\": \"") &&
-             (rec.model_name = fast_string(&p, end)) &&
-             LIT(&p, end, ", \"created_at\": ") &&
-             fast_number(&p, end, 0, &rec.created_at, NULL) &&
-             LIT(&p, end, ", \"expire_at\": ") &&
-             fast_number(&p, end, 0, &rec.expire_at, NULL) &&
-             LIT(&p, end, ", \"request_count\": ") &&
-             fast_number(&p, end, 1, NULL, &rec.request_count) && p == end - 1;
+    int ok =
+        LIT(&p, end, "{\"provider_id\": \"") &&
+        (rec.provider_id = fast_string(&p, end)) &&
+        LIT(&p, end, ", \"endpoint_id\": \"") &&
+        (rec.endpoint_id = fast_string(&p, end)) && LIT(&p, end, ", \"key_id\": \"") &&
+        (rec.key_id = fast_string(&p, end)) && LIT(&p, end, ", \"api_format\": \"") &&
+        (rec.api_format = fast_string(&p, end)) && LIT(&p, end, ", \"model_name\": \"") &&
+        (rec.model_name = fast_string(&p, end)) && LIT(&p, end, ", \"created_at\": ") &&
+        fast_number(&p, end, 0, &rec.created_at, NULL) &&
+        LIT(&p, end, ", \"expire_at\": ") &&
+        fast_number(&p, end, 0, &rec.expire_at, NULL) &&
+        LIT(&p, end, ", \"request_count\": ") &&
+        fast_number(&p, end, 1, NULL, &rec.request_count) && p == end - 1;
     if (ok && cb)
         cb(&rec, payload);
     if (buf != stack)
@@ -259,9 +257,9 @@ int acache__check_field(const char *name, const char *value, int no_colon)
     if (!value || !*value)
         return acache_error_set(ACACHE_EINVALID, "%s must not be empty", name);
     if (no_colon && strchr(value, ':'))
-        return acache_error_set(ACACHE_EINVALID,
-                                "%s must not contain ':' (the storage key would be ambiguous)",
-                                name);
+        return acache_error_set(
+            ACACHE_EINVALID,
+            "%s must not contain ':' (the storage key would be ambiguous)", name);
     return ACACHE_OK;
 }
 

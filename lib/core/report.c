@@ -106,9 +106,8 @@ int acache_affinity_report(acache_report_result *out, acache *c, const acache_re
 {
     if (out) {
         if (out->version == 0 || out->version > ACACHE_REPORT_RESULT_VERSION)
-            return acache_error_set(ACACHE_EINVALID,
-                                    "acache_report_result version %u unknown",
-                                    out->version);
+            return acache_error_set(
+                ACACHE_EINVALID, "acache_report_result version %u unknown", out->version);
         out->action = ACACHE_REPORT_SKIPPED;
         out->failures = 0;
     }

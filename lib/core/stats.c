@@ -82,8 +82,7 @@ int acache_stats_get(acache_stats *out, acache *c)
                                 out->version);
     unsigned int v = out->version;
     /* Only the caller's version's fields: an older struct is shorter. */
-    size_t size =
-        v < 2 ? offsetof(acache_stats, report_successes) : sizeof(acache_stats);
+    size_t size = v < 2 ? offsetof(acache_stats, report_successes) : sizeof(acache_stats);
     acache__fleet_view fv;
     int frc = acache__fleet_view_get(&fv, c);
     if (frc == ACACHE_ENOMEM)
@@ -226,7 +225,8 @@ static void sched_snap_free(sched_snap *o)
 
 static double avg_candidates(const acache__sched *s)
 {
-    return s->total_batches ? (double)s->total_candidates / (double)s->total_batches : 0.0;
+    return s->total_batches ? (double)s->total_candidates / (double)s->total_batches
+                            : 0.0;
 }
 
 /* ---- JSON ---- */
@@ -247,8 +247,9 @@ static json_t *reservation_config(void)
     return json_pack("{s:i, s:f, s:f, s:f, s:f, s:f}", "probe_phase_requests",
                      PROBE_PHASE_REQUESTS, "probe_reservation", PROBE_RESERVATION,
                      "stable_min_reservation", STABLE_MIN_RESERVATION,
-                     "stable_max_reservation", STABLE_MAX_RESERVATION, "low_load_threshold",
-                     LOW_LOAD_THRESHOLD, "high_load_threshold", HIGH_LOAD_THRESHOLD);
+                     "stable_max_reservation", STABLE_MAX_RESERVATION,
+                     "low_load_threshold", LOW_LOAD_THRESHOLD, "high_load_threshold",
+                     HIGH_LOAD_THRESHOLD);
 }
 
 static json_t *ok_envelope(json_t *data)
@@ -285,10 +286,14 @@ static void sched_fleet(acache__sched *s, const acache__fleet_view *fv)
 static const struct {
     const char *cause, *counter;
 } CAUSES[] = {
-    {"api_key", "inval_api_key"},   {"user", "inval_user"},
-    {"provider", "inval_provider"}, {"key", "inval_key"},
-    {"endpoint", "inval_endpoint"}, {"clear_all", "inval_all"},
-    {"report_transient", "dropped_transient"}, {"report_terminal", "dropped_terminal"},
+    {"api_key", "inval_api_key"},
+    {"user", "inval_user"},
+    {"provider", "inval_provider"},
+    {"key", "inval_key"},
+    {"endpoint", "inval_endpoint"},
+    {"clear_all", "inval_all"},
+    {"report_transient", "dropped_transient"},
+    {"report_terminal", "dropped_terminal"},
 };
 #define NCAUSES (sizeof CAUSES / sizeof CAUSES[0])
 
@@ -306,17 +311,16 @@ static uint64_t cause_single(const acache__fleet_view *fv)
 static json_t *inst_json(const acache__instance *in)
 {
     acache__fleet_view one = {.values = in->values};
-    return json_pack("{s:s, s:s, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-                     "instance_id", in->instance_id, "version", in->version, "started_at",
-                     in->started_at, "last_flush", in->last_flush, "total_affinities",
-                     (json_int_t)vv(&one, "created"), "cache_hits",
-                     (json_int_t)vv(&one, "hits"), "cache_misses",
-                     (json_int_t)vv(&one, "misses"), "refreshed",
-                     (json_int_t)vv(&one, "refreshed"), "cache_invalidations",
-                     (json_int_t)vv(&one, "invalidations"), "provider_switches",
-                     (json_int_t)vv(&one, "provider_switches"), "key_switches",
-                     (json_int_t)vv(&one, "key_switches"), "malformed_records",
-                     (json_int_t)vv(&one, "malformed"));
+    return json_pack(
+        "{s:s, s:s, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "instance_id",
+        in->instance_id, "version", in->version, "started_at", in->started_at,
+        "last_flush", in->last_flush, "total_affinities", (json_int_t)vv(&one, "created"),
+        "cache_hits", (json_int_t)vv(&one, "hits"), "cache_misses",
+        (json_int_t)vv(&one, "misses"), "refreshed", (json_int_t)vv(&one, "refreshed"),
+        "cache_invalidations", (json_int_t)vv(&one, "invalidations"), "provider_switches",
+        (json_int_t)vv(&one, "provider_switches"), "key_switches",
+        (json_int_t)vv(&one, "key_switches"), "malformed_records",
+        (json_int_t)vv(&one, "malformed"));
 }
 
 /* affinity_stats.fleet: an extension after Aether's fields (docs/fleet.md). */
@@ -331,19 +335,19 @@ static json_t *fleet_json(const acache__fleet_view *fv, const acache_stats *st)
     for (size_t i = 0; i < fv->ninst; i++)
         if (json_array_append_new(per, inst_json(&fv->inst[i])) < 0)
             goto fail;
-    if (json_object_set_new(causes, "single", json_integer((json_int_t)cause_single(fv))) < 0)
+    if (json_object_set_new(causes, "single",
+                            json_integer((json_int_t)cause_single(fv))) < 0)
         goto fail;
     for (size_t i = 0; i < NCAUSES; i++)
         if (json_object_set_new(causes, CAUSES[i].cause,
                                 json_integer((json_int_t)vv(fv, CAUSES[i].counter))) < 0)
             goto fail;
-    return json_pack("{s:s, s:s, s:I, s:i, s:f, s:I, s:o, s:o}", "scope",
-                     fv->fleet ? "fleet" : "process", "instance_id", fv->self_id,
-                     "instances", (json_int_t)(fv->fleet ? fv->ninst : 1),
-                     "flush_interval_ms", (int)fv->flush_ms, "active_affinities_age_s",
-                     acache__round_py(st->active_age_s, 3), "refreshed",
-                     (json_int_t)st->refreshed, "invalidations_by_cause", causes,
-                     "per_instance", per);
+    return json_pack(
+        "{s:s, s:s, s:I, s:i, s:f, s:I, s:o, s:o}", "scope",
+        fv->fleet ? "fleet" : "process", "instance_id", fv->self_id, "instances",
+        (json_int_t)(fv->fleet ? fv->ninst : 1), "flush_interval_ms", (int)fv->flush_ms,
+        "active_affinities_age_s", acache__round_py(st->active_age_s, 3), "refreshed",
+        (json_int_t)st->refreshed, "invalidations_by_cause", causes, "per_instance", per);
 fail:
     json_decref(per);
     json_decref(causes);
@@ -401,11 +405,12 @@ int acache_stats_json(acache_buf *out, acache *c)
             affinity, "lifecycle",
             json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "report_successes",
                       (json_int_t)st.report_successes, "report_transient_failures",
-                      (json_int_t)st.report_transient_failures, "report_terminal_failures",
-                      (json_int_t)st.report_terminal_failures, "report_not_pinned",
-                      (json_int_t)st.report_not_pinned, "pins_dropped_transient",
-                      (json_int_t)st.pins_dropped_transient, "pins_dropped_terminal",
-                      (json_int_t)st.pins_dropped_terminal)) < 0) {
+                      (json_int_t)st.report_transient_failures,
+                      "report_terminal_failures", (json_int_t)st.report_terminal_failures,
+                      "report_not_pinned", (json_int_t)st.report_not_pinned,
+                      "pins_dropped_transient", (json_int_t)st.pins_dropped_transient,
+                      "pins_dropped_terminal", (json_int_t)st.pins_dropped_terminal)) <
+            0) {
         json_decref(affinity);
         affinity = NULL;
     }
@@ -428,10 +433,11 @@ int acache_stats_json(acache_buf *out, acache *c)
     acache__fleet_view_free(&fv);
     uint64_t checks = s->reservation_probe_count + s->reservation_stable_count;
     json_t *sched = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:f, s:o, s:f, s:f}",
-        "total_batches",
-        (json_int_t)s->total_batches, "last_batch_size", (json_int_t)s->last_batch_size,
-        "total_candidates", (json_int_t)s->total_candidates, "last_candidate_count",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:f, s:o, s:f, "
+        "s:f}",
+        "total_batches", (json_int_t)s->total_batches, "last_batch_size",
+        (json_int_t)s->last_batch_size, "total_candidates",
+        (json_int_t)s->total_candidates, "last_candidate_count",
         (json_int_t)s->last_candidate_count, "cache_hits", (json_int_t)s->cache_hits,
         "cache_misses", (json_int_t)s->cache_misses, "concurrency_denied",
         (json_int_t)s->concurrency_denied, "last_api_format",
@@ -449,16 +455,17 @@ int acache_stats_json(acache_buf *out, acache *c)
     double probe_ratio =
         checks ? acache__round_py((double)s->reservation_probe_count / (double)checks, 3)
                : 0.0;
-    json_t *data = affinity && sched
-                       ? json_pack("{s:s, s:f, s:{s:b, s:o, s:f, s:f, s:I, s:o}, s:o, s:o}",
-                                   "scheduler", "cache_aware", "cache_reservation_ratio",
-                                   RESERVATION_RATIO, "dynamic_reservation", "enabled", 1,
-                                   "config", reservation_config(), "current_avg_ratio",
-                                   acache__round_py(s->avg_reservation_ratio, 3),
-                                   "probe_phase_ratio", probe_ratio, "total_checks",
-                                   (json_int_t)checks, "last_result", last_reservation(s),
-                                   "affinity_stats", affinity, "scheduler_metrics", sched)
-                       : NULL;
+    json_t *data =
+        affinity && sched
+            ? json_pack("{s:s, s:f, s:{s:b, s:o, s:f, s:f, s:I, s:o}, s:o, s:o}",
+                        "scheduler", "cache_aware", "cache_reservation_ratio",
+                        RESERVATION_RATIO, "dynamic_reservation", "enabled", 1, "config",
+                        reservation_config(), "current_avg_ratio",
+                        acache__round_py(s->avg_reservation_ratio, 3),
+                        "probe_phase_ratio", probe_ratio, "total_checks",
+                        (json_int_t)checks, "last_result", last_reservation(s),
+                        "affinity_stats", affinity, "scheduler_metrics", sched)
+            : NULL;
     sched_snap_free(&ss);
     if (!data) {
         json_decref(affinity);
@@ -525,7 +532,8 @@ static int append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
 
 /* The Prometheus counters beside Aether's gauges (docs/fleet.md): fleet
  * totals with a store that keeps fleet counters, else this process's. */
-static int fleet_metrics(char **buf, size_t *len, size_t *cap, const acache__fleet_view *fv)
+static int fleet_metrics(char **buf, size_t *len, size_t *cap,
+                         const acache__fleet_view *fv)
 {
     static const struct {
         const char *name, *help, *counter;
@@ -545,14 +553,15 @@ static int fleet_metrics(char **buf, size_t *len, size_t *cap, const acache__fle
                     simple[i].name, simple[i].help, simple[i].name, simple[i].name,
                     (unsigned long long)vv(fv, simple[i].counter));
     if (!rc)
-        rc = append(buf, len, cap,
-                    "# HELP acache_affinity_switches_total Touches that moved a live pin to "
-                    "another target\n"
-                    "# TYPE acache_affinity_switches_total counter\n"
-                    "acache_affinity_switches_total{kind=\"provider\"} %llu\n"
-                    "acache_affinity_switches_total{kind=\"key\"} %llu\n",
-                    (unsigned long long)vv(fv, "provider_switches"),
-                    (unsigned long long)vv(fv, "key_switches"));
+        rc = append(
+            buf, len, cap,
+            "# HELP acache_affinity_switches_total Touches that moved a live pin to "
+            "another target\n"
+            "# TYPE acache_affinity_switches_total counter\n"
+            "acache_affinity_switches_total{kind=\"provider\"} %llu\n"
+            "acache_affinity_switches_total{kind=\"key\"} %llu\n",
+            (unsigned long long)vv(fv, "provider_switches"),
+            (unsigned long long)vv(fv, "key_switches"));
     if (!rc)
         rc = append(buf, len, cap,
                     "# HELP acache_affinity_invalidations_total Pins removed, by cause\n"
@@ -560,7 +569,8 @@ static int fleet_metrics(char **buf, size_t *len, size_t *cap, const acache__fle
                     "acache_affinity_invalidations_total{cause=\"single\"} %llu\n",
                     (unsigned long long)cause_single(fv));
     for (size_t i = 0; i < NCAUSES && !rc; i++)
-        rc = append(buf, len, cap, "acache_affinity_invalidations_total{cause=\"%s\"} %llu\n",
+        rc = append(buf, len, cap,
+                    "acache_affinity_invalidations_total{cause=\"%s\"} %llu\n",
                     CAUSES[i].cause, (unsigned long long)vv(fv, CAUSES[i].counter));
     static const struct {
         const char *outcome, *counter;
@@ -569,9 +579,10 @@ static int fleet_metrics(char **buf, size_t *len, size_t *cap, const acache__fle
                    {"terminal", "report_terminal"},
                    {"not_pinned", "report_not_pinned"}};
     if (!rc)
-        rc = append(buf, len, cap,
-                    "# HELP acache_affinity_reports_total Request outcomes reported on pins\n"
-                    "# TYPE acache_affinity_reports_total counter\n");
+        rc = append(
+            buf, len, cap,
+            "# HELP acache_affinity_reports_total Request outcomes reported on pins\n"
+            "# TYPE acache_affinity_reports_total counter\n");
     for (size_t i = 0; i < sizeof reports / sizeof reports[0] && !rc; i++)
         rc = append(buf, len, cap, "acache_affinity_reports_total{outcome=\"%s\"} %llu\n",
                     reports[i].outcome, (unsigned long long)vv(fv, reports[i].counter));
@@ -605,7 +616,8 @@ int acache_metrics_text(acache_buf *out, acache *c)
         {"cache_scheduler_total_candidates", "Total candidates enumerated by scheduler",
          (double)s->total_candidates},
         {"cache_scheduler_last_candidate_count",
-         "Number of candidates in the most recent batch", (double)s->last_candidate_count},
+         "Number of candidates in the most recent batch",
+         (double)s->last_candidate_count},
         {"cache_scheduler_cache_hits", "Cache hits counted during scheduling",
          (double)s->cache_hits},
         {"cache_scheduler_cache_misses", "Cache misses counted during scheduling",
@@ -613,7 +625,8 @@ int acache_metrics_text(acache_buf *out, acache *c)
         {"cache_scheduler_cache_hit_rate", "Cache hit rate during scheduling",
          rate(s->cache_hits, s->cache_misses)},
         {"cache_scheduler_concurrency_denied",
-         "Times candidate rejected due to concurrency limits", (double)s->concurrency_denied},
+         "Times candidate rejected due to concurrency limits",
+         (double)s->concurrency_denied},
         {"cache_scheduler_avg_candidates_per_batch", "Average candidates per batch",
          avg_candidates(s)},
         {"cache_affinity_total", "Total cache affinities stored",
@@ -653,23 +666,23 @@ int acache_metrics_text(acache_buf *out, acache *c)
         rc = fleet_metrics(&buf, &len, &cap, &fv);
     acache_store_health h;
     if (!rc && store_health(c, &h) == 0)
-        rc = append(&buf, &len, &cap,
-                    "# HELP acache_store_breaker_state Store circuit breaker: 0 closed, 1 "
-                    "open, 2 half-open\n# TYPE acache_store_breaker_state gauge\n"
-                    "acache_store_breaker_state %d\n"
-                    "# HELP acache_store_breaker_opens_total Times the store circuit breaker "
-                    "opened\n# TYPE acache_store_breaker_opens_total counter\n"
-                    "acache_store_breaker_opens_total %llu\n"
-                    "# HELP acache_store_breaker_fast_failures_total Store calls refused at "
-                    "once while the breaker was open\n"
-                    "# TYPE acache_store_breaker_fast_failures_total counter\n"
-                    "acache_store_breaker_fast_failures_total %llu\n"
-                    "# HELP acache_store_primary_changes_total New primaries found through "
-                    "Sentinel\n# TYPE acache_store_primary_changes_total counter\n"
-                    "acache_store_primary_changes_total %llu\n",
-                    h.breaker_state, (unsigned long long)h.breaker_opens,
-                    (unsigned long long)h.fast_failures,
-                    (unsigned long long)h.primary_changes);
+        rc = append(
+            &buf, &len, &cap,
+            "# HELP acache_store_breaker_state Store circuit breaker: 0 closed, 1 "
+            "open, 2 half-open\n# TYPE acache_store_breaker_state gauge\n"
+            "acache_store_breaker_state %d\n"
+            "# HELP acache_store_breaker_opens_total Times the store circuit breaker "
+            "opened\n# TYPE acache_store_breaker_opens_total counter\n"
+            "acache_store_breaker_opens_total %llu\n"
+            "# HELP acache_store_breaker_fast_failures_total Store calls refused at "
+            "once while the breaker was open\n"
+            "# TYPE acache_store_breaker_fast_failures_total counter\n"
+            "acache_store_breaker_fast_failures_total %llu\n"
+            "# HELP acache_store_primary_changes_total New primaries found through "
+            "Sentinel\n# TYPE acache_store_primary_changes_total counter\n"
+            "acache_store_primary_changes_total %llu\n",
+            h.breaker_state, (unsigned long long)h.breaker_opens,
+            (unsigned long long)h.fast_failures, (unsigned long long)h.primary_changes);
     acache__fleet_view_free(&fv);
     if (rc) {
         free(buf);

@@ -1006,7 +1006,6 @@ int acache__model_mapping_stats_get(acache__model_mapping_stats **out, acache *c
     return stats_impl(out, c);
 }
 
-
 /* ---- stats JSON ---- */
 
 static json_t *ttl_json(int64_t t)
@@ -1182,7 +1181,6 @@ int acache_model_mapping_stats(acache_buf *out, acache *c)
     return stats_json_impl(out, c);
 }
 
-
 /* ---- getters ---- */
 
 #define S_OK(s) ((s) != NULL)
@@ -1211,7 +1209,7 @@ uint64_t acache__model_mapping_stats_total_keys(const acache__model_mapping_stat
 }
 
 uint64_t acache__model_mapping_stats_breakdown(const acache__model_mapping_stats *s,
-                                              int family)
+                                               int family)
 {
     return S_OK(s) && family >= 0 && family < 5 ? s->breakdown[family] : 0;
 }
@@ -1224,15 +1222,14 @@ size_t acache__model_mapping_stats_mapping_count(const acache__model_mapping_sta
 #define MAP(s, i) (S_OK(s) && (i) < (s)->nmaps ? &(s)->maps[i] : NULL)
 
 const char *acache__model_mapping_stats_mapping_name(const acache__model_mapping_stats *s,
-                                                    size_t i)
+                                                     size_t i)
 {
     const mm_mapping *m = MAP(s, i);
     return m ? m->name.p : NULL;
 }
 
-const char *
-acache__model_mapping_stats_mapping_global_model_name(const acache__model_mapping_stats *s,
-                                                     size_t i)
+const char *acache__model_mapping_stats_mapping_global_model_name(
+    const acache__model_mapping_stats *s, size_t i)
 {
     const mm_mapping *m = MAP(s, i);
     return m ? m->gm_name.p : NULL;
@@ -1247,22 +1244,22 @@ const char *acache__model_mapping_stats_mapping_global_model_display_name(
 
 size_t
 acache__model_mapping_stats_mapping_provider_count(const acache__model_mapping_stats *s,
-                                                  size_t i)
+                                                   size_t i)
 {
     const mm_mapping *m = MAP(s, i);
     return m ? m->nprov : 0;
 }
 
 const char *
-acache__model_mapping_stats_mapping_provider(const acache__model_mapping_stats *s, size_t i,
-                                            size_t j)
+acache__model_mapping_stats_mapping_provider(const acache__model_mapping_stats *s,
+                                             size_t i, size_t j)
 {
     const mm_mapping *m = MAP(s, i);
     return m && j < m->nprov ? m->providers[j] : NULL;
 }
 
 int64_t acache__model_mapping_stats_mapping_ttl(const acache__model_mapping_stats *s,
-                                               size_t i)
+                                                size_t i)
 {
     const mm_mapping *m = MAP(s, i);
     return m ? m->ttl : -1;
@@ -1273,20 +1270,20 @@ size_t acache__model_mapping_stats_unmapped_count(const acache__model_mapping_st
     return S_OK(s) ? s->nunm : 0;
 }
 
-const char *acache__model_mapping_stats_unmapped_name(const acache__model_mapping_stats *s,
-                                                     size_t i)
+const char *
+acache__model_mapping_stats_unmapped_name(const acache__model_mapping_stats *s, size_t i)
 {
     return S_OK(s) && i < s->nunm ? s->unm[i].name.p : NULL;
 }
 
 int acache__model_mapping_stats_unmapped_status(const acache__model_mapping_stats *s,
-                                               size_t i)
+                                                size_t i)
 {
     return S_OK(s) && i < s->nunm ? s->unm[i].status : 0;
 }
 
 int64_t acache__model_mapping_stats_unmapped_ttl(const acache__model_mapping_stats *s,
-                                                size_t i)
+                                                 size_t i)
 {
     return S_OK(s) && i < s->nunm ? s->unm[i].ttl : -1;
 }
@@ -1298,15 +1295,16 @@ size_t acache__model_mapping_stats_pm_count(const acache__model_mapping_stats *s
 
 #define PM(s, i) (S_OK(s) && (i) < (s)->npms ? &(s)->pms[i] : NULL)
 
-const char *acache__model_mapping_stats_pm_provider_id(const acache__model_mapping_stats *s,
-                                                      size_t i)
+const char *
+acache__model_mapping_stats_pm_provider_id(const acache__model_mapping_stats *s, size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->provider_id.p : NULL;
 }
 
 const char *
-acache__model_mapping_stats_pm_provider_name(const acache__model_mapping_stats *s, size_t i)
+acache__model_mapping_stats_pm_provider_name(const acache__model_mapping_stats *s,
+                                             size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->provider_name : NULL;
@@ -1314,7 +1312,7 @@ acache__model_mapping_stats_pm_provider_name(const acache__model_mapping_stats *
 
 const char *
 acache__model_mapping_stats_pm_global_model_id(const acache__model_mapping_stats *s,
-                                              size_t i)
+                                               size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->gm_id.p : NULL;
@@ -1322,7 +1320,7 @@ acache__model_mapping_stats_pm_global_model_id(const acache__model_mapping_stats
 
 const char *
 acache__model_mapping_stats_pm_global_model_name(const acache__model_mapping_stats *s,
-                                                size_t i)
+                                                 size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->gm_name : NULL;
@@ -1337,21 +1335,21 @@ const char *acache__model_mapping_stats_pm_global_model_display_name(
 
 const char *
 acache__model_mapping_stats_pm_provider_model_name(const acache__model_mapping_stats *s,
-                                                  size_t i)
+                                                   size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->pmn.p : NULL;
 }
 
 size_t acache__model_mapping_stats_pm_alias_count(const acache__model_mapping_stats *s,
-                                                 size_t i)
+                                                  size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->nal : 0;
 }
 
 const char *acache__model_mapping_stats_pm_alias(const acache__model_mapping_stats *s,
-                                                size_t i, size_t j)
+                                                 size_t i, size_t j)
 {
     const mm_pm *p = PM(s, i);
     return p && j < p->nal ? p->aliases[j].p : NULL;
@@ -1364,7 +1362,7 @@ int64_t acache__model_mapping_stats_pm_ttl(const acache__model_mapping_stats *s,
 }
 
 int64_t acache__model_mapping_stats_pm_hit_count(const acache__model_mapping_stats *s,
-                                                size_t i)
+                                                 size_t i)
 {
     const mm_pm *p = PM(s, i);
     return p ? p->hits : 0;
@@ -1501,21 +1499,18 @@ int acache__model_mapping_clear_all(size_t *deleted, acache *c)
     return clear_all_impl(deleted, c);
 }
 
-
 int acache__model_mapping_clear_model(unsigned int *cleared, acache *c,
-                                     const char *model_name)
+                                      const char *model_name)
 {
     return clear_model_impl(cleared, c, model_name);
 }
 
-
 int acache__model_mapping_clear_provider(unsigned int *cleared, acache *c,
-                                        const char *provider_id,
-                                        const char *global_model_id)
+                                         const char *provider_id,
+                                         const char *global_model_id)
 {
     return clear_provider_impl(cleared, c, provider_id, global_model_id);
 }
-
 
 /* ---- clearing JSON ---- */
 
@@ -1618,18 +1613,14 @@ int acache_model_mapping_clear_all(acache_buf *out, acache *c)
     return clear_all_json_impl(out, c);
 }
 
-
-int acache_model_mapping_clear_model(acache_buf *out, acache *c,
-                                          const char *model_name)
+int acache_model_mapping_clear_model(acache_buf *out, acache *c, const char *model_name)
 {
     return clear_model_json_impl(out, c, model_name);
 }
 
-
 int acache_model_mapping_clear_provider(acache_buf *out, acache *c,
-                                             const char *provider_id,
-                                             const char *global_model_id)
+                                        const char *provider_id,
+                                        const char *global_model_id)
 {
     return clear_provider_json_impl(out, c, provider_id, global_model_id);
 }
-

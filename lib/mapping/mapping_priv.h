@@ -54,88 +54,80 @@ typedef struct acache__model_mapping_stats acache__model_mapping_stats;
  * @return ACACHE_OK, ACACHE_ESTORE, ACACHE_ECATALOG, ACACHE_ENOMEM.
  * Thread-safety: safe concurrently on one handle.   Since: 0.1
  */
-int acache__model_mapping_stats_get(acache__model_mapping_stats **out,
-                                                 acache *c);
+int acache__model_mapping_stats_get(acache__model_mapping_stats **out, acache *c);
 /** Free a snapshot. NULL is a no-op.  Since: 0.1 */
 void acache__model_mapping_stats_free(acache__model_mapping_stats *s);
 
 /** 1 when the store holds a model-mapping cache (Redis), else 0. */
-int acache__model_mapping_stats_available(
-    const acache__model_mapping_stats *s);
+int acache__model_mapping_stats_available(const acache__model_mapping_stats *s);
 /** Why the cache is unavailable; NULL when available. */
-const char *acache__model_mapping_stats_message(
-    const acache__model_mapping_stats *s);
+const char *acache__model_mapping_stats_message(const acache__model_mapping_stats *s);
 /** The configured cache TTL in seconds (options.mapping_ttl_s, default 300). */
-uint32_t acache__model_mapping_stats_ttl_seconds(
-    const acache__model_mapping_stats *s);
+uint32_t acache__model_mapping_stats_ttl_seconds(const acache__model_mapping_stats *s);
 /** Sum of the five breakdown counts. */
-uint64_t acache__model_mapping_stats_total_keys(
-    const acache__model_mapping_stats *s);
+uint64_t acache__model_mapping_stats_total_keys(const acache__model_mapping_stats *s);
 /** Count of one key family (an acache__mm_family). */
-uint64_t acache__model_mapping_stats_breakdown(
-    const acache__model_mapping_stats *s, int family);
+uint64_t acache__model_mapping_stats_breakdown(const acache__model_mapping_stats *s,
+                                               int family);
 
 /* "mappings": resolve names that map to a differently named GlobalModel,
  * sorted by mapping_name. */
-size_t acache__model_mapping_stats_mapping_count(
-    const acache__model_mapping_stats *s);
-const char *acache__model_mapping_stats_mapping_name(
-    const acache__model_mapping_stats *s, size_t i);
-const char *acache__model_mapping_stats_mapping_global_model_name(
-    const acache__model_mapping_stats *s,
+size_t acache__model_mapping_stats_mapping_count(const acache__model_mapping_stats *s);
+const char *acache__model_mapping_stats_mapping_name(const acache__model_mapping_stats *s,
                                                      size_t i);
+const char *acache__model_mapping_stats_mapping_global_model_name(
+    const acache__model_mapping_stats *s, size_t i);
 const char *acache__model_mapping_stats_mapping_global_model_display_name(
     const acache__model_mapping_stats *s, size_t i);
 /** Number of provider display names of mapping `i` (sorted, de-duplicated). */
-size_t acache__model_mapping_stats_mapping_provider_count(
-    const acache__model_mapping_stats *s, size_t i);
-const char *acache__model_mapping_stats_mapping_provider(
-    const acache__model_mapping_stats *s, size_t i,
-                                            size_t j);
-int64_t acache__model_mapping_stats_mapping_ttl(
-    const acache__model_mapping_stats *s, size_t i);
+size_t
+acache__model_mapping_stats_mapping_provider_count(const acache__model_mapping_stats *s,
+                                                   size_t i);
+const char *
+acache__model_mapping_stats_mapping_provider(const acache__model_mapping_stats *s,
+                                             size_t i, size_t j);
+int64_t acache__model_mapping_stats_mapping_ttl(const acache__model_mapping_stats *s,
+                                                size_t i);
 
 /* "unmapped": NOT_FOUND, invalid or unreadable resolve entries, by name. */
-size_t acache__model_mapping_stats_unmapped_count(
-    const acache__model_mapping_stats *s);
-const char *acache__model_mapping_stats_unmapped_name(
-    const acache__model_mapping_stats *s, size_t i);
+size_t acache__model_mapping_stats_unmapped_count(const acache__model_mapping_stats *s);
+const char *
+acache__model_mapping_stats_unmapped_name(const acache__model_mapping_stats *s, size_t i);
 /** An acache__mm_unmapped_status, or 0 when out of range. */
-int acache__model_mapping_stats_unmapped_status(
-    const acache__model_mapping_stats *s, size_t i);
-int64_t acache__model_mapping_stats_unmapped_ttl(
-    const acache__model_mapping_stats *s, size_t i);
+int acache__model_mapping_stats_unmapped_status(const acache__model_mapping_stats *s,
+                                                size_t i);
+int64_t acache__model_mapping_stats_unmapped_ttl(const acache__model_mapping_stats *s,
+                                                 size_t i);
 
 /* "provider_model_mappings": cached provider Models whose name differs from
  * the GlobalModel's or that carry mapping names, sorted by (provider_name,
  * global_model_name). */
-size_t acache__model_mapping_stats_pm_count(
-    const acache__model_mapping_stats *s);
-const char *acache__model_mapping_stats_pm_provider_id(
-    const acache__model_mapping_stats *s, size_t i);
-const char *acache__model_mapping_stats_pm_provider_name(
-    const acache__model_mapping_stats *s,
-                                            size_t i);
-const char *acache__model_mapping_stats_pm_global_model_id(
-    const acache__model_mapping_stats *s,
-                                              size_t i);
-const char *acache__model_mapping_stats_pm_global_model_name(
-    const acache__model_mapping_stats *s,
-                                                size_t i);
+size_t acache__model_mapping_stats_pm_count(const acache__model_mapping_stats *s);
+const char *
+acache__model_mapping_stats_pm_provider_id(const acache__model_mapping_stats *s,
+                                           size_t i);
+const char *
+acache__model_mapping_stats_pm_provider_name(const acache__model_mapping_stats *s,
+                                             size_t i);
+const char *
+acache__model_mapping_stats_pm_global_model_id(const acache__model_mapping_stats *s,
+                                               size_t i);
+const char *
+acache__model_mapping_stats_pm_global_model_name(const acache__model_mapping_stats *s,
+                                                 size_t i);
 const char *acache__model_mapping_stats_pm_global_model_display_name(
     const acache__model_mapping_stats *s, size_t i);
-const char *acache__model_mapping_stats_pm_provider_model_name(
-    const acache__model_mapping_stats *s,
+const char *
+acache__model_mapping_stats_pm_provider_model_name(const acache__model_mapping_stats *s,
+                                                   size_t i);
+size_t acache__model_mapping_stats_pm_alias_count(const acache__model_mapping_stats *s,
                                                   size_t i);
-size_t acache__model_mapping_stats_pm_alias_count(
-    const acache__model_mapping_stats *s, size_t i);
-const char *acache__model_mapping_stats_pm_alias(
-    const acache__model_mapping_stats *s, size_t i,
-                                    size_t j);
-int64_t acache__model_mapping_stats_pm_ttl(
-    const acache__model_mapping_stats *s, size_t i);
-int64_t acache__model_mapping_stats_pm_hit_count(
-    const acache__model_mapping_stats *s, size_t i);
+const char *acache__model_mapping_stats_pm_alias(const acache__model_mapping_stats *s,
+                                                 size_t i, size_t j);
+int64_t acache__model_mapping_stats_pm_ttl(const acache__model_mapping_stats *s,
+                                           size_t i);
+int64_t acache__model_mapping_stats_pm_hit_count(const acache__model_mapping_stats *s,
+                                                 size_t i);
 
 /**
  * Delete every `model:*` and `global_model:*` key (hits counters included),
@@ -158,7 +150,7 @@ int acache__model_mapping_clear_all(size_t *deleted, acache *c);
  *         name), ACACHE_EUNSUPPORTED, ACACHE_ESTORE.   Since: 0.1
  */
 int acache__model_mapping_clear_model(unsigned int *cleared, acache *c,
-                                                   const char *model_name);
+                                      const char *model_name);
 
 /** Bits reported by acache__model_mapping_clear_provider(). */
 #define ACACHE_MM_CLEARED_PROVIDER_GLOBAL 1u /* model:provider_global:{p}:{g} */
@@ -170,9 +162,8 @@ int acache__model_mapping_clear_model(unsigned int *cleared, acache *c,
  * @return ACACHE_OK, ACACHE_EINVALID, ACACHE_EUNSUPPORTED, ACACHE_ESTORE.  Since: 0.1
  */
 int acache__model_mapping_clear_provider(unsigned int *cleared, acache *c,
-                                                      const char *provider_id,
-                                                      const char *global_model_id);
-
+                                         const char *provider_id,
+                                         const char *global_model_id);
 
 /* The stats logic without a store, for tests and the fuzzer: `entries` are
  * what the scans of `model:*` and `global_model:*` would hand over (keys and

@@ -20,8 +20,8 @@ typedef struct entry {
     acache_affinity *rec; /* parsed affinity, or NULL */
     char *raw;            /* raw bytes, or NULL (rendered from rec on demand) */
     size_t raw_len;
-    uint32_t failures;    /* consecutive transient failures (affinity_fail); a
-                             touch writes a new entry, so it starts at 0 */
+    uint32_t failures; /* consecutive transient failures (affinity_fail); a
+                          touch writes a new entry, so it starts at 0 */
     size_t key_len;
     char key[];
 } entry;

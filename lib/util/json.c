@@ -150,7 +150,11 @@ json_t *acache__json_strn(const char *s, size_t len)
     size_t o = 0;
     for (size_t i = 0; i < len;) {
         unsigned char c = (unsigned char)s[i];
-        size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        size_t n = c < 0x80         ? 1
+                   : (c >> 5) == 6  ? 2
+                   : (c >> 4) == 14 ? 3
+                   : (c >> 3) == 30 ? 4
+                                    : 0;
         json_t *probe = n && i + n <= len ? json_stringn(s + i, n) : NULL;
         if (probe) {
             memcpy(fixed + o, s + i, n);

@@ -87,7 +87,8 @@ Test(affinity, get_missing_is_not_found_and_counts_a_miss)
 
 Test(affinity, touch_creates_then_get_reads_every_field)
 {
-    cr_assert_eq(touch(AK, "claude", GM, "prov-1", "endp-1", "pkey-1", 0), ACACHE_TOUCH_CREATED);
+    cr_assert_eq(touch(AK, "claude", GM, "prov-1", "endp-1", "pkey-1", 0),
+                 ACACHE_TOUCH_CREATED);
     acache_affinity *a = NULL;
     cr_assert_eq(acache_affinity_get(&a, c, AK, "claude", GM), ACACHE_OK);
     cr_assert_str_eq(acache_affinity_client_key(a), AK);
@@ -149,7 +150,8 @@ Test(affinity, different_key_is_a_switch)
 Test(affinity, supports_caching_false_writes_nothing)
 {
     acache_touch_result r = ACACHE_TOUCH_CREATED;
-    cr_assert_eq(acache__affinity_set(&r, c, AK, "claude", GM, "p", "e", "k", 0, 0), ACACHE_OK);
+    cr_assert_eq(acache__affinity_set(&r, c, AK, "claude", GM, "p", "e", "k", 0, 0),
+                 ACACHE_OK);
     cr_assert_eq(r, ACACHE_TOUCH_SKIPPED);
     acache_affinity *a = NULL;
     cr_assert_eq(acache_affinity_get(&a, c, AK, "claude", GM), ACACHE_ENOTFOUND);
@@ -215,7 +217,8 @@ Test(affinity, colon_model_name_round_trips)
                      "qwen2.5:7b:instruct");
     acache__affinity_list_free(l);
     acache_affinity *a = NULL;
-    cr_assert_eq(acache_affinity_get(&a, c, AK, "claude", "qwen2.5:7b:instruct"), ACACHE_OK);
+    cr_assert_eq(acache_affinity_get(&a, c, AK, "claude", "qwen2.5:7b:instruct"),
+                 ACACHE_OK);
     acache_affinity_free(a);
     cr_assert_eq(acache_affinity_invalidate(c, AK, "claude", "qwen2.5:7b:instruct", NULL,
                                             NULL, NULL),
@@ -253,7 +256,8 @@ Test(affinity, invalidate_with_filters_is_compare_and_delete)
                  ACACHE_ENOTFOUND);
     cr_assert_eq(stats().active_affinities, 1, "a mismatching filter must not delete");
     cr_assert_eq(stats().cache_invalidations, 0);
-    cr_assert_eq(acache_affinity_invalidate(c, AK, "claude", GM, "k", "p", "e"), ACACHE_OK);
+    cr_assert_eq(acache_affinity_invalidate(c, AK, "claude", GM, "k", "p", "e"),
+                 ACACHE_OK);
     cr_assert_eq(stats().active_affinities, 0);
     cr_assert_eq(stats().cache_invalidations, 1);
     cr_assert_eq(acache_affinity_invalidate(c, AK, "claude", GM, NULL, NULL, NULL),
@@ -266,7 +270,8 @@ Test(affinity, invalidation_is_visible_to_the_same_handle_at_once)
     acache_affinity *a = NULL;
     cr_assert_eq(acache_affinity_get(&a, c, AK, "claude", GM), ACACHE_OK); /* fills L1 */
     acache_affinity_free(a);
-    cr_assert_eq(acache_affinity_invalidate(c, AK, "claude", GM, NULL, NULL, NULL), ACACHE_OK);
+    cr_assert_eq(acache_affinity_invalidate(c, AK, "claude", GM, NULL, NULL, NULL),
+                 ACACHE_OK);
     cr_assert_eq(acache_affinity_get(&a, c, AK, "claude", GM), ACACHE_ENOTFOUND);
     touch(AK, "claude", GM, "p", "e", "k", 0);
     cr_assert_eq(acache_affinity_get(&a, c, AK, "claude", GM), ACACHE_OK);
@@ -408,7 +413,8 @@ Test(affinity, invalidate_entry_point_dispatches_every_kind)
     acache_target t = ACACHE_TARGET_INIT;
     size_t n = 0;
     t.kind = ACACHE_TARGET_SINGLE;
-    t.affinity_key = "k1", t.api_format = "claude", t.model_name = "m", t.endpoint_id = "e";
+    t.affinity_key = "k1", t.api_format = "claude", t.model_name = "m",
+    t.endpoint_id = "e";
     cr_assert_eq(acache_invalidate(&n, c, &t), ACACHE_OK);
     cr_assert_eq(n, 1);
     t = (acache_target)ACACHE_TARGET_INIT;
@@ -434,14 +440,16 @@ Test(affinity, aether_written_values_read_back_per_spec)
     th_set_time(1795309733.4665794 + 5);
     th_load_jsonl(c, TH_TESTDATA("aether-redis/affinities.jsonl"));
     acache__affinity_list *l = NULL;
-    cr_assert_eq(acache__affinity_list_fetch(&l, c, NULL), ACACHE_OK, "%s", acache_last_error());
+    cr_assert_eq(acache__affinity_list_fetch(&l, c, NULL), ACACHE_OK, "%s",
+                 acache_last_error());
     cr_assert_eq(acache__affinity_list_count(l), 5, "5 readable, 2 malformed");
     int seen_colon = 0, seen_old = 0;
     for (size_t i = 0; i < acache__affinity_list_count(l); i++) {
         const acache_affinity *a = acache__affinity_list_at(l, i);
         if (strcmp(acache_affinity_model_name(a), "qwen2.5:7b") == 0) {
             seen_colon = 1;
-            cr_assert_str_eq(acache_affinity_client_key(a), "8d7e6f5a-4b3c-4d2e-8f1a-0b9c8d7e6f5a");
+            cr_assert_str_eq(acache_affinity_client_key(a),
+                             "8d7e6f5a-4b3c-4d2e-8f1a-0b9c8d7e6f5a");
             cr_assert_str_eq(acache_affinity_api_format(a), "claude");
         }
         if (strcmp(acache_affinity_provider_id(a), "prov-0009-zzzz") == 0) {
@@ -463,22 +471,26 @@ Test(affinity, aether_written_values_read_back_per_spec)
     cr_assert_eq(s.active_affinities, 7);
 
     acache_affinity *a = NULL;
-    cr_assert_eq(acache_affinity_get(&a, c, AK, "claude", "broken-json-model"), ACACHE_ENOTFOUND);
-    cr_assert_eq(acache_affinity_get(&a, c, AK, "claude", "not-an-object"), ACACHE_ENOTFOUND);
-    cr_assert_eq(acache_affinity_get(&a, c, "8d7e6f5a-4b3c-4d2e-8f1a-0b9c8d7e6f5a", "claude",
-                                     "qwen2.5:7b"),
+    cr_assert_eq(acache_affinity_get(&a, c, AK, "claude", "broken-json-model"),
+                 ACACHE_ENOTFOUND);
+    cr_assert_eq(acache_affinity_get(&a, c, AK, "claude", "not-an-object"),
+                 ACACHE_ENOTFOUND);
+    cr_assert_eq(acache_affinity_get(&a, c, "8d7e6f5a-4b3c-4d2e-8f1a-0b9c8d7e6f5a",
+                                     "claude", "qwen2.5:7b"),
                  ACACHE_OK);
     acache_affinity_free(a);
     /* A refresh of an Aether-written pin keeps its created_at and counts on. */
-    cr_assert_eq(touch(AK, "claude", GM, "prov-0001-aaaa", "endp-0001-aaaa", "pkey-0001-aaaa", 0),
-                 ACACHE_TOUCH_REFRESHED);
+    cr_assert_eq(
+        touch(AK, "claude", GM, "prov-0001-aaaa", "endp-0001-aaaa", "pkey-0001-aaaa", 0),
+        ACACHE_TOUCH_REFRESHED);
     cr_assert_eq(acache_affinity_get(&a, c, AK, "claude", GM), ACACHE_OK);
     cr_assert_eq(acache_affinity_request_count(a), 3);
     cr_assert_float_eq(acache_affinity_created_at(a), 1795309733.4665794, 1e-6);
     acache_affinity_free(a);
     /* Malformed values never abort bulk operations; clear-all removes them too. */
     size_t n = 0;
-    cr_assert_eq(acache__affinity_invalidate_provider(&n, c, "prov-0001-aaaa"), ACACHE_OK);
+    cr_assert_eq(acache__affinity_invalidate_provider(&n, c, "prov-0001-aaaa"),
+                 ACACHE_OK);
     cr_assert_eq(n, 2);
     cr_assert_eq(acache__affinity_clear_all(&n, c), ACACHE_OK);
     cr_assert_eq(n, 5);
@@ -493,8 +505,8 @@ Test(affinity, values_we_write_are_what_aether_reads)
     cr_assert_eq(s->get(s, "cache_affinity:" AK ":claude:qwen2.5:7b", &b), ACACHE_OK);
     json_t *o = json_loads(b.ptr, 0, NULL);
     cr_assert_not_null(o, "value is JSON: %s", b.ptr);
-    const char *order[] = {"provider_id", "endpoint_id", "key_id", "api_format",
-                           "model_name", "created_at", "expire_at", "request_count"};
+    const char *order[] = {"provider_id", "endpoint_id", "key_id",    "api_format",
+                           "model_name",  "created_at",  "expire_at", "request_count"};
     const char *k;
     json_t *v;
     int i = 0;
@@ -507,7 +519,8 @@ Test(affinity, values_we_write_are_what_aether_reads)
     cr_assert(json_is_real(json_object_get(o, "created_at")));
     cr_assert(json_is_integer(json_object_get(o, "request_count")));
     cr_assert_str_eq(json_string_value(json_object_get(o, "model_name")), "qwen2.5:7b");
-    cr_assert(strstr(b.ptr, "\"provider_id\": \"p\", \"endpoint_id\""), "separators: %s", b.ptr);
+    cr_assert(strstr(b.ptr, "\"provider_id\": \"p\", \"endpoint_id\""), "separators: %s",
+              b.ptr);
     json_decref(o);
     acache_buf_dispose(&b);
 }
@@ -522,8 +535,8 @@ static void *hammer(void *arg)
     (void)arg;
     for (int i = 0; i < PER_THREAD; i++) {
         acache_touch_result r;
-        if (acache__affinity_set(&r, c, AK, "claude", i % 2 ? "m-odd" : "m-even", "p", "e", "k",
-                                1, 0) != ACACHE_OK)
+        if (acache__affinity_set(&r, c, AK, "claude", i % 2 ? "m-odd" : "m-even", "p",
+                                 "e", "k", 1, 0) != ACACHE_OK)
             return (void *)1;
         acache_affinity *a = NULL;
         int rc = acache_affinity_get(&a, c, AK, "claude", "m-odd");
@@ -557,18 +570,22 @@ Test(affinity, list_json_is_sorted_by_storage_key)
     touch("a", "openai", "z:1", "p", "e", "k", 0);
     touch("a", "claude", "m", "p2", "e", "k", 0);
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache__affinity_list_json(&b, c, NULL), ACACHE_OK, "%s", acache_last_error());
+    cr_assert_eq(acache__affinity_list_json(&b, c, NULL), ACACHE_OK, "%s",
+                 acache_last_error());
     json_t *arr = json_loads(b.ptr, 0, NULL);
     cr_assert(json_is_array(arr));
     cr_assert_eq(json_array_size(arr), 3);
-    const char *want[3][3] = {{"a", "claude", "m"}, {"a", "openai", "z:1"}, {"b", "openai", "m"}};
+    const char *want[3][3] = {
+        {"a", "claude", "m"}, {"a", "openai", "z:1"}, {"b", "openai", "m"}};
     for (size_t i = 0; i < 3; i++) {
         json_t *o = json_array_get(arr, i);
-        cr_assert_str_eq(json_string_value(json_object_get(o, "affinity_key")), want[i][0]);
+        cr_assert_str_eq(json_string_value(json_object_get(o, "affinity_key")),
+                         want[i][0]);
         cr_assert_str_eq(json_string_value(json_object_get(o, "api_format")), want[i][1]);
         cr_assert_str_eq(json_string_value(json_object_get(o, "model_name")), want[i][2]);
     }
-    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(arr, 0), "provider_id")), "p2");
+    cr_assert_str_eq(
+        json_string_value(json_object_get(json_array_get(arr, 0), "provider_id")), "p2");
     json_decref(arr);
     cr_assert_eq(acache__affinity_list_json(&b, c, "b"), ACACHE_OK);
     arr = json_loads(b.ptr, 0, NULL);
@@ -597,8 +614,9 @@ Test(affinity, invalidate_json_api_key_body_counts_the_key_s_pins)
     t.affinity_key = "ak-1";
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(acache_invalidate_json(&b, c, &t), ACACHE_OK, "%s", acache_last_error());
-    cr_assert_str_eq(b.ptr, "{\"status\": \"ok\", \"message\": \"Cleared 2 cache affinities "
-                            "of the API key\", \"affinity_key\": \"ak-1\", \"count\": 2}");
+    cr_assert_str_eq(b.ptr,
+                     "{\"status\": \"ok\", \"message\": \"Cleared 2 cache affinities "
+                     "of the API key\", \"affinity_key\": \"ak-1\", \"count\": 2}");
     acache_buf_dispose(&b);
     acache_stats s = stats();
     cr_assert_eq(s.cache_invalidations, 2);
@@ -611,13 +629,15 @@ Test(affinity, invalidate_json_bodies_are_the_admin_bodies)
     touch(AK, "claude", GM, "p", "e", "k", 0);
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(clear_single_json(&b, AK, "e", GM, "claude"), ACACHE_OK);
-    cr_assert_str_eq(b.ptr, "{\"status\": \"ok\", \"message\": \"Cache affinity cleared\", "
-                            "\"affinity_key\": \"" AK "\", \"endpoint_id\": \"e\", "
-                            "\"model_id\": \"" GM "\"}");
+    cr_assert_str_eq(b.ptr,
+                     "{\"status\": \"ok\", \"message\": \"Cache affinity cleared\", "
+                     "\"affinity_key\": \"" AK "\", \"endpoint_id\": \"e\", "
+                     "\"model_id\": \"" GM "\"}");
     touch(AK, "claude", GM, "victim", "e", "k", 0);
     cr_assert_eq(clear_provider_json(&b, "victim"), ACACHE_OK);
-    cr_assert_str_eq(b.ptr, "{\"status\": \"ok\", \"message\": \"Cleared 1 cache affinities "
-                            "of the provider\", \"provider_id\": \"victim\", \"count\": 1}");
+    cr_assert_str_eq(b.ptr,
+                     "{\"status\": \"ok\", \"message\": \"Cleared 1 cache affinities "
+                     "of the provider\", \"provider_id\": \"victim\", \"count\": 1}");
     touch(AK, "claude", GM, "p", "e", "k", 0);
     cr_assert_eq(clear_all_json(&b), ACACHE_OK);
     cr_assert_str_eq(b.ptr, "{\"status\": \"ok\", \"message\": \"Cleared all cache "
@@ -721,7 +741,8 @@ Test(affinity, list_affinities_takes_a_versioned_query)
     touch("a", "claude", "m", "p", "e", "k", 0);
     touch("b", "claude", "m", "p", "e", "k", 0);
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_list_affinities(&b, c, NULL), ACACHE_OK, "%s", acache_last_error());
+    cr_assert_eq(acache_list_affinities(&b, c, NULL), ACACHE_OK, "%s",
+                 acache_last_error());
     json_t *o = body_of(&b);
     cr_assert_str_eq(json_string_value(json_object_get(o, "status")), "ok");
     json_t *meta = json_object_get(json_object_get(o, "data"), "meta");
@@ -736,8 +757,9 @@ Test(affinity, list_affinities_takes_a_versioned_query)
     o = body_of(&b);
     json_t *items = json_object_get(json_object_get(o, "data"), "items");
     cr_assert_eq(json_array_size(items), 1);
-    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 0),
-                                                       "affinity_key")), "b");
+    cr_assert_str_eq(
+        json_string_value(json_object_get(json_array_get(items, 0), "affinity_key")),
+        "b");
     json_decref(o);
     q.version = ACACHE_LIST_QUERY_VERSION + 1;
     cr_assert_eq(acache_list_affinities(&b, c, &q), ACACHE_EINVALID);

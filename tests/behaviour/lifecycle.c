@@ -285,8 +285,8 @@ Test(lifecycle, stats_json_carries_the_lifecycle_counters)
     cr_assert_eq(acache_stats_json(&b, c), ACACHE_OK);
     json_t *o = json_loads(b.ptr, 0, NULL);
     cr_assert_not_null(o);
-    json_t *l = json_object_get(json_object_get(json_object_get(o, "data"), "affinity_stats"),
-                                "lifecycle");
+    json_t *l = json_object_get(
+        json_object_get(json_object_get(o, "data"), "affinity_stats"), "lifecycle");
     cr_assert(json_is_object(l), "%s", b.ptr);
     cr_assert_eq(json_integer_value(json_object_get(l, "report_successes")), 1);
     cr_assert_eq(json_integer_value(json_object_get(l, "report_terminal_failures")), 1);
@@ -308,8 +308,8 @@ Test(lifecycle, the_counted_pin_stays_readable_by_aether)
     cr_assert_eq(s->get(s, KEY, &after), ACACHE_OK);
     json_t *o = json_loads(after.ptr, 0, NULL);
     cr_assert_not_null(o, "%s", after.ptr);
-    const char *fields[] = {"provider_id", "endpoint_id", "key_id", "api_format",
-                            "model_name", "created_at", "expire_at", "request_count"};
+    const char *fields[] = {"provider_id", "endpoint_id", "key_id",    "api_format",
+                            "model_name",  "created_at",  "expire_at", "request_count"};
     for (size_t i = 0; i < 8; i++)
         cr_assert_not_null(json_object_get(o, fields[i]), "%s kept: %s", fields[i],
                            after.ptr);
@@ -357,12 +357,13 @@ static void load_pins(pinset *ps)
         ps->key[i] = (char)((seed >> 8) % NKEYS);
         ps->ep[i] = (char)((seed >> 20) % NENDPOINTS);
         snprintf(key, sizeof key, "cache_affinity:ak%d:claude:m", i);
-        int n = snprintf(val, sizeof val,
-                         "{\"provider_id\": \"p%d\", \"endpoint_id\": \"e%d\", \"key_id\": "
-                         "\"k%d\", \"api_format\": \"claude\", \"model_name\": \"m\", "
-                         "\"created_at\": 1800000000.0, \"expire_at\": 1800000300.0, "
-                         "\"request_count\": 1}",
-                         i % 3, ps->ep[i], ps->key[i]);
+        int n =
+            snprintf(val, sizeof val,
+                     "{\"provider_id\": \"p%d\", \"endpoint_id\": \"e%d\", \"key_id\": "
+                     "\"k%d\", \"api_format\": \"claude\", \"model_name\": \"m\", "
+                     "\"created_at\": 1800000000.0, \"expire_at\": 1800000300.0, "
+                     "\"request_count\": 1}",
+                     i % 3, ps->ep[i], ps->key[i]);
         cr_assert_eq(s->set(s, key, val, (size_t)n, 300), ACACHE_OK, "%s",
                      acache_last_error());
     }
@@ -409,14 +410,16 @@ static void remove_and_check(pinset *ps, int kind, int which, size_t *left)
     else
         t.endpoint_id = id;
     size_t removed = 0;
-    cr_assert_eq(acache_invalidate(&removed, c, &t), ACACHE_OK, "%s", acache_last_error());
+    cr_assert_eq(acache_invalidate(&removed, c, &t), ACACHE_OK, "%s",
+                 acache_last_error());
     cr_assert_gt(expect, 0);
     cr_assert_eq(removed, expect, "%s: removed %zu, brute force says %zu", id, removed,
                  expect);
     *left -= expect;
     check_ctx k = {ps, 0, 0};
     cr_assert_eq(acache_affinity_foreach(c, NULL, check_pin, &k), ACACHE_OK);
-    cr_assert_eq(k.wrong, 0, "%d pins survived that should not have, or changed", k.wrong);
+    cr_assert_eq(k.wrong, 0, "%d pins survived that should not have, or changed",
+                 k.wrong);
     cr_assert_eq(k.seen, *left);
 }
 
@@ -447,15 +450,17 @@ Test(lifecycle, invalidate_json_key_and_endpoint_bodies)
     t.key_id = "k";
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(acache_invalidate_json(&b, c, &t), ACACHE_OK, "%s", acache_last_error());
-    cr_assert_str_eq(b.ptr, "{\"status\": \"ok\", \"message\": \"Cleared 2 cache affinities "
-                            "of the provider key\", \"key_id\": \"k\", \"count\": 2}");
+    cr_assert_str_eq(b.ptr,
+                     "{\"status\": \"ok\", \"message\": \"Cleared 2 cache affinities "
+                     "of the provider key\", \"key_id\": \"k\", \"count\": 2}");
     acache_buf_dispose(&b);
     t.kind = ACACHE_TARGET_ENDPOINT;
     t.key_id = NULL;
     t.endpoint_id = "e9";
     cr_assert_eq(acache_invalidate_json(&b, c, &t), ACACHE_OK, "%s", acache_last_error());
-    cr_assert_str_eq(b.ptr, "{\"status\": \"ok\", \"message\": \"Cleared 1 cache affinities "
-                            "of the endpoint\", \"endpoint_id\": \"e9\", \"count\": 1}");
+    cr_assert_str_eq(b.ptr,
+                     "{\"status\": \"ok\", \"message\": \"Cleared 1 cache affinities "
+                     "of the endpoint\", \"endpoint_id\": \"e9\", \"count\": 1}");
     acache_buf_dispose(&b);
     t.endpoint_id = "";
     cr_assert_eq(acache_invalidate_json(&b, c, &t), ACACHE_EINVALID);

@@ -87,8 +87,7 @@ Test(analysis_postgres, hits, .timeout = 60)
     pgfix f = pg_open(WORKED_EPOCH);
     acache *c = f.c;
     EXPECT_JSON(acache_hit_analysis(&b_, c, 168, NULL, NULL), HIT_ALL);
-    EXPECT_JSON(acache_hit_analysis(&b_, c, 168, "u-alice", "k-alice"),
-                HIT_ALICE_KEY);
+    EXPECT_JSON(acache_hit_analysis(&b_, c, 168, "u-alice", "k-alice"), HIT_ALICE_KEY);
     EXPECT_JSON(acache_hit_analysis(&b_, c, 168, "u-nobody", NULL), HIT_NOBODY);
     pg_close(&f);
 }
@@ -161,17 +160,18 @@ Test(analysis_postgres, average_is_exact_decimal, .timeout = 60)
 {
     char json[1024];
     double t0 = WORKED_NOW - 3600;
-    snprintf(json, sizeof json,
-             "{\"users\": [{\"id\": \"u1\", \"username\": \"one\", \"email\": \"1@x\"},"
-             " {\"id\": \"u2\", \"username\": \"two\", \"email\": \"2@x\"}],"
-             " \"usage\": ["
-             "{\"id\": \"a0\", \"user_id\": \"u1\", \"model\": \"m\", \"created_at\": %.0f},"
-             "{\"id\": \"a1\", \"user_id\": \"u1\", \"model\": \"m\", \"created_at\": %.0f},"
-             "{\"id\": \"a2\", \"user_id\": \"u1\", \"model\": \"m\", \"created_at\": %.0f},"
-             "{\"id\": \"b0\", \"user_id\": \"u2\", \"model\": \"m\", \"created_at\": %.0f},"
-             "{\"id\": \"b1\", \"user_id\": \"u2\", \"model\": \"m\", \"created_at\": %.0f},"
-             "{\"id\": \"b2\", \"user_id\": \"u2\", \"model\": \"m\", \"created_at\": %.0f}]}",
-             t0, t0 + 6, t0 + 843, t0, t0 + 3, t0 + 9);
+    snprintf(
+        json, sizeof json,
+        "{\"users\": [{\"id\": \"u1\", \"username\": \"one\", \"email\": \"1@x\"},"
+        " {\"id\": \"u2\", \"username\": \"two\", \"email\": \"2@x\"}],"
+        " \"usage\": ["
+        "{\"id\": \"a0\", \"user_id\": \"u1\", \"model\": \"m\", \"created_at\": %.0f},"
+        "{\"id\": \"a1\", \"user_id\": \"u1\", \"model\": \"m\", \"created_at\": %.0f},"
+        "{\"id\": \"a2\", \"user_id\": \"u1\", \"model\": \"m\", \"created_at\": %.0f},"
+        "{\"id\": \"b0\", \"user_id\": \"u2\", \"model\": \"m\", \"created_at\": %.0f},"
+        "{\"id\": \"b1\", \"user_id\": \"u2\", \"model\": \"m\", \"created_at\": %.0f},"
+        "{\"id\": \"b2\", \"user_id\": \"u2\", \"model\": \"m\", \"created_at\": %.0f}]}",
+        t0, t0 + 6, t0 + 843, t0, t0 + 3, t0 + 9);
     pgfix f = pg_open(json);
     acache__ttl_analysis *a = NULL;
     cr_assert_eq(acache__ttl_analysis_compute(&a, f.c, 24, NULL, NULL), ACACHE_OK, "%s",

@@ -351,7 +351,7 @@ Test(catalog_postgres, paused_server_times_out, .init = paused_setup,
     /* A pin, so the listing has something to enrich from the catalog. */
     acache_touch_result tr;
     cr_assert_eq(acache__affinity_set(&tr, p_c, "a0000001-0000-4000-8000-000000000001",
-                                     "claude", "claude-sonnet-4", "p", "e", "k", 1, 300),
+                                      "claude", "claude-sonnet-4", "p", "e", "k", 1, 300),
                  ACACHE_OK, "%s", acache_last_error());
     for (int op = 0; op < OP_COUNT; op++)
         cr_assert_eq(run_op(op), ACACHE_OK, "%s before the pause: %s", op_names[op],
@@ -361,7 +361,8 @@ Test(catalog_postgres, paused_server_times_out, .init = paused_setup,
      * (reconnect deadline). */
     pthread_t warm[4];
     for (int i = 0; i < 4; i++)
-        cr_assert_eq(pthread_create(&warm[i], NULL, hammer, acache_handle_catalog(p_c)), 0);
+        cr_assert_eq(pthread_create(&warm[i], NULL, hammer, acache_handle_catalog(p_c)),
+                     0);
     for (int i = 0; i < 4; i++) {
         void *res;
         pthread_join(warm[i], &res);

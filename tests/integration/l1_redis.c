@@ -159,8 +159,9 @@ Test(l1_redis, timed_out_writes_are_not_counted)
     char ak[32];
     for (int i = 0; i < 4; i++) {
         snprintf(ak, sizeof ak, "keep-%d", i);
-        cr_assert_eq(acache__affinity_set(NULL, h, ak, "claude", "m", "p", "e", "k", 1, 0),
-                     ACACHE_OK);
+        cr_assert_eq(
+            acache__affinity_set(NULL, h, ak, "claude", "m", "p", "e", "k", 1, 0),
+            ACACHE_OK);
     }
     cr_assert_eq(test_redis_pause(&r), 0);
     int failed = 0;

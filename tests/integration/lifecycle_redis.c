@@ -86,8 +86,8 @@ static void race(int outcome)
         if (i % 3)
             usleep((useconds_t)(i % 7) * 20);
         int a = report(h, outcome, "k-old");
-        cr_assert(a == ACACHE_REPORT_DROPPED || a == ACACHE_REPORT_NOT_PINNED, "action %d",
-                  a);
+        cr_assert(a == ACACHE_REPORT_DROPPED || a == ACACHE_REPORT_NOT_PINNED,
+                  "action %d", a);
         dropped += a == ACACHE_REPORT_DROPPED;
         not_pinned += a == ACACHE_REPORT_NOT_PINNED;
         cr_assert_eq(read(from_child[0], &ack, 1), 1);
@@ -138,9 +138,10 @@ Test(lifecycle_redis, foreign_layouts_are_counted_in_place)
     cr_assert_eq(report(h, ACACHE_OUTCOME_TRANSIENT, "k"), ACACHE_REPORT_KEPT);
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(s->get(s, "cache_affinity:ak:claude:m", &b), ACACHE_OK);
-    cr_assert_str_eq(b.ptr, "{\"provider_id\":\"p\",\"endpoint_id\":\"e\",\"key_id\":\"k\","
-                            "\"failure_count\": 2,\"created_at\":1800000000.5,"
-                            "\"expire_at\":1800000300.25,\"request_count\":4}");
+    cr_assert_str_eq(b.ptr,
+                     "{\"provider_id\":\"p\",\"endpoint_id\":\"e\",\"key_id\":\"k\","
+                     "\"failure_count\": 2,\"created_at\":1800000000.5,"
+                     "\"expire_at\":1800000300.25,\"request_count\":4}");
     acache_buf_dispose(&b);
     cr_assert_eq(report(h, ACACHE_OUTCOME_TRANSIENT, "k"), ACACHE_REPORT_DROPPED);
     /* unreadable values are never counted nor dropped */

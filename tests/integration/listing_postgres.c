@@ -41,7 +41,8 @@ Test(listing_postgres, enriched_listing)
                      proxy->calls[t]);
     cr_assert_eq(acache__listing_decrypt_count(l), 4);
     const acache__listing_item *it = acache__listing_at(l, 1);
-    cr_assert_str_eq(acache__listing_item_user_api_key_prefix(it), "sk-alice********cdef");
+    cr_assert_str_eq(acache__listing_item_user_api_key_prefix(it),
+                     "sk-alice********cdef");
     cr_assert_str_eq(acache__listing_item_key_prefix(it), "sk-ant-a********mnop");
     cr_assert_str_eq(acache__listing_item_username(it), "alice");
     cr_assert_str_eq(acache__listing_item_provider_name(it), "Anthropic Direct");

@@ -72,8 +72,7 @@ Test(mapping_redis, keys_with_nul_bytes)
                "{\"id\": \"g2\", \"name\": \"n\\u0000m\", \"display_name\": \"N\"}");
 
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(acache_model_mapping_stats(&b, c), ACACHE_OK, "%s",
-                 acache_last_error());
+    cr_assert_eq(acache_model_mapping_stats(&b, c), ACACHE_OK, "%s", acache_last_error());
     /* A key holding a NUL cannot be named to the store's ttl slot: ttl null. */
     cr_assert_str_eq(
         mm_norm(b.ptr),

@@ -833,7 +833,7 @@ static void *worker_main(void *arg)
         snprintf(model, sizeof model, "model-%d", (i + w->id) % PINS);
         acache_touch_result res;
         if (acache__affinity_set(&res, w->c, "ak-shared", "claude", model, "p", "e", "k",
-                                1, 300) != ACACHE_OK)
+                                 1, 300) != ACACHE_OK)
             w->failed++;
         else if (res == ACACHE_TOUCH_CREATED)
             w->created++;

@@ -45,8 +45,8 @@ static int coll_put(coll *c, const char *id, json_t *row)
 
 static int user_cb(const acache_cat_user *u, void *p)
 {
-    return coll_put(p, u->id,
-                    json_pack("{s:s?, s:s?}", "username", u->username, "email", u->email));
+    return coll_put(
+        p, u->id, json_pack("{s:s?, s:s?}", "username", u->username, "email", u->email));
 }
 
 static int key_cb(const acache_cat_api_key *k, void *p)
@@ -98,10 +98,10 @@ static int model_cb(const acache_cat_model *m, void *p)
                   m->provider_model_mappings);
     }
     return coll_put(p, m->id,
-                    json_pack("{s:s?, s:s?, s:s?, s:o, s:b}", "provider_id", m->provider_id,
-                              "global_model_id", m->global_model_id, "provider_model_name",
-                              m->provider_model_name, "mappings", mappings, "is_active",
-                              m->is_active));
+                    json_pack("{s:s?, s:s?, s:s?, s:o, s:b}", "provider_id",
+                              m->provider_id, "global_model_id", m->global_model_id,
+                              "provider_model_name", m->provider_model_name, "mappings",
+                              mappings, "is_active", m->is_active));
 }
 
 static json_t *num_or_null(double v)
@@ -116,14 +116,15 @@ static int usage_cb(const acache_cat_usage *u, void *p)
         json_decref(c->rows);
         c->rows = json_array();
     }
-    json_t *row = json_pack(
-        "{s:s, s:s?, s:s?, s:s?, s:s?, s:f, s:I, s:I, s:I, s:o, s:o}", "id", u->id, "user_id",
-        u->user_id, "api_key_id", u->api_key_id, "model", u->model, "status", u->status,
-        "created_at", u->created_at, "input_tokens", (json_int_t)u->input_tokens,
-        "cache_read_input_tokens", (json_int_t)u->cache_read_input_tokens,
-        "cache_creation_input_tokens", (json_int_t)u->cache_creation_input_tokens,
-        "cache_read_cost_usd", num_or_null(u->cache_read_cost_usd), "cache_creation_cost_usd",
-        num_or_null(u->cache_creation_cost_usd));
+    json_t *row =
+        json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:f, s:I, s:I, s:I, s:o, s:o}", "id",
+                  u->id, "user_id", u->user_id, "api_key_id", u->api_key_id, "model",
+                  u->model, "status", u->status, "created_at", u->created_at,
+                  "input_tokens", (json_int_t)u->input_tokens, "cache_read_input_tokens",
+                  (json_int_t)u->cache_read_input_tokens, "cache_creation_input_tokens",
+                  (json_int_t)u->cache_creation_input_tokens, "cache_read_cost_usd",
+                  num_or_null(u->cache_read_cost_usd), "cache_creation_cost_usd",
+                  num_or_null(u->cache_creation_cost_usd));
     cr_assert(row);
     json_array_append_new(c->rows, row);
     c->calls++;
@@ -209,7 +210,8 @@ void acache_catsuite_users_by_id(acache_catalog *cat)
 {
     const char *v[] = {ALICE, ZOE, EVIL};
     expect_json(users(cat, ACACHE_BY_ID, v, N(v)),
-                "{\"" ALICE "\": {\"username\": \"alice\", \"email\": \"alice@example.com\"},"
+                "{\"" ALICE
+                "\": {\"username\": \"alice\", \"email\": \"alice@example.com\"},"
                 " \"" ZOE "\": {\"username\": \"zo\u00eb \u7528\u6237\", \"email\": "
                 "\"zoe@\u4f8b\u3048.jp\"},"
                 " \"" EVIL "\": {\"username\": \"x' OR '1'='1\", \"email\": "
@@ -334,16 +336,15 @@ void acache_catsuite_provider_keys_by_id(acache_catalog *cat)
     coll c;
     coll_init(&c);
     cr_assert_eq(cat->provider_keys(cat, ACACHE_BY_ID, v, N(v), pkey_cb, &c), ACACHE_OK);
-    expect_json(c.rows,
-                "{\"d0000001-0000-4000-8000-000000000001\": {\"endpoint_id\": "
-                "\"c0000001-0000-4000-8000-000000000001\", \"name\": \"main\","
-                " \"api_key\": \"enc-pk-1\", \"rate_multiplier\": 1.5},"
-                " \"d0000002-0000-4000-8000-000000000002\": {\"endpoint_id\": "
-                "\"c0000002-0000-4000-8000-000000000002\", \"name\": \"backup\","
-                " \"api_key\": \"enc-pk-2\", \"rate_multiplier\": 1.0},"
-                " \"d0000003-0000-4000-8000-000000000003\": {\"endpoint_id\": "
-                "\"c0000003-0000-4000-8000-000000000003\", \"name\": \"cheap\","
-                " \"api_key\": \"enc-pk-3\", \"rate_multiplier\": 0.1}}");
+    expect_json(c.rows, "{\"d0000001-0000-4000-8000-000000000001\": {\"endpoint_id\": "
+                        "\"c0000001-0000-4000-8000-000000000001\", \"name\": \"main\","
+                        " \"api_key\": \"enc-pk-1\", \"rate_multiplier\": 1.5},"
+                        " \"d0000002-0000-4000-8000-000000000002\": {\"endpoint_id\": "
+                        "\"c0000002-0000-4000-8000-000000000002\", \"name\": \"backup\","
+                        " \"api_key\": \"enc-pk-2\", \"rate_multiplier\": 1.0},"
+                        " \"d0000003-0000-4000-8000-000000000003\": {\"endpoint_id\": "
+                        "\"c0000003-0000-4000-8000-000000000003\", \"name\": \"cheap\","
+                        " \"api_key\": \"enc-pk-3\", \"rate_multiplier\": 0.1}}");
 }
 
 static const char GM_ALL[] =
@@ -388,17 +389,18 @@ void acache_catsuite_models_by_id(acache_catalog *cat)
                        "f0000002-0000-4000-8000-000000000002",
                        "f0000004-0000-4000-8000-000000000004"};
     char want[2048];
-    snprintf(want, sizeof want,
-             "{%s, \"f0000002-0000-4000-8000-000000000002\": {\"provider_id\": "
-             "\"b0000002-0000-4000-8000-000000000002\", \"global_model_id\": "
-             "\"e0000002-0000-4000-8000-000000000002\", \"provider_model_name\": "
-             "\"gpt-4o-2024-08-06\", \"mappings\": null, \"is_active\": true},"
-             " \"f0000004-0000-4000-8000-000000000004\": {\"provider_id\": "
-             "\"b0000001-0000-4000-8000-000000000001\", \"global_model_id\": "
-             "\"e0000003-0000-4000-8000-000000000003\", \"provider_model_name\": "
-             "\"qwen2.5:7b\", \"mappings\": [\"odd\", {\"name\": \"q\", \"priority\": 2.5},"
-             " {\"name\": \"  \"}], \"is_active\": true}}",
-             M1);
+    snprintf(
+        want, sizeof want,
+        "{%s, \"f0000002-0000-4000-8000-000000000002\": {\"provider_id\": "
+        "\"b0000002-0000-4000-8000-000000000002\", \"global_model_id\": "
+        "\"e0000002-0000-4000-8000-000000000002\", \"provider_model_name\": "
+        "\"gpt-4o-2024-08-06\", \"mappings\": null, \"is_active\": true},"
+        " \"f0000004-0000-4000-8000-000000000004\": {\"provider_id\": "
+        "\"b0000001-0000-4000-8000-000000000001\", \"global_model_id\": "
+        "\"e0000003-0000-4000-8000-000000000003\", \"provider_model_name\": "
+        "\"qwen2.5:7b\", \"mappings\": [\"odd\", {\"name\": \"q\", \"priority\": 2.5},"
+        " {\"name\": \"  \"}], \"is_active\": true}}",
+        M1);
     expect_json(models(cat, ACACHE_BY_ID, v, N(v)), want);
 }
 
@@ -415,8 +417,8 @@ void acache_catsuite_injection_finds_only_itself(acache_catalog *cat)
     const char *v[] = {"x' OR '1'='1"};
     const char *ids[] = {EVIL};
     expect_ids(users(cat, ACACHE_BY_USERNAME, v, 1), ids, 1);
-    const char *v2[] = {"' OR 1=1 --", "x' OR '1'='1' --", "\") OR true --",
-                        "{}", "NULL", "null"};
+    const char *v2[] = {"' OR 1=1 --", "x' OR '1'='1' --", "\") OR true --", "{}", "NULL",
+                        "null"};
     expect_ids(users(cat, ACACHE_BY_USERNAME, v2, N(v2)), NULL, 0);
     expect_ids(users(cat, ACACHE_BY_ID, v2, N(v2)), NULL, 0);
     const char *ak[] = {"x' OR '1'='1"};
@@ -429,9 +431,23 @@ void acache_catsuite_hostile_values_match_literally(acache_catalog *cat)
     const char *v[] = {"100%_match\\*?[{},]"};
     const char *ids[] = {WILD};
     expect_ids(users(cat, ACACHE_BY_USERNAME, v, 1), ids, 1);
-    const char *pats[] = {"%",   "_",  "*",     "?",    "[",  "\\",  "100%",
-                          "1__%", ".*", "alic%", "al_ce", "\"", "{\"alice\"}",
-                          "alice\",\"bob", "alice,bob", "{alice,bob}", "wild%@example.com_"};
+    const char *pats[] = {"%",
+                          "_",
+                          "*",
+                          "?",
+                          "[",
+                          "\\",
+                          "100%",
+                          "1__%",
+                          ".*",
+                          "alic%",
+                          "al_ce",
+                          "\"",
+                          "{\"alice\"}",
+                          "alice\",\"bob",
+                          "alice,bob",
+                          "{alice,bob}",
+                          "wild%@example.com_"};
     expect_ids(users(cat, ACACHE_BY_USERNAME, pats, N(pats)), NULL, 0);
     const char *e[] = {"wild%@example.com", "evil\"quote@example.com"};
     const char *eids[] = {WILD, EVIL};
@@ -445,8 +461,8 @@ void acache_catsuite_invalid_utf8_and_long_values(acache_catalog *cat)
     longv[sizeof longv - 1] = '\0';
     /* Values no UTF8 database can hold match nothing, and do not spoil the
      * valid values in the same batch. */
-    const char *v[] = {"\xff\xfe", "alice\xc3", "\xc0\xaf", "\xed\xa0\x80", longv, "alice",
-                       "bob\x80"};
+    const char *v[] = {"\xff\xfe", "alice\xc3", "\xc0\xaf", "\xed\xa0\x80",
+                       longv,      "alice",     "bob\x80"};
     const char *ids[] = {ALICE};
     expect_ids(users(cat, ACACHE_BY_USERNAME, v, N(v)), ids, 1);
     expect_ids(users(cat, ACACHE_BY_ID, v, N(v)), NULL, 0);
@@ -532,26 +548,28 @@ void acache_catsuite_batch_of_1000(acache_catalog *cat)
 
 /* Completed rows in (created_at, id) order. */
 #define R10                                                                              \
-    "{\"id\": \"u-0010\", \"user_id\": \"" ALICE "\", \"api_key_id\": "                   \
+    "{\"id\": \"u-0010\", \"user_id\": \"" ALICE "\", \"api_key_id\": "                  \
     "\"a0000001-0000-4000-8000-000000000001\", \"model\": \"claude-sonnet-4\", "         \
-    "\"status\": \"completed\", \"created_at\": 1735689599.999999, \"input_tokens\": 3, " \
+    "\"status\": \"completed\", \"created_at\": 1735689599.999999, \"input_tokens\": "   \
+    "3, "                                                                                \
     "\"cache_read_input_tokens\": 4, \"cache_creation_input_tokens\": 5, "               \
     "\"cache_read_cost_usd\": 0.125, \"cache_creation_cost_usd\": 0.0625}"
 #define R01                                                                              \
-    "{\"id\": \"u-0001\", \"user_id\": \"" ALICE "\", \"api_key_id\": "                   \
+    "{\"id\": \"u-0001\", \"user_id\": \"" ALICE "\", \"api_key_id\": "                  \
     "\"a0000002-0000-4000-8000-000000000002\", \"model\": \"claude-sonnet-4\", "         \
-    "\"status\": \"completed\", \"created_at\": 1735787045.123456, \"input_tokens\": 10, " \
+    "\"status\": \"completed\", \"created_at\": 1735787045.123456, \"input_tokens\": "   \
+    "10, "                                                                               \
     "\"cache_read_input_tokens\": 0, \"cache_creation_input_tokens\": 5000, "            \
     "\"cache_read_cost_usd\": 0.0, \"cache_creation_cost_usd\": 0.01875}"
 #define R02                                                                              \
-    "{\"id\": \"u-0002\", \"user_id\": \"" ALICE "\", \"api_key_id\": "                   \
+    "{\"id\": \"u-0002\", \"user_id\": \"" ALICE "\", \"api_key_id\": "                  \
     "\"a0000001-0000-4000-8000-000000000001\", \"model\": \"claude-sonnet-4\", "         \
     "\"status\": \"completed\", \"created_at\": 1735787045.123456, "                     \
     "\"input_tokens\": 100, \"cache_read_input_tokens\": 2000, "                         \
     "\"cache_creation_input_tokens\": 300, \"cache_read_cost_usd\": 0.0006, "            \
     "\"cache_creation_cost_usd\": 0.001125}"
 #define R03                                                                              \
-    "{\"id\": \"u-0003\", \"user_id\": \"" BOB "\", \"api_key_id\": "                     \
+    "{\"id\": \"u-0003\", \"user_id\": \"" BOB "\", \"api_key_id\": "                    \
     "\"a0000003-0000-4000-8000-000000000003\", \"model\": \"gpt-4o\", "                  \
     "\"status\": \"completed\", \"created_at\": 1735787045.5, \"input_tokens\": 7, "     \
     "\"cache_read_input_tokens\": 1, \"cache_creation_input_tokens\": 2, "               \
@@ -563,19 +581,19 @@ void acache_catsuite_batch_of_1000(acache_catalog *cat)
     "\"cache_read_input_tokens\": 0, \"cache_creation_input_tokens\": 0, "               \
     "\"cache_read_cost_usd\": 0.0, \"cache_creation_cost_usd\": 0.0}"
 #define R07                                                                              \
-    "{\"id\": \"u-0007\", \"user_id\": \"" BOB "\", \"api_key_id\": "                     \
+    "{\"id\": \"u-0007\", \"user_id\": \"" BOB "\", \"api_key_id\": "                    \
     "\"a0000003-0000-4000-8000-000000000003\", \"model\": \"gpt-4o\", "                  \
     "\"status\": \"completed\", \"created_at\": 1735787400.0, \"input_tokens\": -1, "    \
     "\"cache_read_input_tokens\": -1, \"cache_creation_input_tokens\": 4, "              \
     "\"cache_read_cost_usd\": null, \"cache_creation_cost_usd\": null}"
 #define R08                                                                              \
-    "{\"id\": \"u-0008\", \"user_id\": \"" ALICE "\", \"api_key_id\": "                   \
+    "{\"id\": \"u-0008\", \"user_id\": \"" ALICE "\", \"api_key_id\": "                  \
     "\"a0000004-0000-4000-8000-000000000004\", \"model\": \"claude-sonnet-4\", "         \
     "\"status\": \"completed\", \"created_at\": 1735790400.0, \"input_tokens\": 0, "     \
     "\"cache_read_input_tokens\": 0, \"cache_creation_input_tokens\": 0, "               \
     "\"cache_read_cost_usd\": 0.0, \"cache_creation_cost_usd\": 0.0}"
 #define R09                                                                              \
-    "{\"id\": \"u-0009\", \"user_id\": \"" EVIL "\", \"api_key_id\": "                    \
+    "{\"id\": \"u-0009\", \"user_id\": \"" EVIL "\", \"api_key_id\": "                   \
     "\"a0000005-0000-4000-8000-000000000005\", \"model\": \"x' OR '1'='1\", "            \
     "\"status\": \"completed\", \"created_at\": 1735790400.0, \"input_tokens\": 1, "     \
     "\"cache_read_input_tokens\": 1, \"cache_creation_input_tokens\": 1, "               \
@@ -584,8 +602,8 @@ void acache_catsuite_batch_of_1000(acache_catalog *cat)
 void acache_catsuite_usage_order_and_columns(acache_catalog *cat)
 {
     acache_usage_filter f = {.since = 0, .since_inclusive = 1};
-    expect_json(usage(cat, &f),
-                "[" R10 ", " R01 ", " R02 ", " R03 ", " R04 ", " R07 ", " R08 ", " R09 "]");
+    expect_json(usage(cat, &f), "[" R10 ", " R01 ", " R02 ", " R03 ", " R04 ", " R07
+                                ", " R08 ", " R09 "]");
 }
 
 static void expect_usage_ids(acache_catalog *cat, const acache_usage_filter *f,

@@ -62,8 +62,8 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
     }
     char ports[128] = "";
     for (int i = 0; i < cluster.n; i++)
-        snprintf(ports + strlen(ports), sizeof ports - strlen(ports), "%s%d", i ? "," : "",
-                 cluster.node[i].port);
+        snprintf(ports + strlen(ports), sizeof ports - strlen(ports), "%s%d",
+                 i ? "," : "", cluster.node[i].port);
     setenv("ACACHE_TEST_CLUSTER_URI", cluster.uri, 1);
     setenv("ACACHE_TEST_CLUSTER_PORTS", ports, 1);
 }
@@ -158,7 +158,8 @@ acache *th_open(acache_options *opts)
         opts->clock = clock_cb;
     acache *c = NULL;
     int rc = acache_open(&c, opts);
-    cr_assert_eq(rc, ACACHE_OK, "acache_open(%s): %s", opts->store_uri, acache_last_error());
+    cr_assert_eq(rc, ACACHE_OK, "acache_open(%s): %s", opts->store_uri,
+                 acache_last_error());
     return c;
 }
 
@@ -175,9 +176,9 @@ void th_load_jsonl(acache *c, const char *path)
         const char *key = json_string_value(json_object_get(o, "key"));
         json_t *v = json_object_get(o, "value");
         json_int_t ttl = json_integer_value(json_object_get(o, "ttl"));
-        cr_assert_eq(s->set(s, key, json_string_value(v), json_string_length(v),
-                            (uint32_t)ttl),
-                     ACACHE_OK, "set %s: %s", key, acache_last_error());
+        cr_assert_eq(
+            s->set(s, key, json_string_value(v), json_string_length(v), (uint32_t)ttl),
+            ACACHE_OK, "set %s: %s", key, acache_last_error());
         json_decref(o);
     }
     fclose(f);

@@ -110,15 +110,19 @@ static int make_certs(test_redis *r)
         return -1;
     }
     const char *steps[] = {
-        "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt "
+        "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+        "-keyout ca.key -out ca.crt "
         "-days 2 -subj /CN=acache-test-ca",
-        "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other-ca.key "
+        "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+        "-keyout other-ca.key "
         "-out other-ca.crt -days 2 -subj /CN=acache-other-ca",
-        "cd '%s' && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out "
+        "cd '%s' && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+        "-keyout server.key -out "
         "server.csr "
         "-subj /CN=localhost",
         NULL, /* server certificate: below (validity) */
-        "cd '%s' && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key -out "
+        "cd '%s' && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+        "-keyout client.key -out "
         "client.csr "
         "-subj /CN=acache-test-client",
         "cd '%s' && openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key "
@@ -413,10 +417,29 @@ static int start_replica(test_redis *r, int primary_port)
         snprintf(pport, sizeof pport, "%d", primary_port);
         snprintf(log, sizeof log, "%s/redis.log", r->dir);
         snprintf(r->sock, sizeof r->sock, "%s/redis.sock", r->dir);
-        char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                        "--appendonly", "no", "--dir", r->dir, "--logfile", log,
-                        "--daemonize", "no", "--unixsocket", r->sock, "--unixsocketperm",
-                        "700", "--replicaof", "127.0.0.1", pport, NULL};
+        char *argv[] = {"redis-server",
+                        "--port",
+                        port,
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--dir",
+                        r->dir,
+                        "--logfile",
+                        log,
+                        "--daemonize",
+                        "no",
+                        "--unixsocket",
+                        r->sock,
+                        "--unixsocketperm",
+                        "700",
+                        "--replicaof",
+                        "127.0.0.1",
+                        pport,
+                        NULL};
         int rc = spawn_argv(r, argv);
         if (rc == 0) {
             snprintf(r->uri, sizeof r->uri, "redis://127.0.0.1:%d/0", r->port);
@@ -490,9 +513,10 @@ int test_sentinel_start(test_sentinel_set *set)
         if (r)
             freeReplyObject(r);
         for (int k = 0; k < TEST_SENTINELS && ready; k++)
-            ready = sentinel_count(set->sentinel[k].port, "SENTINEL replicas acache") == 1 &&
-                    sentinel_count(set->sentinel[k].port, "SENTINEL sentinels acache") ==
-                        TEST_SENTINELS - 1;
+            ready =
+                sentinel_count(set->sentinel[k].port, "SENTINEL replicas acache") == 1 &&
+                sentinel_count(set->sentinel[k].port, "SENTINEL sentinels acache") ==
+                    TEST_SENTINELS - 1;
         if (!ready)
             sleep_ms(100);
     }

@@ -109,7 +109,8 @@ int main(int argc, char **argv)
     acache_close(c);
     test_redis_stop(&server);
     if (got != THREADS * ITER) {
-        fprintf(stderr, "lost updates: request_count %ld, want %d\n", got, THREADS * ITER);
+        fprintf(stderr, "lost updates: request_count %ld, want %d\n", got,
+                THREADS * ITER);
         return 1;
     }
     printf("tsan threads on %s: 1 passed, 0 failed\n", o.store_uri);

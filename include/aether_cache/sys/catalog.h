@@ -19,11 +19,11 @@
 #ifndef ACACHE_SYS_CATALOG_H
 #define ACACHE_SYS_CATALOG_H
 
+#include "../cache.h"
+#include "../common.h"
+#include "store.h"
 #include <stddef.h>
 #include <stdint.h>
-#include "../common.h"
-#include "../cache.h"
-#include "store.h"
 
 ACACHE_BEGIN_DECL
 
@@ -86,8 +86,8 @@ typedef struct acache_cat_usage {
     const char *api_key_id; /* NULL allowed */
     const char *model;
     const char *status;
-    double created_at;      /* seconds since epoch, microsecond precision */
-    int64_t input_tokens;   /* -1 = NULL */
+    double created_at;    /* seconds since epoch, microsecond precision */
+    int64_t input_tokens; /* -1 = NULL */
     int64_t cache_read_input_tokens;
     int64_t cache_creation_input_tokens;
     double cache_read_cost_usd;     /* NAN = NULL */
@@ -106,11 +106,11 @@ typedef enum acache_cat_by {
 
 /** Filter for usage_scan: status = 'completed' always. */
 typedef struct acache_usage_filter {
-    double since;             /* window start, seconds since epoch */
-    int since_inclusive;      /* 1: created_at >= since, 0: created_at > since */
-    const char *user_id;      /* NULL = any */
-    const char *api_key_id;   /* NULL = any */
-    int require_user_id;      /* 1: skip rows with NULL user_id */
+    double since;           /* window start, seconds since epoch */
+    int since_inclusive;    /* 1: created_at >= since, 0: created_at > since */
+    const char *user_id;    /* NULL = any */
+    const char *api_key_id; /* NULL = any */
+    int require_user_id;    /* 1: skip rows with NULL user_id */
 } acache_usage_filter;
 
 typedef int (*acache_cat_user_cb)(const acache_cat_user *row, void *payload);
@@ -252,7 +252,10 @@ struct acache_catalog {
 
 /** Static initialiser of a catalog vtable at the current version (every
  *  slot NULL), like libgit2's GIT_ODB_BACKEND_INIT. */
-#define ACACHE_CATALOG_INIT {.version = ACACHE_CATALOG_VERSION}
+#define ACACHE_CATALOG_INIT                                                              \
+    {                                                                                    \
+        .version = ACACHE_CATALOG_VERSION                                                \
+    }
 
 /**
  * Zero `catalog` and set its version (1 or 2), for a catalog embedded in a

@@ -98,7 +98,7 @@ typedef struct acache_match {
 /** Inputs of an atomic failure report on one pin (affinity_fail; the core's
  *  acache_affinity_report() fills it).   Since: 0.2 (store version 3). */
 typedef struct acache_fail_req {
-    const char *key; /* full storage key */
+    const char *key;         /* full storage key */
     const char *provider_id; /* the target that failed: the pin must name */
     const char *endpoint_id; /* exactly these three to be counted or dropped */
     const char *key_id;
@@ -262,7 +262,8 @@ struct acache_store {
      *  an ACL), nothing is running and the core keeps its time-based L1.
      *  Redis: CLIENT TRACKING BCAST on one subscriber connection. NULL
      *  (memory, cluster): time-based L1.   Since: 0.2 (store version 3) */
-    int (*invalidations_subscribe)(acache_store *self, const acache_invalidation_sink *sink);
+    int (*invalidations_subscribe)(acache_store *self,
+                                   const acache_invalidation_sink *sink);
     /** Stop delivering (joins the store's thread); no sink call after it
      *  returns. Required when invalidations_subscribe is set; idempotent. */
     void (*invalidations_stop)(acache_store *self);
@@ -305,7 +306,10 @@ struct acache_store {
 /** Static initialiser of a store vtable at the current version (every slot
  *  NULL, caps 0), like libgit2's GIT_ODB_BACKEND_INIT:
  *  `acache_store s = ACACHE_STORE_INIT;` then fill the slots. */
-#define ACACHE_STORE_INIT {.version = ACACHE_STORE_VERSION}
+#define ACACHE_STORE_INIT                                                                \
+    {                                                                                    \
+        .version = ACACHE_STORE_VERSION                                                  \
+    }
 
 /**
  * Zero `store` and set its version, for a store embedded in a larger

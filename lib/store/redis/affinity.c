@@ -177,7 +177,8 @@ int acache__redis_affinity_touch(acache_store *self, const acache_touch_req *req
     int rc = render_touch(&tt, req);
     if (rc)
         return rc;
-    touch_ctx t = {.req = req, .now = now, .ttl = ttl, .delta = delta, .seq = seq, .tt = &tt};
+    touch_ctx t = {
+        .req = req, .now = now, .ttl = ttl, .delta = delta, .seq = seq, .tt = &tt};
     sigpipe_guard g;
     acache__redis_sigpipe_block(s, &g);
     rconn *c;

@@ -30,7 +30,7 @@ int acache__redis_io_fail(redis_store *s, const rconn *c, const char *cmd,
 
 int acache__redis_reply_fail(const redisReply *r, const char *cmd, const char *what)
 {
-    acache__redis_note_reply(r); /* -READONLY / -LOADING: sentinel.c */
+    acache__redis_note_reply(r);   /* -READONLY / -LOADING: sentinel.c */
     acache__redis_cluster_note(r); /* -MOVED / -ASK / -TRYAGAIN: cluster.c */
     if (r && r->type == REDIS_REPLY_ERROR)
         return acache_error_set(ACACHE_ESTORE, "redis %s %s: %s", cmd, what, r->str);
@@ -135,7 +135,8 @@ int acache__redis_dial(redis_store *s, rconn **out, int first)
                       s->command_ms, s->tls_ctx, s->sni,  s->verify};
     char err[256], primary[256];
     /* Sentinel: the address is the primary's, resolved by sentinel.c. */
-    if (s->sentinel && (rc0 = acache__redis_sentinel_target(s, &t, primary, sizeof primary)))
+    if (s->sentinel &&
+        (rc0 = acache__redis_sentinel_target(s, &t, primary, sizeof primary)))
         return rc0;
     rconn *c = rconn_open(&t, err, sizeof err);
     if (!c) {

@@ -245,8 +245,9 @@ int acache__redis_parse_uri(redis_store *s, const char *uri);
 /* What the failing call on this thread ran into, for the guard (breaker.c):
  * set where the failure is seen, cleared by the guard before each call. */
 extern _Thread_local unsigned acache__redis_notes;
-#define RNOTE_CONN 0x1u     /* connect failed, or a command timed out / broke */
-#define RNOTE_NOT_RUN 0x2u  /* nothing was sent or the server refused to run it:
+#define RNOTE_CONN 0x1u /* connect failed, or a command timed out / broke */
+#define RNOTE_NOT_RUN                                                                    \
+    0x2u                    /* nothing was sent or the server refused to run it:         \
                                dial failed, -READONLY, -LOADING */
 #define RNOTE_READONLY 0x4u /* -READONLY / -LOADING: not (or no longer) the primary */
 

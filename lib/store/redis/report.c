@@ -59,7 +59,8 @@ int acache__redis_affinity_fail(acache_store *self, const acache_fail_req *req,
     redis_store *s = (redis_store *)self;
     fail_ctx f = {.req = req};
     snprintf(f.now, sizeof f.now, "%.17g", req->now);
-    snprintf(f.max, sizeof f.max, "%u", (unsigned)(req->max_failures ? req->max_failures : 1));
+    snprintf(f.max, sizeof f.max, "%u",
+             (unsigned)(req->max_failures ? req->max_failures : 1));
     *result = ACACHE_FAIL_NOT_PINNED;
     *failures = 0;
     sigpipe_guard g;

@@ -252,7 +252,8 @@ static int read_vals(rconn *c, scan_bufs *b, redisReply **out)
         }
         el[i] = r;
         if (r->type == REDIS_REPLY_ERROR && !err &&
-            !(r->len > 6 && (memcmp(r->str, "MOVED ", 6) == 0 || memcmp(r->str, "ASK ", 4) == 0)))
+            !(r->len > 6 &&
+              (memcmp(r->str, "MOVED ", 6) == 0 || memcmp(r->str, "ASK ", 4) == 0)))
             err = r;
     }
     if (rc != 0 || !arr) {

@@ -538,7 +538,8 @@ int rconn_wait_reply(rconn *c, redisReply **out, int wait_ms, int wake_fd)
         int64_t left = deadline - now_ms();
         if (left <= 0)
             return 0;
-        struct pollfd p[2] = {{.fd = c->fd, .events = want}, {.fd = wake_fd, .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = c->fd, .events = want},
+                              {.fd = wake_fd, .events = POLLIN}};
         int k = poll(p, wake_fd >= 0 ? 2 : 1, (int)left);
         if (k < 0 && errno != EINTR)
             return fail_errno(c, errno);

@@ -106,8 +106,7 @@ Test(analysis_args, no_catalog_is_unsupported)
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(acache_ttl_analysis(&b, c, 24, NULL, NULL), ACACHE_EUNSUPPORTED);
     cr_assert_eq(acache_hit_analysis(&b, c, 24, NULL, NULL), ACACHE_EUNSUPPORTED);
-    cr_assert_eq(acache_interval_timeline(&b, c, 24, 100, NULL, 0),
-                 ACACHE_EUNSUPPORTED);
+    cr_assert_eq(acache_interval_timeline(&b, c, 24, 100, NULL, 0), ACACHE_EUNSUPPORTED);
     cr_assert_null(b.ptr);
     acache_close(c);
 }
@@ -120,10 +119,8 @@ Test(analysis_args, ranges)
     cr_assert_eq(acache_ttl_analysis(&b, c, 721, NULL, NULL), ACACHE_EINVALID);
     cr_assert_eq(acache_hit_analysis(&b, c, -1, NULL, NULL), ACACHE_EINVALID);
     cr_assert_eq(acache_interval_timeline(&b, c, 24, 0, NULL, 0), ACACHE_EINVALID);
-    cr_assert_eq(acache_interval_timeline(&b, c, 24, 50001, NULL, 0),
-                 ACACHE_EINVALID);
-    cr_assert_eq(acache_interval_timeline(&b, c, 721, 100, NULL, 0),
-                 ACACHE_EINVALID);
+    cr_assert_eq(acache_interval_timeline(&b, c, 24, 50001, NULL, 0), ACACHE_EINVALID);
+    cr_assert_eq(acache_interval_timeline(&b, c, 721, 100, NULL, 0), ACACHE_EINVALID);
     cr_assert_eq(acache_ttl_analysis(&b, c, 720, NULL, NULL), ACACHE_OK);
     acache_buf_dispose(&b);
     cr_assert_eq(acache_ttl_analysis(NULL, c, 24, NULL, NULL), ACACHE_EINVALID);
@@ -234,7 +231,7 @@ Test(analysis_bounds, timeline_drops_gaps_over_120_minutes)
     acache__ttl_analysis *a = NULL;
     cr_assert_eq(acache__ttl_analysis_compute(&a, c, 24, NULL, NULL), ACACHE_OK);
     cr_assert_eq(acache__ttl_group_bucket(acache__ttl_analysis_group_at(a, 0),
-                                         ACACHE_TTL_OVER_60MIN),
+                                          ACACHE_TTL_OVER_60MIN),
                  2);
     acache__ttl_analysis_free(a);
     done(c);

@@ -10,8 +10,8 @@
 #include <aether_cache/aether_cache.h>
 #include <aether_cache/sys/store.h>
 
-#include "mapping/mapping_priv.h"
 #include "harness.h"
+#include "mapping/mapping_priv.h"
 #include "util/util.h"
 #include "worked_data.h"
 

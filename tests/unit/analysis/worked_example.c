@@ -119,8 +119,7 @@ Test(analysis_worked, hits)
 {
     acache *c = open_with(WORKED_EPOCH);
     EXPECT_JSON(acache_hit_analysis(&b_, c, 168, NULL, NULL), HIT_ALL);
-    EXPECT_JSON(acache_hit_analysis(&b_, c, 168, "u-alice", "k-alice"),
-                HIT_ALICE_KEY);
+    EXPECT_JSON(acache_hit_analysis(&b_, c, 168, "u-alice", "k-alice"), HIT_ALICE_KEY);
     EXPECT_JSON(acache_hit_analysis(&b_, c, 168, "u-nobody", NULL), HIT_NOBODY);
     acache__hit_analysis h = {.version = ACACHE_HIT_ANALYSIS_VERSION};
     cr_assert_eq(acache__hit_analysis_compute(&h, c, 168, NULL, NULL), ACACHE_OK);

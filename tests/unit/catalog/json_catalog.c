@@ -96,7 +96,8 @@ static const char *username_of(acache_catalog *cat, const char *id, int *rc)
 Test(catalog_json, open_uri_forms, .init = tmp_setup, .fini = tmp_teardown)
 {
     char *path = tmp_path("c.json");
-    write_file(path, "{\"users\": [{\"id\": \"u1\", \"username\": \"n\", \"email\": \"e\"}]}");
+    write_file(path,
+               "{\"users\": [{\"id\": \"u1\", \"username\": \"n\", \"email\": \"e\"}]}");
     char uri[200];
     snprintf(uri, sizeof uri, "json://%s", path);
     acache_catalog *cat = NULL;
@@ -108,8 +109,8 @@ Test(catalog_json, open_uri_forms, .init = tmp_setup, .fini = tmp_teardown)
     cr_assert_eq(acache__catalog_open(&cat, path), ACACHE_OK);
     cat->free(cat);
 
-    const char *bad[] = {"", "file:///etc/x.json", "redis://localhost", "json://relative/x",
-                         "mysql://u@h/db"};
+    const char *bad[] = {"", "file:///etc/x.json", "redis://localhost",
+                         "json://relative/x", "mysql://u@h/db"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cat = (acache_catalog *)1;
         cr_assert_eq(acache__catalog_open(&cat, bad[i]), ACACHE_EINVALID, "%s", bad[i]);
@@ -158,10 +159,12 @@ Test(catalog_json, schema_errors_name_the_field, .init = tmp_setup, .fini = tmp_
          "users[1].username: duplicate"},
         {"{\"api_keys\": [{\"id\": \"k\", \"user_id\": \"u\", \"is_standalone\": 1}]}",
          "api_keys[0].is_standalone"},
-        {"{\"provider_api_keys\": [{\"id\": \"k\", \"endpoint_id\": \"e\", \"name\": \"n\","
+        {"{\"provider_api_keys\": [{\"id\": \"k\", \"endpoint_id\": \"e\", \"name\": "
+         "\"n\","
          " \"api_key\": \"x\", \"rate_multiplier\": \"2\"}]}",
          "provider_api_keys[0].rate_multiplier"},
-        {"{\"usage\": [{\"id\": \"r\", \"model\": \"m\", \"created_at\": \"yesterday\"}]}",
+        {"{\"usage\": [{\"id\": \"r\", \"model\": \"m\", \"created_at\": "
+         "\"yesterday\"}]}",
          "usage[0].created_at"},
         {"{\"usage\": [{\"id\": \"r\", \"model\": \"m\"}]}", "usage[0].created_at"},
         {"{\"usage\": [{\"id\": \"r\", \"model\": \"m\", \"created_at\": 1,"
@@ -176,7 +179,8 @@ Test(catalog_json, schema_errors_name_the_field, .init = tmp_setup, .fini = tmp_
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_file(path, cases[i].doc);
         acache_catalog *cat = NULL;
-        cr_assert_eq(acache__catalog_open(&cat, path), ACACHE_ECATALOG, "%s", cases[i].doc);
+        cr_assert_eq(acache__catalog_open(&cat, path), ACACHE_ECATALOG, "%s",
+                     cases[i].doc);
         cr_assert(strstr(acache_last_error(), cases[i].needle), "case %zu: %s", i,
                   acache_last_error());
     }
@@ -210,15 +214,17 @@ static int usage_one_cb(const acache_cat_usage *u, void *p)
 Test(catalog_json, defaults_and_unknown_fields, .init = tmp_setup, .fini = tmp_teardown)
 {
     char *path = tmp_path("d.json");
-    write_file(path,
-               "{\"_comment\": \"x\", \"extra_table\": [1],"
-               " \"api_keys\": [{\"id\": \"k\", \"user_id\": \"u\", \"color\": \"red\"}],"
-               " \"providers\": [{\"id\": \"p\", \"name\": \"n\", \"display_name\": \"d\"}],"
-               " \"provider_api_keys\": [{\"id\": \"pk\", \"endpoint_id\": \"e\","
-               "   \"name\": \"n\", \"api_key\": \"x\"}],"
-               " \"usage\": [{\"id\": \"r\", \"model\": \"m\","
-               "   \"created_at\": \"2025-01-02T03:04:05-05:30\"}]}");
-    cr_assert_eq(acache__catalog_open(&g_cat, path), ACACHE_OK, "%s", acache_last_error());
+    write_file(
+        path,
+        "{\"_comment\": \"x\", \"extra_table\": [1],"
+        " \"api_keys\": [{\"id\": \"k\", \"user_id\": \"u\", \"color\": \"red\"}],"
+        " \"providers\": [{\"id\": \"p\", \"name\": \"n\", \"display_name\": \"d\"}],"
+        " \"provider_api_keys\": [{\"id\": \"pk\", \"endpoint_id\": \"e\","
+        "   \"name\": \"n\", \"api_key\": \"x\"}],"
+        " \"usage\": [{\"id\": \"r\", \"model\": \"m\","
+        "   \"created_at\": \"2025-01-02T03:04:05-05:30\"}]}");
+    cr_assert_eq(acache__catalog_open(&g_cat, path), ACACHE_OK, "%s",
+                 acache_last_error());
     int flags[2] = {-1, -1};
     const char *k[] = {"k"};
     cr_assert_eq(g_cat->api_keys(g_cat, ACACHE_BY_ID, k, 1, key_flags_cb, flags), 0);
@@ -274,14 +280,22 @@ Test(catalog_json, timestamp_forms, .init = tmp_setup, .fini = tmp_teardown)
         memset(&u, 0, sizeof u);
         acache_usage_filter f = {.since = 0};
         cr_assert_eq(cat->usage_scan(cat, &f, usage_one_cb, &u), 0);
-        cr_assert_eq(u.created_at, cases[i].want, "%s: got %.6f", cases[i].ts, u.created_at);
+        cr_assert_eq(u.created_at, cases[i].want, "%s: got %.6f", cases[i].ts,
+                     u.created_at);
         cat->free(cat);
     }
-    const char *bad[] = {"\"2025-02-30T00:00:00Z\"", "\"2025-01-02T24:00:00Z\"",
-                         "\"2025-01-02\"", "\"2025-01-02T03:04:05.Z\"",
-                         "\"2025-01-02T03:04:05+25:00\"", "\"2025-01-02T03:04:05Zjunk\"",
-                         "\"2024-\"", "\"2024-01-01T1\"", "\" 2025-01-02T03:04\"",
-                         "\"+025-01-02T03:04\"", "\"2025-1-02T03:04\"", "true"};
+    const char *bad[] = {"\"2025-02-30T00:00:00Z\"",
+                         "\"2025-01-02T24:00:00Z\"",
+                         "\"2025-01-02\"",
+                         "\"2025-01-02T03:04:05.Z\"",
+                         "\"2025-01-02T03:04:05+25:00\"",
+                         "\"2025-01-02T03:04:05Zjunk\"",
+                         "\"2024-\"",
+                         "\"2024-01-01T1\"",
+                         "\" 2025-01-02T03:04\"",
+                         "\"+025-01-02T03:04\"",
+                         "\"2025-1-02T03:04\"",
+                         "true"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char doc[256];
         snprintf(doc, sizeof doc,
@@ -320,10 +334,15 @@ Test(catalog_json, iso8601_truncated_exact_size)
             free(s);
         }
     }
-    static const char *const truncated[] = {"2024-", "2024-01-01T1", "2024-01-01T10:0",
-                                            "2024-01-01T10:00:", "2024-01-01T10:00:0",
-                                            "2024-01-01T10:00:00.", "2024-01-01T10:00+",
-                                            "2024-01-01T10:00+0", "2024-01-01T10:00+01:"};
+    static const char *const truncated[] = {"2024-",
+                                            "2024-01-01T1",
+                                            "2024-01-01T10:0",
+                                            "2024-01-01T10:00:",
+                                            "2024-01-01T10:00:0",
+                                            "2024-01-01T10:00:00.",
+                                            "2024-01-01T10:00+",
+                                            "2024-01-01T10:00+0",
+                                            "2024-01-01T10:00+01:"};
     for (size_t i = 0; i < sizeof truncated / sizeof truncated[0]; i++) {
         size_t len = strlen(truncated[i]);
         char *s = malloc(len + 1);
@@ -339,8 +358,10 @@ Test(catalog_json, iso8601_truncated_exact_size)
     cr_assert_eq(acache__iso8601_parse("2025-01-02T03:04\0Z", 18, &us), -1);
 }
 
-#define DOC_V1 "{\"users\": [{\"id\": \"u1\", \"username\": \"first\", \"email\": \"e\"}]}"
-#define DOC_V2 "{\"users\": [{\"id\": \"u1\", \"username\": \"second\", \"email\": \"e\"}]}"
+#define DOC_V1                                                                           \
+    "{\"users\": [{\"id\": \"u1\", \"username\": \"first\", \"email\": \"e\"}]}"
+#define DOC_V2                                                                           \
+    "{\"users\": [{\"id\": \"u1\", \"username\": \"second\", \"email\": \"e\"}]}"
 
 Test(catalog_json, reload_on_change, .init = tmp_setup, .fini = tmp_teardown)
 {
@@ -359,7 +380,8 @@ Test(catalog_json, reload_on_change, .init = tmp_setup, .fini = tmp_teardown)
     write_file(path, "{\"users\": [");
     rc = acache__json_catalog_recheck(g_cat);
     cr_assert_eq(rc, ACACHE_ECATALOG);
-    cr_assert(strstr(acache_last_error(), "previous contents"), "%s", acache_last_error());
+    cr_assert(strstr(acache_last_error(), "previous contents"), "%s",
+              acache_last_error());
     cr_assert(strstr(acache_last_error(), "line 1"), "%s", acache_last_error());
     cr_assert_eq(acache__json_catalog_recheck(g_cat), ACACHE_OK);
     cr_assert_str_eq(username_of(g_cat, "u1", &rc), "second");
@@ -468,8 +490,8 @@ static const char **ids_of(json_t *root, const char *table, size_t *n)
     size_t i;
     *n = json_array_size(rows);
     const char **ids = calloc(*n, sizeof *ids);
-    json_array_foreach(rows, i, row)
-    ids[i] = json_string_value(json_object_get(row, "id"));
+    json_array_foreach(rows, i, row) ids[i] =
+        json_string_value(json_object_get(row, "id"));
     return ids;
 }
 

@@ -34,7 +34,9 @@ Test(util, float_repr_matches_python)
 
 Test(util, json_dump_uses_python_separators_and_reals)
 {
-    json_t *o = json_pack("{s:f, s:[f, i], s:s}", "a", 0.1, "b", 4.6, 3, "c", "\x01" "5\x01");
+    json_t *o = json_pack("{s:f, s:[f, i], s:s}", "a", 0.1, "b", 4.6, 3, "c",
+                          "\x01"
+                          "5\x01");
     acache_buf b = ACACHE_BUF_INIT;
     cr_assert_eq(acache__json_dump(&b, o, 0), ACACHE_OK);
     /* A string holding the marker byte forces jansson's own digits. */
@@ -109,7 +111,8 @@ Test(util, every_allocation_failure_is_handled)
             acache_buf_dispose(&b);
             acache_close(c);
         } else {
-            cr_assert_eq(rc, ACACHE_ENOMEM, "open failed with %d: %s", rc, acache_last_error());
+            cr_assert_eq(rc, ACACHE_ENOMEM, "open failed with %d: %s", rc,
+                         acache_last_error());
             failures_seen++;
         }
     }

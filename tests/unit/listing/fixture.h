@@ -12,10 +12,10 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 
+#include "admin/listing_priv.h"
 #include "aether_cache/aether_cache.h"
 #include "aether_cache/sys/catalog.h"
 #include "core/core.h"
-#include "admin/listing_priv.h"
 #include "crypto/crypto.h"
 #include "harness.h"
 
@@ -223,7 +223,7 @@ static inline void lf_fill(acache *c)
 }
 
 static inline acache__listing *lf_list(acache *c, const char *kw, int64_t limit,
-                                      int64_t offset)
+                                       int64_t offset)
 {
     acache_list_query q = ACACHE_LIST_QUERY_INIT;
     q.keyword = kw;

@@ -30,9 +30,11 @@ Test(listing, no_keyword_sorted_and_enriched)
     cr_assert_null(acache__listing_matched_user_id(l));
     LF_EXPECT(l, "key-a2/openai,key-a1/claude,key-a1/openai,key-zz/gemini,key-b1/claude");
 
-    const acache__listing_item *it = acache__listing_at(l, 1); /* key-a1 / claude / gm-1 */
+    const acache__listing_item *it =
+        acache__listing_at(l, 1); /* key-a1 / claude / gm-1 */
     cr_assert_str_eq(acache__listing_item_user_api_key_name(it), "Alice Main");
-    cr_assert_str_eq(acache__listing_item_user_api_key_prefix(it), "sk-alice********cdef");
+    cr_assert_str_eq(acache__listing_item_user_api_key_prefix(it),
+                     "sk-alice********cdef");
     cr_assert_eq(acache__listing_item_is_standalone(it), 0);
     cr_assert_str_eq(acache__listing_item_user_id(it), "user-1");
     cr_assert_str_eq(acache__listing_item_username(it), "alice");
@@ -411,8 +413,10 @@ Test(listing, ties_are_deterministic)
     char got[512];
     lf_keys(l, got, sizeof got);
     cr_assert_str_eq(got, "tie-a/claude,tie-a/claude,tie-a/openai,tie-b/claude");
-    cr_assert_str_eq(acache__listing_item_global_model_id(acache__listing_at(l, 0)), "m1");
-    cr_assert_str_eq(acache__listing_item_global_model_id(acache__listing_at(l, 1)), "m9");
+    cr_assert_str_eq(acache__listing_item_global_model_id(acache__listing_at(l, 0)),
+                     "m1");
+    cr_assert_str_eq(acache__listing_item_global_model_id(acache__listing_at(l, 1)),
+                     "m9");
     acache__listing_free(l);
     /* pages of one reproduce the same order */
     const char *want[] = {"m1", "m9", "m1", "m2"};
@@ -530,7 +534,8 @@ Test(listing_config, no_encryption_key_gives_null_masks)
     lf_fill(h);
     acache__listing *l = lf_list(h, NULL, 100, 0);
     for (size_t i = 0; i < acache__listing_count(l); i++) {
-        cr_assert_null(acache__listing_item_user_api_key_prefix(acache__listing_at(l, i)));
+        cr_assert_null(
+            acache__listing_item_user_api_key_prefix(acache__listing_at(l, i)));
         cr_assert_null(acache__listing_item_key_prefix(acache__listing_at(l, i)));
     }
     cr_assert_str_eq(acache__listing_item_key_name(acache__listing_at(l, 1)),
@@ -550,7 +555,8 @@ Test(listing_config, wrong_key_gives_null_masks_and_keeps_last_error)
     acache__listing *l = lf_list(h, NULL, 100, 0);
     cr_assert_str_eq(acache_last_error(), "earlier failure");
     for (size_t i = 0; i < acache__listing_count(l); i++) {
-        cr_assert_null(acache__listing_item_user_api_key_prefix(acache__listing_at(l, i)));
+        cr_assert_null(
+            acache__listing_item_user_api_key_prefix(acache__listing_at(l, i)));
         cr_assert_null(acache__listing_item_key_prefix(acache__listing_at(l, i)));
     }
     acache__listing_free(l);

@@ -120,8 +120,7 @@ static void expect_bytes(json_t *s, const char *want, size_t n, const char *what
 static json_t *list_items(const char *kw)
 {
     acache_buf b = ACACHE_BUF_INIT;
-    cr_assert_eq(th_list_json(&b, c, kw, 100, 0), ACACHE_OK, "%s",
-                 acache_last_error());
+    cr_assert_eq(th_list_json(&b, c, kw, 100, 0), ACACHE_OK, "%s", acache_last_error());
     json_t *j = lf_parse(&b);
     acache_buf_dispose(&b);
     json_t *items = json_object_get(json_object_get(j, "data"), "items");
