@@ -22,6 +22,8 @@
 #include "aether_cache/sys/store.h"
 #include "bench.h"
 #include "core/core.h" /* raw typed list and fill: private since 0.2 */
+#include "redis_server.h"              /* tests/support: private servers per topology */
+#include "store/redis/redis_priv.h" /* rconn: the floors use the library's transport */
 
 typedef struct bench_opts {
     size_t n;
@@ -32,6 +34,7 @@ typedef struct bench_opts {
     int pg, mapping;
     const char *only; /* NULL: every figure */
     size_t pg_pages;  /* 0: all */
+    const char *topology; /* --topology: single,tls,cluster (issue 10) */
 } bench_opts;
 
 static const char *g_uri; /* the Redis under test */
@@ -1372,6 +1375,423 @@ static void fig_load(redisContext *r)
     load_run(r, 100, "load_deferred");
 }
 
+/* ---- --topology: single, tls, cluster (issue 10) ----
+ *
+ * Each topology gets its own private servers (tests/support/redis_server.c:
+ * the same start-up as the tests), N pins, and figures against floors over
+ * the same transport: the library's own connection layer (rconn: plain TCP
+ * or OpenSSL, hiredis's RESP codec), so TLS costs appear in both. Cluster
+ * floors go to the node owning the key; the listing floor is the sum over
+ * primaries of a per-node SCAN pipeline (MGET on one node, one GET per key
+ * on a cluster node, since a cross-slot MGET fails), nodes one after another. */
+
+typedef struct topo {
+    const char *name;
+    test_redis single;
+    test_redis_cluster cl;
+    int is_cluster, n_nodes;
+    const char *uri;
+    redisContext *side[TEST_CLUSTER_MAX]; /* plain side access: load, clear */
+    rconn *rc[TEST_CLUSTER_MAX];          /* floors: the library's transport */
+    int port[TEST_CLUSTER_MAX];
+    unsigned char owner[16384]; /* slot -> node index (cluster) */
+    redis_store tls_store;      /* only its SSL_CTX (acache__redis_tls_init) */
+} topo;
+
+static redisReply *rc_cmd(rconn *c, int argc, const char **argv)
+{
+    redisReply *rep = NULL;
+    if (acache__redis_command(c, argc, argv, NULL, &rep) != 0 || !rep) {
+        fprintf(stderr, "bench: floor connection: %s\n", rconn_errstr(c));
+        exit(1);
+    }
+    return rep;
+}
+
+static int topo_node_of(const topo *t, const char *key, size_t len)
+{
+    return t->is_cluster ? t->owner[acache__redis_key_slot(key, len)] : 0;
+}
+
+/* Pipelined SET EX of all pins, each to the node owning its slot. */
+static long topo_load(topo *t, const bench_data *d)
+{
+    if (!t->is_cluster)
+        return bench_load(t->side[0], d, 1);
+    long done = 0;
+    size_t pending[TEST_CLUSTER_MAX] = {0};
+    for (size_t i = 0; i < d->n; i++) {
+        char key[200], val[512];
+        size_t kl;
+        size_t vl = bench_pin(d, i, key, sizeof key, &kl, val, sizeof val);
+        int nd = topo_node_of(t, key, kl);
+        const char *argv[] = {"SET", key, val, "EX", "7200"};
+        size_t lens[] = {3, kl, vl, 2, 4};
+        redisAppendCommandArgv(t->side[nd], 5, argv, lens);
+        if (++pending[nd] < 1000 && i + 1 < d->n)
+            continue;
+        for (int k = 0; k < t->n_nodes; k++)
+            for (; pending[k]; pending[k]--) {
+                redisReply *rep = NULL;
+                if (redisGetReply(t->side[k], (void **)&rep) != REDIS_OK)
+                    return -1;
+                done += rep->type == REDIS_REPLY_STATUS;
+                freeReplyObject(rep);
+            }
+    }
+    return done;
+}
+
+/* Per-node floor: SCAN pages of cache_affinity:*, the values (MGET, or one
+ * GET per key when per_key) or UNLINKs of page k pipelined with the SCAN of
+ * page k+1. Returns keys handled. */
+static long rc_scan(rconn *c, int per_key, int unlink_keys)
+{
+    const char *scan_argv[] = {"SCAN", "0", "MATCH", "cache_affinity:*", "COUNT", "1000"};
+    argv_buf a = {0};
+    long n = 0;
+    redisReply *page = NULL;
+    char cursor[32];
+    if (rconn_append(c, 6, scan_argv, NULL) || rconn_read(c, &page))
+        return -1;
+    for (;;) {
+        snprintf(cursor, sizeof cursor, "%s", page->element[0]->str);
+        int done = strcmp(cursor, "0") == 0;
+        redisReply *ks = page->element[1];
+        size_t sent = 0;
+        if (ks->elements + 1 > a.cap) {
+            a.cap = 2 * (ks->elements + 1);
+            a.argv = realloc(a.argv, a.cap * sizeof *a.argv);
+            a.lens = realloc(a.lens, a.cap * sizeof *a.lens);
+            if (!a.argv || !a.lens)
+                return -1;
+        }
+        const char *verb = unlink_keys ? "UNLINK" : per_key ? "GET" : "MGET";
+        if (per_key) {
+            for (size_t i = 0; i < ks->elements; i++) {
+                const char *argv[] = {verb, ks->element[i]->str};
+                size_t lens[] = {strlen(verb), ks->element[i]->len};
+                rconn_append(c, 2, argv, lens);
+                sent++;
+            }
+        } else if (ks->elements) {
+            a.argv[0] = verb;
+            a.lens[0] = strlen(verb);
+            for (size_t i = 0; i < ks->elements; i++) {
+                a.argv[i + 1] = ks->element[i]->str;
+                a.lens[i + 1] = ks->element[i]->len;
+            }
+            rconn_append(c, (int)ks->elements + 1, a.argv, a.lens);
+            sent = 1;
+        }
+        if (!done) {
+            scan_argv[1] = cursor;
+            rconn_append(c, 6, scan_argv, NULL);
+        }
+        for (size_t i = 0; i < sent; i++) {
+            redisReply *v = NULL;
+            if (rconn_read(c, &v))
+                return -1;
+            if (v->type == REDIS_REPLY_ARRAY)
+                for (size_t j = 0; j < v->elements; j++)
+                    n += v->element[j]->type == REDIS_REPLY_STRING;
+            else if (v->type == REDIS_REPLY_STRING)
+                n++;
+            else if (v->type == REDIS_REPLY_INTEGER)
+                n += v->integer;
+            freeReplyObject(v);
+        }
+        freeReplyObject(page);
+        page = NULL;
+        if (done)
+            break;
+        if (rconn_read(c, &page))
+            return -1;
+    }
+    free(a.argv);
+    free(a.lens);
+    return n;
+}
+
+static long topo_scan_all(topo *t, int unlink_keys)
+{
+    long n = 0;
+    for (int k = 0; k < t->n_nodes; k++) {
+        long m = rc_scan(t->rc[k], t->is_cluster, unlink_keys);
+        if (m < 0) {
+            fprintf(stderr, "bench: floor scan failed on node %d\n", k);
+            exit(1);
+        }
+        n += m;
+    }
+    return n;
+}
+
+static double rc_time(rconn *c, int argc, const char **argv, int want_type, long iters)
+{
+    double t0 = bench_now();
+    for (long i = 0; i < iters; i++) {
+        redisReply *rep = rc_cmd(c, argc, argv);
+        if (rep->type != want_type) {
+            fprintf(stderr, "bench: raw %s: unexpected reply (%s)\n", argv[0],
+                    rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
+            exit(1);
+        }
+        freeReplyObject(rep);
+    }
+    return (bench_now() - t0) / (double)iters * 1e9;
+}
+
+static int topo_start(topo *t, const char *name)
+{
+    memset(t, 0, sizeof *t);
+    t->name = name;
+    if (strcmp(name, "cluster") == 0) {
+        t->is_cluster = 1;
+        if (test_redis_cluster_start(&t->cl, 3))
+            return -1;
+        t->n_nodes = t->cl.n;
+        t->uri = t->cl.uri;
+        for (int k = 0; k < t->n_nodes; k++)
+            t->port[k] = t->cl.node[k].port;
+    } else if (strcmp(name, "tls") == 0) {
+        if (!test_redis_has_tls()) {
+            fprintf(stderr, "bench: redis-server has no TLS\n");
+            return -1;
+        }
+        test_redis_tls opts = {0};
+        if (test_redis_start_tls(&t->single, &opts))
+            return -1;
+        t->n_nodes = 1;
+        t->uri = t->single.uri;
+        t->port[0] = t->single.port;
+        redis_store *s = &t->tls_store;
+        s->tls = 1;
+        s->verify = 1;
+        s->cacert = t->single.ca;
+        snprintf(s->where, sizeof s->where, "127.0.0.1:%d", t->single.port);
+        if (acache__redis_tls_init(s))
+            die("tls init", ACACHE_EINVALID);
+    } else if (strcmp(name, "single") == 0) {
+        if (test_redis_start(&t->single))
+            return -1;
+        t->n_nodes = 1;
+        t->uri = t->single.uri;
+        t->port[0] = t->single.port;
+    } else {
+        fprintf(stderr, "bench: unknown topology %s\n", name);
+        return -1;
+    }
+    for (int k = 0; k < t->n_nodes; k++) {
+        t->side[k] = strcmp(name, "tls") == 0 ? redisConnectUnix(t->single.sock)
+                                              : redisConnect("127.0.0.1", t->port[k]);
+        if (!t->side[k] || t->side[k]->err)
+            return -1;
+        char err[256] = "";
+        rconn_target tg = {.host = "127.0.0.1",
+                           .port = t->port[k],
+                           .connect_ms = 2000,
+                           .command_ms = 600000,
+                           .tls = t->tls_store.tls_ctx,
+                           .verify = 1};
+        t->rc[k] = rconn_open(&tg, err, sizeof err);
+        if (!t->rc[k]) {
+            fprintf(stderr, "bench: floor connection: %s\n", err);
+            return -1;
+        }
+    }
+    if (t->is_cluster) {
+        redisReply *rep = redisCommand(t->side[0], "CLUSTER SLOTS");
+        if (!rep || rep->type != REDIS_REPLY_ARRAY)
+            return -1;
+        for (size_t i = 0; i < rep->elements; i++) {
+            redisReply *e = rep->element[i];
+            long long lo = e->element[0]->integer, hi = e->element[1]->integer;
+            int port = (int)e->element[2]->element[1]->integer, nd = 0;
+            for (int k = 0; k < t->n_nodes; k++)
+                if (t->port[k] == port)
+                    nd = k;
+            for (long long sl = lo; sl <= hi; sl++)
+                t->owner[sl] = (unsigned char)nd;
+        }
+        freeReplyObject(rep);
+    }
+    return 0;
+}
+
+static void topo_stop(topo *t)
+{
+    for (int k = 0; k < t->n_nodes; k++) {
+        if (t->rc[k])
+            rconn_close(t->rc[k]);
+        if (t->side[k])
+            redisFree(t->side[k]);
+    }
+    acache__redis_tls_free(&t->tls_store);
+    if (t->is_cluster)
+        test_redis_cluster_stop(&t->cl);
+    else
+        test_redis_stop(&t->single);
+}
+
+static void topo_result(const char *topo_name, const char *fig, double v, double floor_v)
+{
+    char name[96];
+    snprintf(name, sizeof name, "topo_%s_%s", topo_name, fig);
+    result_num(name, v);
+    snprintf(name, sizeof name, "topo_%s_%s_floor", topo_name, fig);
+    result_num(name, floor_v);
+    snprintf(name, sizeof name, "topo_%s_%s_ratio", topo_name, fig);
+    result_num(name, v / floor_v);
+}
+
+/* get/touch in ns for the "tls vs single" ratios. */
+typedef struct topo_point {
+    double get, touch;
+} topo_point;
+
+static int fig_topology(const char *name, const bench_data *d, const bench_opts *o,
+                        topo_point *out)
+{
+    topo t;
+    if (topo_start(&t, name)) {
+        fprintf(stderr, "bench: cannot start topology %s\n", name);
+        topo_stop(&t);
+        return -1;
+    }
+    double t0 = bench_now();
+    long loaded = topo_load(&t, d);
+    if (loaded != (long)d->n) {
+        fprintf(stderr, "bench: %s: loaded %ld of %zu pins\n", name, loaded, d->n);
+        topo_stop(&t);
+        return -1;
+    }
+    printf("topology %s: %d node%s, %s; %zu pins loaded in %.2f s\n", name, t.n_nodes,
+           t.n_nodes > 1 ? "s" : "", t.uri, d->n, bench_now() - t0);
+    acache *c = open_handle(t.uri, 0);
+    char label[64];
+    double a[16], b[16];
+
+    /* get: L1 off vs one raw GET to the owning node */
+    pin_ref p;
+    pin_of(c, d, 1, &p);
+    size_t kl = strlen(p.storage_key);
+    rconn *own = t.rc[topo_node_of(&t, p.storage_key, kl)];
+    const char *get_argv[] = {"GET", p.storage_key};
+    time_get(c, &p, o->rt_iters / 10);
+    rc_time(own, 2, get_argv, REDIS_REPLY_STRING, o->rt_iters / 10);
+    for (int k = 0; k < o->runs; k++) {
+        a[k] = time_get(c, &p, o->rt_iters);
+        b[k] = rc_time(own, 2, get_argv, REDIS_REPLY_STRING, o->rt_iters);
+    }
+    double g = bench_median(a, o->runs), gf = bench_median(b, o->runs);
+    snprintf(label, sizeof label, "[%s] get (L1 off)", name);
+    report_line(label, g, "ns", gf, t.is_cluster ? 1.2 : -1, "floor: raw GET, same transport");
+    topo_result(name, "get_ns", g, gf);
+
+    /* touch vs one EVALSHA of a trivial script on the owning node */
+    const char *load_argv[] = {"SCRIPT", "LOAD", "return 1"};
+    redisReply *sha = rc_cmd(own, 3, load_argv);
+    char sha_s[64];
+    snprintf(sha_s, sizeof sha_s, "%s", sha->type == REDIS_REPLY_STRING ? sha->str : "");
+    freeReplyObject(sha);
+    const char *ev_argv[] = {"EVALSHA", sha_s, "0"};
+    time_touch(c, &p, o->rt_iters / 10);
+    rc_time(own, 3, ev_argv, REDIS_REPLY_INTEGER, o->rt_iters / 10);
+    for (int k = 0; k < o->runs; k++) {
+        a[k] = time_touch(c, &p, o->rt_iters);
+        b[k] = rc_time(own, 3, ev_argv, REDIS_REPLY_INTEGER, o->rt_iters);
+    }
+    double tc = bench_median(a, o->runs), tf = bench_median(b, o->runs);
+    snprintf(label, sizeof label, "[%s] touch", name);
+    report_line(label, tc, "ns", tf, t.is_cluster ? 1.2 : -1, "floor: EVALSHA 'return 1'");
+    topo_result(name, "touch_ns", tc, tf);
+    out->get = g;
+    out->touch = tc;
+
+    /* list-all vs per-node SCAN+MGET (cluster: GETs) */
+    size_t got = 0;
+    long raw = 0;
+    for (int k = 0; k < o->runs; k++) {
+        acache__affinity_list *l = NULL;
+        double s0 = bench_now();
+        int rc = acache__affinity_list_fetch(&l, c, NULL);
+        if (rc)
+            die("acache__affinity_list_fetch", rc);
+        got = acache__affinity_list_count(l);
+        acache__affinity_list_free(l);
+        a[k] = bench_now() - s0;
+        s0 = bench_now();
+        raw = topo_scan_all(&t, 0);
+        b[k] = bench_now() - s0;
+    }
+    double la = bench_median(a, o->runs), lf = bench_median(b, o->runs);
+    snprintf(label, sizeof label, "[%s] list_all", name);
+    char note[96];
+    snprintf(note, sizeof note, "%zu listed, floor %ld values (%s per node)", got, raw,
+             t.is_cluster ? "SCAN+GETs" : "SCAN+MGET");
+    report_line(label, la, "s", lf, 1.5, note);
+    topo_result(name, "list_all_s", la, lf);
+    if (got != d->n || raw != (long)d->n)
+        fprintf(stderr, "bench: WARNING: %s: listed %zu, floor %ld of %zu\n", name, got,
+                raw, d->n);
+
+    /* clear-all vs per-node SCAN+UNLINK (cluster: one UNLINK per key) */
+    int cruns = o->n > 200000 ? 1 : 3;
+    size_t removed = 0;
+    for (int k = 0; k < cruns; k++) {
+        double s0 = bench_now();
+        int rc = acache__affinity_clear_all(&removed, c);
+        a[k] = bench_now() - s0;
+        if (rc)
+            die("acache__affinity_clear_all", rc);
+        if (topo_load(&t, d) != (long)d->n)
+            die("reload", ACACHE_ESTORE);
+        s0 = bench_now();
+        raw = topo_scan_all(&t, 1);
+        b[k] = bench_now() - s0;
+        if (topo_load(&t, d) != (long)d->n)
+            die("reload", ACACHE_ESTORE);
+    }
+    double ca = bench_median(a, cruns), cf = bench_median(b, cruns);
+    snprintf(label, sizeof label, "[%s] clear_all", name);
+    snprintf(note, sizeof note, "removed %zu, floor %ld (info)", removed, raw);
+    report_line(label, ca, "s", cf, -1, note);
+    topo_result(name, "clear_all_s", ca, cf);
+
+    acache_close(c);
+    topo_stop(&t);
+    return 0;
+}
+
+/* --topology LIST (comma separated; "all" = single,tls,cluster). */
+static int run_topologies(const char *list, const bench_data *d, const bench_opts *o)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", strcmp(list, "all") == 0 ? "single,tls,cluster" : list);
+    topo_point single = {0}, tls = {0};
+    int fails = 0;
+    for (char *save = NULL, *name = strtok_r(buf, ",", &save); name;
+         name = strtok_r(NULL, ",", &save)) {
+        topo_point pt = {0};
+        if (fig_topology(name, d, o, &pt)) {
+            fails++;
+            continue;
+        }
+        if (strcmp(name, "single") == 0)
+            single = pt;
+        else if (strcmp(name, "tls") == 0)
+            tls = pt;
+    }
+    if (single.get > 0 && tls.get > 0) {
+        report_line("tls vs single: get", tls.get, "ns", single.get, 1.15, NULL);
+        report_line("tls vs single: touch", tls.touch, "ns", single.touch, 1.15, NULL);
+        result_num("topo_tls_vs_single_get_ratio", tls.get / single.get);
+        result_num("topo_tls_vs_single_touch_ratio", tls.touch / single.touch);
+    }
+    return fails ? 1 : 0;
+}
+
 static void usage(void)
 {
     fprintf(
@@ -1394,7 +1814,10 @@ static void usage(void)
         "                   $ACACHE_TEST_PG_URI (run under "
         "tests/support/with-postgres.sh)\n"
         "  --pg-pages K     measure only the first K pages of 1000 (default: all)\n"
-        "  --mapping        model-mapping stats and TTL analysis figures (issue 4)\n");
+        "  --mapping        model-mapping stats and TTL analysis figures (issue 4)\n"
+        "  --topology LIST  single, tls, cluster (comma separated, or all): get, touch,\n"
+        "                   list-all and clear-all per topology against raw floors over\n"
+        "                   the same transport, on private servers (issue 10)\n");
 }
 
 int main(int argc, char **argv)
@@ -1424,6 +1847,9 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--pg-pages") == 0 && v) {
             o.pg_pages = (size_t)strtoull(v, NULL, 10);
             i++;
+        } else if (strcmp(a, "--topology") == 0 && v) {
+            o.topology = v;
+            i++;
         } else if (strcmp(a, "--pg") == 0) {
             o.pg = 1;
         } else if (strcmp(a, "--mapping") == 0) {
@@ -1441,6 +1867,23 @@ int main(int argc, char **argv)
         o.runs = o.n > 200000 ? 3 : 5;
     if (o.runs > 15)
         o.runs = 15;
+
+    if (o.topology) {
+        /* Private servers per topology only: --redis and the other figures do not apply. */
+        printf("acache-bench %s: n=%zu, topologies %s, runs=%d (median), %ld round-trip "
+               "iterations\n",
+               acache_version(), o.n, o.topology, o.runs, o.rt_iters);
+        result_int("n", (long long)o.n);
+        result_str("topology", o.topology);
+        print_loadavg("start");
+        bench_data d;
+        bench_data_init(&d, o.n);
+        int rc = run_topologies(o.topology, &d, &o);
+        print_loadavg("end");
+        results_print_json();
+        results_free();
+        return rc;
+    }
 
     bench_redis srv;
     if (o.redis_uri ? bench_redis_use(&srv, o.redis_uri) : bench_redis_start(&srv))
