@@ -21,8 +21,8 @@
 #include "aether_cache/aether_cache.h"
 #include "aether_cache/sys/store.h"
 #include "bench.h"
-#include "core/core.h" /* raw typed list and fill: private since 0.2 */
-#include "redis_server.h"              /* tests/support: private servers per topology */
+#include "core/core.h"              /* raw typed list and fill: private since 0.2 */
+#include "redis_server.h"           /* tests/support: private servers per topology */
 #include "store/redis/redis_priv.h" /* rconn: the floors use the library's transport */
 
 typedef struct bench_opts {
@@ -32,8 +32,8 @@ typedef struct bench_opts {
     long rt_iters;         /* iterations of round-trip ops */
     long local_iters;      /* iterations of in-process ops */
     int pg, mapping;
-    const char *only; /* NULL: every figure */
-    size_t pg_pages;  /* 0: all */
+    const char *only;     /* NULL: every figure */
+    size_t pg_pages;      /* 0: all */
     const char *topology; /* --topology: single,tls,cluster (issue 10) */
 } bench_opts;
 
@@ -1686,7 +1686,8 @@ static int fig_topology(const char *name, const bench_data *d, const bench_opts 
     }
     double g = bench_median(a, o->runs), gf = bench_median(b, o->runs);
     snprintf(label, sizeof label, "[%s] get (L1 off)", name);
-    report_line(label, g, "ns", gf, t.is_cluster ? 1.2 : -1, "floor: raw GET, same transport");
+    report_line(label, g, "ns", gf, t.is_cluster ? 1.2 : -1,
+                "floor: raw GET, same transport");
     topo_result(name, "get_ns", g, gf);
 
     /* touch vs one EVALSHA of a trivial script on the owning node */
@@ -1704,7 +1705,8 @@ static int fig_topology(const char *name, const bench_data *d, const bench_opts 
     }
     double tc = bench_median(a, o->runs), tf = bench_median(b, o->runs);
     snprintf(label, sizeof label, "[%s] touch", name);
-    report_line(label, tc, "ns", tf, t.is_cluster ? 1.2 : -1, "floor: EVALSHA 'return 1'");
+    report_line(label, tc, "ns", tf, t.is_cluster ? 1.2 : -1,
+                "floor: EVALSHA 'return 1'");
     topo_result(name, "touch_ns", tc, tf);
     out->get = g;
     out->touch = tc;
@@ -1768,7 +1770,8 @@ static int fig_topology(const char *name, const bench_data *d, const bench_opts 
 static int run_topologies(const char *list, const bench_data *d, const bench_opts *o)
 {
     char buf[128];
-    snprintf(buf, sizeof buf, "%s", strcmp(list, "all") == 0 ? "single,tls,cluster" : list);
+    snprintf(buf, sizeof buf, "%s",
+             strcmp(list, "all") == 0 ? "single,tls,cluster" : list);
     topo_point single = {0}, tls = {0};
     int fails = 0;
     for (char *save = NULL, *name = strtok_r(buf, ",", &save); name;
@@ -1869,7 +1872,8 @@ int main(int argc, char **argv)
         o.runs = 15;
 
     if (o.topology) {
-        /* Private servers per topology only: --redis and the other figures do not apply. */
+        /* Private servers per topology only: --redis and the other figures do not apply.
+         */
         printf("acache-bench %s: n=%zu, topologies %s, runs=%d (median), %ld round-trip "
                "iterations\n",
                acache_version(), o.n, o.topology, o.runs, o.rt_iters);
