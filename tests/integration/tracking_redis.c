@@ -91,6 +91,20 @@ static int in_l1(acache *h)
     return a != NULL;
 }
 
+/* Get until the pin sits in A's L1: the invalidation of A's own write that
+ * created it arrives asynchronously and may drop the first fill (no NOLOOP). */
+static void fill_l1(acache *h, char *out, size_t n)
+{
+    double end = mono_ms() + 2000;
+    for (;;) {
+        seen(h, out, n);
+        if (in_l1(h))
+            return;
+        cr_assert(mono_ms() < end, "the pin never stayed in the L1");
+        nap_us(1000);
+    }
+}
+
 static acache *open_tracking(void)
 {
     acache_options o = ACACHE_OPTIONS_INIT;
@@ -298,8 +312,7 @@ Test(tracking, subscriber_lost_bypasses_l1_until_resubscribed)
     redisContext *adm = admin();
     char got[64], want[32];
     cr_assert_eq(pin(a, "k0"), ACACHE_OK);
-    seen(a, got, sizeof got);
-    cr_assert(in_l1(a));
+    fill_l1(a, got, sizeof got);
 
     admin_cmd(adm, "ACL SETUSER default -client");
     admin_cmd(adm, "CLIENT KILL TYPE pubsub");
@@ -344,8 +357,7 @@ Test(tracking, flushdb_clears_the_l1)
     acache *a = open_tracking();
     char got[64];
     cr_assert_eq(pin(a, "k0"), ACACHE_OK);
-    seen(a, got, sizeof got);
-    cr_assert(in_l1(a));
+    fill_l1(a, got, sizeof got);
     redisContext *adm = admin();
     admin_cmd(adm, "FLUSHDB");
     double end = mono_ms() + 1000;
