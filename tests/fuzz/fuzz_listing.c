@@ -25,6 +25,7 @@
 #include <aether_cache/sys/store.h>
 
 #include "admin/listing_priv.h"
+#include "core/core.h"
 
 #define NOW 1000.0
 
@@ -328,6 +329,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in_data = data;
     in_size = size;
     body_off = nl ? kwlen + 1 : size;
+    /* The store's contents changed under the handle (as another process's
+     * writes would): drop the listing snapshots of the previous input, which
+     * only this handle's own writes invalidate. */
+    atomic_fetch_add(&handle->admin_gen, 1);
 
     size_t all = check_listing(NULL);
     if (kw[0] && check_listing(kw) > all)
