@@ -540,6 +540,18 @@ static int item_cmp(const void *pa, const void *pb)
     return r;
 }
 
+/* SCAN may return a key twice (while the server rehashes): keep one item of
+ * each run of equal ones, which item_cmp's order puts side by side. Items
+ * live in the listing's arena, so dropping one frees nothing. */
+static size_t drop_repeats(acache__listing_item *v, size_t n)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++)
+        if (w == 0 || item_cmp(&v[i], &v[w - 1]) != 0)
+            v[w++] = v[i];
+    return w;
+}
+
 /* ---- enrichment ---- */
 
 static void enrich_client(ctx *x, acache__listing_item *it)
@@ -942,8 +954,10 @@ static int build(acache__listing *l, acache *c, const char *kw, int filter,
             rc = keyword_filter(l, kw);
     }
     if (rc == ACACHE_OK) {
-        if (l->n > 1)
+        if (l->n > 1) {
             qsort(l->items, l->n, sizeof *l->items, item_cmp);
+            l->n = drop_repeats(l->items, l->n);
+        }
         uint64_t off = (uint64_t)l->offset;
         l->start = off >= l->n ? l->n : (size_t)off;
         size_t left = l->n - l->start;

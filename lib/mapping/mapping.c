@@ -273,6 +273,7 @@ static int has_mapping_name(const char *mappings_json, const char *name, size_t 
 typedef struct raw {
     bstr key, val;
     int has_val;
+    int family; /* census.seen only: the breakdown slot the key counts in */
     int64_t ttl;
 } raw;
 
@@ -336,6 +337,8 @@ static void rv_sort_cap(rawvec *r, size_t cap)
 
 typedef struct census {
     uint64_t breakdown[5];
+    rawvec seen;    /* every counted key (no value): SCAN may repeat a key, so
+                       the breakdown is counted over the distinct ones */
     rawvec resolve; /* global_model:resolve:* */
     rawvec pg;      /* provider_global keys whose remainder is exactly p:g */
     rawvec hits;    /* provider_global hits keys */
@@ -343,9 +346,20 @@ typedef struct census {
 
 static void census_free(census *cs)
 {
+    rv_free(&cs->seen);
     rv_free(&cs->resolve);
     rv_free(&cs->pg);
     rv_free(&cs->hits);
+}
+
+/* Remember a counted key of breakdown slot `family` (its value is not kept). */
+static int seen_push(census *cs, const acache_entry *e, int family)
+{
+    acache_entry k = {.key = e->key, .key_len = e->key_len};
+    int rc = rv_push(&cs->seen, &k);
+    if (rc == ACACHE_OK)
+        cs->seen.v[cs->seen.n - 1].family = family;
+    return rc;
 }
 
 /* The remainder after P_PG splits into exactly two parts at ':' (Python's
@@ -365,29 +379,30 @@ static size_t pg_split(const char *k, size_t len)
 
 static int census_add(census *cs, const acache_entry *e, size_t n)
 {
-    uint64_t *b = cs->breakdown;
     for (size_t i = 0; i < n; i++) {
         const char *k = e[i].key;
         size_t len = e[i].key_len;
-        int rc = ACACHE_OK;
+        int rc = ACACHE_OK, family = -1;
         if (!k)
             continue;
         if (has_prefix(k, len, P_MODEL_ID, LIT_LEN(P_MODEL_ID))) {
-            b[ACACHE_MM_MODEL_BY_ID]++;
+            family = ACACHE_MM_MODEL_BY_ID;
         } else if (has_prefix(k, len, P_PG_HITS, LIT_LEN(P_PG_HITS))) {
             rc = rv_push(&cs->hits, &e[i]); /* not counted */
         } else if (has_prefix(k, len, P_PG, LIT_LEN(P_PG))) {
-            b[ACACHE_MM_MODEL_BY_PROVIDER_GLOBAL]++;
+            family = ACACHE_MM_MODEL_BY_PROVIDER_GLOBAL;
             if (pg_split(k, len))
                 rc = rv_push(&cs->pg, &e[i]);
         } else if (has_prefix(k, len, P_GM_ID, LIT_LEN(P_GM_ID))) {
-            b[ACACHE_MM_GLOBAL_MODEL_BY_ID]++;
+            family = ACACHE_MM_GLOBAL_MODEL_BY_ID;
         } else if (has_prefix(k, len, P_GM_NAME, LIT_LEN(P_GM_NAME))) {
-            b[ACACHE_MM_GLOBAL_MODEL_BY_NAME]++;
+            family = ACACHE_MM_GLOBAL_MODEL_BY_NAME;
         } else if (has_prefix(k, len, P_GM_RESOLVE, LIT_LEN(P_GM_RESOLVE))) {
-            b[ACACHE_MM_GLOBAL_MODEL_RESOLVE]++;
+            family = ACACHE_MM_GLOBAL_MODEL_RESOLVE;
             rc = rv_push(&cs->resolve, &e[i]);
         }
+        if (rc == ACACHE_OK && family >= 0)
+            rc = seen_push(cs, &e[i], family);
         if (rc < 0)
             return rc;
     }
@@ -917,6 +932,10 @@ static int build(acache__model_mapping_stats *s, census *cs, acache_catalog *cat
 
 static void census_cap(census *cs, size_t cap)
 {
+    rv_sort_cap(&cs->seen, 0); /* distinct keys */
+    memset(cs->breakdown, 0, sizeof cs->breakdown);
+    for (size_t i = 0; i < cs->seen.n; i++)
+        cs->breakdown[cs->seen.v[i].family]++;
     rv_sort_cap(&cs->resolve, cap);
     rv_sort_cap(&cs->pg, cap);
     rv_sort_cap(&cs->hits, 0); /* sorted for hit_count's binary search */
@@ -935,7 +954,8 @@ int acache__model_mapping_stats_from_entries(acache__model_mapping_stats **out,
         return acache__oom();
     s->available = 1;
     s->ttl_s = ttl_seconds;
-    census cs = {{0}, {0}, {0}, {0}};
+    census cs;
+    memset(&cs, 0, sizeof cs);
     int rc = census_add(&cs, entries, n);
     if (rc == ACACHE_OK) {
         census_cap(&cs, cap ? cap : 100);
@@ -979,7 +999,8 @@ static int stats_impl(acache__model_mapping_stats **out, acache *c)
         return rc;
     }
     s->available = 1;
-    census cs = {{0}, {0}, {0}, {0}};
+    census cs;
+    memset(&cs, 0, sizeof cs);
     /* With values: nothing is read back by (NUL-terminated) name. */
     rc = c->store->scan(c->store, P_MODEL, 1, census_cb, &cs);
     if (rc == ACACHE_OK)

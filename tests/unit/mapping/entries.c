@@ -95,8 +95,11 @@ Test(mapping_entries, repeats_and_cap)
     acache__model_mapping_stats *s = NULL;
     cr_assert_eq(acache__model_mapping_stats_from_entries(&s, e, 3, NULL, 300, 1, 5),
                  ACACHE_OK);
+    /* A key SCAN returned twice is one key: the breakdown counts distinct keys
+     * (Aether's scan_iter count would include the repeat; that number depends
+     * on the server's rehashing, so it is not one to reproduce). */
     cr_assert_eq(acache__model_mapping_stats_breakdown(s, ACACHE_MM_GLOBAL_MODEL_RESOLVE),
-                 3);
+                 2);
     cr_assert_eq(acache__model_mapping_stats_unmapped_count(s), 1);
     cr_assert_str_eq(acache__model_mapping_stats_unmapped_name(s, 0), "a");
     cr_assert_eq(acache__model_mapping_stats_unmapped_ttl(s, 0), 5);
