@@ -378,14 +378,20 @@ static MHD_Result_t r_affinities(call *k)
     return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
 }
 
+/* Every DELETE route: remove the target's pins, answer the library's body. */
+static MHD_Result_t send_invalidation(call *k, const acache_target *t)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    int rc = acache_invalidate_json(&b, k->srv->cache, t);
+    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+}
+
 static MHD_Result_t r_clear_user(call *k)
 {
     acache_target t = ACACHE_TARGET_INIT;
     t.kind = ACACHE_TARGET_USER;
     t.identifier = k->seg[1];
-    acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_invalidate_json(&b, k->srv->cache, &t);
-    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+    return send_invalidation(k, &t);
 }
 
 static MHD_Result_t r_clear_single(call *k)
@@ -397,18 +403,14 @@ static MHD_Result_t r_clear_single(call *k)
     t.endpoint_id = k->seg[2];
     t.model_name = k->seg[3];
     t.api_format = k->seg[4];
-    acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_invalidate_json(&b, k->srv->cache, &t);
-    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+    return send_invalidation(k, &t);
 }
 
 static MHD_Result_t r_clear_all(call *k)
 {
     acache_target t = ACACHE_TARGET_INIT;
     t.kind = ACACHE_TARGET_ALL;
-    acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_invalidate_json(&b, k->srv->cache, &t);
-    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+    return send_invalidation(k, &t);
 }
 
 static MHD_Result_t r_clear_provider(call *k)
@@ -416,9 +418,7 @@ static MHD_Result_t r_clear_provider(call *k)
     acache_target t = ACACHE_TARGET_INIT;
     t.kind = ACACHE_TARGET_PROVIDER;
     t.provider_id = k->seg[1];
-    acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_invalidate_json(&b, k->srv->cache, &t);
-    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+    return send_invalidation(k, &t);
 }
 
 /* Extensions beside Aether's routes (docs/http-api.md): every pin to one
@@ -428,9 +428,7 @@ static MHD_Result_t r_clear_key(call *k)
     acache_target t = ACACHE_TARGET_INIT;
     t.kind = ACACHE_TARGET_KEY;
     t.key_id = k->seg[1];
-    acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_invalidate_json(&b, k->srv->cache, &t);
-    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+    return send_invalidation(k, &t);
 }
 
 static MHD_Result_t r_clear_endpoint(call *k)
@@ -438,9 +436,7 @@ static MHD_Result_t r_clear_endpoint(call *k)
     acache_target t = ACACHE_TARGET_INIT;
     t.kind = ACACHE_TARGET_ENDPOINT;
     t.endpoint_id = k->seg[1];
-    acache_buf b = ACACHE_BUF_INIT;
-    int rc = acache_invalidate_json(&b, k->srv->cache, &t);
-    return send_result(k->conn, k->rq, k->method, rc, &b, JSON_TYPE);
+    return send_invalidation(k, &t);
 }
 
 static MHD_Result_t r_mm_stats(call *k)
