@@ -148,15 +148,34 @@ int acache_affinity_touch(acache_touch_result *result, acache *c, const acache_t
     ACACHE__KEY_FREE(key, kbuf);
     if (rc)
         return rc;
-    if (outcome == ACACHE_TOUCH_CREATED)
-        atomic_fetch_add(&c->total_affinities, 1);
-    else if (outcome == ACACHE_TOUCH_SWITCHED)
-        atomic_fetch_add(&c->key_switches, 1);
-    else if (outcome == ACACHE_TOUCH_REFRESHED)
-        atomic_fetch_add(&c->refreshed, 1); /* fleet counters */
+    outcome = acache__touch_count(c, outcome);
     if (result)
         *result = (acache_touch_result)outcome;
     return ACACHE_OK;
+}
+
+int acache__touch_count(acache *c, int outcome)
+{
+    switch (outcome) {
+    case ACACHE_TOUCH_CREATED:
+        atomic_fetch_add(&c->total_affinities, 1);
+        break;
+    case ACACHE_TOUCH_SWITCHED_PROVIDER:
+        /* also a key switch: key_switches counts every switch, as Aether's */
+        atomic_fetch_add(&c->provider_switches, 1);
+        atomic_fetch_add(&c->key_switches, 1);
+        outcome = ACACHE_TOUCH_SWITCHED;
+        break;
+    case ACACHE_TOUCH_SWITCHED:
+        atomic_fetch_add(&c->key_switches, 1);
+        break;
+    case ACACHE_TOUCH_REFRESHED:
+        atomic_fetch_add(&c->refreshed, 1); /* fleet counters */
+        break;
+    default:
+        break;
+    }
+    return outcome;
 }
 
 int acache__affinity_set(acache_touch_result *result, acache *c, const char *affinity_key,

@@ -161,6 +161,10 @@ double acache__now(const acache *c);
 /* cache_affinity:{ak}:{fmt}:{model} into `buf` when it fits in `cap`, else a
  * new allocation (free it when the result != buf); NULL + error on bad fields
  * or ENOMEM. */
+/* Count a store's touch outcome in the handle's counters; returns what the
+ * caller sees (ACACHE_TOUCH_SWITCHED_PROVIDER becomes ACACHE_TOUCH_SWITCHED). */
+int acache__touch_count(acache *c, int outcome);
+
 char *acache__affinity_storage_key(char *buf, size_t cap, const char *affinity_key,
                                    const char *api_format, const char *model_name,
                                    int *status);

@@ -117,14 +117,6 @@ static dentry *entry_new(const acache_touch_req *r, uint64_t h)
     return e;
 }
 
-static void count_outcome(acache *c, int outcome)
-{
-    if (outcome == ACACHE_TOUCH_CREATED)
-        atomic_fetch_add(&c->total_affinities, 1);
-    else if (outcome == ACACHE_TOUCH_SWITCHED)
-        atomic_fetch_add(&c->key_switches, 1);
-}
-
 /* Apply `delta` pending touches of `e` as batch `seq` (in flight, not under
  * the lock). */
 static int apply(acache *c, const dentry *e, uint64_t delta, double now, uint32_t ttl,
@@ -153,8 +145,10 @@ static int apply(acache *c, const dentry *e, uint64_t delta, double now, uint32_
     };
     int outcome = 0;
     int rc = c->store->affinity_touch(c->store, &req, &outcome, NULL, NULL);
-    if (!rc)
-        count_outcome(c, outcome);
+    /* Refreshes were counted when touch returned; a flush that finds the pin
+     * gone or moved counts as the creation or switch it turned into. */
+    if (!rc && outcome != ACACHE_TOUCH_REFRESHED)
+        (void)acache__touch_count(c, outcome);
     if (once != small)
         free(once);
     return rc;

@@ -24,6 +24,12 @@ static double rate(uint64_t hits, uint64_t misses)
 }
 
 /* Counter `name` of a fleet view (fleet.c's table). */
+/* a - b, or 0: two counters read a moment apart may cross */
+static uint64_t sub0(uint64_t a, uint64_t b)
+{
+    return a > b ? a - b : 0;
+}
+
 static uint64_t vv(const acache__fleet_view *v, const char *name)
 {
     size_t i = acache__fleet_index(name);
@@ -561,7 +567,10 @@ static int fleet_metrics(char **buf, size_t *len, size_t *cap,
             "acache_affinity_switches_total{kind=\"provider\"} %llu\n"
             "acache_affinity_switches_total{kind=\"key\"} %llu\n",
             (unsigned long long)vv(fv, "provider_switches"),
-            (unsigned long long)vv(fv, "key_switches"));
+            /* key_switches counts every switch (Aether's meaning): the
+             * labels split it, so that they sum to all switches */
+            (unsigned long long)sub0(vv(fv, "key_switches"),
+                                     vv(fv, "provider_switches")));
     if (!rc)
         rc = append(buf, len, cap,
                     "# HELP acache_affinity_invalidations_total Pins removed, by cause\n"

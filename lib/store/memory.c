@@ -219,6 +219,8 @@ static int m_affinity_touch(acache_store *self, const acache_touch_req *req, int
             int64_t was = acache_affinity_request_count(old);
             rec.request_count = was > INT64_MAX - delta ? INT64_MAX : was + delta;
             *result = ACACHE_TOUCH_REFRESHED;
+        } else if (strcmp(acache_affinity_provider_id(old), req->provider_id) != 0) {
+            *result = ACACHE_TOUCH_SWITCHED_PROVIDER;
         } else {
             *result = ACACHE_TOUCH_SWITCHED;
         }

@@ -143,8 +143,17 @@ Test(affinity, different_key_is_a_switch)
     cr_assert_eq(touch(AK, "claude", GM, "p", "e2", "k2", 0), ACACHE_TOUCH_SWITCHED);
     cr_assert_eq(touch(AK, "claude", GM, "p2", "e2", "k2", 0), ACACHE_TOUCH_SWITCHED);
     acache_stats s = stats();
-    cr_assert_eq(s.key_switches, 3);
+    cr_assert_eq(s.key_switches, 3); /* every switch, as Aether counts */
+    cr_assert_eq(s.provider_switches, 1, "p -> p2 is a provider switch");
     cr_assert_eq(s.total_affinities, 1);
+    /* Prometheus splits the switches by kind, summing to all of them. */
+    acache_buf m = ACACHE_BUF_INIT;
+    cr_assert_eq(acache_metrics_text(&m, c), ACACHE_OK);
+    cr_assert(strstr(m.ptr, "acache_affinity_switches_total{kind=\"provider\"} 1\n"),
+              "%s", m.ptr);
+    cr_assert(strstr(m.ptr, "acache_affinity_switches_total{kind=\"key\"} 2\n"), "%s",
+              m.ptr);
+    acache_buf_dispose(&m);
 }
 
 Test(affinity, supports_caching_false_writes_nothing)

@@ -186,8 +186,13 @@ Test(sentinel, failover_keeps_every_acknowledged_touch, .timeout = 120)
     st->health(st, &h);
     cr_expect_geq(h.primary_changes, 1);
 
-    /* Every acknowledged touch is in the store: request_count >= OK touches
-     * (a touch that failed with an outcome unknown may have counted too). */
+    /* Every pin survives, and with it its acknowledged touches, except those
+     * the primary acknowledged in its last moments before the SIGKILL and had
+     * not yet streamed to the replica: Redis replication is asynchronous
+     * (docs/redis.md "Sentinel"), so a few may go. Bounded here by a handful
+     * per thread; a touch that failed with its outcome unknown may have counted
+     * too, so a pin's count can also exceed its OK touches. */
+    uint64_t lost = 0;
     for (int i = 0; i < THREADS; i++)
         for (int k = 0; k < PINS_PER_THREAD; k++) {
             char key[64];
@@ -195,12 +200,16 @@ Test(sentinel, failover_keeps_every_acknowledged_touch, .timeout = 120)
             acache_affinity *a = NULL;
             cr_assert_eq(acache_affinity_get(&a, c, key, "openai", "gpt-4"), ACACHE_OK,
                          "%s: %s", key, acache_last_error());
-            cr_expect_geq((uint64_t)acache_affinity_request_count(a), l[i].ok[k],
-                          "%s: request_count %lld < %llu OK touches", key,
-                          (long long)acache_affinity_request_count(a),
-                          (unsigned long long)l[i].ok[k]);
+            uint64_t have = (uint64_t)acache_affinity_request_count(a);
+            if (have < l[i].ok[k])
+                lost += l[i].ok[k] - have;
             acache_affinity_free(a);
         }
+    fprintf(stderr,
+            "sentinel failover: %llu acknowledged touch(es) not on the new primary\n",
+            (unsigned long long)lost);
+    cr_expect_leq(lost, 4 * THREADS, "%llu acknowledged touches lost in the failover",
+                  (unsigned long long)lost);
     acache_close(c);
     test_sentinel_stop(&set);
 }

@@ -178,7 +178,8 @@ Test(touch_script, delta_adds_and_new_pins_start_at_it)
         "\"api_format\": \"claude\", \"model_name\": \"m\", \"created_at\": 1.0, "
         "\"expire_at\": 1800000900.0, \"request_count\": 10}",
         3, &g, after, sizeof after);
-    cr_assert_eq(r, ACACHE_TOUCH_SWITCHED);
+    /* the store says which switch: this one changed the provider (q -> p) */
+    cr_assert_eq(r, ACACHE_TOUCH_SWITCHED_PROVIDER);
     cr_expect_eq(g.count, 3);
     /* big delta near the top saturates */
     r = touch_value(s,

@@ -166,6 +166,11 @@ typedef struct acache_store_health {
 
 typedef struct acache_store acache_store;
 
+/** Store-level touch outcome: a switch to another provider. Callers of
+ *  acache_affinity_touch() see ACACHE_TOUCH_SWITCHED; the core counts it in
+ *  key_switches (every switch, as Aether counts) and in provider_switches. */
+#define ACACHE_TOUCH_SWITCHED_PROVIDER 4
+
 struct acache_store {
     unsigned int version; /* ACACHE_STORE_VERSION */
     const char *scheme;   /* "memory", "redis": static string */
@@ -179,8 +184,10 @@ struct acache_store {
                         void *payload);
 
     /** Atomic create / refresh / switch. `*result` receives an
-     *  acache_touch_result; `cb` (may be NULL) sees the record written. A live
-     *  pin is one whose expire_at > req->now. */
+     *  acache_touch_result, or ACACHE_TOUCH_SWITCHED_PROVIDER for a switch
+     *  whose provider_id changed (optional: a store that cannot tell answers
+     *  ACACHE_TOUCH_SWITCHED); `cb` (may be NULL) sees the record written. A
+     *  live pin is one whose expire_at > req->now. */
     int (*affinity_touch)(acache_store *self, const acache_touch_req *req, int *result,
                           acache_record_cb cb, void *payload);
 

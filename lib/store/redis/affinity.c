@@ -136,7 +136,8 @@ static int touch_take(void *p, size_t i, const redisReply *r)
         return ACACHE_OK;
     }
     if (r->type == REDIS_REPLY_INTEGER &&
-        (r->integer == ACACHE_TOUCH_CREATED || r->integer == ACACHE_TOUCH_SWITCHED)) {
+        (r->integer == ACACHE_TOUCH_CREATED || r->integer == ACACHE_TOUCH_SWITCHED ||
+         r->integer == ACACHE_TOUCH_SWITCHED_PROVIDER)) {
         t->outcome = (int)r->integer;
         t->created_at = t->req->now;
         t->count = t->req->count_delta ? (int64_t)t->req->count_delta : 1;

@@ -17,7 +17,8 @@
 --     there: an earlier call that timed out on the client ran after all)
 --     returns 0 and writes nothing.
 -- A new pin's value is head .. now .. mid .. delta .. '}'.
--- Returns 1 (created) or 3 (switched) as an integer, or for a refresh the
+-- Returns 1 (created), 3 (switched to another endpoint or key of the same
+-- provider) or 4 (switched to another provider) as an integer, or for a refresh the
 -- string "COUNT CREATED_AT" (new request_count, created_at text kept): one
 -- bulk reply costs Redis less than a table.
 --
@@ -101,7 +102,8 @@ local ok, v = pcall(cjson.decode, raw)
 if ok and type(v) == 'table' and type(v.provider_id) == 'string'
    and type(v.endpoint_id) == 'string' and type(v.key_id) == 'string'
    and finite(v.expire_at) and v.expire_at > now then
-  if v.provider_id ~= ARGV[5] or v.endpoint_id ~= ARGV[6] or v.key_id ~= ARGV[7] then
+  if v.provider_id ~= ARGV[5] then return fresh(4) end
+  if v.endpoint_id ~= ARGV[6] or v.key_id ~= ARGV[7] then
     return fresh(3)
   end
   local created = string.match(raw, '"created_at": *(-?[%d.eE+-]+)')
