@@ -119,8 +119,14 @@ typedef struct redis_store {
     char touch_sha[41], delete_sha[41], report_sha[41];
 
     struct redis_sentinel *sentinel; /* redis-sentinel://; NULL otherwise */
-    struct redis_guard *guard;       /* breaker.c; NULL until installed */
-    struct redis_cluster *cluster;   /* redis-cluster:// (cluster.c); NULL otherwise */
+    /* Sentinel ?wait_replicas=N: script writes are acknowledged once
+     * min(N, replicas) replicas hold them (WAIT), `replicas` being how many
+     * the primary listed in ROLE at the last dial (0 after a failover left
+     * it alone: nothing to wait for, and nothing a failover could lose). */
+    int wait_replicas;
+    _Atomic int replicas;
+    struct redis_guard *guard;     /* breaker.c; NULL until installed */
+    struct redis_cluster *cluster; /* redis-cluster:// (cluster.c); NULL otherwise */
     int cluster_node; /* a node of a cluster store: scan.c GETs instead of MGET */
     struct redis_tracking *tracking; /* tracking.c: L1 invalidations; NULL when off */
 } redis_store;

@@ -63,6 +63,30 @@ static int append_call(rconn *c, const redis_script *sc, const char *sha, size_t
     return ACACHE_OK;
 }
 
+/* WAIT until `want` replicas hold the writes just made on `c`, at most the
+ * command timeout. Fewer: the write is on the primary but might not survive
+ * a failover, so it is an error (outcome unknown, as every failed write). */
+static int wait_replicas(redis_store *s, rconn *c, const char *what, int want)
+{
+    char n[12], ms[12];
+    snprintf(n, sizeof n, "%d", want);
+    snprintf(ms, sizeof ms, "%u", s->command_ms ? s->command_ms : 1);
+    const char *argv[] = {"WAIT", n, ms};
+    redisReply *r = NULL;
+    if (acache__redis_command(c, 3, argv, NULL, &r) != 0)
+        return acache__redis_io_fail(s, c, "WAIT", what);
+    int rc = ACACHE_OK;
+    if (r->type != REDIS_REPLY_INTEGER)
+        rc = acache__redis_reply_fail(r, "WAIT", what);
+    else if (r->integer < want)
+        rc = acache_error_set(ACACHE_ESTORE,
+                              "redis %s: %s reached %lld of %d replica(s) within %u ms "
+                              "(the write may not survive a failover)",
+                              s->where, what, (long long)r->integer, want, s->command_ms);
+    freeReplyObject(r);
+    return rc;
+}
+
 int acache__redis_eval(redis_store *s, rconn *c, const redis_script *sc, const char *sha,
                        size_t n, script_build_fn build, script_reply_fn take, void *ctx,
                        const char *what)
@@ -109,5 +133,8 @@ int acache__redis_eval(redis_store *s, rconn *c, const redis_script *sc, const c
         }
         done += group;
     }
+    int want = s->wait_replicas < s->replicas ? s->wait_replicas : s->replicas;
+    if (!rc && want > 0)
+        rc = wait_replicas(s, c, what, want);
     return rc;
 }

@@ -232,6 +232,10 @@ int acache__redis_sentinel_parse(redis_store *s, const char *uri)
         } else if (opt_is(q, n, "sentinel_user", &v, &vn)) {
             free(st->user);
             st->user = decode(v, vn, &rc);
+        } else if (opt_is(q, n, "wait_replicas", &v, &vn)) {
+            if (vn == 0 || vn > 2 || strspn(v, "0123456789") < vn ||
+                (s->wait_replicas = atoi(v)) > 16)
+                rc = bad("wait_replicas must be an integer in 0..16");
         } else if (opt_is(q, n, "tls", &v, &vn)) {
             if (vn == 3 && !strncmp(v, "yes", 3))
                 tls = 1;
@@ -480,6 +484,8 @@ int acache__redis_sentinel_check_role(redis_store *s, rconn *c, const rconn_targ
              r->element[0]->type == REDIS_REPLY_STRING && r->element[0]->len == 6 &&
              memcmp(r->element[0]->str, "master", 6) == 0;
     int rc = ACACHE_OK;
+    if (ok && r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY)
+        s->replicas = (int)r->element[2]->elements; /* for wait_replicas */
     if (!ok) {
         /* The sentinels' answer is out of date (a failover under way). */
         acache__redis_conn_failed(s);
