@@ -23,12 +23,13 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from acache_testlib import RESULTS, Redis, free_port, run  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CATALOG = os.path.join(HERE, "..", "..", "examples", "catalog.json")
@@ -68,54 +69,12 @@ def expect(want, *args, **kw):
     return out, err
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def secret_file(name, content, mode):
     path = os.path.join(TMP, name)
     with open(path, "w", encoding="utf-8") as f:
         f.write(content)
     os.chmod(path, mode)
     return path
-
-
-class Redis:
-    def __init__(self, password=None):
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(dir=TMP)
-        self.password = password
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir] +
-            (["--requirepass", password] if password else []),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                if self.cli("PING").strip() == "PONG":
-                    return
-            except subprocess.CalledProcessError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("redis-server did not start")
-
-    @property
-    def uri(self):
-        return "redis://127.0.0.1:%d/0" % self.port
-
-    def cli(self, *args):
-        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
-        return subprocess.run(["redis-cli", "-p", str(self.port), *auth, *args], check=True,
-                              capture_output=True, text=True).stdout
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()  # our own server, by PID
-            self.proc.wait()
 
 
 # --------------------------------------------------------------- memory store
@@ -538,15 +497,12 @@ def on_pty(cmd, answer):
 
 # --------------------------------------------------------------- runner
 
-RESULTS = {"passed": 0, "failed": 0}
-
-
 def check_store_env():
     """Aether's variables when no --store is given (examples/common/store_env.c):
     --store > ACACHE_STORE > REDIS_SENTINEL_HOSTS > REDIS_URL (+ REDIS_PASSWORD)
     > memory://, with the password percent-encoded into the URI."""
     pw = "p@ss:w/rd%?&#"
-    r = Redis(password=pw)
+    r = Redis(TMP, password=pw)
     sent = None
     try:
         url = "redis://127.0.0.1:%d/0" % r.port
@@ -609,20 +565,6 @@ def check_store_env():
         r.stop()
 
 
-def run(name, fn, *a):
-    t0 = time.monotonic()
-    try:
-        fn(*a)
-    except Exception:  # noqa: BLE001 - report every failure and go on
-        RESULTS["failed"] += 1
-        print("FAIL %s (%.2fs)" % (name, time.monotonic() - t0))
-        traceback.print_exc(file=sys.stdout)
-    else:
-        RESULTS["passed"] += 1
-        print("ok   %s (%.2fs)" % (name, time.monotonic() - t0))
-    sys.stdout.flush()
-
-
 def main():
     global ARGS, TMP
     ap = argparse.ArgumentParser()
@@ -646,7 +588,7 @@ def main():
             print("SKIP redis: redis-server not installed")
         else:
             run("store_env", check_store_env)
-            r = Redis()
+            r = Redis(TMP)
             try:
                 run("redis", check_redis, r)
                 run("clear_key_endpoint", check_clear_key_endpoint, r)

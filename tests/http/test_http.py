@@ -29,8 +29,11 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import acache_testlib  # noqa: E402
+from acache_testlib import RESULTS, free_port, run  # noqa: E402
 
 MON = "/api/admin/monitoring/cache"
 USAGE = "/api/admin/usage/cache-affinity"
@@ -58,12 +61,6 @@ def check_err(data):
     assert isinstance(body.get("detail"), str) and body == err(body["detail"]), body
     assert data.startswith(b'{"detail": '), data  # detail first, as docs/http-api.md shows
     return body["detail"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def asan_env(extra=""):
@@ -161,32 +158,8 @@ class Server:
         return self.proc.returncode
 
 
-class Redis:
-    def __init__(self, port=None):
-        self.port = port or free_port()
-        self.dir = tempfile.mkdtemp(dir=TMP)
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                if self.cli("PING").strip() == "PONG":
-                    return
-            except subprocess.CalledProcessError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("redis-server did not start")
-
-    @property
-    def uri(self):
-        return "redis://127.0.0.1:%d/0" % self.port
-
-    def cli(self, *args):
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args], check=True,
-                              capture_output=True, text=True).stdout
+class Redis(acache_testlib.Redis):
+    """The shared private server, with bulk loading and EXISTS."""
 
     def pipe(self, commands):
         """Send many commands through redis-cli --pipe (RESP generated here)."""
@@ -202,11 +175,6 @@ class Redis:
 
     def exists(self, key):
         return int(self.cli("EXISTS", key).strip()) == 1
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 def aether_pin(ak, fmt, model, prov, ep, key, now, ttl=3600, count=1):
@@ -469,7 +437,7 @@ def ready(s, timeout=10):
 def check_readyz_redis():
     """/readyz follows a redis-server the test pauses (SIGSTOP: timeout),
     stops (refused: error) and restarts; /healthz stays 200 throughout."""
-    r = Redis()
+    r = Redis(TMP)
     s = None
     try:
         s = Server(r.uri, catalog=write_catalog(time.time()),
@@ -503,7 +471,7 @@ def check_readyz_redis():
         assert body["catalog"]["state"] == "ok", body  # named per component
         assert s.request("GET", "/healthz", token=None)[0] == 200
         assert "readyz: store" in s.log(), s.log()[-2000:]  # the cause is logged, not served
-        r = Redis(port=port)
+        r = Redis(TMP, port=port)
         deadline = time.monotonic() + 10
         while ready(s)[0] != 200:
             assert time.monotonic() < deadline, "not ready after the restart"
@@ -1200,23 +1168,6 @@ def check_analysis_routes(s):
 
 # --------------------------------------------------------------- runner
 
-RESULTS = {"passed": 0, "failed": 0}
-
-
-def run(name, fn, *a):
-    t0 = time.monotonic()
-    try:
-        fn(*a)
-    except Exception:  # noqa: BLE001 - report every failure and go on
-        RESULTS["failed"] += 1
-        print("FAIL %s (%.2fs)" % (name, time.monotonic() - t0))
-        traceback.print_exc(file=sys.stdout)
-    else:
-        RESULTS["passed"] += 1
-        print("ok   %s (%.2fs)" % (name, time.monotonic() - t0))
-    sys.stdout.flush()
-
-
 def main():
     global ARGS, TMP
     ap = argparse.ArgumentParser()
@@ -1254,7 +1205,7 @@ def main():
         if not shutil.which("redis-server"):
             print("SKIP redis: redis-server not installed")
         else:
-            r = Redis()
+            r = Redis(TMP)
             try:
                 now = time.time()
                 catalog = write_catalog(now)
