@@ -1,7 +1,9 @@
-/* Public entry points of the secrets module. */
+/* Public entry points of the secrets module that need no handle (the one
+ * that reads a handle's key is lib/core/secrets.c: crypto stays below core). */
 #include <string.h>
 
-#include "../core/core.h"
+#include "aether_cache/aether_cache.h"
+#include "aether_cache/sys/errors.h"
 #include "crypto.h"
 
 int acache__crypto_decrypt_and_mask(acache__crypto *k, const char *stored,
@@ -25,19 +27,6 @@ int acache_mask_key(acache_buf *out, const char *key, size_t key_len,
     if (!out)
         return acache_error_set(ACACHE_EINVALID, "mask: out is NULL");
     return acache__mask(out, key, key_len, prefix_len, suffix_len);
-}
-
-int acache_decrypt_and_mask(acache_buf *out, acache *c, const char *stored)
-{
-    if (!out || !c)
-        return acache_error_set(ACACHE_EINVALID,
-                                "decrypt_and_mask: out or handle is NULL");
-    if (!stored || !*stored)
-        return ACACHE_ENOTFOUND;
-    if (!c->crypto)
-        return acache_error_set(ACACHE_ECRYPTO,
-                                "decrypt_and_mask: no encryption key configured");
-    return acache__crypto_decrypt_and_mask(c->crypto, stored, out);
 }
 
 int acache_decrypt_and_mask_with_key(acache_buf *out, const char *encryption_key,
