@@ -651,6 +651,25 @@ typedef struct join {
     size_t ngms, capg;
 } join;
 
+/* Providers and global models are both (id, name, display_name) rows:
+ * one copy and one free for the three strings of either. */
+static int named_dup(const char **id, const char **name, const char **dn, const char *sid,
+                     const char *sname, const char *sdn)
+{
+    int oom = 0;
+    *id = dup_or_null(sid, &oom);
+    *name = dup_or_null(sname, &oom);
+    *dn = dup_or_null(sdn, &oom);
+    return oom ? acache__oom() : 0;
+}
+
+static void named_free(const char *id, const char *name, const char *dn)
+{
+    free((char *)id);
+    free((char *)name);
+    free((char *)dn);
+}
+
 static int model_cb(const acache_cat_model *row, void *payload)
 {
     join *j = payload;
@@ -672,13 +691,10 @@ static int provider_cb(const acache_cat_provider *row, void *payload)
     join *j = payload;
     if (acache__grow(&j->provs, &j->capp, j->nprovs, sizeof *j->provs))
         return ACACHE_ENOMEM;
-    int oom = 0;
     acache_cat_provider *p = &j->provs[j->nprovs++];
-    p->id = dup_or_null(row->id, &oom);
-    p->name = dup_or_null(row->name, &oom);
-    p->display_name = dup_or_null(row->display_name, &oom);
     p->is_active = row->is_active;
-    return oom ? acache__oom() : 0;
+    return named_dup(&p->id, &p->name, &p->display_name, row->id, row->name,
+                     row->display_name);
 }
 
 static int gm_cb(const acache_cat_global_model *row, void *payload)
@@ -686,13 +702,10 @@ static int gm_cb(const acache_cat_global_model *row, void *payload)
     join *j = payload;
     if (acache__grow(&j->gms, &j->capg, j->ngms, sizeof *j->gms))
         return ACACHE_ENOMEM;
-    int oom = 0;
     acache_cat_global_model *g = &j->gms[j->ngms++];
-    g->id = dup_or_null(row->id, &oom);
-    g->name = dup_or_null(row->name, &oom);
-    g->display_name = dup_or_null(row->display_name, &oom);
     g->is_active = row->is_active;
-    return oom ? acache__oom() : 0;
+    return named_dup(&g->id, &g->name, &g->display_name, row->id, row->name,
+                     row->display_name);
 }
 
 static void join_free(join *j)
@@ -704,17 +717,11 @@ static void join_free(join *j)
         free(j->models[i].mappings);
     }
     free(j->models);
-    for (size_t i = 0; i < j->nprovs; i++) {
-        free((char *)j->provs[i].id);
-        free((char *)j->provs[i].name);
-        free((char *)j->provs[i].display_name);
-    }
+    for (size_t i = 0; i < j->nprovs; i++)
+        named_free(j->provs[i].id, j->provs[i].name, j->provs[i].display_name);
     free(j->provs);
-    for (size_t i = 0; i < j->ngms; i++) {
-        free((char *)j->gms[i].id);
-        free((char *)j->gms[i].name);
-        free((char *)j->gms[i].display_name);
-    }
+    for (size_t i = 0; i < j->ngms; i++)
+        named_free(j->gms[i].id, j->gms[i].name, j->gms[i].display_name);
     free(j->gms);
 }
 
