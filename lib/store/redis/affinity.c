@@ -1,5 +1,5 @@
-/* Affinity slots of the Redis store: get, the touch script, the
- * compare-and-delete script. */
+/* Affinity slots of the Redis store: get, touch (the swap path, else the
+ * touch script), the compare-and-delete script. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +19,11 @@ int acache__redis_affinity_get(acache_store *self, const char *key, acache_recor
         return rc;
     if (r->type == REDIS_REPLY_NIL)
         rc = acache_error_set(ACACHE_ENOTFOUND, "no affinity at %s", key);
-    else if (r->type == REDIS_REPLY_STRING)
+    else if (r->type == REDIS_REPLY_STRING) {
         rc = acache_record_parse(r->str, r->len, cb, payload);
-    else
+        if (!rc) /* the touch that usually follows can then swap */
+            acache__redis_hint_from_value(s->hints, key, r->str, r->len);
+    } else
         rc = acache__redis_reply_fail(r, "GET", key);
     freeReplyObject(r);
     return rc;
@@ -77,14 +79,22 @@ static int render_touch(touch_text *t, const acache_touch_req *req)
 
 typedef struct touch_ctx {
     const acache_touch_req *req;
-    const char *argv[14];
-    size_t lens[14];
+    const char *argv[16];
+    size_t lens[16];
     const char *now, *ttl, *delta, *seq;
     touch_text *tt;
+    /* repair.lua only: W's created_at and count text, the old value O */
+    const char *w_created, *w_count;
+    size_t w_created_len;
+    const char *old;
+    size_t old_len;
+    int has_old;
     /* from the reply */
     int outcome;
     double created_at;
     int64_t count;
+    char created[64]; /* a refresh's created_at text, as the script kept it */
+    size_t created_len;
 } touch_ctx;
 
 static int touch_build(void *p, size_t i, script_call *call)
@@ -122,18 +132,18 @@ static int touch_build(void *p, size_t i, script_call *call)
     return ACACHE_OK;
 }
 
-/* The script's reply: 1 / 3 as an integer, or "COUNT CREATED_AT" for a
- * refresh (bytes with a length: parsed from a bounded copy). */
-static int touch_take(void *p, size_t i, const redisReply *r)
+/* The reply of touch.lua or repair.lua: 1 / 3 / 4 as an integer, or
+ * "COUNT CREATED_AT" for a refresh (bytes with a length: parsed from a
+ * bounded copy). 1 when understood. */
+static int touch_parse(touch_ctx *t, const redisReply *r)
 {
-    (void)i;
-    touch_ctx *t = p;
+    t->created_len = 0;
     if (r->type == REDIS_REPLY_INTEGER && r->integer == 0 && t->req->once_key) {
         /* this batch was applied by an earlier call that seemed to fail */
         t->outcome = ACACHE_TOUCH_REFRESHED;
         t->created_at = t->req->now;
         t->count = 0;
-        return ACACHE_OK;
+        return 1;
     }
     if (r->type == REDIS_REPLY_INTEGER &&
         (r->integer == ACACHE_TOUCH_CREATED || r->integer == ACACHE_TOUCH_SWITCHED ||
@@ -141,7 +151,7 @@ static int touch_take(void *p, size_t i, const redisReply *r)
         t->outcome = (int)r->integer;
         t->created_at = t->req->now;
         t->count = t->req->count_delta ? (int64_t)t->req->count_delta : 1;
-        return ACACHE_OK;
+        return 1;
     }
     char buf[96];
     if (r->type == REDIS_REPLY_STRING && r->len > 2 && r->len < sizeof buf) {
@@ -153,10 +163,218 @@ static int touch_take(void *p, size_t i, const redisReply *r)
             t->outcome = ACACHE_TOUCH_REFRESHED;
             t->count = (int64_t)n;
             t->created_at = strtod(end + 1, NULL);
-            return ACACHE_OK;
+            size_t cl = r->len - (size_t)(end + 1 - buf);
+            if (cl < sizeof t->created) {
+                memcpy(t->created, end + 1, cl);
+                t->created_len = cl;
+            }
+            return 1;
         }
     }
+    return 0;
+}
+
+static int touch_take(void *p, size_t i, const redisReply *r)
+{
+    (void)i;
+    touch_ctx *t = p;
+    if (touch_parse(t, r))
+        return ACACHE_OK;
     return acache__redis_reply_fail(r, "EVALSHA", t->req->key);
+}
+
+/* ---- the swap path (docs/affinity.md "Touch: the swap path") ----
+ *
+ * A touch of a pin whose exact bytes this store knows (hint.c) is one
+ * native `SET key W EX ttl GET`, W being the refresh of those bytes. Redis
+ * runs that as cheaply as any SET (a script costs it 6x more, whatever it
+ * does), and the old value it returns says whether W was right: the known
+ * bytes -> W is exactly what touch.lua would have written; anything else ->
+ * repair.lua puts in the touch's true effect on that old value, in the same
+ * call. The value between the two always has the caller's target. */
+
+/* repair.lua: EVALSHA sha 1 KEY head now mid ttl p e k delta Wc Wn [O] */
+static int repair_build(void *p, size_t i, script_call *call)
+{
+    (void)i;
+    touch_ctx *t = p;
+    const acache_touch_req *req = t->req;
+    const char *args[16] = {
+        NULL,        NULL,       "1",          req->key,         t->tt->head,
+        t->now,      t->tt->mid, t->ttl,       req->provider_id, req->endpoint_id,
+        req->key_id, t->delta,   t->w_created, t->w_count,       t->old};
+    int k = t->has_old ? 15 : 14;
+    for (int j = 2; j < k; j++) {
+        t->argv[j] = args[j];
+        t->lens[j] = j == 14 ? t->old_len : strlen(args[j]);
+    }
+    t->lens[4] = t->tt->head_len;
+    t->lens[6] = t->tt->mid_len;
+    t->lens[12] = t->w_created_len;
+    call->argc = k;
+    call->argv = t->argv;
+    call->lens = t->lens;
+    return ACACHE_OK;
+}
+
+static int repair_take(void *p, size_t i, const redisReply *r)
+{
+    (void)i;
+    touch_ctx *t = p;
+    if (touch_parse(t, r))
+        return ACACHE_OK;
+    /* Not acache__redis_reply_fail: its notes would let the cluster code
+     * or the Sentinel guard run the touch again, and the SET already ran. */
+    return acache_error_set(ACACHE_ESTORE,
+                            "redis EVALSHA %s: %.*s (repair after SET ... GET: the "
+                            "touch's outcome is unknown)",
+                            t->req->key, r->type == REDIS_REPLY_ERROR ? (int)r->len : 22,
+                            r->type == REDIS_REPLY_ERROR ? r->str
+                                                         : "unexpected reply type");
+}
+
+static int starts_with(const redisReply *r, const char *w)
+{
+    size_t n = strlen(w);
+    return r->type == REDIS_REPLY_ERROR && r->len >= n && memcmp(r->str, w, n) == 0;
+}
+
+enum { SWAP_DONE, SWAP_NOT_RUN };
+
+/* Outcome in t (SWAP_DONE, rc), or SWAP_NOT_RUN: nothing was written, take
+ * the script path (a server without SET ... GET, a key of another type). */
+static int touch_swap(redis_store *s, rconn *c, const acache_touch_req *req,
+                      const hint_view *hv, uint64_t d, touch_ctx *t, int *rc)
+{
+    size_t klen = strlen(req->key);
+    int64_t n = hv->count;
+    n = (uint64_t)n > (uint64_t)INT64_MAX - d ? INT64_MAX : n + (int64_t)d;
+    char cnt[24];
+    int cl = snprintf(cnt, sizeof cnt, "%" PRId64, n);
+    /* W = the hint's head and created_at text, then mid (expire_at) */
+    char w[HINT_MAX + 96];
+    size_t pre = hv->created_off + hv->created_len, wl = pre;
+    memcpy(w, hv->val, pre);
+    memcpy(w + wl, t->tt->mid, t->tt->mid_len);
+    wl += t->tt->mid_len;
+    memcpy(w + wl, cnt, (size_t)cl);
+    wl += (size_t)cl;
+    w[wl++] = '}';
+    const char *argv[6] = {"SET", req->key, w, "EX", t->ttl, "GET"};
+    size_t lens[6] = {3, klen, wl, 2, strlen(t->ttl), 3};
+    int argc = 6;
+    if (req->ttl_s == 0) {
+        argv[3] = "GET";
+        lens[3] = 3;
+        argc = 4;
+    }
+    redisReply *r;
+    if (acache__redis_command(c, argc, argv, lens, &r) != 0) {
+        acache__redis_hint_drop(s->hints, req->key, klen);
+        *rc = acache__redis_io_fail(s, c, "SET", req->key);
+        return SWAP_DONE;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        int not_run = 0;
+        if (starts_with(r, "ERR syntax error")) { /* Redis < 6.2: no SET ... GET */
+            acache__redis_hints_script_only(s->hints);
+            not_run = 1;
+        } else if (starts_with(r, "WRONGTYPE")) { /* the script overwrites it */
+            not_run = 1;
+        }
+        acache__redis_hint_drop(s->hints, req->key, klen);
+        if (!not_run)
+            *rc = acache__redis_reply_fail(r, "SET", req->key); /* did not run */
+        freeReplyObject(r);
+        return not_run ? SWAP_NOT_RUN : SWAP_DONE;
+    }
+    if (r->type == REDIS_REPLY_STRING && r->len == hv->val_len &&
+        memcmp(r->str, hv->val, r->len) == 0) {
+        freeReplyObject(r);
+        t->outcome = ACACHE_TOUCH_REFRESHED;
+        t->count = n;
+        t->created_at = hv->created_at;
+        hint_fill f = {.val = w,
+                       .val_len = wl,
+                       .created_off = hv->created_off,
+                       .created_len = hv->created_len,
+                       .created_at = hv->created_at,
+                       .expire_at = req->now + req->ttl_s,
+                       .count = n,
+                       .strs = {req->provider_id, req->endpoint_id, req->key_id,
+                                req->api_format, req->model_name}};
+        acache__redis_hint_put(s->hints, req->key, klen, &f);
+        *rc = ACACHE_OK;
+        return SWAP_DONE;
+    }
+    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        acache__redis_hint_drop(s->hints, req->key, klen);
+        *rc = acache_error_set(ACACHE_ESTORE,
+                               "redis SET %s: unexpected reply type (the touch's outcome "
+                               "is unknown)",
+                               req->key);
+        return SWAP_DONE;
+    }
+    /* Someone else wrote since we knew the value (or it expired, or was
+     * removed): repair, and let this key take the script for a while. */
+    acache__redis_hint_contend(s->hints, req->key, klen, s->touch_contended_ms);
+    t->w_created = hv->val + hv->created_off;
+    t->w_created_len = hv->created_len;
+    t->w_count = cnt;
+    t->has_old = r->type == REDIS_REPLY_STRING;
+    t->old = t->has_old ? r->str : NULL;
+    t->old_len = t->has_old ? r->len : 0;
+    *rc =
+        acache__redis_eval(s, c, &acache__redis_repair_script, acache__redis_repair_sha(),
+                           1, repair_build, repair_take, t, req->key);
+    freeReplyObject(r);
+    t->created_len = 0; /* the repaired bytes are not known: no hint */
+    return SWAP_DONE;
+}
+
+/* After a script touch: the bytes it wrote are known exactly. */
+static void hint_after_script(redis_store *s, const acache_touch_req *req,
+                              const touch_text *tt, const touch_ctx *t)
+{
+    size_t klen = strlen(req->key);
+    if (req->once_key && t->count == 0) { /* an earlier call's batch: unknown */
+        acache__redis_hint_drop(s->hints, req->key, klen);
+        return;
+    }
+    const char *created = t->now;
+    size_t created_len = strlen(t->now);
+    char cnt[24];
+    if (t->outcome == ACACHE_TOUCH_REFRESHED) {
+        if (!t->created_len) {
+            acache__redis_hint_drop(s->hints, req->key, klen);
+            return;
+        }
+        created = t->created;
+        created_len = t->created_len;
+    }
+    int cl = snprintf(cnt, sizeof cnt, "%" PRId64, t->count);
+    size_t vl = tt->head_len + created_len + tt->mid_len + (size_t)cl + 1;
+    if (vl > HINT_MAX) {
+        acache__redis_hint_drop(s->hints, req->key, klen);
+        return;
+    }
+    char v[HINT_MAX];
+    memcpy(v, tt->head, tt->head_len);
+    memcpy(v + tt->head_len, created, created_len);
+    memcpy(v + tt->head_len + created_len, tt->mid, tt->mid_len);
+    memcpy(v + tt->head_len + created_len + tt->mid_len, cnt, (size_t)cl);
+    v[vl - 1] = '}';
+    hint_fill f = {.val = v,
+                   .val_len = vl,
+                   .created_off = tt->head_len,
+                   .created_len = created_len,
+                   .created_at = t->created_at,
+                   .expire_at = req->now + req->ttl_s,
+                   .count = t->count,
+                   .strs = {req->provider_id, req->endpoint_id, req->key_id,
+                            req->api_format, req->model_name}};
+    acache__redis_hint_put(s->hints, req->key, klen, &f);
 }
 
 int acache__redis_affinity_touch(acache_store *self, const acache_touch_req *req,
@@ -175,18 +393,41 @@ int acache__redis_affinity_touch(acache_store *self, const acache_touch_req *req
     char seq[24];
     snprintf(seq, sizeof seq, "%" PRIu64, req->once_seq);
     touch_text tt = {NULL, NULL, NULL, 0, 0};
-    int rc = render_touch(&tt, req);
-    if (rc)
-        return rc;
     touch_ctx t = {
         .req = req, .now = now, .ttl = ttl, .delta = delta, .seq = seq, .tt = &tt};
+    /* The swap path: synchronous touches (a deferred flush's at-most-once
+     * record needs the script), not under wait_replicas (the script path
+     * waits for the replicas), on a pin whose bytes we know. Its head and
+     * mid come from the hint, not from jansson. */
+    hint_view hv;
+    char mid[96];
+    int use_swap = !req->once_key && s->wait_replicas == 0 &&
+                   acache__redis_hint_find(s->hints, req, &hv);
+    if (use_swap) {
+        char exp[40];
+        acache__fmt_double(exp, sizeof exp, req->now + req->ttl_s);
+        tt.head = hv.val;
+        tt.head_len = hv.created_off;
+        tt.mid = mid;
+        tt.mid_len = (size_t)snprintf(mid, sizeof mid,
+                                      ", \"expire_at\": %s, \"request_count\": ", exp);
+    }
     sigpipe_guard g;
     acache__redis_sigpipe_block(s, &g);
     rconn *c;
+    int rc;
     /* Not retried (see redis_priv.h): a replay could count twice. */
     if (!(rc = acache__redis_conn_get(s, &c))) {
-        rc = acache__redis_eval(s, c, &acache__redis_touch_script, s->touch_sha, 1,
-                                touch_build, touch_take, &t, req->key);
+        if (!use_swap || touch_swap(s, c, req, &hv, d, &t, &rc) == SWAP_NOT_RUN) {
+            if (!(rc = render_touch(&tt, req))) {
+                rc = acache__redis_eval(s, c, &acache__redis_touch_script, s->touch_sha,
+                                        1, touch_build, touch_take, &t, req->key);
+                if (!rc)
+                    hint_after_script(s, req, &tt, &t);
+                else
+                    acache__redis_hint_drop(s->hints, req->key, strlen(req->key));
+            }
+        }
         acache__redis_conn_put(s, c, 0);
     }
     acache__redis_sigpipe_restore(&g);
@@ -261,6 +502,8 @@ int acache__redis_affinity_delete_if(acache_store *self, const acache_key *keys,
 {
     redis_store *s = (redis_store *)self;
     *deleted = 0;
+    for (size_t i = 0; i < n; i++) /* the touch swap path's hints (hint.c) */
+        acache__redis_hint_drop(s->hints, keys[i].ptr, keys[i].len);
     if (!m || (!m->provider_id && !m->endpoint_id && !m->key_id))
         return acache__redis_del(self, keys, n, deleted);
     if (n == 0)

@@ -2,7 +2,8 @@
  *
  *   store.c      vtable glue and lifetime (acache__store_redis_new)
  *   raw.c        raw key slots: get, set, del (UNLINK), ttl
- *   affinity.c   affinity slots: get, touch (script), delete_if (script)
+ *   affinity.c   affinity slots: get, touch (swap or script), delete_if (script)
+ *   hint.c       the touch swap path's hint table (docs/affinity.md)
  *   report.c     affinity_fail (script): the pin lifecycle's failure step
  *   scan.c       the SCAN + MGET pipeline behind both scans
  *   scripts.c    the Lua scripts (scripts/ *.lua, embedded at build time),
@@ -22,7 +23,8 @@
  *                enumeration on every primary (docs/redis.md "Cluster")
  *   slots.c      CRC16 key slots with hash tags
  *   tracking.c   L1 invalidations: a subscriber connection with CLIENT
- *                TRACKING (BCAST) and its reader thread (docs/redis.md)
+ *                TRACKING (BCAST) and its reader thread (docs/redis.md); on a
+ *                cluster one per primary and a manager following the map
  *
  * Retries: a pooled connection whose server went away (restart) is detected
  * before use by a zero-timeout poll() (an idle RESP connection never has
@@ -129,6 +131,17 @@ typedef struct redis_store {
     struct redis_cluster *cluster; /* redis-cluster:// (cluster.c); NULL otherwise */
     int cluster_node; /* a node of a cluster store: scan.c GETs instead of MGET */
     struct redis_tracking *tracking; /* tracking.c: L1 invalidations; NULL when off */
+    /* tracking.c on a cluster: `tracked` (a node) its subscriber is subscribed;
+     * `tracking_on` (the cluster store) cluster.c calls the tracking hooks,
+     * `tracking_users` of them are running. */
+    _Atomic int tracked, tracking_on, tracking_users;
+    /* Touch swap path (hint.c, affinity.c): URI touch=script turns it off,
+     * touch_contended_ms is how long a key that needed a repair uses the
+     * script (default 1000). A cluster's nodes borrow the cluster store's
+     * table and settings; NULL: no swap (touch=script). */
+    int touch_script;
+    uint32_t touch_contended_ms;
+    struct redis_hints *hints;
 } redis_store;
 
 /* hiredis writes with write(2), so a peer that vanished raises SIGPIPE and
@@ -181,7 +194,7 @@ typedef struct redis_script {
 extern const redis_script acache__redis_touch_script, acache__redis_delete_script;
 extern const redis_script acache__redis_report_script;
 
-/* SCRIPT LOAD both scripts on `c`; `first`: record their SHAs in `s`. */
+/* SCRIPT LOAD the scripts on `c`; `first`: record their SHAs in `s`. */
 int acache__redis_load_scripts(redis_store *s, rconn *c, int first);
 
 /* Builds the arguments of call `i` from argv[3] on (the helper fills argv[0]
@@ -203,6 +216,63 @@ typedef int (*script_reply_fn)(void *ctx, size_t i, const redisReply *r);
 int acache__redis_eval(redis_store *s, rconn *c, const redis_script *sc, const char *sha,
                        size_t n, script_build_fn build, script_reply_fn take, void *ctx,
                        const char *what);
+
+extern const redis_script acache__redis_repair_script;
+/* The repair script's SHA1 (hex), or NULL when it could not be computed. */
+const char *acache__redis_repair_sha(void);
+
+/* ---- hint.c: what this store last knew to be in Redis for a pin ----
+ *
+ * A fixed table (HINT_SLOTS, direct-mapped by a hash of the storage key,
+ * a mutex per slot; at most HINT_MAX bytes per entry) of the exact value
+ * bytes this store wrote or read for a key, so that a touch can write its
+ * result blindly with SET ... GET and check the old value it gets back
+ * (affinity.c). A hint is only ever a guess: every use is checked by Redis. */
+#define HINT_SLOTS 4096
+#define HINT_MAX 1024 /* key + value + target strings of one entry */
+
+typedef struct redis_hints redis_hints;
+
+/* A copy of one hint, taken under its slot's lock. The value's head (up to
+ * and including `"created_at": `) is val[0, created_off), its created_at
+ * text val[created_off, created_off + created_len). */
+typedef struct hint_view {
+    char val[HINT_MAX];
+    size_t val_len, created_off, created_len;
+    double created_at, expire_at;
+    int64_t count;
+} hint_view;
+
+/* What a hint is filled with: the value bytes and their fields; strs are
+ * provider_id, endpoint_id, key_id, api_format, model_name. */
+typedef struct hint_fill {
+    const char *val;
+    size_t val_len, created_off, created_len;
+    double created_at, expire_at;
+    int64_t count;
+    const char *strs[5];
+} hint_fill;
+
+int acache__redis_hints_new(redis_hints **out);
+void acache__redis_hints_free(redis_hints *h);
+/* 1 and *out filled when the key has a hint with req's target, api_format
+ * and model, live at req->now, and is not marked contended. */
+int acache__redis_hint_find(redis_hints *h, const acache_touch_req *req, hint_view *out);
+void acache__redis_hint_put(redis_hints *h, const char *key, size_t key_len,
+                            const hint_fill *f);
+/* Forget the value (the contention mark stays). */
+void acache__redis_hint_drop(redis_hints *h, const char *key, size_t key_len);
+/* Drop the value and make find() refuse the key for `ms` milliseconds. */
+void acache__redis_hint_contend(redis_hints *h, const char *key, size_t key_len,
+                                uint32_t ms);
+/* The server refused SET ... GET (Redis < 6.2): script touches from now on. */
+void acache__redis_hints_script_only(redis_hints *h);
+int acache__redis_hints_is_script_only(const redis_hints *h);
+/* Fill from a value read with GET when it is in the exact layout a touch
+ * writes (head of plain strings in Python's json.dumps order, then
+ * created_at, expire_at, request_count); anything else is not kept. */
+void acache__redis_hint_from_value(redis_hints *h, const char *key, const char *val,
+                                   size_t len);
 
 /* ---- scan.c ---- */
 
@@ -326,13 +396,22 @@ void acache__redis_cluster_note(const redisReply *r);
 int acache__redis_cluster_asking(redis_store *s, rconn *c);
 /* MOVED + ASK redirections followed since open (0: not a cluster). */
 uint64_t acache__redis_cluster_redirects(const acache_store *st);
+/* tracking.c: the nodes that serve a slot in the map now (at most max). */
+int acache__redis_cluster_owners(redis_store *s, redis_store **out, int max);
+/* tracking.c: mark the map for a refresh and refresh it if allowed now. */
+void acache__redis_cluster_poke(redis_store *s);
 
 /* ---- tracking.c: the invalidations_* slots (docs/redis.md "L1 invalidation") ---- */
 
-/* Set the slots on a single-node / Sentinel store (a cluster keeps the
- * time-based L1); stop the reader thread (r_free; idempotent). */
+/* Set the slots (single node, Sentinel: one subscriber; cluster: one per
+ * primary, following the slot map); stop the threads (r_free; idempotent). */
 void acache__redis_tracking_register(acache_store *st);
 void acache__redis_tracking_free(redis_store *s);
+/* cluster.c hooks, on the cluster store: a command is about to run on `node`,
+ * which has no live subscriber of ours or is an -ASK target (`asked`); the
+ * set of slot owners changed with a map refresh. */
+void acache__redis_tracking_unwatched(redis_store *s, redis_store *node, int asked);
+void acache__redis_tracking_topology(redis_store *s);
 
 /* ---- tls.c ---- */
 

@@ -74,6 +74,9 @@ int acache__redis_affinity_fail(acache_store *self, const acache_fail_req *req,
         acache__redis_conn_put(s, c, 0);
     }
     acache__redis_sigpipe_restore(&g);
+    /* The value changed (failure_count) or went: the touch swap path's hint
+     * is stale, so the next touch takes the script rather than a repair. */
+    acache__redis_hint_drop(s->hints, req->key, strlen(req->key));
     if (rc)
         return rc;
     *result = f.result;

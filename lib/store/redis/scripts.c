@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "acache_redis_scripts.h"
 #include "redis_priv.h"
 
@@ -13,6 +15,35 @@ const redis_script acache__redis_delete_script = {"delete_if", acache_lua_delete
                                                   ACACHE_LUA_DELETE_IF_LEN};
 const redis_script acache__redis_report_script = {"report", acache_lua_report,
                                                   ACACHE_LUA_REPORT_LEN};
+const redis_script acache__redis_repair_script = {"repair", acache_lua_repair,
+                                                  ACACHE_LUA_REPAIR_LEN};
+
+/* The repair script's SHA1, computed here rather than kept per store: a
+ * cluster's nodes copy the others' SHAs field by field, and this one needs
+ * no server (a NOSCRIPT falls back to EVAL anyway). */
+static char repair_sha[41];
+static pthread_once_t repair_once = PTHREAD_ONCE_INIT;
+
+static void repair_sha_init(void)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!EVP_Digest(acache_lua_repair, ACACHE_LUA_REPAIR_LEN, md, &n, EVP_sha1(), NULL) ||
+        n != 20)
+        return; /* "" : acache__redis_repair_sha answers NULL, EVAL is used */
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < 20; i++) {
+        repair_sha[2 * i] = hex[md[i] >> 4];
+        repair_sha[2 * i + 1] = hex[md[i] & 15];
+    }
+    repair_sha[40] = '\0';
+}
+
+const char *acache__redis_repair_sha(void)
+{
+    pthread_once(&repair_once, repair_sha_init);
+    return repair_sha[0] ? repair_sha : NULL;
+}
 
 static int load_one(redis_store *s, rconn *c, const redis_script *sc, char *sha,
                     int first)
@@ -38,6 +69,10 @@ int acache__redis_load_scripts(redis_store *s, rconn *c, int first)
         rc = load_one(s, c, &acache__redis_delete_script, s->delete_sha, first);
     if (!rc)
         rc = load_one(s, c, &acache__redis_report_script, s->report_sha, first);
+    if (!rc) { /* its SHA is known already (acache__redis_repair_sha) */
+        char unused[41];
+        rc = load_one(s, c, &acache__redis_repair_script, unused, 0);
+    }
     return rc;
 }
 

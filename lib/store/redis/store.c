@@ -33,6 +33,7 @@ static void r_free(acache_store *self)
     acache__redis_tls_free(s);
     acache__redis_sentinel_free(s);
     acache__redis_guard_free(s);
+    acache__redis_hints_free(s->hints); /* a cluster's nodes only borrow it */
     free(s->host);
     free(s->path);
     free(s->user);
@@ -93,7 +94,9 @@ int acache__store_redis_new_ex(acache_store **out, const char *uri,
     int rc = acache__redis_parse_uri(s, uri);
     if (!rc)
         rc = acache__redis_tls_init(s);
-    if (!rc && !s->cluster) /* a cluster keeps the time-based L1 (docs/redis.md) */
+    if (!rc && !s->touch_script) /* the touch swap path's table (hint.c) */
+        rc = acache__redis_hints_new(&s->hints);
+    if (!rc && !s->cluster)
         acache__redis_tracking_register(&s->parent);
     if (rc) {
         r_free(&s->parent);

@@ -147,9 +147,23 @@ static int parse_query(redis_store *s, const char *q)
                 return bad_uri("verify must be yes or no");
             if (rc)
                 return rc;
+        } else if (param_is(q, n, "touch")) {
+            /* docs/redis.md "Touch": swap (SET ... GET + repair) or script */
+            if (vn == 4 && strncmp(v, "swap", 4) == 0)
+                s->touch_script = 0;
+            else if (vn == 6 && strncmp(v, "script", 6) == 0)
+                s->touch_script = 1;
+            else
+                return bad_uri("touch must be swap or script");
+        } else if (param_is(q, n, "touch_contended_ms")) {
+            if (parse_uint(v, vn, 3600000, &iv) != 0)
+                return bad_uri("touch_contended_ms must be a number of ms up to 3600000");
+            s->touch_contended_ms = (uint32_t)iv;
         } else {
-            return bad_uri("unknown or malformed query parameter (db, and with rediss:// "
-                           "cacert, cert, key, sni, verify)");
+            return bad_uri(
+                "unknown or malformed query parameter (db, touch, "
+                "touch_contended_ms, and with rediss:// cacert, cert, key, sni, "
+                "verify)");
         }
         q += n;
         if (*q == '&')
@@ -261,6 +275,8 @@ int acache__redis_parse_uri(redis_store *s, const char *uri)
 {
     if (!uri)
         return bad_uri("missing");
+    if (!s->cluster && !s->sentinel) /* the outer call of a nested parse */
+        s->touch_contended_ms = 1000;
     for (const char *p = uri; *p; p++)
         if ((unsigned char)*p <= ' ' || (unsigned char)*p == 0x7f)
             return bad_uri("spaces or control characters");

@@ -1,0 +1,573 @@
+/* The touch swap path (lib/store/redis/affinity.c, hint.c, scripts/
+ * repair.lua; issue 12 item 1) on a private Redis: a refresh of a known pin
+ * is one native SET ... GET; exact counts with 2 processes x 8 threads
+ * racing swaps, repairs and scripts; switches interleaved with refreshes;
+ * deletes racing swaps; created_at byte-exact; an Aether value swapped; a
+ * missing, expired or foreign old value repaired; touch=script; a repair
+ * that fails (denied, or Redis killed) is an error and nothing worse. */
+#include <criterion/criterion.h>
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "aether_cache/aether_cache.h"
+#include "aether_cache/sys/store.h"
+#include "core/core.h"
+#include "redis_server.h"
+
+static test_redis srv;
+
+static void setup(void)
+{
+    cr_assert_eq(test_redis_start(&srv), 0, "redis-server did not start");
+}
+
+static void teardown(void)
+{
+    test_redis_stop(&srv);
+}
+
+TestSuite(touch_swap, .init = setup, .fini = teardown, .timeout = 120);
+
+#define KEY "cache_affinity:ak:claude:m"
+#define HEAD_P                                                                           \
+    "{\"provider_id\": \"p\", \"endpoint_id\": \"e\", \"key_id\": \"k\", "               \
+    "\"api_format\": \"claude\", \"model_name\": \"m\", "
+#define NOW 1800000000.5
+
+static acache_store *store_q(const char *query)
+{
+    char uri[1400];
+    snprintf(uri, sizeof uri, "%s%s", srv.uri, query ? query : "");
+    acache_store *s = NULL;
+    cr_assert_eq(acache__store_redis_new(&s, uri, 1000, 1000), ACACHE_OK, "%s",
+                 acache_last_error());
+    return s;
+}
+
+static redisContext *raw(void)
+{
+    redisContext *r = redisConnect("127.0.0.1", srv.port);
+    cr_assert(r && !r->err);
+    return r;
+}
+
+static void raw_cmd(const char *fmt, const char *a, const char *b)
+{
+    redisContext *r = raw();
+    freeReplyObject(redisCommand(r, fmt, a, b));
+    redisFree(r);
+}
+
+/* The value at `key` (NUL-terminated copy), "" when absent. */
+static void value_of(const char *key, char *out, size_t cap)
+{
+    redisContext *r = raw();
+    redisReply *rep = redisCommand(r, "GET %s", key);
+    snprintf(out, cap, "%.*s", rep && rep->type == REDIS_REPLY_STRING ? (int)rep->len : 0,
+             rep && rep->type == REDIS_REPLY_STRING ? rep->str : "");
+    freeReplyObject(rep);
+    redisFree(r);
+}
+
+static long long cmd_calls(const char *cmd)
+{
+    redisContext *r = raw();
+    redisReply *rep = redisCommand(r, "INFO commandstats");
+    char pat[64];
+    snprintf(pat, sizeof pat, "cmdstat_%s:calls=", cmd);
+    const char *p = strstr(rep->str, pat);
+    long long n = p ? atoll(p + strlen(pat)) : 0;
+    freeReplyObject(rep);
+    redisFree(r);
+    return n;
+}
+
+static void reset_stats(void)
+{
+    redisContext *r = raw();
+    freeReplyObject(redisCommand(r, "CONFIG RESETSTAT"));
+    redisFree(r);
+}
+
+typedef struct got {
+    int64_t count;
+    double created_at;
+} got;
+
+static void got_cb(const acache_record *r, void *payload)
+{
+    got *g = payload;
+    g->count = r->request_count;
+    g->created_at = r->created_at;
+}
+
+static int touch_at(acache_store *s, const char *key, const char *prov, double now,
+                    got *g, int *result)
+{
+    acache_touch_req req = {.key = key,
+                            .provider_id = prov,
+                            .endpoint_id = "e",
+                            .key_id = "k",
+                            .api_format = "claude",
+                            .model_name = "m",
+                            .now = now,
+                            .ttl_s = 300};
+    got dummy;
+    return s->affinity_touch(s, &req, result, got_cb, g ? g : &dummy);
+}
+
+static void noop_cb(const acache_record *r, void *payload)
+{
+    (void)r;
+    (void)payload;
+}
+
+/* request_count / provider of a value, -1 / "" when unreadable */
+static long long count_of(const char *v, char *prov, size_t cap)
+{
+    json_error_t e;
+    json_t *o = json_loads(v, 0, &e);
+    long long n = -1;
+    if (o && json_is_integer(json_object_get(o, "request_count")))
+        n = json_integer_value(json_object_get(o, "request_count"));
+    if (prov)
+        snprintf(prov, cap, "%s",
+                 o && json_is_string(json_object_get(o, "provider_id"))
+                     ? json_string_value(json_object_get(o, "provider_id"))
+                     : "");
+    json_decref(o);
+    return n;
+}
+
+Test(touch_swap, refresh_of_a_known_pin_is_one_set_get)
+{
+    acache_store *s = store_q(NULL);
+    reset_stats();
+    int res = 0;
+    got g;
+    cr_assert_eq(touch_at(s, KEY, "p", NOW, &g, &res), ACACHE_OK, "%s",
+                 acache_last_error());
+    cr_expect_eq(res, ACACHE_TOUCH_CREATED);
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(touch_at(s, KEY, "p", NOW + 1 + i, &g, &res), ACACHE_OK, "%s",
+                     acache_last_error());
+        cr_expect_eq(res, ACACHE_TOUCH_REFRESHED);
+        cr_expect_eq(g.count, i + 2);
+        cr_expect_eq(g.created_at, NOW);
+    }
+    cr_expect_eq(cmd_calls("evalsha"), 1, "only the creation ran the script");
+    /* commandstats counts a script's own redis.call('SET') too */
+    cr_expect_eq(cmd_calls("set"), 1 + 10, "each refresh one SET ... GET");
+    char v[512];
+    value_of(KEY, v, sizeof v);
+    cr_expect_str_eq(v,
+                     HEAD_P "\"created_at\": 1800000000.5, \"expire_at\": 1800000310.5, "
+                            "\"request_count\": 11}");
+    s->free(s);
+}
+
+/* The value the store knew was replaced behind its back: the swap repairs. */
+Test(touch_swap, foreign_nil_and_expired_old_values_are_repaired)
+{
+    acache_store *s = store_q("?touch_contended_ms=0");
+    int res = 0;
+    got g;
+    char v[512];
+    cr_assert_eq(touch_at(s, KEY, "p", NOW, &g, &res), ACACHE_OK);
+    /* another writer refreshed it meanwhile (count 7, created text kept) */
+    raw_cmd("SET %s %s", KEY,
+            HEAD_P "\"created_at\": 1700000000, \"expire_at\": 1800000900.0, "
+                   "\"request_count\": 7}");
+    cr_assert_eq(touch_at(s, KEY, "p", NOW + 1, &g, &res), ACACHE_OK, "%s",
+                 acache_last_error());
+    cr_expect_eq(res, ACACHE_TOUCH_REFRESHED);
+    cr_expect_eq(g.count, 8);
+    cr_expect_eq(g.created_at, 1700000000.0);
+    value_of(KEY, v, sizeof v);
+    cr_expect_str_eq(v, HEAD_P "\"created_at\": 1700000000, \"expire_at\": 1800000301.5, "
+                               "\"request_count\": 8}");
+    /* nil: deleted behind the store's back; the next touch swaps then repairs */
+    cr_assert_eq(touch_at(s, KEY, "p", NOW + 2, &g, &res), ACACHE_OK);
+    raw_cmd("DEL %s%s", KEY, "");
+    reset_stats();
+    cr_assert_eq(touch_at(s, KEY, "p", NOW + 3, &g, &res), ACACHE_OK, "%s",
+                 acache_last_error());
+    cr_expect_eq(res, ACACHE_TOUCH_CREATED);
+    cr_expect_eq(g.count, 1);
+    cr_expect_eq(cmd_calls("evalsha"), 1, "the repair");
+    cr_expect_eq(cmd_calls("set"), 2, "the swap's SET ... GET, the repair's SET");
+    value_of(KEY, v, sizeof v);
+    cr_expect_str_eq(v,
+                     HEAD_P "\"created_at\": 1800000003.5, \"expire_at\": 1800000303.5, "
+                            "\"request_count\": 1}");
+    /* expired old value (another writer's, past its expire_at) */
+    cr_assert_eq(touch_at(s, KEY, "p", NOW + 4, &g, &res), ACACHE_OK);
+    raw_cmd("SET %s %s", KEY,
+            HEAD_P "\"created_at\": 1.0, \"expire_at\": 2.0, \"request_count\": 40}");
+    cr_assert_eq(touch_at(s, KEY, "p", NOW + 5, &g, &res), ACACHE_OK);
+    cr_expect_eq(res, ACACHE_TOUCH_CREATED);
+    cr_expect_eq(g.count, 1);
+    value_of(KEY, v, sizeof v);
+    cr_expect_str_eq(v,
+                     HEAD_P "\"created_at\": 1800000005.5, \"expire_at\": 1800000305.5, "
+                            "\"request_count\": 1}");
+    /* switched by another writer: our touch switches it back */
+    cr_assert_eq(touch_at(s, KEY, "p", NOW + 6, &g, &res), ACACHE_OK);
+    raw_cmd("SET %s %s", KEY,
+            "{\"provider_id\": \"q\", \"endpoint_id\": \"e\", \"key_id\": \"k\", "
+            "\"api_format\": \"claude\", \"model_name\": \"m\", \"created_at\": 1.0, "
+            "\"expire_at\": 1800000900.0, \"request_count\": 10}");
+    cr_assert_eq(touch_at(s, KEY, "p", NOW + 7, &g, &res), ACACHE_OK);
+    cr_expect_eq(res, ACACHE_TOUCH_SWITCHED_PROVIDER);
+    cr_expect_eq(g.count, 1);
+    /* another layout (the slow path of the repair): count and created kept */
+    cr_assert_eq(touch_at(s, KEY, "p", NOW + 8, &g, &res), ACACHE_OK);
+    raw_cmd("SET %s %s", KEY,
+            "{\"endpoint_id\": \"e\", \"provider_id\": \"p\", \"key_id\": \"k\", "
+            "\"created_at\": 1.8e9, \"expire_at\": 1800000900.0, \"request_count\": 2}");
+    cr_assert_eq(touch_at(s, KEY, "p", NOW + 9, &g, &res), ACACHE_OK);
+    cr_expect_eq(res, ACACHE_TOUCH_REFRESHED);
+    cr_expect_eq(g.count, 3);
+    value_of(KEY, v, sizeof v);
+    cr_expect_str_eq(v, HEAD_P "\"created_at\": 1.8e9, \"expire_at\": 1800000309.5, "
+                               "\"request_count\": 3}");
+    s->free(s);
+}
+
+/* created_at's text is kept byte for byte across swaps; a value Aether's
+ * json.dumps wrote (testdata) is known from a get and then swapped. */
+Test(touch_swap, aether_value_known_from_get_is_swapped_byte_exact)
+{
+    FILE *f = fopen(ACACHE_SHARED_DIR "/testdata/aether-redis/affinities.jsonl", "r");
+    cr_assert(f);
+    char line[4096];
+    cr_assert(fgets(line, sizeof line, f));
+    fclose(f);
+    json_error_t e;
+    json_t *o = json_loads(line, 0, &e);
+    cr_assert(o);
+    const char *key = json_string_value(json_object_get(o, "key"));
+    const char *val = json_string_value(json_object_get(o, "value"));
+    json_t *pin = json_loads(val, 0, &e);
+    double created = json_real_value(json_object_get(pin, "created_at"));
+    const char *prov = json_string_value(json_object_get(pin, "provider_id"));
+    const char *ep = json_string_value(json_object_get(pin, "endpoint_id"));
+    const char *kid = json_string_value(json_object_get(pin, "key_id"));
+    const char *model = json_string_value(json_object_get(pin, "model_name"));
+    long long n0 = json_integer_value(json_object_get(pin, "request_count"));
+    const char *ct = strstr(val, "\"created_at\": ");
+    cr_assert(ct);
+    char created_text[64];
+    snprintf(created_text, sizeof created_text, "%.*s", (int)strcspn(ct + 14, ","),
+             ct + 14);
+
+    acache_store *s = store_q(NULL);
+    raw_cmd("SET %s %s", key, val);
+    cr_assert_eq(s->affinity_get(s, key, noop_cb, NULL), ACACHE_OK, "%s",
+                 acache_last_error());
+    reset_stats();
+    double now = created + 10; /* the file's pins are live at this clock */
+    for (int i = 0; i < 3; i++) {
+        acache_touch_req req = {.key = key,
+                                .provider_id = prov,
+                                .endpoint_id = ep,
+                                .key_id = kid,
+                                .api_format = "claude",
+                                .model_name = model,
+                                .now = now + i,
+                                .ttl_s = 3600};
+        int res = 0;
+        got g;
+        cr_assert_eq(s->affinity_touch(s, &req, &res, got_cb, &g), ACACHE_OK, "%s",
+                     acache_last_error());
+        cr_expect_eq(res, ACACHE_TOUCH_REFRESHED);
+        cr_expect_eq(g.count, n0 + 1 + i);
+        cr_expect_eq(g.created_at, created);
+    }
+    cr_expect_eq(cmd_calls("evalsha"), 0, "known from the get: no script at all");
+    cr_expect_eq(cmd_calls("set"), 3);
+    char v[1024], want[1024], exp[40];
+    value_of(key, v, sizeof v);
+    acache__fmt_double(exp, sizeof exp, now + 2 + 3600);
+    /* Aether's bytes up to created_at's text, byte for byte */
+    size_t pre = (size_t)(ct - val) + 14 + strlen(created_text);
+    snprintf(want, sizeof want, "%.*s, \"expire_at\": %s, \"request_count\": %lld}",
+             (int)pre, val, exp, n0 + 3);
+    cr_expect_str_eq(v, want);
+    json_decref(pin);
+    json_decref(o);
+    s->free(s);
+}
+
+Test(touch_swap, touch_script_option_never_swaps)
+{
+    acache_store *s = store_q("?touch=script");
+    reset_stats();
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(touch_at(s, KEY, "p", NOW + i, NULL, NULL), ACACHE_OK);
+    cr_expect_eq(cmd_calls("evalsha"), 5);
+    cr_expect_eq(cmd_calls("set"), 5, "the scripts' own SETs only");
+    char v[512];
+    value_of(KEY, v, sizeof v);
+    cr_expect_eq(count_of(v, NULL, 0), 5);
+    s->free(s);
+    acache_store *bad = NULL;
+    char uri[1400];
+    snprintf(uri, sizeof uri, "%s?touch=fast", srv.uri);
+    cr_expect_eq(acache__store_redis_new(&bad, uri, 1000, 1000), ACACHE_EINVALID);
+}
+
+/* Switches between two stores in a known serial order: the last writer's
+ * target wins and each lineage counts from 1. */
+Test(touch_swap, switches_interleaved_with_refreshes_in_serial_order)
+{
+    acache_store *a = store_q("?touch_contended_ms=0"),
+                 *b = store_q("?touch_contended_ms=0");
+    int res = 0;
+    got g;
+    double t = NOW;
+    for (int round = 0; round < 4; round++) {
+        cr_assert_eq(touch_at(a, KEY, "p", t++, &g, &res), ACACHE_OK);
+        cr_expect_eq(res,
+                     round == 0 ? ACACHE_TOUCH_CREATED : ACACHE_TOUCH_SWITCHED_PROVIDER);
+        cr_expect_eq(g.count, 1);
+        for (int i = 0; i < 3; i++) {
+            cr_assert_eq(touch_at(a, KEY, "p", t++, &g, &res), ACACHE_OK);
+            cr_expect_eq(res, ACACHE_TOUCH_REFRESHED);
+            cr_expect_eq(g.count, 2 + i);
+        }
+        cr_assert_eq(touch_at(b, KEY, "q", t++, &g, &res), ACACHE_OK);
+        cr_expect_eq(res, ACACHE_TOUCH_SWITCHED_PROVIDER);
+        cr_expect_eq(g.count, 1);
+        cr_assert_eq(touch_at(b, KEY, "q", t++, &g, &res), ACACHE_OK);
+        cr_expect_eq(res, ACACHE_TOUCH_REFRESHED);
+        cr_expect_eq(g.count, 2);
+    }
+    char v[512], prov[16];
+    value_of(KEY, v, sizeof v);
+    cr_expect_eq(count_of(v, prov, sizeof prov), 2);
+    cr_expect_str_eq(prov, "q");
+    a->free(a);
+    b->free(b);
+}
+
+/* ---- 2 processes x 8 threads ---- */
+
+#define PROCS 2
+#define THREADS 8
+#define PINS 3
+#define ROUNDS 300
+
+typedef struct worker {
+    acache_store *s;
+    int id;
+    int mode;   /* 0: refresh only; 1: alternate targets p / q by thread */
+    int rounds; /* 0: ROUNDS */
+    int errors;
+} worker;
+
+static void *hammer(void *p)
+{
+    worker *w = p;
+    char key[64];
+    int rounds = w->rounds ? w->rounds : ROUNDS;
+    for (int i = 0; i < rounds && !(w->rounds && w->errors); i++) {
+        snprintf(key, sizeof key, "cache_affinity:race%d:claude:m", i % PINS);
+        const char *prov = w->mode == 1 && (w->id & 1) ? "q" : "p";
+        int res = 0;
+        if (touch_at(w->s, key, prov, acache__wallclock(), NULL, &res) != ACACHE_OK)
+            w->errors++;
+    }
+    return NULL;
+}
+
+static int run_proc(int id, int mode)
+{
+    acache_store *s = NULL;
+    char uri[1400];
+    snprintf(uri, sizeof uri, "%s?touch_contended_ms=0", srv.uri);
+    if (acache__store_redis_new(&s, uri, 5000, 5000) != ACACHE_OK)
+        return 1;
+    pthread_t th[THREADS];
+    worker w[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (worker){.s = s, .id = id * THREADS + i, .mode = mode};
+        pthread_create(&th[i], NULL, hammer, &w[i]);
+    }
+    int errors = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        errors += w[i].errors;
+    }
+    s->free(s);
+    return errors != 0;
+}
+
+static void race(int mode)
+{
+    pid_t pid[PROCS];
+    for (int p = 0; p < PROCS; p++) {
+        pid[p] = fork();
+        cr_assert(pid[p] >= 0);
+        if (pid[p] == 0)
+            _exit(run_proc(p, mode));
+    }
+    for (int p = 0; p < PROCS; p++) {
+        int st = 0;
+        cr_assert_eq(waitpid(pid[p], &st, 0), pid[p]);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "process %d: errors", p);
+    }
+}
+
+Test(touch_swap, two_processes_eight_threads_lose_no_count)
+{
+    reset_stats();
+    race(0);
+    long long total = 0;
+    for (int i = 0; i < PINS; i++) {
+        char key[64], v[512];
+        snprintf(key, sizeof key, "cache_affinity:race%d:claude:m", i);
+        value_of(key, v, sizeof v);
+        total += count_of(v, NULL, 0);
+    }
+    cr_expect_eq(total, (long long)PROCS * THREADS * ROUNDS, "no lost or double count");
+    /* the race was real: swaps ran, and some of them needed a repair */
+    long long sets = cmd_calls("set"), evals = cmd_calls("evalsha");
+    cr_expect_gt(sets, 100, "swaps: %lld", sets);
+    cr_expect_gt(evals, PINS * PROCS, "repairs and scripts: %lld", evals);
+}
+
+/* Threads of two processes switch the same pins between p and q while
+ * refreshing: every value stays readable with a target someone touched,
+ * and a final serial touch refreshes it exactly. */
+Test(touch_swap, switches_racing_swaps_keep_a_touched_target)
+{
+    race(1);
+    acache_store *s = store_q(NULL);
+    for (int i = 0; i < PINS; i++) {
+        char key[64], v[512], prov[16];
+        snprintf(key, sizeof key, "cache_affinity:race%d:claude:m", i);
+        value_of(key, v, sizeof v);
+        long long n = count_of(v, prov, sizeof prov);
+        cr_expect(n >= 1 && n <= (long long)PROCS * THREADS * ROUNDS, "%s", v);
+        cr_expect(!strcmp(prov, "p") || !strcmp(prov, "q"), "%s", v);
+        int res = 0;
+        got g;
+        cr_assert_eq(touch_at(s, key, prov, acache__wallclock(), &g, &res), ACACHE_OK);
+        cr_expect_eq(res, ACACHE_TOUCH_REFRESHED);
+        cr_expect_eq(g.count, n + 1);
+    }
+    s->free(s);
+}
+
+typedef struct deleter {
+    int stop;
+    int deletes;
+} deleter;
+
+static void *delete_loop(void *p)
+{
+    deleter *d = p;
+    redisContext *r = raw();
+    while (!__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE)) {
+        for (int i = 0; i < PINS; i++) {
+            redisReply *rep = redisCommand(r, "DEL cache_affinity:race%d:claude:m", i);
+            freeReplyObject(rep);
+            d->deletes++;
+        }
+        usleep(200);
+    }
+    redisFree(r);
+    return NULL;
+}
+
+Test(touch_swap, deletes_racing_swaps_never_leave_an_untouched_target)
+{
+    deleter d = {0, 0};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, delete_loop, &d), 0);
+    race(1);
+    __atomic_store_n(&d.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
+    cr_expect_gt(d.deletes, 10);
+    for (int i = 0; i < PINS; i++) {
+        char key[64], v[512], prov[16];
+        snprintf(key, sizeof key, "cache_affinity:race%d:claude:m", i);
+        value_of(key, v, sizeof v);
+        if (!v[0])
+            continue; /* a delete came last */
+        long long n = count_of(v, prov, sizeof prov);
+        cr_expect(n >= 1, "%s", v);
+        cr_expect(!strcmp(prov, "p") || !strcmp(prov, "q"), "%s", v);
+    }
+}
+
+/* The repair fails (the server refuses the script: an ACL without EVALSHA /
+ * EVAL): the touch is an error with an unknown outcome, the value left has
+ * the caller's target, and the store goes on. */
+Test(touch_swap, failed_repair_is_an_error_and_leaves_the_callers_target)
+{
+    raw_cmd("ACL SETUSER swp on >pw ~* &* +@all -evalsha -eval%s%s", "", "");
+    char uri[1400];
+    snprintf(uri, sizeof uri, "redis://swp:pw@127.0.0.1:%d/0", srv.port);
+    acache_store *s = NULL;
+    cr_assert_eq(acache__store_redis_new(&s, uri, 1000, 1000), ACACHE_OK, "%s",
+                 acache_last_error());
+    const char *v0 = HEAD_P "\"created_at\": 1.5, \"expire_at\": 1800000900.0, "
+                            "\"request_count\": 3}";
+    raw_cmd("SET %s %s", KEY, v0);
+    cr_assert_eq(s->affinity_get(s, KEY, noop_cb, NULL), ACACHE_OK); /* known */
+    int res = 0;
+    got g;
+    cr_assert_eq(touch_at(s, KEY, "p", NOW, &g, &res), ACACHE_OK, "%s",
+                 acache_last_error());
+    cr_expect_eq(g.count, 4, "a swap needs no script");
+    raw_cmd("SET %s %s", KEY, v0); /* someone else's write: a repair is due */
+    cr_expect_eq(touch_at(s, KEY, "p", NOW + 1, &g, &res), ACACHE_ESTORE);
+    cr_expect(strstr(acache_last_error(), "outcome is unknown"), "%s",
+              acache_last_error());
+    char v[512], prov[16];
+    value_of(KEY, v, sizeof v);
+    cr_expect_gt(count_of(v, prov, sizeof prov), 0, "%s", v);
+    cr_expect_str_eq(prov, "p");
+    s->free(s);
+}
+
+static void *kill_later(void *p)
+{
+    (void)p;
+    usleep(30 * 1000);
+    test_redis_kill(&srv);
+    return NULL;
+}
+
+/* Redis killed while threads swap and repair: errors, no crash, no hang. */
+Test(touch_swap, redis_killed_mid_swaps_is_an_error_not_a_crash)
+{
+    acache_store *s = store_q("?touch_contended_ms=0");
+    pthread_t k;
+    cr_assert_eq(pthread_create(&k, NULL, kill_later, NULL), 0);
+    worker w[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (worker){.s = s, .id = i, .mode = 0, .rounds = 1000000};
+        pthread_create(&th[i], NULL, hammer, &w[i]);
+    }
+    int errors = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        errors += w[i].errors;
+    }
+    pthread_join(k, NULL);
+    cr_expect_gt(errors, 0, "the server went away mid-run");
+    s->free(s);
+}
