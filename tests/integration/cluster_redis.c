@@ -438,3 +438,679 @@ Test(cluster, node_death_mid_pipeline_fails_cleanly)
     acache_close(c);
     test_redis_cluster_stop(&own);
 }
+
+/* ---- L1 invalidation on a cluster: a subscriber per primary (issue 11) ---- */
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define TR_KEYS 24         /* pins spread over every primary */
+#define TR_ROUNDS 150      /* per kind (switch, delete) */
+#define TR_P99_LIMIT 50.0  /* this loaded 2-core machine; the target is 10 ms */
+#define TR_STALE_MS 2500.0 /* the L1 TTL is 3 s: slower is the time-based L1 */
+
+static double tr_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void tr_nap_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static void tr_ak(int i, char *out, size_t n)
+{
+    snprintf(out, n, "tr%d", i);
+}
+
+static void tr_storage_key(int i, char *out, size_t n)
+{
+    snprintf(out, n, "cache_affinity:tr%d:claude:m", i);
+}
+
+static int tr_pin(acache *h, int i, const char *key_id)
+{
+    char ak[32];
+    tr_ak(i, ak, sizeof ak);
+    return acache__affinity_set(NULL, h, ak, "claude", "m", "p", "e", key_id, 1, 0);
+}
+
+/* A's view of pin i: its key_id, "" when none. */
+static void tr_seen(acache *h, int i, char *out, size_t n)
+{
+    char ak[32];
+    tr_ak(i, ak, sizeof ak);
+    acache_affinity *a = NULL;
+    int rc = acache_affinity_get(&a, h, ak, "claude", "m");
+    cr_assert(rc == ACACHE_OK || rc == ACACHE_ENOTFOUND, "get %s: %s", ak,
+              acache_last_error());
+    snprintf(out, n, "%s", rc == ACACHE_OK ? acache_affinity_key_id(a) : "");
+    acache_affinity_free(a);
+}
+
+static int tr_in_l1(acache *h, int i)
+{
+    char key[64];
+    tr_storage_key(i, key, sizeof key);
+    acache_affinity *a = acache__l1_get(h->l1, key, strlen(key));
+    acache_affinity_free(a);
+    return a != NULL;
+}
+
+/* Get until pin i stays in A's L1 (an invalidation in flight may drop the
+ * first fill). */
+static void tr_fill(acache *h, int i)
+{
+    char got[64];
+    double end = tr_ms() + 3000;
+    for (;;) {
+        tr_seen(h, i, got, sizeof got);
+        if (tr_in_l1(h, i))
+            return;
+        cr_assert(tr_ms() < end, "pin %d never stayed in the L1", i);
+        tr_nap_us(1000);
+    }
+}
+
+static acache *tr_open(void)
+{
+    acache_options o = ACACHE_OPTIONS_INIT;
+    o.l1_invalidation = ACACHE_L1_TRACKING; /* fail rather than fall back */
+    o.stats_flush_ms = ACACHE_FLEET_OFF;
+    o.command_timeout_ms = 5000;
+    return th_open(&o);
+}
+
+static void tr_wait_live(acache *a, uint64_t min_live, double ms)
+{
+    double end = tr_ms() + ms;
+    acache__l1_tracking info;
+    for (;;) {
+        acache__l1_tracking_info(a, &info);
+        if (!info.bypass && info.live >= min_live)
+            return;
+        cr_assert(tr_ms() < end, "tracking: bypass %d live %llu (wanted live >= %llu)",
+                  info.bypass, (unsigned long long)info.live,
+                  (unsigned long long)min_live);
+        tr_nap_us(1000);
+    }
+}
+
+/* Writer B, a forked process with its own handle: per command {op, key}
+ * create ('c': "k-old"), switch ('s': "k<n>") or delete ('d') pin `key`,
+ * then answer the monotonic time the write returned (-1: it failed). */
+typedef struct tr_cmd {
+    char op;
+    int key, n;
+} tr_cmd;
+
+typedef struct tr_child {
+    pid_t pid;
+    int to, from;
+} tr_child;
+
+static void tr_writer(int in, int out)
+{
+    acache_options o = ACACHE_OPTIONS_INIT;
+    o.l1_ttl_ms = ACACHE_L1_OFF;
+    o.stats_flush_ms = ACACHE_FLEET_OFF;
+    o.command_timeout_ms = 5000;
+    acache *h = th_open(&o);
+    tr_cmd cmd;
+    while (read(in, &cmd, sizeof cmd) == (ssize_t)sizeof cmd) {
+        int rc;
+        char ak[32], k[32];
+        tr_ak(cmd.key, ak, sizeof ak);
+        snprintf(k, sizeof k, "k%d", cmd.n);
+        if (cmd.op == 's')
+            rc = tr_pin(h, cmd.key, k);
+        else if (cmd.op == 'c')
+            rc = tr_pin(h, cmd.key, "k-old");
+        else
+            rc = acache_affinity_invalidate(h, ak, "claude", "m", NULL, NULL, NULL);
+        double t = rc == ACACHE_OK ? tr_ms() : -1.0;
+        if (write(out, &t, sizeof t) != (ssize_t)sizeof t)
+            break;
+    }
+    acache_close(h);
+    _exit(0);
+}
+
+static tr_child tr_spawn(void)
+{
+    int a[2], b[2];
+    cr_assert_eq(pipe(a), 0);
+    cr_assert_eq(pipe(b), 0);
+    tr_child ch;
+    ch.pid = fork();
+    cr_assert(ch.pid >= 0);
+    if (ch.pid == 0) {
+        close(a[1]);
+        close(b[0]);
+        tr_writer(a[0], b[1]);
+    }
+    close(a[0]);
+    close(b[1]);
+    ch.to = a[1];
+    ch.from = b[0];
+    return ch;
+}
+
+static void tr_reap(tr_child *ch)
+{
+    close(ch->to);
+    close(ch->from);
+    int st;
+    waitpid(ch->pid, &st, 0);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Ask B for one write and poll A's get until it shows `want`: the staleness
+ * is from B's write returning to A's get showing it (0 when A saw it as B
+ * returned); -1 when still stale after TR_STALE_MS. */
+static double tr_round(acache *a, tr_child *ch, char op, int key, int n, const char *want)
+{
+    tr_cmd cmd = {op, key, n};
+    cr_assert_eq(write(ch->to, &cmd, sizeof cmd), (ssize_t)sizeof cmd);
+    double start = tr_ms(), at = -1.0;
+    char got[64];
+    for (;;) {
+        tr_seen(a, key, got, sizeof got);
+        if (strcmp(got, want) == 0) {
+            at = tr_ms();
+            break;
+        }
+        if (tr_ms() - start > TR_STALE_MS)
+            break;
+        tr_nap_us(50);
+    }
+    double done;
+    cr_assert_eq(read(ch->from, &done, sizeof done), (ssize_t)sizeof done);
+    cr_assert(done >= 0, "B's write failed");
+    if (at < 0)
+        return -1.0;
+    return at > done ? at - done : 0.0;
+}
+
+static int tr_cmp(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static double tr_pct(const double *v, int n, double p)
+{
+    return v[(int)(p * (n - 1) + 0.5)];
+}
+
+/* Port of the primary that owns pin i now. */
+static int tr_owner(const int *owner, int i)
+{
+    char key[64];
+    tr_storage_key(i, key, sizeof key);
+    return owner[acache__redis_key_slot(key, strlen(key))];
+}
+
+Test(cluster, tracking_sees_switches_and_deletes_on_every_primary_within_ms)
+{
+    need_cluster();
+    static int owner[16384];
+    slot_map(ports[0], owner);
+    int on[TEST_CLUSTER_MAX] = {0};
+    for (int i = 0; i < TR_KEYS; i++)
+        for (int n = 0; n < nports; n++)
+            on[n] += tr_owner(owner, i) == ports[n];
+    for (int n = 0; n < nports; n++)
+        cr_assert_gt(on[n], 0, "no test pin on primary %d", ports[n]);
+
+    tr_child ch = tr_spawn();
+    acache *a = tr_open();
+    acache__l1_tracking info;
+    acache__l1_tracking_info(a, &info);
+    cr_assert_eq(info.tracking, 1, "the cluster must track (no time-based L1)");
+    tr_wait_live(a, 1, 3000);
+    for (int i = 0; i < TR_KEYS; i++)
+        cr_assert(tr_round(a, &ch, 'c', i, 0, "k-old") >= 0);
+
+    for (int kind = 0; kind < 2; kind++) {
+        char op = kind ? 'd' : 's';
+        double v[TR_ROUNDS];
+        int stale = 0;
+        for (int r = 0; r < TR_ROUNDS; r++) {
+            int i = r % TR_KEYS;
+            if (op == 'd')
+                cr_assert(tr_round(a, &ch, 'c', i, 0, "k-old") >= 0);
+            tr_fill(a, i);
+            char want[32];
+            snprintf(want, sizeof want, "k%d", r + 1);
+            if (op == 'd')
+                want[0] = '\0';
+            v[r] = tr_round(a, &ch, op, i, r + 1, want);
+            stale += v[r] < 0;
+        }
+        cr_assert_eq(stale, 0, "%d of %d rounds still stale after %.0f ms", stale,
+                     TR_ROUNDS, TR_STALE_MS);
+        qsort(v, TR_ROUNDS, sizeof v[0], tr_cmp);
+        double p99 = tr_pct(v, TR_ROUNDS, 0.99);
+        fprintf(stderr,
+                "cluster tracking %s staleness over %d rounds, %d primaries (ms): p50 "
+                "%.3f p90 %.3f p99 %.3f max %.3f\n",
+                kind ? "delete" : "switch", TR_ROUNDS, nports, tr_pct(v, TR_ROUNDS, 0.5),
+                tr_pct(v, TR_ROUNDS, 0.9), p99, v[TR_ROUNDS - 1]);
+        cr_assert(p99 <= TR_P99_LIMIT, "p99 %.3f ms > %.0f ms", p99, TR_P99_LIMIT);
+    }
+    acache__l1_tracking_info(a, &info);
+    cr_assert_gt(info.keys, 0);
+    tr_reap(&ch);
+    acache_close(a);
+}
+
+/* A raw connection to one node as "admin" (every right), so that the test
+ * may take +client away from the default user on that node only. */
+static redisContext *tr_admin(int port)
+{
+    redisContext *r = node(port);
+    ok_reply(redisCommand(r, "ACL SETUSER admin on nopass +@all ~* &*"), "ACL");
+    ok_reply(redisCommand(r, "AUTH admin x"), "AUTH");
+    return r;
+}
+
+Test(cluster, tracking_subscriber_killed_on_one_node_bypasses_the_l1_until_back)
+{
+    need_cluster();
+    static int owner[16384];
+    slot_map(ports[0], owner);
+    int victim = tr_owner(owner, 0);
+    tr_child ch = tr_spawn();
+    acache *a = tr_open();
+    tr_wait_live(a, 1, 3000);
+    for (int i = 0; i < TR_KEYS; i++) {
+        cr_assert(tr_round(a, &ch, 'c', i, 0, "k-old") >= 0);
+        tr_fill(a, i);
+    }
+    acache__l1_tracking before;
+    acache__l1_tracking_info(a, &before);
+
+    /* One node's subscriber killed and kept out: the whole L1 is flushed and
+     * bypassed (any pin may be on that node), and every switch, on any
+     * node, is seen at once. Checks are collected and asserted after the
+     * ACL is restored (the cluster is shared with the next tests). */
+    redisContext *adm = tr_admin(victim);
+    ok_reply(redisCommand(adm, "ACL SETUSER default -client"), "ACL -client");
+    ok_reply(redisCommand(adm, "CLIENT KILL TYPE pubsub"), "CLIENT KILL");
+    int bypassed = 0, filled = 0, slow = 0, wrong = 0;
+    double end = tr_ms() + 2000;
+    acache__l1_tracking info;
+    while (tr_ms() < end && !bypassed) {
+        acache__l1_tracking_info(a, &info);
+        bypassed = info.bypass;
+        tr_nap_us(1000);
+    }
+    for (int i = 0; bypassed && i < TR_KEYS; i++)
+        filled += tr_in_l1(a, i);
+    for (int r = 0; bypassed && r < 2 * TR_KEYS; r++) {
+        int i = r % TR_KEYS;
+        char want[32], got[64];
+        snprintf(want, sizeof want, "k%d", 1000 + r);
+        double t = tr_round(a, &ch, 's', i, 1000 + r, want);
+        slow += t < 0 || t > TR_P99_LIMIT;
+        tr_seen(a, i, got, sizeof got);
+        wrong += strcmp(got, want) != 0;
+        filled += tr_in_l1(a, i);
+    }
+    acache__l1_tracking_info(a, &info);
+    int still_bypassed = info.bypass;
+    ok_reply(redisCommand(adm, "ACL SETUSER default +client"), "ACL +client");
+    redisFree(adm);
+
+    cr_assert(bypassed, "the L1 was not bypassed when one subscriber went");
+    cr_assert_eq(filled, 0, "the L1 held %d pins while bypassed", filled);
+    cr_assert_eq(slow, 0, "%d switches seen late while bypassed", slow);
+    cr_assert_eq(wrong, 0, "%d gets served an older pin while bypassed", wrong);
+    cr_assert(still_bypassed, "the L1 was used again while a subscriber was out");
+
+    /* Back: the L1 serves again, with invalidations from every node. */
+    tr_wait_live(a, before.live + 1, 4000);
+    for (int i = 0; i < TR_KEYS; i++) {
+        tr_fill(a, i);
+        char want[32];
+        snprintf(want, sizeof want, "k%d", 2000 + i);
+        double t = tr_round(a, &ch, 's', i, 2000 + i, want);
+        cr_assert(t >= 0 && t <= TR_P99_LIMIT, "pin %d after re-subscribing: %.1f ms", i,
+                  t);
+    }
+    tr_reap(&ch);
+    acache_close(a);
+}
+
+/* Migrate `slot` from src to dst: MIGRATE keys `step` at a time, calling
+ * between(ctx) after each batch, then SETSLOT NODE on every node. */
+static void tr_migrate(unsigned slot, int src, int dst, int step, void (*between)(void *),
+                       void *ctx)
+{
+    char src_id[64], dst_id[64];
+    node_id(src, src_id);
+    node_id(dst, dst_id);
+    redisContext *s = node(src), *d = node(dst);
+    ok_reply(redisCommand(d, "CLUSTER SETSLOT %u IMPORTING %s", slot, src_id),
+             "IMPORTING");
+    ok_reply(redisCommand(s, "CLUSTER SETSLOT %u MIGRATING %s", slot, dst_id),
+             "MIGRATING");
+    between(ctx);
+    for (;;) {
+        redisReply *keys = redisCommand(s, "CLUSTER GETKEYSINSLOT %u %d", slot, step);
+        cr_assert(keys && keys->type == REDIS_REPLY_ARRAY);
+        if (keys->elements == 0) {
+            freeReplyObject(keys);
+            break;
+        }
+        const char *argv[16];
+        size_t lens[16];
+        char portbuf[16];
+        snprintf(portbuf, sizeof portbuf, "%d", dst);
+        const char *head[] = {"MIGRATE", "127.0.0.1", portbuf, "", "0", "5000", "KEYS"};
+        int argc = 0;
+        for (int i = 0; i < 7; i++, argc++) {
+            argv[argc] = head[i];
+            lens[argc] = strlen(head[i]);
+        }
+        for (size_t i = 0; i < keys->elements && argc < 16; i++, argc++) {
+            argv[argc] = keys->element[i]->str;
+            lens[argc] = keys->element[i]->len;
+        }
+        ok_reply(redisCommandArgv(s, argc, argv, lens), "MIGRATE");
+        freeReplyObject(keys);
+        between(ctx);
+    }
+    for (int i = 0; i < nports; i++) {
+        redisContext *n = node(ports[i]);
+        ok_reply(redisCommand(n, "CLUSTER SETSLOT %u NODE %s", slot, dst_id),
+                 "SETSLOT NODE");
+        redisFree(n);
+    }
+    redisFree(s);
+    redisFree(d);
+    between(ctx);
+}
+
+#define TR_MIG 6
+
+typedef struct tr_mig {
+    acache *a;
+    tr_child *ch;
+    int keys[TR_MIG];
+    int n, steps, stale, slow;
+    double worst;
+} tr_mig;
+
+/* Between migration steps: A holds every pin of the slot in its L1, B
+ * switches each one, A must see every switch. */
+static void tr_mig_step(void *p)
+{
+    tr_mig *m = p;
+    m->steps++;
+    for (int k = 0; k < TR_MIG; k++) {
+        tr_fill(m->a, m->keys[k]);
+        char want[32];
+        snprintf(want, sizeof want, "k%d", ++m->n);
+        double t = tr_round(m->a, m->ch, 's', m->keys[k], m->n, want);
+        m->stale += t < 0;
+        m->slow += t > TR_P99_LIMIT;
+        if (t > m->worst)
+            m->worst = t;
+    }
+}
+
+Test(cluster, tracking_stays_exact_through_a_slot_migration)
+{
+    need_cluster();
+    /* TR_MIG pins in one slot, found among tr<i> keys. */
+    tr_mig m = {0};
+    unsigned slot = 0;
+    int found = 0;
+    for (int i = 100; found < TR_MIG; i++) {
+        char key[64];
+        tr_storage_key(i, key, sizeof key);
+        unsigned s = acache__redis_key_slot(key, strlen(key));
+        if (found == 0)
+            slot = s;
+        if (s == slot)
+            m.keys[found++] = i;
+    }
+    static int owner[16384];
+    slot_map(ports[0], owner);
+    int src = owner[slot], dst = src == ports[0] ? ports[1] : ports[0];
+    tr_child ch = tr_spawn();
+    acache *a = tr_open();
+    tr_wait_live(a, 1, 3000);
+    m.a = a;
+    m.ch = &ch;
+    for (int k = 0; k < TR_MIG; k++)
+        cr_assert(tr_round(a, &ch, 'c', m.keys[k], 0, "k-old") >= 0);
+    uint64_t redirects0 = acache__redis_cluster_redirects(acache_handle_store(a));
+    tr_migrate(slot, src, dst, 2, tr_mig_step, &m);
+    /* And once more after the map settled on the new owner. */
+    tr_nap_us(300000);
+    tr_mig_step(&m);
+    fprintf(stderr,
+            "cluster tracking through a migration: %d steps, %d switches, worst %.3f "
+            "ms\n",
+            m.steps, m.n, m.worst);
+    cr_assert_eq(m.stale, 0, "%d switches never seen (stale L1)", m.stale);
+    cr_assert_eq(m.slow, 0, "%d switches seen after more than %.0f ms (worst %.1f)",
+                 m.slow, TR_P99_LIMIT, m.worst);
+    cr_assert_gt(acache__redis_cluster_redirects(acache_handle_store(a)), redirects0,
+                 "A followed no ASK/MOVED: the test moved nothing");
+    tr_reap(&ch);
+    acache_close(a);
+}
+
+/* ---- fleet counters on a cluster (docs/fleet.md): keys in one slot ---- */
+
+#define FL_FLUSH_MS 100
+#define FL_HITS 300
+#define FL_MISSES 40
+
+static acache *fl_open(const char *id)
+{
+    acache_options o = ACACHE_OPTIONS_INIT;
+    o.stats_flush_ms = FL_FLUSH_MS;
+    o.instance_id = id;
+    o.command_timeout_ms = 5000;
+    return th_open(&o);
+}
+
+static double fl_s(void)
+{
+    return tr_ms() / 1e3;
+}
+
+/* Child `proc`: FL_HITS hits and FL_MISSES misses on its own pin, then waits
+ * four flush intervals, says 'r' on `done`, and on a byte from `go` closes
+ * ('c') or raises SIGKILL ('k'). */
+static pid_t fl_spawn(int proc, int done_fd, int go_fd)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    char id[32], ak[32];
+    snprintf(id, sizeof id, "cl-proc-%d", proc);
+    snprintf(ak, sizeof ak, "fl%d", proc);
+    acache *c = fl_open(id);
+    int bad = acache__affinity_set(NULL, c, ak, "claude", "m", "p", "e", "k", 1, 0) != 0;
+    for (int i = 0; i < FL_HITS; i++) {
+        acache_affinity *a = NULL;
+        bad |= acache_affinity_get(&a, c, ak, "claude", "m") != ACACHE_OK;
+        acache_affinity_free(a);
+    }
+    for (int i = 0; i < FL_MISSES; i++) {
+        char none[48];
+        snprintf(none, sizeof none, "none-%d-%d", proc, i);
+        acache_affinity *a = NULL;
+        bad |= acache_affinity_get(&a, c, none, "claude", "m") != ACACHE_ENOTFOUND;
+    }
+    sleep_ms(4 * FL_FLUSH_MS);
+    char st = bad ? 'e' : 'r';
+    if (write(done_fd, &st, 1) != 1)
+        _exit(3);
+    char b;
+    if (read(go_fd, &b, 1) != 1)
+        _exit(4);
+    if (b == 'k')
+        raise(SIGKILL);
+    acache_close(c);
+    _exit(bad ? 2 : 0);
+}
+
+static int fl_instance_listed(acache *c, const char *id)
+{
+    acache_buf b = ACACHE_BUF_INIT;
+    cr_assert_eq(acache_stats_json(&b, c), ACACHE_OK, "%s", acache_last_error());
+    int found = strstr(b.ptr, id) != NULL;
+    acache_buf_dispose(&b);
+    return found;
+}
+
+/* Port owning the fleet keys' slot ({fleet}). */
+static int fl_owner(void)
+{
+    static int owner[16384];
+    slot_map(ports[0], owner);
+    return owner[acache__redis_key_slot("{fleet}", 7)];
+}
+
+Test(cluster, fleet_counters_sum_exactly_over_two_processes)
+{
+    need_cluster();
+    int done[2], go[2];
+    cr_assert_eq(pipe(done), 0);
+    cr_assert_eq(pipe(go), 0);
+    pid_t kids[2];
+    for (int p = 0; p < 2; p++)
+        kids[p] = fl_spawn(p, done[1], go[0]);
+    for (int p = 0; p < 2; p++) {
+        char s;
+        cr_assert_eq(read(done[0], &s, 1), 1);
+        cr_assert_eq(s, 'r', "a child's traffic went wrong");
+    }
+    acache *third = fl_open("cl-reader");
+    acache_stats st = {.version = ACACHE_STATS_VERSION};
+    cr_assert_eq(acache_stats_get(&st, third), ACACHE_OK, "%s", acache_last_error());
+    cr_expect_eq(st.fleet, 1, "a cluster keeps fleet counters");
+    cr_expect_eq(st.cache_hits, 2 * FL_HITS);
+    cr_expect_eq(st.cache_misses, 2 * FL_MISSES);
+    cr_expect_eq(st.total_affinities, 2);
+    cr_expect_geq(st.instances, 2);
+    cr_expect(fl_instance_listed(third, "cl-proc-0"));
+    cr_expect(fl_instance_listed(third, "cl-proc-1"));
+    /* All fleet keys in the {fleet} slot, on its owner. */
+    redisContext *r = node(fl_owner());
+    redisReply *x = redisCommand(r, "HGET acache:{fleet}:stats hits");
+    cr_assert(x && x->type == REDIS_REPLY_STRING, "acache:{fleet}:stats on its owner");
+    cr_expect_eq(atoi(x->str), 2 * FL_HITS);
+    freeReplyObject(x);
+    x = redisCommand(r, "EXISTS acache:{fleet}:instance:cl-proc-0");
+    cr_expect(x && x->integer == 1);
+    freeReplyObject(x);
+    redisFree(r);
+
+    /* Child 0 closes (its record goes at once), child 1 is killed (its
+     * record ages out within 3 intervals + 1 s); the totals stay. */
+    cr_assert_eq(write(go[1], "c", 1), 1);
+    int ws;
+    cr_assert_eq(waitpid(kids[0], &ws, 0), kids[0]);
+    cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    cr_assert_eq(write(go[1], "k", 1), 1);
+    cr_assert_eq(waitpid(kids[1], &ws, 0), kids[1]);
+    cr_assert(WIFSIGNALED(ws));
+    cr_expect(!fl_instance_listed(third, "cl-proc-0"), "a closed instance is listed");
+    double t0 = fl_s(), gone = -1;
+    while (fl_s() - t0 < 5.0) {
+        if (!fl_instance_listed(third, "cl-proc-1")) {
+            gone = fl_s() - t0;
+            break;
+        }
+        sleep_ms(100);
+    }
+    fprintf(stderr, "cluster fleet: killed instance aged out after %.2f s\n", gone);
+    cr_expect_geq(gone, 0, "the killed instance never aged out");
+    cr_expect_leq(gone, 3 * FL_FLUSH_MS / 1000.0 + 1.5);
+    cr_assert_eq(acache_stats_get(&st, third), ACACHE_OK);
+    cr_expect_eq(st.cache_hits, 2 * FL_HITS);
+    acache_close(third);
+}
+
+typedef struct fl_mig {
+    acache *c, *reader;
+    const char *ak;
+    long hits;
+    int read_errors;
+} fl_mig;
+
+/* Between migration steps: hits (in the L1 or not: all counted) for a few
+ * flush intervals, and a fleet read on another handle. */
+static void fl_mig_step(void *p)
+{
+    fl_mig *m = p;
+    double end = fl_s() + 3 * FL_FLUSH_MS / 1000.0;
+    while (fl_s() < end) {
+        acache_affinity *a = NULL;
+        if (acache_affinity_get(&a, m->c, m->ak, "claude", "m") == ACACHE_OK)
+            m->hits++;
+        acache_affinity_free(a);
+        sleep_ms(1);
+    }
+    acache_stats st = {.version = ACACHE_STATS_VERSION};
+    if (acache_stats_get(&st, m->reader) != ACACHE_OK || !st.fleet)
+        m->read_errors++;
+}
+
+Test(cluster, fleet_flush_during_a_migration_of_the_fleet_slot_counts_exactly)
+{
+    need_cluster();
+    unsigned slot = acache__redis_key_slot("{fleet}", 7);
+    int src = fl_owner(), dst = src == ports[0] ? ports[1] : ports[0];
+    /* A pin outside the fleet slot, so that every redirection the writer's
+     * handle follows is a fleet flush's. */
+    static int owner[16384];
+    slot_map(ports[0], owner);
+    static char ak[32];
+    for (int i = 0;; i++) {
+        char key[64];
+        snprintf(ak, sizeof ak, "flm%d", i);
+        snprintf(key, sizeof key, "cache_affinity:%s:claude:m", ak);
+        unsigned s = acache__redis_key_slot(key, strlen(key));
+        if (s != slot && owner[s] != src && owner[s] != dst)
+            break;
+    }
+    fl_mig m = {fl_open("cl-mover"), fl_open("cl-watch"), ak, 0, 0};
+    cr_assert_eq(acache__affinity_set(NULL, m.c, ak, "claude", "m", "p", "e", "k", 1, 0),
+                 ACACHE_OK);
+    fl_mig_step(&m); /* the fleet keys exist before the move */
+    uint64_t redirects0 = acache__redis_cluster_redirects(acache_handle_store(m.c));
+    tr_migrate(slot, src, dst, 1, fl_mig_step, &m);
+    uint64_t redirects = acache__redis_cluster_redirects(acache_handle_store(m.c));
+    acache_close(m.c); /* the last flush */
+    acache_stats st = {.version = ACACHE_STATS_VERSION};
+    cr_assert_eq(acache_stats_get(&st, m.reader), ACACHE_OK, "%s", acache_last_error());
+    fprintf(stderr,
+            "cluster fleet: %ld hits through a migration of the fleet slot, %llu "
+            "redirections followed, fleet total %llu\n",
+            m.hits, (unsigned long long)(redirects - redirects0),
+            (unsigned long long)st.cache_hits);
+    cr_expect_eq(m.read_errors, 0, "fleet reads failed during the migration");
+    cr_expect_gt(redirects, redirects0, "no flush was redirected: nothing moved");
+    cr_expect_eq(st.cache_hits, (uint64_t)m.hits, "fleet hits %llu, counted %ld",
+                 (unsigned long long)st.cache_hits, m.hits);
+    cr_expect_eq(st.total_affinities, 1);
+    redisContext *r = node(dst);
+    redisReply *x = redisCommand(r, "EXISTS acache:{fleet}:stats");
+    cr_expect(x && x->integer == 1, "the fleet totals moved with their slot");
+    freeReplyObject(x);
+    redisFree(r);
+    acache_close(m.reader);
+}

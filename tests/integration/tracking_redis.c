@@ -86,7 +86,8 @@ static void seen(acache *h, char *out, size_t n)
 
 static int in_l1(acache *h)
 {
-    acache_affinity *a = acache__l1_get(h->l1, "cache_affinity:ak:claude:m");
+    static const char key[] = "cache_affinity:ak:claude:m";
+    acache_affinity *a = acache__l1_get(h->l1, key, sizeof key - 1);
     acache_affinity_free(a);
     return a != NULL;
 }

@@ -354,13 +354,26 @@ static int refresh_from(redis_store *s, redis_store *from)
             map[k] = (uint16_t)idx;
     }
     freeReplyObject(r);
+    int owners_changed = 0;
     if (!rc) {
+        unsigned char before[CL_MAX_NODES] = {0}, after[CL_MAX_NODES] = {0};
         pthread_rwlock_wrlock(&cl->map_lock);
+        for (size_t i = 0; i < CL_SLOTS; i++) {
+            if (cl->slot[i] != CL_NO_NODE)
+                before[cl->slot[i]] = 1;
+            if (map[i] != CL_NO_NODE)
+                after[map[i]] = 1;
+        }
         memcpy(cl->slot, map, sizeof cl->slot);
         pthread_rwlock_unlock(&cl->map_lock);
         atomic_store(&cl->dirty, 0);
+        owners_changed = memcmp(before, after, sizeof before) != 0;
     }
     free(map);
+    /* A failover or a node added / removed: the L1 is bypassed until the
+     * subscribers match the new primaries (tracking.c). */
+    if (owners_changed)
+        acache__redis_tracking_topology(s);
     return rc;
 }
 
@@ -472,6 +485,12 @@ int acache__redis_for_key(redis_store *s, const char *key, size_t len,
             }
             node = node_at(cl, idx);
         }
+        /* L1 tracking (tracking.c): a node without a live subscriber of
+         * ours (new owner, -ASK target) gets one, and the L1 is bypassed
+         * until it is subscribed, so this read fills nothing stale. */
+        if (atomic_load_explicit(&s->tracking_on, memory_order_acquire) &&
+            (ask || !atomic_load_explicit(&node->tracked, memory_order_acquire)))
+            acache__redis_tracking_unwatched(s, node, ask != NULL);
         asking_node = ask;
         ask = NULL;
         note.kind = NOTE_NONE;
@@ -528,6 +547,9 @@ int acache__redis_conn_for_key(redis_store *s, const char *key, size_t len,
                                     acache__redis_key_slot(key, len));
         }
         *node = node_at(cl, idx);
+        if (atomic_load_explicit(&s->tracking_on, memory_order_acquire) &&
+            !atomic_load_explicit(&(*node)->tracked, memory_order_acquire))
+            acache__redis_tracking_unwatched(s, *node, 0);
     }
     return acache__redis_conn_get(*node, out);
 }
@@ -1293,12 +1315,31 @@ int acache__redis_cluster_start(redis_store *s)
     s->parent.affinity_delete_if = cl_delete_if;
     s->parent.affinity_scan = cl_affinity_scan;
     s->parent.affinity_fail = cl_fail;
-    /* counters.c sends its keys (three slots) on one connection; until it
-     * routes them with acache__redis_conn_for_key, fleet counters stay per
-     * process on a cluster (the documented fallback of NULL slots). */
-    s->parent.counters_flush = NULL;
-    s->parent.counters_read = NULL;
+    /* counters_flush / counters_read (counters.c) stay: on a cluster their
+     * keys share the {fleet} hash tag and are routed to its slot's owner. */
     return ACACHE_OK;
+}
+
+int acache__redis_cluster_owners(redis_store *s, redis_store **out, int max)
+{
+    redis_cluster *cl = s->cluster;
+    unsigned char own[CL_MAX_NODES] = {0};
+    pthread_rwlock_rdlock(&cl->map_lock);
+    for (size_t i = 0; i < CL_SLOTS; i++)
+        if (cl->slot[i] != CL_NO_NODE)
+            own[cl->slot[i]] = 1;
+    pthread_rwlock_unlock(&cl->map_lock);
+    int n = 0;
+    for (int i = 0; i < CL_MAX_NODES && n < max; i++)
+        if (own[i])
+            out[n++] = node_at(cl, i);
+    return n;
+}
+
+void acache__redis_cluster_poke(redis_store *s)
+{
+    mark_dirty(s->cluster);
+    maybe_refresh(s);
 }
 
 uint64_t acache__redis_cluster_redirects(const acache_store *st)

@@ -23,7 +23,8 @@
  *                enumeration on every primary (docs/redis.md "Cluster")
  *   slots.c      CRC16 key slots with hash tags
  *   tracking.c   L1 invalidations: a subscriber connection with CLIENT
- *                TRACKING (BCAST) and its reader thread (docs/redis.md)
+ *                TRACKING (BCAST) and its reader thread (docs/redis.md); on a
+ *                cluster one per primary and a manager following the map
  *
  * Retries: a pooled connection whose server went away (restart) is detected
  * before use by a zero-timeout poll() (an idle RESP connection never has
@@ -130,6 +131,10 @@ typedef struct redis_store {
     struct redis_cluster *cluster; /* redis-cluster:// (cluster.c); NULL otherwise */
     int cluster_node; /* a node of a cluster store: scan.c GETs instead of MGET */
     struct redis_tracking *tracking; /* tracking.c: L1 invalidations; NULL when off */
+    /* tracking.c on a cluster: `tracked` (a node) its subscriber is subscribed;
+     * `tracking_on` (the cluster store) cluster.c calls the tracking hooks,
+     * `tracking_users` of them are running. */
+    _Atomic int tracked, tracking_on, tracking_users;
     /* Touch swap path (hint.c, affinity.c): URI touch=script turns it off,
      * touch_contended_ms is how long a key that needed a repair uses the
      * script (default 1000). A cluster's nodes borrow the cluster store's
@@ -391,13 +396,22 @@ void acache__redis_cluster_note(const redisReply *r);
 int acache__redis_cluster_asking(redis_store *s, rconn *c);
 /* MOVED + ASK redirections followed since open (0: not a cluster). */
 uint64_t acache__redis_cluster_redirects(const acache_store *st);
+/* tracking.c: the nodes that serve a slot in the map now (at most max). */
+int acache__redis_cluster_owners(redis_store *s, redis_store **out, int max);
+/* tracking.c: mark the map for a refresh and refresh it if allowed now. */
+void acache__redis_cluster_poke(redis_store *s);
 
 /* ---- tracking.c: the invalidations_* slots (docs/redis.md "L1 invalidation") ---- */
 
-/* Set the slots on a single-node / Sentinel store (a cluster keeps the
- * time-based L1); stop the reader thread (r_free; idempotent). */
+/* Set the slots (single node, Sentinel: one subscriber; cluster: one per
+ * primary, following the slot map); stop the threads (r_free; idempotent). */
 void acache__redis_tracking_register(acache_store *st);
 void acache__redis_tracking_free(redis_store *s);
+/* cluster.c hooks, on the cluster store: a command is about to run on `node`,
+ * which has no live subscriber of ours or is an -ASK target (`asked`); the
+ * set of slot owners changed with a map refresh. */
+void acache__redis_tracking_unwatched(redis_store *s, redis_store *node, int asked);
+void acache__redis_tracking_topology(redis_store *s);
 
 /* ---- tls.c ---- */
 

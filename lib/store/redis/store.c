@@ -96,7 +96,7 @@ int acache__store_redis_new_ex(acache_store **out, const char *uri,
         rc = acache__redis_tls_init(s);
     if (!rc && !s->touch_script) /* the touch swap path's table (hint.c) */
         rc = acache__redis_hints_new(&s->hints);
-    if (!rc && !s->cluster) /* a cluster keeps the time-based L1 (docs/redis.md) */
+    if (!rc) /* a cluster: one subscriber per primary (tracking.c) */
         acache__redis_tracking_register(&s->parent);
     if (rc) {
         r_free(&s->parent);

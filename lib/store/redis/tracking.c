@@ -41,18 +41,49 @@
 #define BACKOFF_MIN_MS 20 /* first reconnect delay, doubled up to ... */
 #define BACKOFF_MAX_MS 1000
 #define CHANNEL "__redis__:invalidate"
+/* Cluster: */
+#define MAX_SUBS 256         /* one per node (cluster.c's CL_MAX_NODES) */
+#define MANAGER_TICK_MS 100  /* the manager looks at the slot map this often */
+#define ASKED_KEEP_MS 10000  /* an -ASK target outside the map stays tracked */
+#define DOWN_REFRESH_MS 1000 /* a subscriber down this long: re-read the map */
 
 typedef struct redis_tracking redis_tracking;
 
-struct redis_tracking {
-    redis_store *s;
-    acache_invalidation_sink sink;
+/* One subscriber connection and its reader thread, on one node (the store
+ * itself on a single node / Sentinel, a node store on a cluster). */
+typedef struct tsub {
+    redis_tracking *t;
+    redis_store *node;
     pthread_t thread;
     int running;
     int wake[2]; /* a byte written by stop wakes the thread */
     atomic_int stop;
     rconn *conn;              /* the thread's once it runs */
     uint64_t primary_changes; /* Sentinel: acache__redis_sentinel_changes at connect */
+    /* under t->lock: */
+    int live;            /* subscribed */
+    int gone;            /* taken out of t->subs: node->tracked is not its own */
+    int64_t down_since;  /* mono ms, while not live */
+    int64_t asked_until; /* cluster: kept until then even when no slot owner */
+} tsub;
+
+/* The sink hears "live" only when every subscriber is subscribed and (on a
+ * cluster) the set of subscribers matches the last slot map looked at:
+ * one "not live" anywhere flushes and bypasses the whole L1, because any pin
+ * in it may live on that node. */
+struct redis_tracking {
+    redis_store *s;
+    acache_invalidation_sink sink;
+    pthread_mutex_t lock;
+    tsub *subs[MAX_SUBS];
+    int n;
+    int reported;          /* the last state told to the sink; -1: none yet */
+    uint64_t gen, settled; /* cluster: topology changes seen / reconciled */
+    /* cluster: the manager thread (subscribers follow the slot map) */
+    pthread_t manager;
+    int manager_running;
+    int wake[2];
+    atomic_int stop;
 };
 
 static int64_t mono_ms(void)
@@ -167,31 +198,67 @@ static void deliver(redis_tracking *t, const redisReply *r)
 }
 
 /* Sleep `ms` unless stopped; 1 when stopping. */
-static int nap(redis_tracking *t, int ms)
+static int nap(int fd, atomic_int *stop, int ms)
 {
-    struct pollfd p = {.fd = t->wake[0], .events = POLLIN};
-    if (!atomic_load(&t->stop))
-        poll(&p, 1, ms);
-    return atomic_load(&t->stop);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (!atomic_load(stop) && poll(&p, 1, ms) > 0 && (p.revents & POLLIN)) {
+        char b[16]; /* drain wake-ups (the manager's pipe is written by many) */
+        while (read(fd, b, sizeof b) == (ssize_t)sizeof b)
+            ;
+    }
+    return atomic_load(stop);
 }
 
-static void lost(redis_tracking *t)
+static void wake_up(int fd)
 {
-    rconn_close(t->conn);
-    t->conn = NULL;
-    t->sink.state(0, t->sink.payload);
+    char b = 1;
+    while (write(fd, &b, 1) < 0 && errno == EINTR)
+        ;
+}
+
+/* Under t->lock: tell the sink when the combined state changed. */
+static void report(redis_tracking *t)
+{
+    int live = t->n > 0 && t->gen == t->settled;
+    for (int i = 0; live && i < t->n; i++)
+        live = t->subs[i]->live;
+    if (live != t->reported) {
+        t->reported = live;
+        t->sink.state(live, t->sink.payload);
+    }
+}
+
+static void sub_state(tsub *u, int live)
+{
+    redis_tracking *t = u->t;
+    pthread_mutex_lock(&t->lock);
+    u->live = live;
+    if (!live)
+        u->down_since = mono_ms();
+    if (!u->gone) /* a dropped one's late "live" must not mark its node */
+        atomic_store(&u->node->tracked, live);
+    report(t);
+    pthread_mutex_unlock(&t->lock);
+}
+
+static void lost(tsub *u)
+{
+    rconn_close(u->conn);
+    u->conn = NULL;
+    sub_state(u, 0);
 }
 
 static void *reader(void *arg)
 {
-    redis_tracking *t = arg;
-    redis_store *s = t->s;
+    tsub *u = arg;
+    redis_tracking *t = u->t;
+    redis_store *s = u->node;
     int backoff = BACKOFF_MIN_MS, ping_out = 0, warned = 0;
     int64_t last_rx = mono_ms(), ping_at = 0;
     int64_t answer_ms = s->command_ms > HEARTBEAT_MS ? s->command_ms : HEARTBEAT_MS;
-    while (!atomic_load(&t->stop)) {
-        if (!t->conn) {
-            int rc = subscribe_conn(s, &t->conn, &t->primary_changes);
+    while (!atomic_load(&u->stop)) {
+        if (!u->conn) {
+            int rc = subscribe_conn(s, &u->conn, &u->primary_changes);
             if (rc) {
                 if (rc == ACACHE_EUNSUPPORTED && !warned) {
                     warned = 1; /* e.g. a failover to an older server: stay bypassed */
@@ -199,7 +266,7 @@ static void *reader(void *arg)
                             "libaethercache: warning: %s; the L1 stays bypassed\n",
                             acache_last_error());
                 }
-                if (nap(t, backoff))
+                if (nap(u->wake[0], &u->stop, backoff))
                     break;
                 backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
                 continue;
@@ -207,17 +274,17 @@ static void *reader(void *arg)
             backoff = BACKOFF_MIN_MS;
             ping_out = 0;
             last_rx = mono_ms();
-            t->sink.state(1, t->sink.payload);
+            sub_state(u, 1);
         }
         redisReply *r;
-        int k = rconn_wait_reply(t->conn, &r, HEARTBEAT_MS / 4, t->wake[0]);
-        if (atomic_load(&t->stop)) {
+        int k = rconn_wait_reply(u->conn, &r, HEARTBEAT_MS / 4, u->wake[0]);
+        if (atomic_load(&u->stop)) {
             if (r)
                 freeReplyObject(r);
             break;
         }
         if (k < 0) {
-            lost(t);
+            lost(u);
             continue;
         }
         int64_t now = mono_ms();
@@ -228,18 +295,18 @@ static void *reader(void *arg)
             freeReplyObject(r);
             continue;
         }
-        if (s->sentinel && acache__redis_sentinel_changes(s) != t->primary_changes) {
-            lost(t);
+        if (s->sentinel && acache__redis_sentinel_changes(s) != u->primary_changes) {
+            lost(u);
             continue;
         }
         if (ping_out && now - ping_at >= answer_ms) {
-            lost(t); /* silent peer */
+            lost(u); /* silent peer */
             continue;
         }
         if (!ping_out && now - last_rx >= HEARTBEAT_MS) {
             const char *argv[] = {"PING"};
-            if (rconn_append(t->conn, 1, argv, NULL) != 0) {
-                lost(t);
+            if (rconn_append(u->conn, 1, argv, NULL) != 0) {
+                lost(u);
                 continue;
             }
             ping_out = 1;
@@ -248,6 +315,203 @@ static void *reader(void *arg)
     }
     return NULL;
 }
+
+/* Threads started here take no signal of the host's (SIGPIPE included: TLS
+ * writes with write(2)). */
+static int start_thread(pthread_t *th, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int e = pthread_create(th, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return e;
+}
+
+static int open_pipe(int fd[2])
+{
+    if (pipe(fd) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        fcntl(fd[i], F_SETFD, FD_CLOEXEC);
+        fcntl(fd[i], F_SETFL, fcntl(fd[i], F_GETFL) | O_NONBLOCK);
+    }
+    return 0;
+}
+
+static tsub *sub_new(redis_tracking *t, redis_store *node)
+{
+    tsub *u = acache__calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    if (open_pipe(u->wake) != 0) {
+        free(u);
+        return NULL;
+    }
+    u->t = t;
+    u->node = node;
+    atomic_init(&u->stop, 0);
+    u->down_since = mono_ms();
+    return u;
+}
+
+/* Stop and free a subscriber that is no longer in t->subs (or never ran). */
+static void sub_free(tsub *u)
+{
+    if (!u)
+        return;
+    if (u->running) {
+        atomic_store(&u->stop, 1);
+        wake_up(u->wake[1]);
+        pthread_join(u->thread, NULL);
+    }
+    rconn_close(u->conn);
+    close(u->wake[0]);
+    close(u->wake[1]);
+    free(u);
+}
+
+static tsub *find_sub(redis_tracking *t, const redis_store *node)
+{
+    for (int i = 0; i < t->n; i++)
+        if (t->subs[i]->node == node)
+            return t->subs[i];
+    return NULL;
+}
+
+/* ---- cluster: subscribers follow the slot map ---- */
+
+/* One look at the map: drop the subscribers of nodes that serve no slot (and
+ * were not an -ASK target lately), add one for each new slot owner, start
+ * the threads of those added (here or by acache__redis_tracking_unwatched),
+ * and re-read the map when a subscriber has been down for a while (its node
+ * may have failed over). A dropped subscriber's node may still have given
+ * pins to the L1 that nobody announces any more: the L1 is flushed. */
+static void reconcile(redis_tracking *t, int64_t *last_poke)
+{
+    redis_store *s = t->s;
+    pthread_mutex_lock(&t->lock);
+    uint64_t gen = t->gen;
+    pthread_mutex_unlock(&t->lock);
+    redis_store *own[MAX_SUBS];
+    int no = acache__redis_cluster_owners(s, own, MAX_SUBS);
+    tsub *gone[MAX_SUBS], *fresh[MAX_SUBS];
+    int ngone = 0, nfresh = 0, poke = 0;
+    int64_t now = mono_ms();
+    pthread_mutex_lock(&t->lock);
+    for (int i = 0; i < t->n; i++) {
+        tsub *u = t->subs[i];
+        int wanted = u->asked_until > now;
+        for (int j = 0; j < no && !wanted; j++)
+            wanted = own[j] == u->node;
+        if (wanted)
+            continue;
+        gone[ngone++] = u;
+        u->gone = 1;
+        atomic_store(&u->node->tracked, 0);
+        t->subs[i--] = t->subs[--t->n];
+    }
+    for (int j = 0; j < no; j++) {
+        if (find_sub(t, own[j]) || t->n >= MAX_SUBS)
+            continue;
+        tsub *u = sub_new(t, own[j]);
+        if (u)
+            t->subs[t->n++] = u;
+        else
+            gen = t->gen - 1; /* out of memory: stay unsettled, try again */
+    }
+    for (int i = 0; i < t->n; i++) {
+        tsub *u = t->subs[i];
+        if (!u->running) {
+            u->running = 1; /* claimed: started below, outside the lock */
+            fresh[nfresh++] = u;
+        }
+        if (!u->live && now - u->down_since >= DOWN_REFRESH_MS)
+            poke = 1;
+    }
+    t->settled = gen;
+    report(t);
+    pthread_mutex_unlock(&t->lock);
+    for (int i = 0; i < nfresh; i++)
+        if (start_thread(&fresh[i]->thread, reader, fresh[i]) != 0) {
+            pthread_mutex_lock(&t->lock);
+            fresh[i]->running = 0; /* the next look tries again */
+            pthread_mutex_unlock(&t->lock);
+        }
+    for (int i = 0; i < ngone; i++)
+        sub_free(gone[i]);
+    if (ngone)
+        t->sink.all(t->sink.payload);
+    if (poke && now - *last_poke >= DOWN_REFRESH_MS) {
+        *last_poke = now;
+        acache__redis_cluster_poke(s);
+    }
+}
+
+static void *manager(void *arg)
+{
+    redis_tracking *t = arg;
+    int64_t last_poke = 0;
+    while (!atomic_load(&t->stop)) {
+        reconcile(t, &last_poke);
+        if (nap(t->wake[0], &t->stop, MANAGER_TICK_MS))
+            break;
+    }
+    return NULL;
+}
+
+/* The hooks below run on any thread of the cluster store (cluster.c calls
+ * them); tracking_users keeps acache__redis_tracking_free from freeing the
+ * tracking under them. */
+static redis_tracking *hook_enter(redis_store *s)
+{
+    atomic_fetch_add(&s->tracking_users, 1);
+    if (atomic_load(&s->tracking_on))
+        return s->tracking;
+    atomic_fetch_sub(&s->tracking_users, 1);
+    return NULL;
+}
+
+static void hook_leave(redis_store *s)
+{
+    atomic_fetch_sub(&s->tracking_users, 1);
+}
+
+void acache__redis_tracking_unwatched(redis_store *s, redis_store *node, int asked)
+{
+    redis_tracking *t = hook_enter(s);
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->lock);
+    tsub *u = find_sub(t, node);
+    if (!u && t->n < MAX_SUBS && (u = sub_new(t, node)))
+        t->subs[t->n++] = u; /* not live: the L1 is bypassed from here */
+    if (!u)
+        t->gen++; /* cannot track it now: unsettled until the manager can */
+    if (u && asked)
+        u->asked_until = mono_ms() + ASKED_KEEP_MS;
+    int changed = !u || !u->running;
+    report(t);
+    pthread_mutex_unlock(&t->lock);
+    if (changed)
+        wake_up(t->wake[1]);
+    hook_leave(s);
+}
+
+void acache__redis_tracking_topology(redis_store *s)
+{
+    redis_tracking *t = hook_enter(s);
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->lock);
+    t->gen++;
+    report(t);
+    pthread_mutex_unlock(&t->lock);
+    wake_up(t->wake[1]);
+    hook_leave(s);
+}
+
+/* ---- lifetime ---- */
 
 static void tracking_stop(acache_store *self)
 {
@@ -259,16 +523,23 @@ void acache__redis_tracking_free(redis_store *s)
     redis_tracking *t = s->tracking;
     if (!t)
         return;
-    if (t->running) {
-        atomic_store(&t->stop, 1);
-        char b = 1;
-        while (write(t->wake[1], &b, 1) < 0 && errno == EINTR)
-            ;
-        pthread_join(t->thread, NULL);
+    atomic_store(&s->tracking_on, 0);
+    while (atomic_load(&s->tracking_users) > 0) {
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
     }
-    rconn_close(t->conn);
+    if (t->manager_running) {
+        atomic_store(&t->stop, 1);
+        wake_up(t->wake[1]);
+        pthread_join(t->manager, NULL);
+    }
+    for (int i = 0; i < t->n; i++) {
+        atomic_store(&t->subs[i]->node->tracked, 0);
+        sub_free(t->subs[i]);
+    }
     close(t->wake[0]);
     close(t->wake[1]);
+    pthread_mutex_destroy(&t->lock);
     free(t);
     s->tracking = NULL;
 }
@@ -281,36 +552,68 @@ static int tracking_subscribe(acache_store *self, const acache_invalidation_sink
     redis_tracking *t = acache__calloc(1, sizeof *t);
     if (!t)
         return acache__oom();
-    if (pipe(t->wake) != 0) {
+    if (open_pipe(t->wake) != 0) {
         free(t);
         return acache_error_set(ACACHE_ERROR, "redis tracking: pipe: %s",
                                 strerror(errno));
     }
-    fcntl(t->wake[0], F_SETFD, FD_CLOEXEC);
-    fcntl(t->wake[1], F_SETFD, FD_CLOEXEC);
+    if (pthread_mutex_init(&t->lock, NULL) != 0) {
+        close(t->wake[0]);
+        close(t->wake[1]);
+        free(t);
+        return acache_error_set(ACACHE_ERROR, "redis tracking: cannot create a mutex");
+    }
     t->s = s;
     t->sink = *sink;
+    t->reported = -1;
     atomic_init(&t->stop, 0);
     s->tracking = t;
-    int rc = subscribe_conn(s, &t->conn, &t->primary_changes);
-    if (rc == ACACHE_EUNSUPPORTED || rc == ACACHE_ENOMEM) {
+    /* A single node: the store itself. A cluster: every slot owner now (the
+     * manager follows later changes). Each is subscribed here first, so that
+     * a server that refuses CLIENT fails the call. */
+    redis_store *nodes[MAX_SUBS];
+    int nn = 1;
+    nodes[0] = s;
+    if (s->cluster)
+        nn = acache__redis_cluster_owners(s, nodes, MAX_SUBS);
+    int rc = ACACHE_OK;
+    for (int i = 0; !rc && i < nn; i++) {
+        tsub *u = sub_new(t, nodes[i]);
+        if (!u) {
+            rc = acache__oom();
+            break;
+        }
+        t->subs[t->n++] = u;
+        rc = subscribe_conn(nodes[i], &u->conn, &u->primary_changes);
+        if (rc == ACACHE_ESTORE)
+            rc = ACACHE_OK; /* down now: bypass until its thread gets through */
+        u->live = u->conn != NULL;
+        atomic_store(&nodes[i]->tracked, u->live);
+    }
+    if (rc) {
         acache__redis_tracking_free(s);
         return rc;
     }
-    /* Down now (ESTORE): bypass until the thread gets through. */
-    sink->state(t->conn != NULL, sink->payload);
-    /* The thread takes no signal of the host's (SIGPIPE included: TLS
-     * writes with write(2)). */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int e = pthread_create(&t->thread, NULL, reader, t);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (e != 0) {
-        acache__redis_tracking_free(s);
-        return acache_error_set(ACACHE_ERROR, "redis tracking: cannot start its thread");
+    pthread_mutex_lock(&t->lock);
+    report(t); /* the initial state */
+    pthread_mutex_unlock(&t->lock);
+    for (int i = 0; i < t->n; i++) {
+        if (start_thread(&t->subs[i]->thread, reader, t->subs[i]) != 0) {
+            acache__redis_tracking_free(s);
+            return acache_error_set(ACACHE_ERROR,
+                                    "redis tracking: cannot start its thread");
+        }
+        t->subs[i]->running = 1;
     }
-    t->running = 1;
+    if (s->cluster) {
+        if (start_thread(&t->manager, manager, t) != 0) {
+            acache__redis_tracking_free(s);
+            return acache_error_set(ACACHE_ERROR,
+                                    "redis tracking: cannot start its thread");
+        }
+        t->manager_running = 1;
+        atomic_store(&s->tracking_on, 1); /* cluster.c's hooks from here on */
+    }
     acache_clear_error();
     return ACACHE_OK;
 }
