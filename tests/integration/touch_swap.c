@@ -571,3 +571,48 @@ Test(touch_swap, redis_killed_mid_swaps_is_an_error_not_a_crash)
     cr_expect_gt(errors, 0, "the server went away mid-run");
     s->free(s);
 }
+
+/* redis-cluster://: the nodes share the cluster store's hints, so a refresh
+ * is one SET ... GET on the key's node. */
+static long long node_calls(test_redis_cluster *cl, const char *cmd)
+{
+    long long n = 0;
+    char pat[64];
+    snprintf(pat, sizeof pat, "cmdstat_%s:calls=", cmd);
+    for (int i = 0; i < cl->n; i++) {
+        redisContext *r = redisConnect("127.0.0.1", cl->node[i].port);
+        cr_assert(r && !r->err);
+        redisReply *rep = redisCommand(r, "INFO commandstats");
+        const char *p = strstr(rep->str, pat);
+        n += p ? atoll(p + strlen(pat)) : 0;
+        freeReplyObject(rep);
+        redisFree(r);
+    }
+    return n;
+}
+
+Test(touch_swap, cluster_refresh_is_one_set_get_on_the_node)
+{
+    test_redis_cluster cl;
+    memset(&cl, 0, sizeof cl);
+    cr_assert_eq(test_redis_cluster_start(&cl, 3), 0, "cluster did not start");
+    acache_store *s = NULL;
+    cr_assert_eq(acache__store_redis_new(&s, cl.uri, 2000, 2000), ACACHE_OK, "%s",
+                 acache_last_error());
+    int res = 0;
+    got g;
+    const char *keys[3] = {"cache_affinity:a1:claude:m", "cache_affinity:b2:claude:m",
+                           "cache_affinity:c3:claude:m"};
+    long long set0 = node_calls(&cl, "set"), ev0 = node_calls(&cl, "evalsha");
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 5; i++) {
+            cr_assert_eq(touch_at(s, keys[k], "p", NOW + i, &g, &res), ACACHE_OK, "%s",
+                         acache_last_error());
+            cr_expect_eq(g.count, i + 1);
+        }
+    cr_expect_eq(node_calls(&cl, "evalsha") - ev0, 3, "one script per pin: the creation");
+    cr_expect_eq(node_calls(&cl, "set") - set0, 3 + 3 * 4,
+                 "the refreshes are SET ... GET");
+    s->free(s);
+    test_redis_cluster_stop(&cl);
+}
