@@ -382,7 +382,7 @@ static tsub *find_sub(redis_tracking *t, const redis_store *node)
 /* ---- cluster: subscribers follow the slot map ---- */
 
 /* One look at the map: drop the subscribers of nodes that serve no slot (and
- * were not an -ASK target lately), add one for each new slot owner, start
+ * were not an -ASK target lately, or are down), add one for each new slot owner, start
  * the threads of those added (here or by acache__redis_tracking_unwatched),
  * and re-read the map when a subscriber has been down for a while (its node
  * may have failed over). A dropped subscriber's node may still have given
@@ -401,7 +401,11 @@ static void reconcile(redis_tracking *t, int64_t *last_poke)
     pthread_mutex_lock(&t->lock);
     for (int i = 0; i < t->n; i++) {
         tsub *u = t->subs[i];
-        int wanted = u->asked_until > now;
+        /* An -ASK target that serves no slot: kept while asked lately,
+         * unless it has been down for a while (it left: nobody can write
+         * there, and its pins go with the flush below). */
+        int wanted =
+            u->asked_until > now && (u->live || now - u->down_since < DOWN_REFRESH_MS);
         for (int j = 0; j < no && !wanted; j++)
             wanted = own[j] == u->node;
         if (wanted)
