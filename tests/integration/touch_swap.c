@@ -616,3 +616,60 @@ Test(touch_swap, cluster_refresh_is_one_set_get_on_the_node)
     s->free(s);
     test_redis_cluster_stop(&cl);
 }
+
+/* A MONITOR client sees the swap's SET ... GET and stops the server at once:
+ * the SET ran, but its reply or the repair's is not read within the command
+ * timeout (which one depends on when the stop lands). The touch is an
+ * error (outcome unknown), nothing crashes or hangs; once resumed, the value
+ * has the caller's target (W, or R if the repair was sent); then the server
+ * is killed and touches fail cleanly. */
+static void *stop_on_swap(void *p)
+{
+    int *saw = p;
+    redisContext *r = raw();
+    redisReply *rep = redisCommand(r, "MONITOR");
+    freeReplyObject(rep);
+    for (;;) {
+        if (redisGetReply(r, (void **)&rep) != REDIS_OK)
+            break;
+        int hit = rep->type == REDIS_REPLY_STATUS && strstr(rep->str, "\"SET\"") &&
+                  strstr(rep->str, "\"GET\"");
+        freeReplyObject(rep);
+        if (hit) {
+            test_redis_pause(&srv);
+            *saw = 1;
+            break;
+        }
+    }
+    redisFree(r);
+    return NULL;
+}
+
+Test(touch_swap, redis_stopped_then_killed_between_set_and_repair)
+{
+    acache_store *s = NULL;
+    cr_assert_eq(acache__store_redis_new(&s, srv.uri, 1000, 300), ACACHE_OK);
+    int res = 0;
+    got g;
+    cr_assert_eq(touch_at(s, KEY, "p", NOW, &g, &res), ACACHE_OK);
+    raw_cmd("SET %s %s", KEY,
+            HEAD_P "\"created_at\": 1.5, \"expire_at\": 1800000900.0, "
+                   "\"request_count\": 9}");
+    int saw = 0;
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, stop_on_swap, &saw), 0);
+    usleep(100 * 1000); /* MONITOR is on */
+    cr_expect_eq(touch_at(s, KEY, "p", NOW + 1, &g, &res), ACACHE_ESTORE);
+    cr_expect(strstr(acache_last_error(), "timed out"), "%s", acache_last_error());
+    pthread_join(th, NULL);
+    cr_expect(saw, "the monitor saw the swap");
+    cr_assert_eq(test_redis_resume(&srv), 0);
+    char v[512], prov[16];
+    value_of(KEY, v, sizeof v);
+    cr_expect_gt(count_of(v, prov, sizeof prov), 0, "%s", v);
+    cr_expect_str_eq(prov, "p");
+    cr_assert_eq(test_redis_kill(&srv), 0);
+    /* the next touch fails cleanly too */
+    cr_expect_eq(touch_at(s, KEY, "p", NOW + 2, &g, &res), ACACHE_ESTORE);
+    s->free(s);
+}

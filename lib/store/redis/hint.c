@@ -59,11 +59,6 @@ void acache__redis_hints_script_only(redis_hints *h)
         atomic_store(&h->script_only, 1);
 }
 
-int acache__redis_hints_is_script_only(const redis_hints *h)
-{
-    return !h || atomic_load(&((redis_hints *)h)->script_only);
-}
-
 static hint_slot *slot_of(redis_hints *h, const char *key, size_t len)
 {
     return &h->slot[acache__hash(key, len) & (HINT_SLOTS - 1)];

@@ -267,7 +267,6 @@ void acache__redis_hint_contend(redis_hints *h, const char *key, size_t key_len,
                                 uint32_t ms);
 /* The server refused SET ... GET (Redis < 6.2): script touches from now on. */
 void acache__redis_hints_script_only(redis_hints *h);
-int acache__redis_hints_is_script_only(const redis_hints *h);
 /* Fill from a value read with GET when it is in the exact layout a touch
  * writes (head of plain strings in Python's json.dumps order, then
  * created_at, expire_at, request_count); anything else is not kept. */
