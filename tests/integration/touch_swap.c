@@ -442,6 +442,8 @@ Test(touch_swap, two_processes_eight_threads_lose_no_count)
     cr_expect_eq(total, (long long)PROCS * THREADS * ROUNDS, "no lost or double count");
     /* the race was real: swaps ran, and some of them needed a repair */
     long long sets = cmd_calls("set"), evals = cmd_calls("evalsha");
+    cr_log_info("%lld SETs (swaps + the scripts' own), %lld EVALSHA (scripts, repairs)",
+                sets, evals);
     cr_expect_gt(sets, 100, "swaps: %lld", sets);
     cr_expect_gt(evals, PINS * PROCS, "repairs and scripts: %lld", evals);
 }
