@@ -42,15 +42,18 @@ int acache_affinity_get(acache_affinity **out, acache *c, const char *affinity_k
                                              model_name, &rc);
     if (!key)
         return rc;
-    double now = acache__now(c);
-    acache_affinity *a = c->l1 ? acache__l1_get(c->l1, key) : NULL;
-    if (a && acache_affinity_expire_at(a) <= now) {
+    size_t klen = strlen(key);
+    acache_affinity *a = c->l1 ? acache__l1_get(c->l1, key, klen) : NULL;
+    /* The hit's expiry check may err early, never late (acache__now_late):
+     * a pin about to expire is looked up in the store with the precise clock. */
+    if (a && acache_affinity_expire_at(a) <= acache__now_late(c)) {
         acache__l1_remove(c->l1, key);
         acache_affinity_free(a);
         a = NULL;
     }
     if (!a) {
-        uint64_t epoch = c->l1 ? acache__l1_epoch(c->l1, key) : 0;
+        double now = acache__now(c);
+        uint64_t epoch = c->l1 ? acache__l1_epoch(c->l1, key, klen) : 0;
         build_ctx b = {key, NULL};
         rc = c->store->affinity_get(c->store, key, build_cb, &b);
         if (rc == ACACHE_OK && !b.out)
@@ -78,7 +81,7 @@ int acache_affinity_get(acache_affinity **out, acache *c, const char *affinity_k
         }
         a = b.out;
         if (c->l1)
-            acache__l1_put(c->l1, key, a, epoch);
+            acache__l1_put(c->l1, key, klen, a, epoch);
     }
     ACACHE__KEY_FREE(key, kbuf);
     atomic_fetch_add(&c->cache_hits, 1);

@@ -1,8 +1,12 @@
 /* The acache_affinity object: one allocation holding every string.
+ * Immutable once built and reference counted: a "copy" (acache__affinity_dup,
+ * an L1 hit) is one more reference, acache_affinity_free drops one. Nothing
+ * writes an object after pack(), so sharing it between threads is safe.
  *
  * Each field keeps its length: the key fields come from the storage key,
  * which is bytes (Redis) and may hold a NUL; the C getters then see a
  * truncated string, the JSON form and the listing use the lengths. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +21,7 @@ struct acache_affinity {
     size_t len[ACACHE__F_COUNT]; /* in the order above (acache__affinity_field) */
     double created_at, expire_at;
     int64_t request_count;
+    atomic_uint_fast32_t refs;
     char data[];
 };
 
@@ -48,6 +53,7 @@ static acache_affinity *pack(const span f[6], double created, double expire,
     a->created_at = created;
     a->expire_at = expire;
     a->request_count = count;
+    atomic_init(&a->refs, 1);
     return a;
 }
 
@@ -90,13 +96,11 @@ const char *acache__affinity_field(const acache_affinity *a, int field, size_t *
 
 acache_affinity *acache__affinity_dup(const acache_affinity *a)
 {
-    span f[6];
-    for (int i = 0; i < 6; i++)
-        f[i].s = acache__affinity_field(a, i, &f[i].len);
-    acache_affinity *d = pack(f, a->created_at, a->expire_at, a->request_count);
-    if (!d)
-        acache__oom();
-    return d;
+    /* Immutable: one more reference instead of a copy (an L1 hit used to be
+     * mostly malloc + memcpy + free). Relaxed: the holder already sees it. */
+    acache_affinity *m = (acache_affinity *)a;
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
 }
 
 void acache__affinity_to_record(const acache_affinity *a, acache_record *rec)
@@ -150,7 +154,9 @@ int64_t acache_affinity_request_count(const acache_affinity *a)
 
 void acache_affinity_free(acache_affinity *a)
 {
-    free(a);
+    /* acq_rel: the last holder's free sees every other holder's reads done. */
+    if (a && atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1)
+        free(a);
 }
 
 json_t *acache__affinity_json(const acache_affinity *a)

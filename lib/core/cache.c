@@ -2,6 +2,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../crypto/crypto.h"
 #include "core.h"
@@ -46,6 +47,33 @@ size_t acache_options_size(void)
 double acache__now(const acache *c)
 {
     return c->opts.clock ? c->opts.clock(c->opts.clock_payload) : acache__wallclock();
+}
+
+/* The coarse wall clock is the time of the last tick: behind the precise one
+ * by at most its resolution (one jiffy, 1-10 ms), unless the timekeeping
+ * update is late (nohz). Adding the resolution plus a 20 ms margin makes the
+ * result an upper bound, so an expiry check with it can only err early: an
+ * L1 hit on a pin in its last ~25 ms of life goes to the store, where the
+ * precise clock decides (lib/core/affinity.c). Costs a few ns, the precise
+ * clock_gettime a quarter of an L1 hit. */
+double acache__now_late(const acache *c)
+{
+    if (c->opts.clock)
+        return c->opts.clock(c->opts.clock_payload);
+#ifdef CLOCK_REALTIME_COARSE
+    static _Atomic double res; /* 0 until first read; racing readers agree */
+    double r = res;
+    struct timespec ts;
+    if (r == 0.0) {
+        r = clock_getres(CLOCK_REALTIME_COARSE, &ts) == 0 && ts.tv_sec == 0
+                ? (double)ts.tv_nsec / 1e9
+                : -1.0;
+        res = r;
+    }
+    if (r > 0.0 && clock_gettime(CLOCK_REALTIME_COARSE, &ts) == 0)
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + r + 0.020;
+#endif
+    return acache__wallclock();
 }
 
 static int has_prefix(const char *s, const char *p)

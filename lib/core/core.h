@@ -157,6 +157,10 @@ int64_t acache__active_count_now(acache *c, int *status);
 
 /* The handle's clock (options.clock or the wall clock). */
 double acache__now(const acache *c);
+/* A time never earlier than acache__now() at the call (the coarse wall clock
+ * plus a margin; options.clock exactly): for checks that may err early, never
+ * late, such as an L1 hit's expiry (lib/core/cache.c). */
+double acache__now_late(const acache *c);
 
 /* cache_affinity:{ak}:{fmt}:{model} into `buf` when it fits in `cap`, else a
  * new allocation (free it when the result != buf); NULL + error on bad fields
@@ -194,6 +198,7 @@ int acache__record_parse_jansson(const char *json, size_t len, acache_record_cb 
 acache_affinity *acache__affinity_from_record(const acache_record *rec, const char *key,
                                               size_t key_len);
 
+/* Another reference to `a` (immutable, reference counted): never fails. */
 acache_affinity *acache__affinity_dup(const acache_affinity *a);
 
 /* The string fields of an acache_affinity, in storage order. */
@@ -217,15 +222,16 @@ void acache__affinity_to_record(const acache_affinity *a, acache_record *rec);
 struct json_t;
 struct json_t *acache__affinity_json(const acache_affinity *a);
 
-/* L1 cache (lib/core/l1.c). Entries hold a private copy of a record. */
+/* L1 cache (lib/core/l1.c). Entries hold a reference to an immutable record;
+ * keys are passed with their length (strlen of a storage key). */
 acache__l1 *acache__l1_new(int32_t ttl_ms, int32_t max_entries);
 void acache__l1_free(acache__l1 *l1);
-/* Returns a fresh copy on hit (caller frees), NULL on miss. */
-acache_affinity *acache__l1_get(acache__l1 *l1, const char *key);
+/* Returns a new reference on hit (caller frees), NULL on miss. */
+acache_affinity *acache__l1_get(acache__l1 *l1, const char *key, size_t klen);
 /* Epoch of `key`'s stripe: read it before the store, pass it to put, which
  * drops the fill if a remove/clear of that stripe happened since (l1.c). */
-uint64_t acache__l1_epoch(acache__l1 *l1, const char *key);
-void acache__l1_put(acache__l1 *l1, const char *key, const acache_affinity *a,
+uint64_t acache__l1_epoch(acache__l1 *l1, const char *key, size_t klen);
+void acache__l1_put(acache__l1 *l1, const char *key, size_t klen, const acache_affinity *a,
                     uint64_t epoch);
 void acache__l1_remove(acache__l1 *l1, const char *key);
 void acache__l1_clear(acache__l1 *l1);

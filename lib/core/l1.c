@@ -17,7 +17,8 @@ typedef struct l1_entry {
     struct l1_entry *next;
     uint64_t hash;
     int64_t fetched_ms;
-    acache_affinity *a;
+    acache_affinity *a; /* one reference, shared with the gets that hit it */
+    size_t klen;
     char key[];
 } l1_entry;
 
@@ -40,11 +41,6 @@ struct acache__l1 {
     int tracking; /* the store's invalidations are subscribed (stop at close) */
     atomic_uint_fast64_t inval_keys, inval_all, lost, live;
 };
-
-static uint64_t l1_hash(const char *s)
-{
-    return acache__hash(s, strlen(s));
-}
 
 acache__l1 *acache__l1_new(int32_t ttl_ms, int32_t max_entries)
 {
@@ -75,52 +71,53 @@ static void drop(acache__l1 *l, l1_entry **pp)
     l->count--;
 }
 
-static l1_entry **find(acache__l1 *l, const char *key, uint64_t h)
+static l1_entry **find(acache__l1 *l, const char *key, size_t klen, uint64_t h)
 {
     l1_entry **pp = &l->buckets[h & (l->nbuckets - 1)];
     for (; *pp; pp = &(*pp)->next)
-        if ((*pp)->hash == h && strcmp((*pp)->key, key) == 0)
+        if ((*pp)->hash == h && (*pp)->klen == klen && memcmp((*pp)->key, key, klen) == 0)
             return pp;
     return NULL;
 }
 
-acache_affinity *acache__l1_get(acache__l1 *l, const char *key)
+acache_affinity *acache__l1_get(acache__l1 *l, const char *key, size_t klen)
 {
-    uint64_t h = l1_hash(key);
+    uint64_t h = acache__hash(key, klen);
     acache_affinity *copy = NULL;
     pthread_mutex_lock(&l->lock);
-    l1_entry **pp = l->bypass ? NULL : find(l, key, h);
+    l1_entry **pp = l->bypass ? NULL : find(l, key, klen, h);
     if (pp) {
         if (acache__monotonic_ms() - (*pp)->fetched_ms >= l->ttl_ms)
             drop(l, pp);
         else
-            copy = acache__affinity_dup((*pp)->a);
+            copy = acache__affinity_dup((*pp)->a); /* a reference: no copy */
     }
     pthread_mutex_unlock(&l->lock);
     return copy;
 }
 
-uint64_t acache__l1_epoch(acache__l1 *l, const char *key)
+uint64_t acache__l1_epoch(acache__l1 *l, const char *key, size_t klen)
 {
-    uint64_t h = l1_hash(key);
+    uint64_t h = acache__hash(key, klen);
     pthread_mutex_lock(&l->lock);
     uint64_t e = l->epoch[h % L1_STRIPES];
     pthread_mutex_unlock(&l->lock);
     return e;
 }
 
-void acache__l1_put(acache__l1 *l, const char *key, const acache_affinity *a,
+void acache__l1_put(acache__l1 *l, const char *key, size_t klen, const acache_affinity *a,
                     uint64_t epoch)
 {
-    uint64_t h = l1_hash(key);
-    size_t klen = strlen(key);
+    uint64_t h = acache__hash(key, klen);
     l1_entry *e = acache__malloc(sizeof *e + klen + 1);
     acache_affinity *copy = e ? acache__affinity_dup(a) : NULL;
     if (!copy) { /* the L1 is an optimisation: failing to fill it is harmless */
         free(e);
         return;
     }
-    memcpy(e->key, key, klen + 1);
+    memcpy(e->key, key, klen);
+    e->key[klen] = '\0';
+    e->klen = klen;
     e->hash = h;
     e->a = copy;
     e->fetched_ms = acache__monotonic_ms();
@@ -131,7 +128,7 @@ void acache__l1_put(acache__l1 *l, const char *key, const acache_affinity *a,
         free(e);
         return;
     }
-    l1_entry **pp = find(l, key, h);
+    l1_entry **pp = find(l, key, klen, h);
     if (pp)
         drop(l, pp);
     while (l->count >= l->max && l->count > 0) {
@@ -149,10 +146,11 @@ void acache__l1_put(acache__l1 *l, const char *key, const acache_affinity *a,
 
 void acache__l1_remove(acache__l1 *l, const char *key)
 {
-    uint64_t h = l1_hash(key);
+    size_t klen = strlen(key);
+    uint64_t h = acache__hash(key, klen);
     pthread_mutex_lock(&l->lock);
     l->epoch[h % L1_STRIPES]++;
-    l1_entry **pp = find(l, key, h);
+    l1_entry **pp = find(l, key, klen, h);
     if (pp)
         drop(l, pp);
     pthread_mutex_unlock(&l->lock);
@@ -182,12 +180,9 @@ void acache__l1_remove_bytes(acache__l1 *l, const char *key, size_t len)
     int plain = memchr(key, 0, len) == NULL;
     pthread_mutex_lock(&l->lock);
     l->epoch[h % L1_STRIPES]++;
-    for (l1_entry **pp = &l->buckets[h & (l->nbuckets - 1)]; plain && *pp;
-         pp = &(*pp)->next)
-        if ((*pp)->hash == h && strncmp((*pp)->key, key, len) == 0 && !(*pp)->key[len]) {
-            drop(l, pp);
-            break;
-        }
+    l1_entry **pp = plain ? find(l, key, len, h) : NULL;
+    if (pp)
+        drop(l, pp);
     pthread_mutex_unlock(&l->lock);
 }
 
