@@ -1,6 +1,7 @@
 /* Affinity slots of the Redis store: get, touch (the swap path, else the
  * touch script), the compare-and-delete script. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,42 @@ int acache__redis_affinity_get(acache_store *self, const char *key, acache_recor
         rc = acache__redis_reply_fail(r, "GET", key);
     freeReplyObject(r);
     return rc;
+}
+
+/* Python repr() of a clock reading: a time with at most 6 decimals (the
+ * wall clock's microseconds, plus a whole TTL) is its microsecond text with
+ * the trailing zeros cut, when that reads back as the same double: below
+ * 2^32 one ulp is under 1e-6, so no shorter text reads back, and the text is
+ * what repr() prints. Anything else goes to acache__fmt_double (its
+ * snprintf/strtod search costs ~25k instructions, most of a swap's client
+ * time). */
+static int fmt_time(char *buf, size_t size, double v)
+{
+    if (size >= 32 && v >= 1.0 && v < 4294967296.0) {
+        long long u = llround(v * 1e6);
+        long long ip = u / 1000000, fp = u % 1000000;
+        char tmp[32];
+        int n = 0;
+        do
+            tmp[n++] = (char)('0' + ip % 10);
+        while ((ip /= 10) > 0);
+        int len = 0;
+        while (n > 0)
+            buf[len++] = tmp[--n];
+        buf[len++] = '.';
+        int digits = 6;
+        while (digits > 1 && fp % 10 == 0) {
+            fp /= 10;
+            digits--;
+        }
+        for (int i = digits - 1; i >= 0; i--, fp /= 10)
+            buf[len + i] = (char)('0' + fp % 10);
+        len += digits;
+        buf[len] = '\0';
+        if (strtod(buf, NULL) == v)
+            return len;
+    }
+    return acache__fmt_double(buf, size, v);
 }
 
 /* The text of a touched pin, rendered in C so that the script only compares
@@ -57,7 +94,7 @@ static int render_touch(touch_text *t, const acache_touch_req *req)
         return acache__oom();
     size_t slen = strlen(strs) - 1; /* without the closing brace */
     char exp[40];
-    int el = acache__fmt_double(exp, sizeof exp, req->now + req->ttl_s);
+    int el = fmt_time(exp, sizeof exp, req->now + req->ttl_s);
     static const char c_at[] = ", \"created_at\": ", e_at[] = ", \"expire_at\": ",
                       r_ct[] = ", \"request_count\": ";
     size_t cap = slen + sizeof c_at + sizeof e_at + sizeof r_ct + (size_t)el + 2;
@@ -95,7 +132,17 @@ typedef struct touch_ctx {
     int64_t count;
     char created[64]; /* a refresh's created_at text, as the script kept it */
     size_t created_len;
+    char now_text[40]; /* `now` points here once need_now() ran */
 } touch_ctx;
+
+/* now as repr text, made only for a script call (the touch script compares
+ * it and writes it as a new pin's created_at): a swap does not need it. */
+static void need_now(touch_ctx *t)
+{
+    if (!t->now_text[0])
+        fmt_time(t->now_text, sizeof t->now_text, t->req->now);
+    t->now = t->now_text;
+}
 
 static int touch_build(void *p, size_t i, script_call *call)
 {
@@ -325,6 +372,7 @@ static int touch_swap(redis_store *s, rconn *c, const acache_touch_req *req,
     t->has_old = r->type == REDIS_REPLY_STRING;
     t->old = t->has_old ? r->str : NULL;
     t->old_len = t->has_old ? r->len : 0;
+    need_now(t);
     *rc =
         acache__redis_eval(s, c, &acache__redis_repair_script, acache__redis_repair_sha(),
                            1, repair_build, repair_take, t, req->key);
@@ -381,10 +429,7 @@ int acache__redis_affinity_touch(acache_store *self, const acache_touch_req *req
                                  int *result, acache_record_cb cb, void *payload)
 {
     redis_store *s = (redis_store *)self;
-    /* now as repr text: the script compares it and writes it as a new
-     * pin's created_at (repr reads back as the same double). */
-    char now[40], ttl[16], delta[24];
-    acache__fmt_double(now, sizeof now, req->now);
+    char ttl[16], delta[24];
     snprintf(ttl, sizeof ttl, "%u", (unsigned)req->ttl_s);
     uint64_t d = req->count_delta ? req->count_delta : 1;
     if (d > UINT64_C(1000000000000000))
@@ -393,8 +438,7 @@ int acache__redis_affinity_touch(acache_store *self, const acache_touch_req *req
     char seq[24];
     snprintf(seq, sizeof seq, "%" PRIu64, req->once_seq);
     touch_text tt = {NULL, NULL, NULL, 0, 0};
-    touch_ctx t = {
-        .req = req, .now = now, .ttl = ttl, .delta = delta, .seq = seq, .tt = &tt};
+    touch_ctx t = {.req = req, .ttl = ttl, .delta = delta, .seq = seq, .tt = &tt};
     /* The swap path: synchronous touches (a deferred flush's at-most-once
      * record needs the script), not under wait_replicas (the script path
      * waits for the replicas), on a pin whose bytes we know. Its head and
@@ -405,7 +449,7 @@ int acache__redis_affinity_touch(acache_store *self, const acache_touch_req *req
                    acache__redis_hint_find(s->hints, req, &hv);
     if (use_swap) {
         char exp[40];
-        acache__fmt_double(exp, sizeof exp, req->now + req->ttl_s);
+        fmt_time(exp, sizeof exp, req->now + req->ttl_s);
         tt.head = hv.val;
         tt.head_len = hv.created_off;
         tt.mid = mid;
@@ -419,6 +463,7 @@ int acache__redis_affinity_touch(acache_store *self, const acache_touch_req *req
     /* Not retried (see redis_priv.h): a replay could count twice. */
     if (!(rc = acache__redis_conn_get(s, &c))) {
         if (!use_swap || touch_swap(s, c, req, &hv, d, &t, &rc) == SWAP_NOT_RUN) {
+            need_now(&t);
             if (!(rc = render_touch(&tt, req))) {
                 rc = acache__redis_eval(s, c, &acache__redis_touch_script, s->touch_sha,
                                         1, touch_build, touch_take, &t, req->key);
@@ -497,6 +542,178 @@ static int delete_take(void *p, size_t i, const redisReply *r)
     return ACACHE_OK;
 }
 
+/* The optimistic compare-and-delete of one batch (at most OPT_BATCH keys):
+ * WATCH + MGET + MULTI, the filters checked here on the values read, then
+ * UNLINK of the matches + EXEC, which Redis refuses when any watched key was
+ * written (or expired) since the WATCH. A key still goes only when the value
+ * that matched is the one deleted, with no writer in between, but Redis pays
+ * about what a plain MGET + UNLINK costs: the script decodes every candidate
+ * with cjson (about 20k instructions per value, most of an invalidation's
+ * Redis time). Small batches: Redis checks each WATCHed key against the ones
+ * the connection already watches (quadratic; 500 keys cost 9 ms).
+ * *done = 0 hands the batch to the script: EXEC refused, a value this parser
+ * cannot read (the script's cjson decides about unreadable values, as
+ * before), or an error reply to WATCH or MULTI (an ACL). A reply out of step
+ * fails the call and discards the connection (it could hold WATCH state). */
+#define OPT_BATCH 100
+void (*acache__redis_delete_hook)(void); /* tests: runs between MGET and EXEC */
+
+typedef struct opt_match {
+    const acache_match *m;
+    int yes;
+} opt_match;
+
+static int field_eq(const char *want, const char *have)
+{
+    return !want || (have && strcmp(want, have) == 0);
+}
+
+static void opt_cb(const acache_record *rec, void *payload)
+{
+    opt_match *o = payload;
+    o->yes = field_eq(o->m->provider_id, rec->provider_id) &&
+             field_eq(o->m->endpoint_id, rec->endpoint_id) &&
+             field_eq(o->m->key_id, rec->key_id);
+}
+
+static int is_status(const redisReply *r, const char *want)
+{
+    size_t n = strlen(want);
+    return r->type == REDIS_REPLY_STATUS && r->len == n && memcmp(r->str, want, n) == 0;
+}
+
+/* Read `n` replies into r[] (all NULL on failure, *discard set). */
+static int read_n(rconn *c, redisReply **r, int n, int *discard)
+{
+    for (int j = 0; j < n; j++)
+        if (rconn_read(c, &r[j]) != 0) {
+            for (int i = 0; i < j; i++) {
+                freeReplyObject(r[i]);
+                r[i] = NULL;
+            }
+            *discard = 1;
+            return -1;
+        }
+    return 0;
+}
+
+static int opt_batch(redis_store *s, rconn *c, const acache_key *keys, size_t k,
+                     const acache_match *m, const char **argv, size_t *lens,
+                     size_t *deleted, int *done, int *discard)
+{
+    *done = 0;
+    key_label lb;
+    const char *what = acache__redis_key_label(&lb, &keys[0]);
+    for (size_t j = 0; j < k; j++) {
+        argv[1 + j] = keys[j].ptr;
+        lens[1 + j] = keys[j].len;
+    }
+    const char *one[1];
+    argv[0] = "WATCH";
+    lens[0] = 5;
+    int ok = rconn_append(c, (int)k + 1, argv, lens) == 0;
+    argv[0] = "MGET";
+    lens[0] = 4;
+    ok = ok && rconn_append(c, (int)k + 1, argv, lens) == 0;
+    one[0] = "MULTI";
+    if (!ok || rconn_append(c, 1, one, NULL) != 0) {
+        *discard = 1; /* part of it may be queued */
+        return acache__oom();
+    }
+    redisReply *r[3] = {NULL, NULL, NULL};
+    if (read_n(c, r, 3, discard) != 0)
+        return acache__redis_io_fail(s, c, "WATCH", what);
+    int watched = is_status(r[0], "OK"), in_multi = is_status(r[2], "OK");
+    int undecided = 0;
+    size_t nm = 0;
+    const redisReply *v = r[1];
+    if (v->type == REDIS_REPLY_ARRAY && v->elements == k) {
+        for (size_t j = 0; j < k && !undecided; j++) {
+            const redisReply *e = v->element[j];
+            if (e->type != REDIS_REPLY_STRING)
+                continue; /* missing, or of another type: never matches */
+            opt_match o = {m, 0};
+            if (acache_record_parse(e->str, e->len, opt_cb, &o) != ACACHE_OK)
+                undecided = 1;
+            else if (o.yes) {
+                argv[1 + nm] = keys[j].ptr;
+                lens[1 + nm++] = keys[j].len;
+            }
+        }
+        acache_clear_error(); /* a value the parser refused: the script decides */
+    } else {
+        undecided = 1;
+    }
+    for (int j = 0; j < 3; j++)
+        freeReplyObject(r[j]);
+    if (undecided || nm == 0 || !watched || !in_multi) {
+        /* Nothing to delete, or the script decides: leave no state behind
+         * (DISCARD also forgets the WATCH). */
+        if (in_multi || watched) {
+            one[0] = in_multi ? "DISCARD" : "UNWATCH";
+            redisReply *x = NULL;
+            if (rconn_append(c, 1, one, NULL) != 0) {
+                *discard = 1;
+                return acache__oom();
+            }
+            if (read_n(c, &x, 1, discard) != 0)
+                return acache__redis_io_fail(s, c, one[0], what);
+            if (!is_status(x, "OK"))
+                *discard = 1;
+            freeReplyObject(x);
+        }
+        *done = !undecided && nm == 0;
+        return ACACHE_OK;
+    }
+    if (acache__redis_delete_hook)
+        acache__redis_delete_hook();
+    argv[0] = "UNLINK";
+    lens[0] = 6;
+    one[0] = "EXEC";
+    if (rconn_append(c, (int)nm + 1, argv, lens) != 0 ||
+        rconn_append(c, 1, one, NULL) != 0) {
+        *discard = 1;
+        return acache__oom();
+    }
+    if (read_n(c, r, 2, discard) != 0)
+        return acache__redis_io_fail(s, c, "EXEC", what);
+    int rc = ACACHE_OK;
+    const redisReply *x = r[1];
+    if (x->type == REDIS_REPLY_ARRAY && x->elements == 1 &&
+        x->element[0]->type == REDIS_REPLY_INTEGER) {
+        *deleted += (size_t)x->element[0]->integer;
+        *done = 1;
+    } else if (x->type != REDIS_REPLY_NIL && x->type != REDIS_REPLY_ERROR) {
+        *discard = 1;
+        rc = acache__redis_reply_fail(x, "EXEC", what);
+    } /* nil: a watched key changed; an error: EXECABORT. The script decides. */
+    freeReplyObject(r[0]);
+    freeReplyObject(r[1]);
+    return rc;
+}
+
+static int delete_script(redis_store *s, rconn *c, const acache_key *keys, size_t n,
+                         const acache_match *m, const char **argv, size_t *lens,
+                         size_t *deleted)
+{
+    delete_ctx d = {.keys = keys, .n = n, .argv = argv, .lens = lens};
+    const char *fv[3] = {m->provider_id, m->endpoint_id, m->key_id};
+    int rc = ACACHE_OK;
+    for (int i = 0; i < 3 && !rc; i++)
+        if (!(d.filt[i] = acache__sprintf("%s%s", fv[i] ? "=" : "", fv[i] ? fv[i] : "")))
+            rc = ACACHE_ENOMEM;
+    if (!rc) {
+        key_label lb;
+        rc = acache__redis_eval(s, c, &acache__redis_delete_script, s->delete_sha,
+                                (n + DEL_BATCH - 1) / DEL_BATCH, delete_build,
+                                delete_take, &d, acache__redis_key_label(&lb, &keys[0]));
+    }
+    *deleted += d.deleted;
+    for (int i = 0; i < 3; i++)
+        free(d.filt[i]);
+    return rc;
+}
+
 int acache__redis_affinity_delete_if(acache_store *self, const acache_key *keys, size_t n,
                                      const acache_match *m, size_t *deleted)
 {
@@ -508,33 +725,36 @@ int acache__redis_affinity_delete_if(acache_store *self, const acache_key *keys,
         return acache__redis_del(self, keys, n, deleted);
     if (n == 0)
         return ACACHE_OK;
-    delete_ctx d = {.keys = keys, .n = n};
-    const char *fv[3] = {m->provider_id, m->endpoint_id, m->key_id};
+    /* Optimistic for batches worth the extra round trips (bulk invalidation);
+     * the script alone for a few keys, on a cluster node (cluster.c groups
+     * keys by slot for it) and under ?wait_replicas (the script path WAITs). */
+    int optimistic =
+        n >= 16 && !s->cluster_node && !(s->wait_replicas > 0 && s->replicas > 0);
     size_t cap = (n < DEL_BATCH ? n : DEL_BATCH) + 6;
-    d.argv = acache__malloc(cap * sizeof *d.argv);
-    d.lens = acache__malloc(cap * sizeof *d.lens);
-    int rc = (d.argv && d.lens) ? ACACHE_OK : acache__oom();
-    for (int i = 0; i < 3 && !rc; i++)
-        if (!(d.filt[i] = acache__sprintf("%s%s", fv[i] ? "=" : "", fv[i] ? fv[i] : "")))
-            rc = ACACHE_ENOMEM;
+    const char **argv = acache__malloc(cap * sizeof *argv);
+    size_t *lens = acache__malloc(cap * sizeof *lens);
+    int rc = (argv && lens) ? ACACHE_OK : acache__oom();
     if (!rc) {
         sigpipe_guard g;
         acache__redis_sigpipe_block(s, &g);
         rconn *c;
         if (!(rc = acache__redis_conn_get(s, &c))) {
-            key_label lb;
-            rc = acache__redis_eval(s, c, &acache__redis_delete_script, s->delete_sha,
-                                    (n + DEL_BATCH - 1) / DEL_BATCH, delete_build,
-                                    delete_take, &d,
-                                    acache__redis_key_label(&lb, &keys[0]));
-            acache__redis_conn_put(s, c, 0);
+            int discard = 0;
+            if (!optimistic)
+                rc = delete_script(s, c, keys, n, m, argv, lens, deleted);
+            for (size_t at = 0; optimistic && !rc && at < n; at += OPT_BATCH) {
+                size_t k = n - at < OPT_BATCH ? n - at : OPT_BATCH;
+                int done = 0;
+                rc = opt_batch(s, c, keys + at, k, m, argv, lens, deleted, &done,
+                               &discard);
+                if (!rc && !done)
+                    rc = delete_script(s, c, keys + at, k, m, argv, lens, deleted);
+            }
+            acache__redis_conn_put(s, c, discard);
         }
         acache__redis_sigpipe_restore(&g);
     }
-    *deleted = d.deleted;
-    for (int i = 0; i < 3; i++)
-        free(d.filt[i]);
-    free(d.argv);
-    free(d.lens);
+    free(argv);
+    free(lens);
     return rc;
 }
