@@ -470,6 +470,64 @@ Test(store_redis, touch_semantics_and_exact_value)
 
 /* ---- compare-and-delete ---- */
 
+/* lib/store/redis/affinity.c: runs between the optimistic delete's read
+ * (WATCH + MGET) and its EXEC. */
+extern void (*acache__redis_delete_hook)(void);
+static redisContext *race_conn;
+static int race_calls;
+
+static void race_switch_one(void)
+{
+    /* another process switches pin 5 to provider pC after the read */
+    if (race_calls++ == 0)
+        freeReplyObject(rcmd(race_conn, "SET %s %s", "cache_affinity:race5:claude:m",
+                             "{\"provider_id\": \"pC\", \"endpoint_id\": \"e\", "
+                             "\"key_id\": \"k\", \"api_format\": \"claude\", "
+                             "\"model_name\": \"m\", \"created_at\": 1.0, "
+                             "\"expire_at\": 9999999999.0, \"request_count\": 1}"));
+}
+
+/* A batch's optimistic delete decides on the values it read; a pin switched
+ * between that read and the delete must survive (EXEC refused, the script
+ * re-checks the batch), and the other pins still go. */
+Test(store_redis, delete_if_keeps_a_pin_switched_after_the_read)
+{
+    acache_store *s = open_store(1000, 1000);
+    enum { N = 250 };
+    char *keys[N];
+    captured cap;
+    double t = now_s();
+    for (int i = 0; i < N; i++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "cache_affinity:race%d:claude:m", i);
+        keys[i] = strdup(buf);
+        touch(s, keys[i], "pB", "e", "k", "m", t, 300, &cap);
+    }
+    race_conn = raw();
+    race_calls = 0;
+    acache__redis_delete_hook = race_switch_one;
+    acache_key *ks = key_array((const char *const *)keys, N);
+    acache_match m = {.provider_id = "pB"};
+    size_t deleted = 0;
+    int rc = s->affinity_delete_if(s, ks, N, &m, &deleted);
+    acache__redis_delete_hook = NULL;
+    cr_assert_eq(rc, ACACHE_OK, "%s", acache_last_error());
+    cr_expect_gt(race_calls, 0, "the optimistic path ran");
+    cr_expect_eq(deleted, N - 1);
+    redisReply *r = rcmd(race_conn, "GET %s", "cache_affinity:race5:claude:m");
+    cr_expect(r->type == REDIS_REPLY_STRING && strstr(r->str, "\"pC\""),
+              "the switched pin survives");
+    freeReplyObject(r);
+    r = rcmd(race_conn, "EXISTS %s %s", keys[4], keys[N - 1]);
+    cr_expect_eq(r->integer, 0);
+    freeReplyObject(r);
+    redisFree(race_conn);
+    for (int i = 0; i < N; i++)
+        free(keys[i]);
+    free(ks);
+    s->free(s);
+}
+
 Test(store_redis, delete_if_filters_and_batches)
 {
     acache_store *s = open_store(1000, 1000);

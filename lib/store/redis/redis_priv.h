@@ -295,6 +295,9 @@ int acache__redis_affinity_touch(acache_store *self, const acache_touch_req *req
                                  int *result, acache_record_cb cb, void *payload);
 int acache__redis_affinity_delete_if(acache_store *self, const acache_key *keys, size_t n,
                                      const acache_match *m, size_t *deleted);
+/* Tests only: called by the optimistic delete between its read and its
+ * MULTI/EXEC (affinity.c), so a test can write a watched key there. */
+extern void (*acache__redis_delete_hook)(void);
 /* report.c: the pin-lifecycle script behind affinity_fail. */
 int acache__redis_affinity_fail(acache_store *self, const acache_fail_req *req,
                                 int *result, uint32_t *failures);
