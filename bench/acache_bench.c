@@ -585,18 +585,127 @@ static long raw_delete(redisContext *r, const char *provider_id)
     return removed;
 }
 
+/* The invalidate-by-provider floor, as smart as the library: SCAN pipelined
+ * one page ahead with the MGET of the page it named, the substring filter on
+ * the raw bytes, and each page's UNLINK riding in the next flush (its reply
+ * read with the next page's). Not atomic per pin. Returns keys removed. */
+static long raw_invalidate_pipelined(redisContext *r, const char *provider_id)
+{
+    char needle[128];
+    size_t nl =
+        (size_t)snprintf(needle, sizeof needle, "\"provider_id\": \"%s\"", provider_id);
+    const char *scan_argv[] = {"SCAN", "0", "MATCH", "cache_affinity:*", "COUNT", "1000"};
+    const char **argv = NULL;
+    size_t *lens = NULL, cap = 0;
+    long removed = 0;
+    int unlink_owed = 0, have_scan = 1;
+    redisAppendCommandArgv(r, 6, scan_argv, NULL);
+    redisReply *pg = NULL;
+    if (redisGetReply(r, (void **)&pg) != REDIS_OK || pg->type != REDIS_REPLY_ARRAY) {
+        fprintf(stderr, "bench: raw SCAN failed\n");
+        exit(1);
+    }
+    while (pg) {
+        redisReply *ks = pg->element[1];
+        if (ks->elements + 1 > cap) {
+            cap = 2 * (ks->elements + 1);
+            argv = realloc(argv, cap * sizeof *argv);
+            lens = realloc(lens, cap * sizeof *lens);
+        }
+        int mget = ks->elements > 0;
+        if (mget) {
+            argv[0] = "MGET";
+            lens[0] = 4;
+            for (size_t i = 0; i < ks->elements; i++) {
+                argv[i + 1] = ks->element[i]->str;
+                lens[i + 1] = ks->element[i]->len;
+            }
+            redisAppendCommandArgv(r, (int)ks->elements + 1, argv, lens);
+        }
+        have_scan = strcmp(pg->element[0]->str, "0") != 0;
+        if (have_scan) {
+            scan_argv[1] = pg->element[0]->str;
+            redisAppendCommandArgv(r, 6, scan_argv, NULL);
+        }
+        /* the previous page's UNLINK reply comes first */
+        redisReply *u = NULL, *vals = NULL, *next = NULL;
+        if (unlink_owed) {
+            if (redisGetReply(r, (void **)&u) != REDIS_OK) {
+                fprintf(stderr, "bench: raw UNLINK failed\n");
+                exit(1);
+            }
+            if (u->type == REDIS_REPLY_INTEGER)
+                removed += u->integer;
+            freeReplyObject(u);
+            unlink_owed = 0;
+        }
+        if ((mget && redisGetReply(r, (void **)&vals) != REDIS_OK) ||
+            (have_scan && redisGetReply(r, (void **)&next) != REDIS_OK)) {
+            fprintf(stderr, "bench: raw MGET/SCAN failed\n");
+            exit(1);
+        }
+        size_t m = 0;
+        argv[0] = "UNLINK";
+        lens[0] = 6;
+        for (size_t i = 0; vals && i < ks->elements; i++) {
+            redisReply *v = vals->element[i];
+            if (v->type != REDIS_REPLY_STRING || !memmem(v->str, v->len, needle, nl))
+                continue;
+            argv[m + 1] = ks->element[i]->str;
+            lens[m + 1] = ks->element[i]->len;
+            m++;
+        }
+        if (m) {
+            redisAppendCommandArgv(r, (int)m + 1, argv, lens);
+            unlink_owed = 1;
+        }
+        if (vals)
+            freeReplyObject(vals);
+        freeReplyObject(pg);
+        pg = next;
+        if (!pg && unlink_owed) {
+            redisReply *last = NULL;
+            if (redisGetReply(r, (void **)&last) != REDIS_OK) {
+                fprintf(stderr, "bench: raw UNLINK failed\n");
+                exit(1);
+            }
+            if (last->type == REDIS_REPLY_INTEGER)
+                removed += last->integer;
+            freeReplyObject(last);
+        }
+    }
+    free(argv);
+    free(lens);
+    return removed;
+}
+
+static double redis_cpu_s(redisContext *r);
+
+/* CPU seconds (user + sys) of this process: on a shared machine the wall
+ * times move with the load, the CPU spent much less. */
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static void fig_invalidate(acache *c, redisContext *r, const bench_data *d, int runs)
 {
-    double t[16];
+    double t[16], cl[16], sv[16];
     size_t removed = 0;
     slowlog_probe sl;
     long long max_us = 0;
     char max_cmd[64] = "";
     for (int k = 0; k < runs; k++) {
         slowlog_begin(r, &sl);
+        double s0 = redis_cpu_s(r), c0 = self_cpu_s();
         double t0 = bench_now();
         int rc = acache__affinity_invalidate_provider(&removed, c, d->target_provider);
         t[k] = bench_now() - t0;
+        cl[k] = self_cpu_s() - c0;
+        sv[k] = redis_cpu_s(r) - s0;
         slowlog_end(r, &sl);
         if (rc)
             die("acache__affinity_invalidate_provider", rc);
@@ -609,29 +718,47 @@ static void fig_invalidate(acache *c, redisContext *r, const bench_data *d, int 
                     removed, d->target_pins);
         reload(r, d, 10); /* the target provider's pins are exactly i % 10 == 0 */
     }
-    double v = bench_median(t, runs);
+    double v = bench_median(t, runs), vc = bench_median(cl, runs),
+           vs = bench_median(sv, runs);
     for (int k = 0; k < runs; k++) {
+        double s0 = redis_cpu_s(r), c0 = self_cpu_s();
         double t0 = bench_now();
-        raw_delete(r, d->target_provider);
+        long got = raw_invalidate_pipelined(r, d->target_provider);
         t[k] = bench_now() - t0;
+        cl[k] = self_cpu_s() - c0;
+        sv[k] = redis_cpu_s(r) - s0;
+        if (got != (long)d->target_pins)
+            fprintf(stderr, "bench: WARNING: raw floor removed %ld, expected %zu\n", got,
+                    d->target_pins);
         reload(r, d, 10);
     }
-    double fl = bench_median(t, runs);
-    /* Aether: 19.4 s at 100k (KEYS + GET/DEL per key: linear in N). */
+    double fl = bench_median(t, runs), flc = bench_median(cl, runs),
+           fls = bench_median(sv, runs);
+    /* Aether: 19.4 s at 100k (KEYS + GET/DEL per key: linear in N); issue 12
+     * measured 31.5 s and asks for <= 0.32 s at 100k (scaled linearly here)
+     * while staying <= 1.1x the pipelined raw floor of the same run. */
     double aether = 19.4 * (double)d->n / 100000.0;
-    double target = aether / 50.0;
+    double target = 0.32 * (double)d->n / 100000.0;
     char note[160];
-    snprintf(note, sizeof note,
-             "removed %zu; Aether ~%.1f s -> %.0fx faster (target >= 50x)", removed,
+    snprintf(note, sizeof note, "removed %zu; Aether ~%.1f s -> %.0fx faster", removed,
              aether, aether / v);
     report_line("invalidate_provider", v, "s", -1, target, note);
-    report_line("  raw floor (info)", fl, "s", -1, -1,
-                "SCAN+MGET+substring filter+UNLINK, not atomic per pin");
-    printf("%-22s %14.2f\n", "  ratio to raw (info)", v / fl);
+    report_line("  raw floor", fl, "s", -1, -1,
+                "pipelined SCAN+MGET+substring filter+UNLINK, not atomic per pin");
+    printf("%-22s %14.2f  (target <= 1.1)  %s\n", "  ratio to raw", v / fl,
+           v / fl <= 1.1 ? "OK" : "MISS");
+    printf("%-22s %10.3f s   floor %.3f s  (CPU, user+sys: this process / redis-server "
+           "%.3f / %.3f s, floor %.3f / %.3f s)\n",
+           "  cpu client+server", vc + vs, flc + fls, vc, vs, flc, fls);
     printf("%-22s %11lld us   %s  (%s)\n", "  slowlog max", max_us,
            max_us < 10000 ? "OK (< 10 ms)" : "MISS (>= 10 ms)", max_cmd);
     result_num("invalidate_provider_s", v);
     result_num("invalidate_raw_floor_s", fl);
+    result_num("invalidate_raw_ratio", v / fl);
+    result_num("invalidate_cpu_client_s", vc);
+    result_num("invalidate_cpu_server_s", vs);
+    result_num("invalidate_floor_cpu_client_s", flc);
+    result_num("invalidate_floor_cpu_server_s", fls);
     result_int("invalidate_provider_removed", (long long)removed);
     result_num("invalidate_aether_s", aether);
     result_num("invalidate_speedup", aether / v);
