@@ -675,3 +675,22 @@ Test(touch_swap, redis_stopped_then_killed_between_set_and_repair)
     cr_expect_eq(touch_at(s, KEY, "p", NOW + 2, &g, &res), ACACHE_ESTORE);
     s->free(s);
 }
+
+/* A key of another type: SET ... GET refuses (WRONGTYPE, nothing written)
+ * and the touch takes the script, which replaces it, as without the swap. */
+Test(touch_swap, key_of_another_type_takes_the_script)
+{
+    acache_store *s = store_q(NULL);
+    int res = 0;
+    got g;
+    cr_assert_eq(touch_at(s, KEY, "p", NOW, &g, &res), ACACHE_OK);
+    raw_cmd("DEL %s%s", KEY, "");
+    raw_cmd("RPUSH %s x%s", KEY, "");
+    cr_assert_eq(touch_at(s, KEY, "p", NOW + 1, &g, &res), ACACHE_OK, "%s",
+                 acache_last_error());
+    cr_expect_eq(res, ACACHE_TOUCH_CREATED);
+    char v[512];
+    value_of(KEY, v, sizeof v);
+    cr_expect_eq(count_of(v, NULL, 0), 1, "%s", v);
+    s->free(s);
+}
