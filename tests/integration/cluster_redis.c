@@ -1010,12 +1010,15 @@ static int fl_owner(void)
 Test(cluster, fleet_counters_sum_exactly_over_two_processes)
 {
     need_cluster();
-    int done[2], go[2];
+    /* One go pipe per child: each must get its own order. */
+    int done[2], go[2][2];
     cr_assert_eq(pipe(done), 0);
-    cr_assert_eq(pipe(go), 0);
     pid_t kids[2];
-    for (int p = 0; p < 2; p++)
-        kids[p] = fl_spawn(p, done[1], go[0]);
+    for (int p = 0; p < 2; p++) {
+        cr_assert_eq(pipe(go[p]), 0);
+        kids[p] = fl_spawn(p, done[1], go[p][0]);
+    }
+    close(done[1]); /* a child that dies makes the read below fail, not hang */
     for (int p = 0; p < 2; p++) {
         char s;
         cr_assert_eq(read(done[0], &s, 1), 1);
@@ -1044,11 +1047,11 @@ Test(cluster, fleet_counters_sum_exactly_over_two_processes)
 
     /* Child 0 closes (its record goes at once), child 1 is killed (its
      * record ages out within 3 intervals + 1 s); the totals stay. */
-    cr_assert_eq(write(go[1], "c", 1), 1);
+    cr_assert_eq(write(go[0][1], "c", 1), 1);
     int ws;
     cr_assert_eq(waitpid(kids[0], &ws, 0), kids[0]);
     cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
-    cr_assert_eq(write(go[1], "k", 1), 1);
+    cr_assert_eq(write(go[1][1], "k", 1), 1);
     cr_assert_eq(waitpid(kids[1], &ws, 0), kids[1]);
     cr_assert(WIFSIGNALED(ws));
     cr_expect(!fl_instance_listed(third, "cl-proc-0"), "a closed instance is listed");
@@ -1339,6 +1342,138 @@ Test(cluster, tracking_follows_a_primary_added_then_removed)
                  m.slow, TR_P99_LIMIT, m.worst);
     cr_assert_geq(subs_on_new, 1, "A has no subscriber on the new primary");
     cr_assert_gt(mid.live, before.live, "the L1 was never bypassed for the new node");
+    tr_reap(&ch);
+    acache_close(a);
+}
+
+/* ---- a manual failover: the old primary stays up, as a replica ---- */
+
+static int tr_info_has(int port, const char *cmd, const char *needle)
+{
+    redisContext *r = node(port);
+    int n = tr_count(r, cmd, needle);
+    redisFree(r);
+    return n > 0;
+}
+
+static void tr_wait_cond(int port, const char *cmd, const char *needle, const char *what)
+{
+    double end = tr_ms() + 15000;
+    while (!tr_info_has(port, cmd, needle)) {
+        if (tr_ms() >= end) {
+            redisContext *r = node(port);
+            redisReply *x = redisCommand(r, "INFO replication");
+            fprintf(stderr, "%d: %s\n", port, x ? x->str : "?");
+            freeReplyObject(x);
+            x = redisCommand(r, "CLUSTER NODES");
+            fprintf(stderr, "%d: %s\n", port, x ? x->str : "?");
+            freeReplyObject(x);
+            redisFree(r);
+        }
+        cr_assert(tr_ms() < end, "%s: %d never showed %s", what, port, needle);
+        tr_nap_us(50000);
+    }
+}
+
+static void tr_wait_all_ok(int extra)
+{
+    for (int i = 0; i < nports; i++)
+        tr_wait_cond(ports[i], "CLUSTER INFO", "cluster_state:ok", "cluster ok");
+    if (extra)
+        tr_wait_cond(extra, "CLUSTER INFO", "cluster_state:ok", "cluster ok");
+}
+
+/* CLUSTER FAILOVER on replica `port` (once in sync), then wait until it is
+ * the primary and `old` its replica. */
+static void tr_failover(int port, int old)
+{
+    /* A manual failover waits for the replica to be in sync (5 s at most). */
+    tr_wait_cond(port, "INFO replication", "master_link_status:up", "replica sync");
+    redisContext *r = node(port);
+    ok_reply(redisCommand(r, "CLUSTER FAILOVER"), "CLUSTER FAILOVER");
+    redisFree(r);
+    tr_wait_cond(port, "INFO replication", "role:master", "failover");
+    tr_wait_cond(old, "INFO replication", "role:slave", "failover");
+    tr_wait_all_ok(port);
+}
+
+Test(cluster, tracking_stays_exact_through_a_manual_failover)
+{
+    need_cluster();
+    tr_mig m = {0};
+    unsigned slot = 0;
+    int found = 0;
+    for (int i = 500; found < TR_MIG; i++) {
+        char key[64];
+        tr_storage_key(i, key, sizeof key);
+        unsigned sl = acache__redis_key_slot(key, strlen(key));
+        if (found == 0)
+            slot = sl;
+        if (sl == slot)
+            m.keys[found++] = i;
+    }
+    static int owner[16384];
+    slot_map(ports[0], owner);
+    int p = owner[slot];
+    char pid_[64];
+    node_id(p, pid_);
+    tr_child ch = tr_spawn();
+    acache *a = tr_open();
+    tr_wait_live(a, 1, 3000);
+    m.a = a;
+    m.ch = &ch;
+    for (int k = 0; k < TR_MIG; k++)
+        cr_assert(tr_round(a, &ch, 'c', m.keys[k], 0, "k-old") >= 0);
+
+    /* A replica of p joins, in sync. */
+    tr_node x;
+    tr_node_start(&x);
+    redisContext *r0 = node(ports[0]);
+    ok_reply(redisCommand(r0, "CLUSTER MEET 127.0.0.1 %d", x.port), "MEET");
+    redisFree(r0);
+    tr_wait_nodes(x.port, nports + 1);
+    redisContext *rx = node(x.port);
+    ok_reply(redisCommand(rx, "CLUSTER REPLICATE %s", pid_), "REPLICATE");
+    redisFree(rx);
+    tr_wait_cond(x.port, "INFO replication", "master_link_status:up", "replica sync");
+    tr_mig_step(&m);
+
+    /* The replica takes over; p stays up as its replica. */
+    acache__l1_tracking before;
+    acache__l1_tracking_info(a, &before);
+    tr_failover(x.port, p);
+    double t_over = tr_ms();
+    tr_mig_step(&m);
+    tr_mig_step(&m);
+    acache__l1_tracking mid;
+    acache__l1_tracking_info(a, &mid);
+    /* And back, once the primaries may vote again for this slot range
+     * (twice cluster-node-timeout after their last vote). */
+    while (tr_ms() - t_over < 4500)
+        tr_nap_us(100000);
+    tr_failover(p, x.port);
+    tr_mig_step(&m);
+    tr_mig_step(&m);
+
+    char xid[64];
+    node_id(x.port, xid);
+    for (int i = 0; i < nports; i++) {
+        redisContext *r = node(ports[i]);
+        ok_reply(redisCommand(r, "CLUSTER FORGET %s", xid), "FORGET");
+        redisFree(r);
+    }
+    tr_node_stop(&x);
+    tr_wait_nodes(0, nports);
+    tr_nap_us(300000);
+    tr_mig_step(&m);
+    fprintf(stderr,
+            "cluster tracking through a manual failover and back: %d steps, %d "
+            "switches, worst %.3f ms, live %llu -> %llu\n",
+            m.steps, m.n, m.worst, (unsigned long long)before.live,
+            (unsigned long long)mid.live);
+    cr_assert_eq(m.stale, 0, "%d switches never seen (stale L1)", m.stale);
+    cr_assert_eq(m.slow, 0, "%d switches seen after more than %.0f ms (worst %.1f)",
+                 m.slow, TR_P99_LIMIT, m.worst);
     tr_reap(&ch);
     acache_close(a);
 }
