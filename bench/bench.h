@@ -70,6 +70,10 @@ struct acache;
  * max_pages 0 = every page of 1000. */
 void bench_pg_listing(const char *redis_uri, const bench_data *d, int runs,
                       size_t max_pages);
+/* /affinities first page, full listing without snapshots, next page (issue 11
+ * item 4): JSON catalog, and PostgreSQL too when with_pg. */
+void bench_page_listing(const char *redis_uri, const bench_data *d, int runs,
+                        int with_pg);
 /* Model-mapping stats and TTL analysis (issue 4). */
 void bench_mapping(const char *redis_uri, redisContext *r, int runs);
 

@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "admin/listing_priv.h"
@@ -295,22 +297,230 @@ static int db_setup(size_t n_models)
     return 0;
 }
 
-static acache *open_pg_handle(const char *redis_uri)
+/* ---- the same catalog as a JSON file (no server needed) ---- */
+
+static json_t *jrow(json_t *arr, json_t *row)
+{
+    if (!row || json_array_append_new(arr, row)) {
+        fprintf(stderr, "bench: json catalog: out of memory\n");
+        exit(1);
+    }
+    return row;
+}
+
+static char *encrypt_or_die(acache__crypto *k, const char *plain, int len,
+                            const unsigned char iv[16])
+{
+    char *stored = NULL;
+    if (acache__crypto_encrypt(k, plain, (size_t)len, 1732262400, iv, &stored)) {
+        fprintf(stderr, "bench: encrypt: %s\n", acache_last_error());
+        exit(1);
+    }
+    return stored;
+}
+
+/* The rows db_setup COPYs, written with jansson to a temporary file; returns
+ * its path (malloc'd; the caller unlinks it). */
+static char *json_catalog_file(size_t n_models)
+{
+    double t0 = bench_now();
+    acache__crypto *k = NULL;
+    const char *pass = acache__dev_encryption_key();
+    if (acache__crypto_new(&k, pass, strlen(pass))) {
+        fprintf(stderr, "bench: crypto: %s\n", acache_last_error());
+        exit(1);
+    }
+    static const char *upper[N_FORMATS] = {"CLAUDE", "OPENAI", "GEMINI", "CLAUDE_CLI"};
+    json_t *root = json_object(), *users = json_array(), *keys = json_array(),
+           *provs = json_array(), *eps = json_array(), *pkeys = json_array(),
+           *gms = json_array();
+    json_object_set_new(root, "users", users);
+    json_object_set_new(root, "api_keys", keys);
+    json_object_set_new(root, "providers", provs);
+    json_object_set_new(root, "provider_endpoints", eps);
+    json_object_set_new(root, "provider_api_keys", pkeys);
+    json_object_set_new(root, "global_models", gms);
+    char id[40], id2[40], a[80], b[80];
+    unsigned char iv[16];
+    for (unsigned u = 0; u < N_USERS; u++) {
+        bench_uuid(id, 0x10, u);
+        snprintf(a, sizeof a, "user%05u", u);
+        snprintf(b, sizeof b, "user%05u@example.com", u);
+        jrow(users, json_pack("{ssssss}", "id", id, "username", a, "email", b));
+    }
+    for (unsigned i = 0; i < N_API_KEYS; i++) {
+        bench_uuid(id, 0x0a, i);
+        bench_uuid(id2, 0x10, i % N_USERS);
+        int pl = snprintf(a, sizeof a, "sk-user-%032u", i);
+        for (int j = 0; j < 16; j++)
+            iv[j] = (unsigned char)(i * 31 + (unsigned)j);
+        char *stored = encrypt_or_die(k, a, pl, iv);
+        snprintf(b, sizeof b, "key-%05u", i);
+        jrow(keys, json_pack("{sssssssssb}", "id", id, "user_id", id2, "name", b,
+                             "key_encrypted", stored, "is_standalone", i % 50 == 0));
+        free(stored);
+    }
+    for (unsigned p = 0; p < N_PROVIDERS; p++) {
+        bench_uuid(id, 0x0b, p);
+        snprintf(a, sizeof a, "provider-%02u", p);
+        snprintf(b, sizeof b, "Provider %02u", p);
+        jrow(provs, json_pack("{ssssss}", "id", id, "name", a, "display_name", b));
+        for (unsigned f = 0; f < N_FORMATS; f++) {
+            bench_uuid(id2, 0x0e, p * N_FORMATS + f);
+            snprintf(a, sizeof a, "https://api.provider%02u.example/v1", p);
+            jrow(eps, json_pack("{ssssssss}", "id", id2, "provider_id", id, "api_format",
+                                upper[f], "base_url", a));
+        }
+    }
+    for (unsigned i = 0; i < N_PROVIDER_KEYS; i++) {
+        bench_uuid(id, 0x0c, i);
+        bench_uuid(id2, 0x0e, (i % N_PROVIDERS) * N_FORMATS);
+        int pl = snprintf(a, sizeof a, "sk-prov-%040u", i);
+        for (int j = 0; j < 16; j++)
+            iv[j] = (unsigned char)(i * 17 + (unsigned)j + 1);
+        char *stored = encrypt_or_die(k, a, pl, iv);
+        snprintf(b, sizeof b, "pkey-%03u", i);
+        jrow(pkeys, json_pack("{sssssssssf}", "id", id, "endpoint_id", id2, "name", b,
+                              "api_key", stored, "rate_multiplier", 1.0 + (i % 3) * 0.5));
+        free(stored);
+    }
+    for (unsigned m = 0; m < n_models; m++) {
+        bench_uuid(id, 0x0d, m);
+        snprintf(a, sizeof a, "model-%u", m);
+        snprintf(b, sizeof b, "Model %u", m);
+        jrow(gms, json_pack("{ssssss}", "id", id, "name", a, "display_name", b));
+    }
+    acache__crypto_free(k);
+    char *path = strdup("/tmp/acache-bench-catalog-XXXXXX");
+    int fd = path ? mkstemp(path) : -1;
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f || json_dumpf(root, f, JSON_COMPACT) || fclose(f)) {
+        fprintf(stderr, "bench: cannot write the JSON catalog\n");
+        exit(1);
+    }
+    json_decref(root);
+    printf("json catalog: %s written in %.2f s\n", path, bench_now() - t0);
+    return path;
+}
+
+static acache *open_catalog_handle(const char *redis_uri, const char *catalog_uri)
 {
     acache_options o = ACACHE_OPTIONS_INIT;
     o.store_uri = redis_uri;
-    o.catalog_uri = db.uri;
+    o.catalog_uri = catalog_uri;
     o.use_dev_encryption_key = 1;
     o.command_timeout_ms = 600000;
     o.l1_ttl_ms = -1;
     acache *c = NULL;
     int rc = acache_open(&c, &o);
     if (rc) {
-        fprintf(stderr, "bench: acache_open (catalog): %s: %s\n", acache_strerror(rc),
-                acache_last_error());
+        fprintf(stderr, "bench: acache_open (catalog %s): %s: %s\n", catalog_uri,
+                acache_strerror(rc), acache_last_error());
         exit(1);
     }
     return c;
+}
+
+static acache *open_pg_handle(const char *redis_uri)
+{
+    return open_catalog_handle(redis_uri, db.uri);
+}
+
+/* ---- issue 11 item 4: /affinities first page vs one listing before snapshots ---- */
+
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* One listing call as /affinities makes it (listing, JSON body, free). fresh:
+ * the path without snapshots; drop: every snapshot dropped first (the first
+ * page, which builds one). Wall milliseconds; *cpu_ms: this thread's CPU
+ * (the listing's client work, which the load of a shared machine moves less). */
+static double time_listing(acache *c, const char *kw, int64_t offset, int fresh, int drop,
+                           double *cpu_ms)
+{
+    if (drop)
+        atomic_fetch_add(&c->admin_gen, 1);
+    acache_list_query q = ACACHE_LIST_QUERY_INIT;
+    q.keyword = kw;
+    q.limit = 100;
+    q.offset = offset;
+    acache__listing *l = NULL;
+    acache_buf b = ACACHE_BUF_INIT;
+    double t0 = bench_now(), u0 = thread_cpu_s();
+    int rc = fresh ? acache__list_affinities_fresh(&l, c, &q)
+                   : acache__list_affinities(&l, c, &q);
+    if (rc == ACACHE_OK)
+        rc = acache__listing_to_json(&b, l);
+    acache__listing_free(l);
+    acache_buf_dispose(&b);
+    double ms = (bench_now() - t0) * 1e3;
+    if (cpu_ms)
+        *cpu_ms = (thread_cpu_s() - u0) * 1e3;
+    if (rc) {
+        fprintf(stderr, "bench: listing: %s: %s\n", acache_strerror(rc),
+                acache_last_error());
+        exit(1);
+    }
+    return ms;
+}
+
+static void page_figure(acache *c, const char *cat, const char *kw, const char *kwname,
+                        int runs)
+{
+    double a[16], b[16], n[16], ac[16], bc[16];
+    if (runs > 16)
+        runs = 16;
+    time_listing(c, kw, 0, 1, 0, NULL); /* warm: connections, catalog, heap */
+    for (int k = 0; k < runs; k++) {
+        a[k] = time_listing(c, kw, 0, 1, 1, &ac[k]);
+        b[k] = time_listing(c, kw, 0, 0, 1, &bc[k]);
+        n[k] = time_listing(c, kw, 100 * (k + 1), 0, 0, NULL);
+    }
+    double am = bench_median(a, runs), bm = bench_median(b, runs),
+           nm = bench_median(n, runs), acm = bench_median(ac, runs),
+           bcm = bench_median(bc, runs);
+    printf("%-8s %-7s (a) full listing %8.1f ms (cpu %7.1f)  (b) first page %8.1f ms "
+           "(cpu %7.1f)  (b)/(a) %.2f %s (cpu %.2f)  (c) next page %6.2f ms %s\n",
+           cat, kwname, am, acm, bm, bcm, bm / am, bm <= am ? "OK" : "MISS", bcm / acm,
+           nm, nm <= 20.0 ? "OK" : "MISS");
+    char name[96];
+    snprintf(name, sizeof name, "page_%s_%s_full_ms", cat, kwname);
+    result_num(name, am);
+    snprintf(name, sizeof name, "page_%s_%s_first_ms", cat, kwname);
+    result_num(name, bm);
+    snprintf(name, sizeof name, "page_%s_%s_first_ratio", cat, kwname);
+    result_num(name, bm / am);
+    snprintf(name, sizeof name, "page_%s_%s_next_ms", cat, kwname);
+    result_num(name, nm);
+    snprintf(name, sizeof name, "page_%s_%s_full_cpu_ms", cat, kwname);
+    result_num(name, acm);
+    snprintf(name, sizeof name, "page_%s_%s_first_cpu_ms", cat, kwname);
+    result_num(name, bcm);
+}
+
+void bench_page_listing(const char *redis_uri, const bench_data *d, int runs, int with_pg)
+{
+    printf("/affinities limit 100: (a) one listing without snapshots, (b) the first "
+           "page (builds the snapshot), (c) the next page; median of %d, a and b "
+           "alternated; cpu = this thread's\n",
+           runs);
+    char *path = json_catalog_file(d->n_models);
+    acache *c = open_catalog_handle(redis_uri, path);
+    page_figure(c, "json", NULL, "all", runs);
+    page_figure(c, "json", "user0004", "keyword", runs);
+    acache_close(c);
+    unlink(path);
+    free(path);
+    if (with_pg && db_setup(d->n_models) == 0) {
+        c = open_pg_handle(redis_uri);
+        page_figure(c, "postgres", NULL, "all", runs);
+        page_figure(c, "postgres", "user0004", "keyword", runs);
+        acache_close(c);
+    }
 }
 
 static unsigned long stmts(acache *c)

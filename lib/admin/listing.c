@@ -47,7 +47,9 @@ typedef struct {
 static void *arena_alloc(arena *a, size_t n)
 {
     n = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-    if (!a->head || a->head->cap - a->head->used < n) {
+    if (a->head) /* packed strings may have left it unaligned */
+        a->head->used = (a->head->used + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    if (!a->head || a->head->used > a->head->cap || a->head->cap - a->head->used < n) {
         size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
         blk *b = acache__malloc(sizeof *b);
         if (!b)
@@ -65,6 +67,17 @@ static void *arena_alloc(arena *a, size_t n)
     void *p = a->head->mem + a->head->used;
     a->head->used += n;
     return p;
+}
+
+/* Unaligned bytes (strings): packed after the block's last allocation. */
+static char *arena_alloc_packed(arena *a, size_t n)
+{
+    if (a->head && a->head->cap - a->head->used >= n) {
+        char *p = a->head->mem + a->head->used;
+        a->head->used += n;
+        return p;
+    }
+    return arena_alloc(a, n);
 }
 
 static void arena_free(arena *a)
@@ -87,7 +100,7 @@ static int adup(arena *a, const char *s, const char **dst)
         return ACACHE_OK;
     }
     size_t len = strlen(s);
-    char *p = arena_alloc(a, len + 1);
+    char *p = arena_alloc_packed(a, len + 1);
     if (!p)
         return acache__oom();
     memcpy(p, s, len + 1);
@@ -100,22 +113,6 @@ typedef struct {
     const char *p;
     size_t n;
 } bytes;
-
-static int adupn(arena *a, const char *s, size_t n, bytes *dst)
-{
-    if (!s) {
-        *dst = (bytes){NULL, 0};
-        return ACACHE_OK;
-    }
-    char *p = arena_alloc(a, n + 1);
-    if (!p)
-        return acache__oom();
-    if (n)
-        memcpy(p, s, n);
-    p[n] = '\0';
-    *dst = (bytes){p, n};
-    return ACACHE_OK;
-}
 
 /* The value as a catalog id: NULL when absent or holding a NUL byte (it can
  * equal no C-string id, and must not match its truncated prefix). */
@@ -134,6 +131,7 @@ static json_t *bytes_json(bytes b)
 typedef struct {
     const char *id, *user_id, *name, *enc;
     int standalone;
+    int match; /* rule 3: -1 not yet known, else whether its own fields match */
 } key_row;
 typedef struct {
     const char *id, *username, *email;
@@ -211,7 +209,17 @@ struct acache__listing_item {
     double rate_multiplier;
 
     const char *key_enc, *pkey_enc; /* ciphertexts, for the mask pass */
+    key_row *krow;                  /* the api_keys row, for rule 3's memo */
 };
+
+/* An item in the sort: expire_at and the affinity key's first 8 bytes
+ * inline, so most comparisons (ties on expire_at are common: TTLs repeat)
+ * neither move whole items nor follow a pointer. */
+typedef struct {
+    double expire_at;
+    uint64_t key8; /* big-endian, zero-padded: orders like bytes_cmp */
+    acache__listing_item *it;
+} sort_ref;
 
 typedef struct lsnap lsnap;
 
@@ -220,6 +228,8 @@ struct acache__listing {
     acache__listing_item *items; /* every selected item, sorted; a page served
                                     from a snapshot holds only its page */
     size_t n, cap;
+    sort_ref *ord;       /* a snapshot's sorted order of items[0 .. n) (they stay
+                            where the walk put them); NULL: items are sorted */
     lsnap *snap;         /* the snapshot the page's raw fields borrow from, or NULL */
     size_t start, count; /* the page: items[start .. start + count) */
     int64_t limit, offset;
@@ -274,6 +284,7 @@ static int key_cb(const acache_cat_api_key *r, void *payload)
     ADUP(k->name, r->name);
     ADUP(k->enc, r->key_encrypted);
     k->standalone = r->is_standalone != 0;
+    k->match = -1;
     return k->id ? sink_push(s, k) : 0;
 }
 
@@ -476,11 +487,27 @@ static int walk_cb(const acache_affinity *a, void *payload)
     memset(it, 0, sizeof *it);
     bytes *dst[ACACHE__F_COUNT] = {&it->affinity_key, &it->api_format,  &it->raw_model,
                                    &it->provider_id,  &it->endpoint_id, &it->key_id};
+    /* The six fields in one allocation, each NUL-terminated: one arena call
+     * and no alignment padding per field (this runs once per pin). */
+    const char *v[ACACHE__F_COUNT];
+    size_t n[ACACHE__F_COUNT], total = 0;
     for (int f = 0; f < ACACHE__F_COUNT; f++) {
-        size_t n;
-        const char *v = acache__affinity_field(a, f, &n);
-        if (adupn(&l->ar, v, n, dst[f]) < 0)
-            return ACACHE_ENOMEM;
+        v[f] = acache__affinity_field(a, f, &n[f]);
+        total += v[f] ? n[f] + 1 : 0;
+    }
+    char *p = total ? arena_alloc_packed(&l->ar, total) : NULL;
+    if (total && !p)
+        return acache__oom();
+    for (int f = 0; f < ACACHE__F_COUNT; f++) {
+        if (!v[f]) {
+            *dst[f] = (bytes){NULL, 0};
+            continue;
+        }
+        if (n[f])
+            memcpy(p, v[f], n[f]);
+        p[n[f]] = '\0';
+        *dst[f] = (bytes){p, n[f]};
+        p += n[f] + 1;
     }
     it->created_at = acache_affinity_created_at(a);
     it->expire_at = acache_affinity_expire_at(a);
@@ -540,34 +567,103 @@ static int item_cmp(const void *pa, const void *pb)
     return r;
 }
 
+static uint64_t key8(bytes b)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; i++)
+        v = v << 8 | (i < b.n ? (unsigned char)b.p[i] : 0u);
+    return v;
+}
+
+/* item_cmp's order. Equal prefixes say nothing (a short key and one with NUL
+ * bytes after it pad alike), so they fall back to item_cmp. */
+static int ref_cmp(const void *pa, const void *pb)
+{
+    const sort_ref *a = pa, *b = pb;
+    if (a->expire_at > b->expire_at)
+        return -1;
+    if (a->expire_at < b->expire_at)
+        return 1;
+    if (a->key8 != b->key8)
+        return a->key8 < b->key8 ? -1 : 1;
+    return item_cmp(a->it, b->it);
+}
+
 /* SCAN may return a key twice (while the server rehashes): keep one item of
  * each run of equal ones, which item_cmp's order puts side by side. Items
  * live in the listing's arena, so dropping one frees nothing. */
-static size_t drop_repeats(acache__listing_item *v, size_t n)
+static size_t drop_repeats(sort_ref *v, size_t n)
 {
     size_t w = 0;
     for (size_t i = 0; i < n; i++)
-        if (w == 0 || item_cmp(&v[i], &v[w - 1]) != 0)
+        if (w == 0 || item_cmp(v[i].it, v[w - 1].it) != 0)
             v[w++] = v[i];
     return w;
 }
 
+/* Sort items[0 .. n) and drop repeats. keep_order (a snapshot): the order
+ * is l->ord and the items stay in place; else they are moved into order. */
+static int sort_items(acache__listing *l, int keep_order)
+{
+    if (l->n < 2 && !keep_order)
+        return ACACHE_OK;
+    sort_ref *ord = acache__malloc((l->n ? l->n : 1) * sizeof *ord);
+    if (!ord)
+        return acache__oom();
+    for (size_t i = 0; i < l->n; i++)
+        ord[i] = (sort_ref){l->items[i].expire_at, key8(l->items[i].affinity_key),
+                            &l->items[i]};
+    if (l->n > 1) {
+        qsort(ord, l->n, sizeof *ord, ref_cmp);
+        l->n = drop_repeats(ord, l->n);
+    }
+    if (keep_order) {
+        l->ord = ord;
+        return ACACHE_OK;
+    }
+    acache__listing_item *v = acache__malloc(l->n * sizeof *v);
+    if (!v) {
+        free(ord);
+        return acache__oom();
+    }
+    for (size_t i = 0; i < l->n; i++)
+        v[i] = *ord[i].it;
+    free(ord);
+    free(l->items);
+    l->items = v;
+    l->cap = l->n;
+    return ACACHE_OK;
+}
+
 /* ---- enrichment ---- */
 
-static void enrich_client(ctx *x, acache__listing_item *it)
+static void set_key(acache__listing_item *it, key_row *k)
 {
-    const key_row *k = table_find(&x->t[T_KEYS], as_id(it->affinity_key));
+    it->krow = k;
     if (k) {
         it->user_api_key_name = k->name;
         it->user_id = k->user_id;
         it->is_standalone = k->standalone;
         it->key_enc = k->enc;
     }
-    const user_row *u = table_find(&x->t[T_USERS], it->user_id);
+}
+
+static void set_user(acache__listing_item *it, const user_row *u)
+{
     if (u) {
         it->username = u->username;
         it->email = u->email;
     }
+}
+
+static void enrich_key(ctx *x, acache__listing_item *it)
+{
+    set_key(it, (key_row *)table_find(&x->t[T_KEYS], as_id(it->affinity_key)));
+}
+
+static void enrich_user(ctx *x, acache__listing_item *it)
+{
+    set_user(it, table_find(&x->t[T_USERS], it->user_id));
 }
 
 static void enrich_rest(ctx *x, acache__listing_item *it)
@@ -601,14 +697,72 @@ static int enrich_clients(ctx *x, size_t from, size_t to)
         (rc = fetch_items(x, T_KEYS, from, to, id_affinity_key)) < 0)
         return rc;
     for (size_t i = from; i < to; i++)
-        enrich_client(x, &x->l->items[i]);
-    if (!x->t[T_USERS].fetched) {
-        if ((rc = fetch_items(x, T_USERS, from, to, id_user)) < 0)
-            return rc;
-        for (size_t i = from; i < to; i++)
-            enrich_client(x, &x->l->items[i]);
-    }
+        enrich_key(x, &x->l->items[i]);
+    if (!x->t[T_USERS].fetched && (rc = fetch_items(x, T_USERS, from, to, id_user)) < 0)
+        return rc;
+    for (size_t i = from; i < to; i++)
+        enrich_user(x, &x->l->items[i]);
     return ACACHE_OK;
+}
+
+static int item_key_cmp(const void *a, const void *b)
+{
+    const acache__listing_item *x = *(const acache__listing_item *const *)a,
+                               *y = *(const acache__listing_item *const *)b;
+    return bytes_cmp(x->affinity_key, y->affinity_key);
+}
+
+/* enrich_clients over every item (rule 3), with the look-ups per distinct
+ * affinity key rather than per pin: the items are grouped by key once, each
+ * group finds its api_keys row and that row's user once, and the users
+ * batch holds the user ids of the rows fetched. Same fields as
+ * enrich_clients(x, 0, n). */
+static int enrich_clients_all(ctx *x)
+{
+    acache__listing *l = x->l;
+    size_t n = l->n;
+    if (n < 2)
+        return enrich_clients(x, 0, n);
+    acache__listing_item **v = acache__malloc(n * sizeof *v);
+    const char **ids = acache__malloc(n * sizeof *ids);
+    int rc = v && ids ? ACACHE_OK : acache__oom();
+    size_t m = 0;
+    if (rc == ACACHE_OK) {
+        for (size_t i = 0; i < n; i++)
+            v[i] = &l->items[i];
+        qsort(v, n, sizeof *v, item_key_cmp);
+        for (size_t i = 0; i < n; i++)
+            if ((i == 0 || item_key_cmp(&v[i], &v[i - 1]) != 0) &&
+                (ids[m] = as_id(v[i]->affinity_key)) != NULL)
+                m++;
+        if (!x->t[T_KEYS].fetched)
+            rc = fetch(x, T_KEYS, ACACHE_BY_ID, ids, m);
+    }
+    if (rc == ACACHE_OK && !x->t[T_USERS].fetched) {
+        table *kt = &x->t[T_KEYS];
+        const char **uids = acache__malloc((kt->n ? kt->n : 1) * sizeof *uids);
+        if (!uids) {
+            rc = acache__oom();
+        } else {
+            for (size_t i = 0; i < kt->n; i++)
+                uids[i] = ((const key_row *)kt->v[i])->user_id;
+            rc = fetch(x, T_USERS, ACACHE_BY_ID, uids, kt->n);
+            free(uids);
+        }
+    }
+    key_row *k = NULL;
+    const user_row *u = NULL;
+    for (size_t i = 0; rc == ACACHE_OK && i < n; i++) {
+        if (i == 0 || item_key_cmp(&v[i], &v[i - 1]) != 0) {
+            k = (key_row *)table_find(&x->t[T_KEYS], as_id(v[i]->affinity_key));
+            u = k ? table_find(&x->t[T_USERS], k->user_id) : NULL;
+        }
+        set_key(v[i], k);
+        set_user(v[i], u);
+    }
+    free(v);
+    free(ids);
+    return rc;
 }
 
 /* Decrypt and mask each distinct ciphertext of the page once. Failures give
@@ -805,24 +959,42 @@ static int contains(folded *tmp, const char *hay, size_t hlen, const folded *kw)
     return 0;
 }
 
-static int item_matches(folded *tmp, const acache__listing_item *it, const folded *kw)
+static int any_contains(folded *tmp, const bytes *f, size_t n, const folded *kw)
 {
-    const bytes f[] = {
-        it->affinity_key,
-        {it->user_api_key_name,
-         it->user_api_key_name ? strlen(it->user_api_key_name) : 0},
-        {it->user_id, it->user_id ? strlen(it->user_id) : 0},
-        {it->username, it->username ? strlen(it->username) : 0},
-        {it->email, it->email ? strlen(it->email) : 0},
-        it->provider_id,
-        it->key_id,
-    };
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    for (size_t i = 0; i < n; i++) {
         int r = contains(tmp, f[i].p, f[i].n, kw);
         if (r)
             return r;
     }
     return 0;
+}
+
+/* The first five fields follow from the api_keys row (its id is the
+ * affinity key; user fields come from its user_id), so their answer is
+ * computed once per row, not once per pin. */
+static int item_matches(folded *tmp, const acache__listing_item *it, const folded *kw)
+{
+    key_row *k = it->krow;
+    int r = k ? k->match : -1;
+    if (r < 0) {
+        const bytes f[] = {
+            it->affinity_key,
+            {it->user_api_key_name,
+             it->user_api_key_name ? strlen(it->user_api_key_name) : 0},
+            {it->user_id, it->user_id ? strlen(it->user_id) : 0},
+            {it->username, it->username ? strlen(it->username) : 0},
+            {it->email, it->email ? strlen(it->email) : 0},
+        };
+        r = any_contains(tmp, f, sizeof f / sizeof f[0], kw);
+        if (r < 0)
+            return r;
+        if (k)
+            k->match = r;
+    }
+    if (r)
+        return r;
+    const bytes g[] = {it->provider_id, it->key_id};
+    return any_contains(tmp, g, sizeof g / sizeof g[0], kw);
 }
 
 /* Rule 3 over items[0 .. n): keep the matching ones, in place. */
@@ -922,7 +1094,11 @@ static int cut_page(acache__listing *l, const acache__listing *all)
     if (!(l->items = acache__malloc(l->count * sizeof *l->items)))
         return acache__oom();
     l->cap = l->count;
-    memcpy(l->items, all->items + start, l->count * sizeof *l->items);
+    if (all->ord)
+        for (size_t i = 0; i < l->count; i++)
+            l->items[i] = *all->ord[start + i].it;
+    else
+        memcpy(l->items, all->items + start, l->count * sizeof *l->items);
     return ACACHE_OK;
 }
 
@@ -949,15 +1125,20 @@ static int build(acache__listing *l, acache *c, const char *kw, int filter,
 
     if (rc == ACACHE_OK && kw && !selected) {
         /* Rule 3: the filter needs the client fields of every record. */
-        rc = enrich_clients(&x, 0, l->n);
+        rc = enrich_clients_all(&x);
         if (rc == ACACHE_OK)
             rc = keyword_filter(l, kw);
-    }
-    if (rc == ACACHE_OK) {
-        if (l->n > 1) {
-            qsort(l->items, l->n, sizeof *l->items, item_cmp);
-            l->n = drop_repeats(l->items, l->n);
+        /* A snapshot keeps the array: give back what the filter emptied. */
+        acache__listing_item *v;
+        if (rc == ACACHE_OK && l->n && l->n < l->cap / 2 &&
+            (v = realloc(l->items, l->n * sizeof *v)) != NULL) {
+            l->items = v;
+            l->cap = l->n;
         }
+    }
+    if (rc == ACACHE_OK)
+        rc = sort_items(l, page != NULL);
+    if (rc == ACACHE_OK) {
         uint64_t off = (uint64_t)l->offset;
         l->start = off >= l->n ? l->n : (size_t)off;
         size_t left = l->n - l->start;
@@ -1170,7 +1351,9 @@ static acache__listing *listing_new(void)
     return l;
 }
 
-int acache__list_affinities(acache__listing **out, acache *c, const acache_list_query *q)
+/* Validate `q` (NULL: defaults), clear *out, and make the empty page `*l`. */
+static int list_begin(acache__listing **out, acache__listing **l, acache *c,
+                      const acache_list_query *q, const char **kw)
 {
     acache_list_query def = ACACHE_LIST_QUERY_INIT;
     if (!out || !c)
@@ -1190,21 +1373,44 @@ int acache__list_affinities(acache__listing **out, acache *c, const acache_list_
                                 "list_affinities: offset must be >= 0, got %lld",
                                 (long long)q->offset);
 
-    acache__listing *l = listing_new();
-    if (!l)
+    if (!(*l = listing_new()))
         return ACACHE_ENOMEM;
-    l->limit = q->limit;
-    l->offset = q->offset;
-
+    (*l)->limit = q->limit;
+    (*l)->offset = q->offset;
     /* Only "" is no keyword: a blank one is matched as given (rule 3). */
-    const char *kw = q->keyword && *q->keyword ? q->keyword : NULL;
-    int rc = list_from_snapshot(l, c, kw);
+    *kw = q->keyword && *q->keyword ? q->keyword : NULL;
+    return ACACHE_OK;
+}
+
+static int list_end(acache__listing **out, acache__listing *l, int rc)
+{
     if (rc < 0) {
         acache__listing_free(l);
         return rc;
     }
     *out = l;
     return ACACHE_OK;
+}
+
+int acache__list_affinities(acache__listing **out, acache *c, const acache_list_query *q)
+{
+    acache__listing *l = NULL;
+    const char *kw = NULL;
+    int rc = list_begin(out, &l, c, q, &kw);
+    if (rc < 0)
+        return rc;
+    return list_end(out, l, list_from_snapshot(l, c, kw));
+}
+
+int acache__list_affinities_fresh(acache__listing **out, acache *c,
+                                  const acache_list_query *q)
+{
+    acache__listing *l = NULL;
+    const char *kw = NULL;
+    int rc = list_begin(out, &l, c, q, &kw);
+    if (rc < 0)
+        return rc;
+    return list_end(out, l, build(l, c, kw, 0, NULL, 0, 1, NULL));
 }
 
 int acache__listing_for_keys(acache__listing **out, acache *c, const char *const *keys,
@@ -1236,6 +1442,7 @@ void acache__listing_free(acache__listing *l)
         return;
     arena_free(&l->ar);
     free(l->items);
+    free(l->ord);
     snap_release(l->snap);
     free(l);
 }

@@ -43,6 +43,11 @@ typedef struct acache__listing_item acache__listing_item;
  */
 int acache__list_affinities(acache__listing **out, acache *c, const acache_list_query *q);
 
+/** The same listing built now, neither read from nor kept as a snapshot:
+ *  what every call cost before snapshots (bench and tests compare the two). */
+int acache__list_affinities_fresh(acache__listing **out, acache *c,
+                                  const acache_list_query *q);
+
 /** Items after filtering, before pagination (meta.total).  Since: 0.1 */
 size_t acache__listing_total(const acache__listing *l);
 /** Items on this page (meta.count).  Since: 0.1 */
