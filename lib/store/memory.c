@@ -202,9 +202,6 @@ static int m_affinity_touch(acache_store *self, const acache_touch_req *req, int
         return acache_error_set(ACACHE_EINVALID, "touch count delta above 10^15");
     int64_t delta = req->count_delta ? (int64_t)req->count_delta : 1;
     rec.request_count = delta;
-    entry *e = entry_new(req->key, len, h, req->ttl_s);
-    if (!e)
-        return ACACHE_ENOMEM;
     pthread_mutex_lock(&s->lock);
     entry **pp = find_slot(s, req->key, len, h);
     const acache_affinity *old = pp ? (*pp)->rec : NULL;
@@ -225,13 +222,36 @@ static int m_affinity_touch(acache_store *self, const acache_touch_req *req, int
             *result = ACACHE_TOUCH_SWITCHED;
         }
     }
-    e->rec = acache__affinity_from_record(&rec, e->key, len);
-    int rc = e->rec ? put(s, e) : ACACHE_ENOMEM;
-    pthread_mutex_unlock(&s->lock);
-    if (rc) {
-        entry_free(e);
-        return rc;
+    /* The key's entry is rewritten in place (a touch leaves no raw bytes and
+     * no failure count): a refresh allocates only the new record. */
+    int rc = ACACHE_OK;
+    acache_affinity *nrec = acache__affinity_from_record(&rec, req->key, len);
+    if (!nrec) {
+        rc = ACACHE_ENOMEM;
+    } else if (pp) {
+        entry *e = *pp;
+        acache_affinity_free(e->rec);
+        free(e->raw);
+        e->rec = nrec;
+        e->raw = NULL;
+        e->raw_len = 0;
+        e->failures = 0;
+        e->deadline_ms =
+            req->ttl_s ? acache__monotonic_ms() + (int64_t)req->ttl_s * 1000 : 0;
+    } else {
+        entry *e = entry_new(req->key, len, h, req->ttl_s);
+        if (e) {
+            e->rec = nrec;
+            if ((rc = put(s, e)))
+                entry_free(e);
+        } else {
+            acache_affinity_free(nrec);
+            rc = ACACHE_ENOMEM;
+        }
     }
+    pthread_mutex_unlock(&s->lock);
+    if (rc)
+        return rc;
     if (cb)
         cb(&rec, payload);
     return ACACHE_OK;
