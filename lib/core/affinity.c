@@ -420,6 +420,7 @@ typedef struct {
     const acache_match *match; /* NULL: delete every scanned key */
     const char *needle;        /* raw scans: the one filter's "\"value\"" as JSON bytes */
     size_t needle_len;
+    size_t skip[256]; /* Horspool shifts for `needle` */
     size_t removed;
     acache_key keys[DELETE_BATCH]; /* with lengths: a scanned key may hold a NUL */
     char *owned[DELETE_BATCH];
@@ -444,20 +445,30 @@ static int bulk_flush(bulk_ctx *b)
  * `needle`. Without any backslash in the value every JSON string is its bytes
  * between quotes, so a value lacking the quoted bytes cannot match; a value
  * with escapes is passed on (false positives only cost a re-check). */
-static int may_name(const char *v, size_t len, const char *needle, size_t nlen)
+static int may_name(const char *v, size_t len, const char *needle, size_t nlen,
+                    const size_t skip[256])
 {
     if (memchr(v, '\\', len))
         return 1;
-    for (const char *p = v; len >= nlen; p++, len--) {
-        const char *q = memchr(p, needle[0], len - nlen + 1);
-        if (!q)
-            return 0;
-        len -= (size_t)(q - p);
-        p = q;
-        if (memcmp(p, needle, nlen) == 0)
+    /* Horspool: the needle starts with a quote, the commonest byte of JSON,
+     * so a memchr for its first byte stopped ~30 times per value. */
+    const unsigned char *t = (const unsigned char *)v;
+    for (size_t at = 0; nlen && at + nlen <= len;) {
+        unsigned char last = t[at + nlen - 1];
+        if (last == (unsigned char)needle[nlen - 1] &&
+            memcmp(t + at, needle, nlen - 1) == 0)
             return 1;
+        at += skip[last];
     }
     return 0;
+}
+
+static void horspool_init(size_t skip[256], const char *needle, size_t nlen)
+{
+    for (int i = 0; i < 256; i++)
+        skip[i] = nlen;
+    for (size_t i = 0; i + 1 < nlen; i++)
+        skip[(unsigned char)needle[i]] = nlen - 1 - i;
 }
 
 static int field_is(const char *want, const char *have)
@@ -479,7 +490,7 @@ static int bulk_batch(const acache_entry *e, size_t n, void *payload)
         /* Pre-filter on the scanned value; the store re-checks atomically. */
         if (b->match && b->needle) {
             if (!e[i].value ||
-                !may_name(e[i].value, e[i].value_len, b->needle, b->needle_len))
+                !may_name(e[i].value, e[i].value_len, b->needle, b->needle_len, b->skip))
                 continue;
         } else if (b->match && !record_matches(e[i].record, b->match)) {
             continue;
@@ -539,6 +550,8 @@ static int bulk_invalidate(acache *c, const char *affinity_key, const acache_mat
     }
     b->needle = needle;
     b->needle_len = needle ? strlen(needle) : 0;
+    if (needle)
+        horspool_init(b->skip, needle, b->needle_len);
     if (!m && c->store->scan)
         rc = c->store->scan(c->store, prefix, 0, bulk_batch, b);
     else if (needle)
