@@ -7,11 +7,15 @@
  * that fails (denied, or Redis killed) is an error and nothing worse. */
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -437,7 +441,9 @@ Test(touch_swap, two_processes_eight_threads_lose_no_count)
         char key[64], v[512];
         snprintf(key, sizeof key, "cache_affinity:race%d:claude:m", i);
         value_of(key, v, sizeof v);
-        total += count_of(v, NULL, 0);
+        long long n = count_of(v, NULL, 0);
+        cr_expect_eq(n, (long long)PROCS * THREADS * ROUNDS / PINS, "pin %d: %s", i, v);
+        total += n;
     }
     cr_expect_eq(total, (long long)PROCS * THREADS * ROUNDS, "no lost or double count");
     /* the race was real: swaps ran, and some of them needed a repair */
@@ -693,4 +699,229 @@ Test(touch_swap, key_of_another_type_takes_the_script)
     value_of(KEY, v, sizeof v);
     cr_expect_eq(count_of(v, NULL, 0), 1, "%s", v);
     s->free(s);
+}
+
+/* ---- a server without SET ... GET (Redis < 6.2) ----
+ * None is at hand, so a proxy in front of the real one answers SET ... GET
+ * as Redis 6.0 does (-ERR syntax error) and relays everything else; requests
+ * and replies are framed with hiredis's reader. */
+typedef struct old_proxy {
+    int lfd, port;
+    int refused; /* SET ... GET answered with the 6.0 error */
+} old_proxy;
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Relay one reply of the backend: the bytes until hiredis has one reply. */
+static int relay_reply(int bfd, int cfd)
+{
+    redisReader *rd = redisReaderCreate();
+    void *rep = NULL;
+    char buf[16384];
+    int rc = -1;
+    while (!rep) {
+        ssize_t n = read(bfd, buf, sizeof buf);
+        if (n <= 0 || write_all(cfd, buf, (size_t)n) != 0 ||
+            redisReaderFeed(rd, buf, (size_t)n) != REDIS_OK ||
+            redisReaderGetReply(rd, &rep) != REDIS_OK)
+            break;
+    }
+    if (rep) {
+        freeReplyObject(rep);
+        rc = 0;
+    }
+    redisReaderFree(rd);
+    return rc;
+}
+
+typedef struct proxy_conn {
+    old_proxy *px;
+    int cfd;
+} proxy_conn;
+
+static void *proxy_conn_run(void *p)
+{
+    proxy_conn *pc = p;
+    int bfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(bfd, (struct sockaddr *)&a, sizeof a) != 0)
+        goto out;
+    redisReader *rd = redisReaderCreate();
+    char buf[16384];
+    for (;;) {
+        ssize_t n = read(pc->cfd, buf, sizeof buf);
+        if (n <= 0 || redisReaderFeed(rd, buf, (size_t)n) != REDIS_OK)
+            break;
+        redisReply *cmd;
+        int bad = 0;
+        while (!bad && redisReaderGetReply(rd, (void **)&cmd) == REDIS_OK && cmd) {
+            size_t k = cmd->elements;
+            if (cmd->type == REDIS_REPLY_ARRAY && k >= 4 &&
+                !strcasecmp(cmd->element[0]->str, "SET") &&
+                !strcasecmp(cmd->element[k - 1]->str, "GET")) {
+                __atomic_add_fetch(&pc->px->refused, 1, __ATOMIC_SEQ_CST);
+                static const char e[] = "-ERR syntax error\r\n";
+                bad = write_all(pc->cfd, e, sizeof e - 1);
+            } else if (cmd->type == REDIS_REPLY_ARRAY) {
+                const char *argv[64];
+                size_t lens[64];
+                for (size_t i = 0; i < k && i < 64; i++) {
+                    argv[i] = cmd->element[i]->str;
+                    lens[i] = cmd->element[i]->len;
+                }
+                char *out = NULL;
+                long long len = redisFormatCommandArgv(&out, (int)k, argv, lens);
+                bad = len < 0 || write_all(bfd, out, (size_t)len) != 0 ||
+                      relay_reply(bfd, pc->cfd) != 0;
+                free(out);
+            }
+            freeReplyObject(cmd);
+        }
+        if (bad)
+            break;
+    }
+    redisReaderFree(rd);
+out:
+    close(bfd);
+    close(pc->cfd);
+    free(pc);
+    return NULL;
+}
+
+static void *proxy_accept(void *p)
+{
+    old_proxy *px = p;
+    for (;;) {
+        int cfd = accept(px->lfd, NULL, NULL);
+        if (cfd < 0)
+            return NULL;
+        proxy_conn *pc = malloc(sizeof *pc);
+        pc->px = px;
+        pc->cfd = cfd;
+        pthread_t th;
+        pthread_create(&th, NULL, proxy_conn_run, pc);
+        pthread_detach(th);
+    }
+}
+
+Test(touch_swap, server_without_set_get_falls_back_to_the_script)
+{
+    static old_proxy px;
+    px.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    cr_assert_eq(bind(px.lfd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(px.lfd, 16), 0);
+    cr_assert_eq(getsockname(px.lfd, (struct sockaddr *)&a, &al), 0);
+    px.port = ntohs(a.sin_port);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, proxy_accept, &px), 0);
+    pthread_detach(th);
+    char uri[128];
+    snprintf(uri, sizeof uri, "redis://127.0.0.1:%d/0", px.port);
+    acache_store *s = NULL;
+    cr_assert_eq(acache__store_redis_new(&s, uri, 1000, 1000), ACACHE_OK, "%s",
+                 acache_last_error());
+    int res = 0;
+    got g;
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(touch_at(s, KEY, "p", NOW + i, &g, &res), ACACHE_OK, "%s",
+                     acache_last_error());
+        cr_expect_eq(res, i ? ACACHE_TOUCH_REFRESHED : ACACHE_TOUCH_CREATED);
+        cr_expect_eq(g.count, i + 1);
+    }
+    cr_expect_eq(__atomic_load_n(&px.refused, __ATOMIC_SEQ_CST), 1,
+                 "one refused SET ... GET, then the script for the store's lifetime");
+    s->free(s);
+    char v[512];
+    value_of(KEY, v, sizeof v);
+    cr_expect_eq(count_of(v, NULL, 0), 4, "%s", v);
+}
+
+/* ---- repair.lua by hand: three writers whose corrections' partial sum
+ * goes below zero ----
+ * From count 100 (V0): P2's stale swap writes 11 (correction +90), P1's
+ * swap writes 101 over it (-89), P3's stale swap writes 11 over that (+91):
+ * 103 touches in all. P1's repair comes first: 11 - 89 would be negative.
+ * Clamping it at 0 (the first version) ended at 181; the repair must wait
+ * ("WAIT", nothing written) until the positive corrections landed. */
+static char *read_source(const char *rel, size_t *len)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", ACACHE_SOURCE_DIR, rel);
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "%s", path);
+    char *buf = malloc(65536);
+    *len = fread(buf, 1, 65536, f);
+    fclose(f);
+    return buf;
+}
+
+#define MID(e) ", \"expire_at\": " e ", \"request_count\": "
+#define PIN(e, n) HEAD_P "\"created_at\": 1.5" MID(e) n "}"
+
+/* EVAL repair.lua for a swap that wrote W = PIN(w_exp, w_count) over `old`. */
+static redisReply *repair(const char *script, size_t slen, const char *old,
+                          const char *w_mid, const char *w_count, const char *force)
+{
+    redisContext *r = raw();
+    const char *argv[16] = {"EVAL",   script, "1",   KEY,     HEAD_P "\"created_at\": ",
+                            "1000.0", w_mid,  "300", "p",     "e",
+                            "k",      "1",    "1.5", w_count, force,
+                            old};
+    size_t lens[16];
+    for (int i = 0; i < 16; i++)
+        lens[i] = i == 1 ? slen : strlen(argv[i]);
+    redisReply *rep = redisCommandArgv(r, old ? 16 : 15, argv, lens);
+    redisFree(r);
+    cr_assert(rep);
+    return rep;
+}
+
+Test(touch_swap, repair_waits_rather_than_go_below_zero)
+{
+    size_t slen;
+    char *script = read_source("lib/store/redis/scripts/repair.lua", &slen);
+    const char *v0 = PIN("1000.5", "100"), *w1 = PIN("1300.1", "101");
+    const char *w3 = PIN("1300.3", "11"), *w2 = PIN("1300.2", "11");
+    raw_cmd("SET %s %s", KEY, w3); /* after the three SETs */
+    char v[512];
+    /* P1 first: its -89 would go below 0 */
+    redisReply *rep = repair(script, slen, w2, MID("1300.1"), "101", "0");
+    cr_expect(rep->type == REDIS_REPLY_STRING && !strcmp(rep->str, "WAIT"), "%s",
+              rep->type == REDIS_REPLY_STRING ? rep->str : "?");
+    freeReplyObject(rep);
+    value_of(KEY, v, sizeof v);
+    cr_expect_str_eq(v, w3, "nothing written");
+    /* P3: nobody wrote after it, so its true effect replaces W3 */
+    freeReplyObject(repair(script, slen, w1, MID("1300.3"), "11", "0"));
+    value_of(KEY, v, sizeof v);
+    cr_expect_str_eq(v, PIN("1300.3", "102"));
+    /* P1 again: now it applies */
+    rep = repair(script, slen, w2, MID("1300.1"), "101", "0");
+    cr_expect(rep->type == REDIS_REPLY_STRING && !strcmp(rep->str, "13 1.5"), "%s",
+              rep->type == REDIS_REPLY_STRING ? rep->str : "?");
+    freeReplyObject(rep);
+    /* P2 */
+    freeReplyObject(repair(script, slen, v0, MID("1300.2"), "11", "0"));
+    value_of(KEY, v, sizeof v);
+    cr_expect_str_eq(v, PIN("1300.3", "103"), "every touch counted once");
+    /* after the caller's deadline, force: clamped at 0 */
+    raw_cmd("SET %s %s", KEY, w3);
+    freeReplyObject(repair(script, slen, w2, MID("1300.1"), "101", "1"));
+    value_of(KEY, v, sizeof v);
+    cr_expect_str_eq(v, PIN("1300.3", "0"));
+    free(script);
 }

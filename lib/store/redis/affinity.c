@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../util/json.h"
 #include "redis_priv.h"
@@ -121,7 +122,8 @@ typedef struct touch_ctx {
     const char *now, *ttl, *delta, *seq;
     touch_text *tt;
     /* repair.lua only: W's created_at and count text, the old value O */
-    const char *w_created, *w_count;
+    const char *w_created, *w_count, *force;
+    int repair_wait;
     size_t w_created_len;
     const char *old;
     size_t old_len;
@@ -249,15 +251,18 @@ static int repair_build(void *p, size_t i, script_call *call)
     const char *args[16] = {
         NULL,        NULL,       "1",          req->key,         t->tt->head,
         t->now,      t->tt->mid, t->ttl,       req->provider_id, req->endpoint_id,
-        req->key_id, t->delta,   t->w_created, t->w_count,       t->old};
-    int k = t->has_old ? 15 : 14;
+        req->key_id, t->delta,   t->w_created, t->w_count,       t->force,
+        t->old};
+    int k = t->has_old ? 16 : 15;
     for (int j = 2; j < k; j++) {
         t->argv[j] = args[j];
-        t->lens[j] = j == 14 ? t->old_len : strlen(args[j]);
+        /* head, W's created_at and O are bytes with a length */
+        t->lens[j] = j == 4    ? t->tt->head_len
+                     : j == 12 ? t->w_created_len
+                     : j == 15 ? t->old_len
+                               : strlen(args[j]);
     }
-    t->lens[4] = t->tt->head_len;
     t->lens[6] = t->tt->mid_len;
-    t->lens[12] = t->w_created_len;
     call->argc = k;
     call->argv = t->argv;
     call->lens = t->lens;
@@ -268,6 +273,11 @@ static int repair_take(void *p, size_t i, const redisReply *r)
 {
     (void)i;
     touch_ctx *t = p;
+    if ((r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) && r->len == 4 &&
+        memcmp(r->str, "WAIT", 4) == 0) {
+        t->repair_wait = 1; /* nothing written: run it again shortly */
+        return ACACHE_OK;
+    }
     if (touch_parse(t, r))
         return ACACHE_OK;
     /* Not acache__redis_reply_fail: its notes would let the cluster code
@@ -373,9 +383,39 @@ static int touch_swap(redis_store *s, rconn *c, const acache_touch_req *req,
     t->old = t->has_old ? r->str : NULL;
     t->old_len = t->has_old ? r->len : 0;
     need_now(t);
-    *rc =
-        acache__redis_eval(s, c, &acache__redis_repair_script, acache__redis_repair_sha(),
-                           1, repair_build, repair_take, t, req->key);
+    /* "WAIT" (repair.lua): the correction would take the count below 0
+     * until another writer's repair lands; run it again, with a back-off,
+     * then clamp (the count is then off: an error, outcome unknown). */
+    int64_t deadline =
+        acache__monotonic_ms() + (s->command_ms < 1000 ? s->command_ms : 1000);
+    long pause_us = 100;
+    t->force = "0";
+    for (;;) {
+        t->repair_wait = 0;
+        *rc = acache__redis_eval(s, c, &acache__redis_repair_script,
+                                 acache__redis_repair_sha(), 1, repair_build, repair_take,
+                                 t, req->key);
+        if (*rc || !t->repair_wait)
+            break;
+        if (t->force[0] == '1') {
+            *rc = acache_error_set(
+                ACACHE_ESTORE, "redis EVALSHA %s: the repair did not apply", req->key);
+            break;
+        }
+        if (acache__monotonic_ms() >= deadline) {
+            t->force = "1";
+            continue;
+        }
+        struct timespec ts = {0, pause_us * 1000};
+        nanosleep(&ts, NULL);
+        pause_us = pause_us < 5000 ? pause_us * 2 : pause_us;
+    }
+    if (!*rc && t->force[0] == '1')
+        *rc = acache_error_set(
+            ACACHE_ESTORE,
+            "redis EVALSHA %s: the repair waited %u ms for other writers' "
+            "repairs and clamped the count at 0 (request_count may be off)",
+            req->key, s->command_ms < 1000 ? s->command_ms : 1000u);
     freeReplyObject(r);
     t->created_len = 0; /* the repaired bytes are not known: no hint */
     return SWAP_DONE;

@@ -9,9 +9,11 @@
 -- ttl, provider_id, endpoint_id, key_id, delta); then
 --   9 W's created_at text, 10 W's request_count text (W = head .. ARGV[9]
 --     .. mid .. ARGV[10] .. '}', rebuilt here rather than sent);
---   11 O, the value SET ... GET returned; absent when the key did not exist.
+--   11 '1' to apply even a count that would go below 0 (clamped), else '0';
+--   12 O, the value SET ... GET returned; absent when the key did not exist.
 -- Returns what touch.lua would have returned for O: 1, 3, 4, or
--- "COUNT CREATED_AT" for a refresh.
+-- "COUNT CREATED_AT" for a refresh; or "WAIT" when nothing was done yet
+-- (see below: the caller runs it again shortly).
 --
 -- R = touch(O). With cur = GET KEYS[1]:
 --   cur == W      nobody wrote after us: SET R (EX ttl);
@@ -20,7 +22,13 @@
 --                 text): add R.count - W.count to its count, KEEPTTL;
 --   otherwise     a later switch or reset wins: nothing.
 -- Counts are additive, so refreshes racing any number of swaps and scripts
--- end exact. The parse of O is touch.lua's, kept side by side with it (each
+-- end exact. Only their partial sums may be negative: a stale swap from
+-- another process may have written a low count whose own (positive) repair
+-- has not run yet, and adding a negative R.count - W.count to it would go
+-- below 0, which a value cannot hold (and clamping would lose the count).
+-- Then this repair answers "WAIT" without writing, and the caller runs it
+-- again: positive corrections always apply, so the wait ends as soon as the
+-- other repairs land (ARGV[11] = '1' after the caller's deadline clamps). The parse of O is touch.lua's, kept side by side with it (each
 -- script is embedded as one file; Redis has no script includes): change both.
 local h, mid = ARGV[1], ARGV[3]
 local wc, wn = ARGV[9], ARGV[10]
@@ -40,12 +48,12 @@ end
 local function join(hi, lo)
   local carry = math.floor(lo / 1e9)
   hi, lo = hi + carry, lo - carry * 1e9
-  if hi < 0 then return '0' end
+  if hi < 0 then return nil end
   local s = hi > 0 and string.format('%d%09d', hi, lo) or string.format('%d', lo)
   if #s > 19 or (#s == 19 and s > MAX) then return MAX end
   return s
 end
-local function add(n, dd)
+local function add(n, dd) -- dd >= 1
   local hi, lo = split(n)
   return join(hi, lo + dd)
 end
@@ -98,7 +106,7 @@ local function effect(raw)
   end
   return ARGV[2], ARGV[8], 1
 end
-local rcreated, rcount, outcome = effect(ARGV[11])
+local rcreated, rcount, outcome = effect(ARGV[12])
 local function reply(count, created)
   if outcome then return outcome end
   return count .. ' ' .. created
@@ -122,6 +130,10 @@ if type(cur) == 'string' and string.find(cur, h, 1, true) == 1 then
     local rh, rl = split(rcount)
     local wh, wl = split(wn)
     local fixed = join(ch + rh - wh, cl + rl - wl)
+    if not fixed then
+      if ARGV[11] ~= '1' then return 'WAIT' end
+      fixed = '0'
+    end
     redis.call('SET', KEYS[1], h .. c .. ', "expire_at": ' .. e .. ', "request_count": '
                .. fixed .. '}', 'KEEPTTL')
     return reply(fixed, c)
