@@ -23,7 +23,15 @@
  * partition) is found by a PING after HEARTBEAT_MS of silence, answered
  * within the command timeout or the connection counts as lost. With
  * Sentinel, a new primary found by the pool also re-subscribes (the old
- * primary's connection may stay open while the writes go elsewhere). */
+ * primary's connection may stay open while the writes go elsewhere).
+ *
+ * Redis Cluster: a node announces only its own writes, so there is one such
+ * subscriber (connection and thread) per primary, and a manager thread that
+ * follows the slot map (reconcile). The sink hears "live" only while all of
+ * them are subscribed and match the map; cluster.c calls two hooks: before a
+ * command runs on a node without a live subscriber (or on an -ASK target),
+ * and when a map refresh changed the set of primaries. Both bypass the L1
+ * at once; the manager then opens / closes subscribers. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
