@@ -232,7 +232,7 @@ int acache__l1_tracking_start(acache *c)
             return acache_error_set(
                 ACACHE_EUNSUPPORTED,
                 "l1_invalidation: the %s store pushes no invalidations "
-                "(Redis Cluster keeps the time-based L1)",
+                "(the L1 stays time-based)",
                 s->scheme ? s->scheme : "configured");
         return ACACHE_OK; /* documented per store: no warning */
     }

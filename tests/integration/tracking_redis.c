@@ -233,7 +233,7 @@ static void drain(acache *a, uint64_t n)
 static void staleness(char cmd)
 {
     if (on_cluster())
-        cr_skip_test("Cluster keeps the time-based L1");
+        cr_skip_test("single node only (Cluster tracking: cluster_redis.c)");
     child ch = spawn_writer();
     acache *a = open_tracking();
     double v[ROUNDS];
@@ -307,7 +307,7 @@ static void wait_for(acache *a, int bypass, uint64_t min_live, double ms)
 Test(tracking, subscriber_lost_bypasses_l1_until_resubscribed)
 {
     if (on_cluster())
-        cr_skip_test("Cluster keeps the time-based L1");
+        cr_skip_test("single node only (Cluster tracking: cluster_redis.c)");
     child ch = spawn_writer();
     acache *a = open_tracking();
     redisContext *adm = admin();
@@ -354,7 +354,7 @@ Test(tracking, subscriber_lost_bypasses_l1_until_resubscribed)
 Test(tracking, flushdb_clears_the_l1)
 {
     if (on_cluster())
-        cr_skip_test("Cluster keeps the time-based L1");
+        cr_skip_test("single node only (Cluster tracking: cluster_redis.c)");
     acache *a = open_tracking();
     char got[64];
     cr_assert_eq(pin(a, "k0"), ACACHE_OK);
@@ -378,7 +378,7 @@ Test(tracking, flushdb_clears_the_l1)
 Test(tracking, server_without_tracking_falls_back_to_the_ttl)
 {
     if (on_cluster())
-        cr_skip_test("Cluster keeps the time-based L1");
+        cr_skip_test("single node only (Cluster tracking: cluster_redis.c)");
     redisContext *adm = admin();
     admin_cmd(adm, "ACL SETUSER old on >pw +@all -client ~* &*");
     char uri[256];

@@ -267,8 +267,8 @@ struct acache_store {
      *  unreachable now it reports 0 and keeps trying in the background);
      *  ACACHE_EUNSUPPORTED: the server cannot (Redis < 6, CLIENT refused by
      *  an ACL), nothing is running and the core keeps its time-based L1.
-     *  Redis: CLIENT TRACKING BCAST on one subscriber connection. NULL
-     *  (memory, cluster): time-based L1.   Since: 0.2 (store version 3) */
+     *  Redis: CLIENT TRACKING BCAST on one subscriber connection (Cluster:
+     *  one per primary). NULL (memory): time-based L1.   Since: 0.2 (store version 3) */
     int (*invalidations_subscribe)(acache_store *self,
                                    const acache_invalidation_sink *sink);
     /** Stop delivering (joins the store's thread); no sink call after it

@@ -237,6 +237,16 @@ void acache__redis_hint_from_value(redis_hints *h, const char *key, const char *
 {
     if (!h || atomic_load(&h->script_only) || len > HINT_MAX)
         return;
+    /* The common get: the value this store wrote or read last, unchanged.
+     * A hash, a lock and a memcmp instead of a parse and a copy. */
+    size_t klen = strlen(key);
+    hint_slot *hs = slot_of(h, key, klen);
+    pthread_mutex_lock(&hs->mu);
+    int same = same_key(hs, key, klen) && hs->has_val && hs->val_len == len &&
+               memcmp(hs->mem + klen, val, len) == 0;
+    pthread_mutex_unlock(&hs->mu);
+    if (same)
+        return;
     static const char *const names[5] = {
         "{\"provider_id\": ", ", \"endpoint_id\": ", ", \"key_id\": ",
         ", \"api_format\": ", ", \"model_name\": "};
@@ -277,5 +287,5 @@ void acache__redis_hint_from_value(redis_hints *h, const char *key, const char *
     if (at == d0 || (val[d0] == '0' && at - d0 > 1) || at + 1 != len || val[at] != '}')
         return;
     f.count = cnt;
-    acache__redis_hint_put(h, key, strlen(key), &f);
+    acache__redis_hint_put(h, key, klen, &f);
 }

@@ -176,14 +176,17 @@ int acache__redis_dial(redis_store *s, rconn **out, int first)
     return ACACHE_OK;
 }
 
-static int pool_take(redis_store *s, rconn **out)
+/* `check`: poll an idle connection for a close or stray bytes before use
+ * (one syscall). Callers that retry a broken connection once (idempotent
+ * reads, acache__redis_run) skip it on their first attempt. */
+static int pool_take(redis_store *s, rconn **out, int check)
 {
     pthread_mutex_lock(&s->lock);
     for (;;) {
         if (s->n_idle > 0) {
             rconn *c = s->idle[--s->n_idle];
             pthread_mutex_unlock(&s->lock);
-            if (!rconn_stale(c)) {
+            if (!check || !rconn_stale(c)) {
                 *out = c;
                 return ACACHE_OK;
             }
@@ -209,13 +212,18 @@ static int pool_take(redis_store *s, rconn **out)
     }
 }
 
-int acache__redis_conn_get(redis_store *s, rconn **out)
+static int conn_take(redis_store *s, rconn **out, int check)
 {
-    int rc = pool_take(s, out);
+    int rc = pool_take(s, out, check);
     /* redis-cluster://: ASKING before the command an -ASK redirects (cluster.c). */
     if (!rc && (rc = acache__redis_cluster_asking(s, *out)))
         acache__redis_conn_put(s, *out, 1);
     return rc;
+}
+
+int acache__redis_conn_get(redis_store *s, rconn **out)
+{
+    return conn_take(s, out, 1);
 }
 
 void acache__redis_conn_put(redis_store *s, rconn *c, int discard)
@@ -240,7 +248,7 @@ int acache__redis_run(redis_store *s, int retry, const char *cmd, const char *wh
     int rc;
     for (int attempt = 0;; attempt++) {
         rconn *c;
-        if ((rc = acache__redis_conn_get(s, &c)))
+        if ((rc = conn_take(s, &c, !(retry && attempt == 0))))
             break;
         redisReply *r;
         if (acache__redis_command(c, argc, argv, lens, &r) == 0) {
