@@ -20,19 +20,7 @@
 #include "core/core.h"
 #include "redis_server.h"
 
-static test_redis srv;
-
-static void setup(void)
-{
-    cr_assert_eq(test_redis_start(&srv), 0, "redis-server did not start");
-}
-
-static void teardown(void)
-{
-    test_redis_stop(&srv);
-}
-
-TestSuite(store_redis, .init = setup, .fini = teardown, .timeout = 60);
+TEST_REDIS_SUITE(store_redis, 60);
 
 static double now_s(void)
 {

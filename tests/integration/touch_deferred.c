@@ -21,19 +21,7 @@
 #include "core/core.h"
 #include "redis_server.h"
 
-static test_redis srv;
-
-static void setup(void)
-{
-    cr_assert_eq(test_redis_start(&srv), 0, "redis-server did not start");
-}
-
-static void teardown(void)
-{
-    test_redis_stop(&srv);
-}
-
-TestSuite(touch_deferred, .init = setup, .fini = teardown, .timeout = 120);
+TEST_REDIS_SUITE(touch_deferred, 120);
 
 static acache *open_deferred_at(const char *uri, uint32_t flush_ms, uint32_t max,
                                 uint32_t timeout_ms)

@@ -16,19 +16,7 @@
 #include "core/core.h"
 #include "redis_server.h"
 
-static test_redis srv;
-
-static void setup(void)
-{
-    cr_assert_eq(test_redis_start(&srv), 0, "redis-server did not start");
-}
-
-static void teardown(void)
-{
-    test_redis_stop(&srv);
-}
-
-TestSuite(touch_script, .init = setup, .fini = teardown, .timeout = 60);
+TEST_REDIS_SUITE(touch_script, 60);
 
 #define KEY "cache_affinity:ak:claude:m"
 #define HEAD                                                                             \

@@ -27,19 +27,7 @@
 #include "core/core.h"
 #include "redis_server.h"
 
-static test_redis srv;
-
-static void setup(void)
-{
-    cr_assert_eq(test_redis_start(&srv), 0, "redis-server did not start");
-}
-
-static void teardown(void)
-{
-    test_redis_stop(&srv);
-}
-
-TestSuite(touch_swap, .init = setup, .fini = teardown, .timeout = 120);
+TEST_REDIS_SUITE(touch_swap, 120);
 
 #define KEY "cache_affinity:ak:claude:m"
 #define HEAD_P                                                                           \

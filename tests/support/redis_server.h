@@ -45,6 +45,22 @@ int test_redis_restart(test_redis *r);
 int test_redis_pause(test_redis *r);
 int test_redis_resume(test_redis *r);
 
+/* A Criterion suite whose every test gets its own private server `srv`
+ * (started before the test, stopped after it, also when it fails). Use in a
+ * test file that includes criterion. */
+#define TEST_REDIS_SUITE(name, timeout_s)                                                \
+    static test_redis srv;                                                               \
+    static void name##_srv_start(void)                                                   \
+    {                                                                                    \
+        cr_assert_eq(test_redis_start(&srv), 0, "redis-server did not start");           \
+    }                                                                                    \
+    static void name##_srv_stop(void)                                                    \
+    {                                                                                    \
+        test_redis_stop(&srv);                                                           \
+    }                                                                                    \
+    TestSuite(name, .init = name##_srv_start, .fini = name##_srv_stop,                   \
+              .timeout = timeout_s)
+
 /* SIGKILL the server we started (no shutdown, as a crash) and reap it; its
  * dir is kept until test_redis_stop. 0 or -1. */
 int test_redis_kill(test_redis *r);
