@@ -552,11 +552,6 @@ typedef struct tr_cmd {
     int key, n;
 } tr_cmd;
 
-typedef struct tr_child {
-    pid_t pid;
-    int to, from;
-} tr_child;
-
 static void tr_writer(int in, int out)
 {
     acache_options o = ACACHE_OPTIONS_INIT;
@@ -584,39 +579,7 @@ static void tr_writer(int in, int out)
     _exit(0);
 }
 
-static tr_child tr_spawn(void)
-{
-    int a[2], b[2];
-    cr_assert_eq(pipe(a), 0);
-    cr_assert_eq(pipe(b), 0);
-    tr_child ch;
-    ch.pid = fork();
-    cr_assert(ch.pid >= 0);
-    if (ch.pid == 0) {
-        close(a[1]);
-        close(b[0]);
-        tr_writer(a[0], b[1]);
-    }
-    close(a[0]);
-    close(b[1]);
-    ch.to = a[1];
-    ch.from = b[0];
-    return ch;
-}
-
-static void tr_reap(tr_child *ch)
-{
-    close(ch->to);
-    close(ch->from);
-    int st;
-    waitpid(ch->pid, &st, 0);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-}
-
-/* Ask B for one write and poll A's get until it shows `want`: the staleness
- * is from B's write returning to A's get showing it (0 when A saw it as B
- * returned); -1 when still stale after TR_STALE_MS. */
-static double tr_round(acache *a, tr_child *ch, char op, int key, int n, const char *want)
+static double tr_round(acache *a, th_child *ch, char op, int key, int n, const char *want)
 {
     tr_cmd cmd = {op, key, n};
     cr_assert_eq(write(ch->to, &cmd, sizeof cmd), (ssize_t)sizeof cmd);
@@ -671,7 +634,7 @@ Test(cluster, tracking_sees_switches_and_deletes_on_every_primary_within_ms)
     for (int n = 0; n < nports; n++)
         cr_assert_gt(on[n], 0, "no test pin on primary %d", ports[n]);
 
-    tr_child ch = tr_spawn();
+    th_child ch = th_spawn(tr_writer);
     acache *a = tr_open();
     acache__l1_tracking info;
     acache__l1_tracking_info(a, &info);
@@ -709,7 +672,7 @@ Test(cluster, tracking_sees_switches_and_deletes_on_every_primary_within_ms)
     }
     acache__l1_tracking_info(a, &info);
     cr_assert_gt(info.keys, 0);
-    tr_reap(&ch);
+    th_reap(&ch);
     acache_close(a);
 }
 
@@ -729,7 +692,7 @@ Test(cluster, tracking_subscriber_killed_on_one_node_bypasses_the_l1_until_back)
     static int owner[16384];
     slot_map(ports[0], owner);
     int victim = tr_owner(owner, 0);
-    tr_child ch = tr_spawn();
+    th_child ch = th_spawn(tr_writer);
     acache *a = tr_open();
     tr_wait_live(a, 1, 3000);
     for (int i = 0; i < TR_KEYS; i++) {
@@ -790,7 +753,7 @@ Test(cluster, tracking_subscriber_killed_on_one_node_bypasses_the_l1_until_back)
     }
     cr_assert_leq(late, 1, "%d switches seen after %.0f ms once re-subscribed", late,
                   TR_P99_LIMIT);
-    tr_reap(&ch);
+    th_reap(&ch);
     acache_close(a);
 }
 
@@ -868,7 +831,7 @@ static void tr_migrate(unsigned slot, int src, int dst, int step, void (*between
 
 typedef struct tr_mig {
     acache *a;
-    tr_child *ch;
+    th_child *ch;
     int keys[TR_MIG];
     int n, steps, stale, slow;
     double worst;
@@ -911,7 +874,7 @@ Test(cluster, tracking_stays_exact_through_a_slot_migration)
     static int owner[16384];
     slot_map(ports[0], owner);
     int src = owner[slot], dst = src == ports[0] ? ports[1] : ports[0];
-    tr_child ch = tr_spawn();
+    th_child ch = th_spawn(tr_writer);
     acache *a = tr_open();
     tr_wait_live(a, 1, 3000);
     m.a = a;
@@ -935,7 +898,7 @@ Test(cluster, tracking_stays_exact_through_a_slot_migration)
                   m.n, TR_P99_LIMIT, m.worst);
     cr_assert_gt(acache__redis_cluster_redirects(acache_handle_store(a)), redirects0,
                  "A followed no ASK/MOVED: the test moved nothing");
-    tr_reap(&ch);
+    th_reap(&ch);
     acache_close(a);
 }
 
@@ -1283,7 +1246,7 @@ Test(cluster, tracking_follows_a_primary_added_then_removed)
     /* A opens on the three primaries, then a fourth joins and a slot moves
      * to it: A must subscribe to it (first reached through -ASK), and stay
      * exact; then the slot moves back and the node leaves. */
-    tr_child ch = tr_spawn();
+    th_child ch = th_spawn(tr_writer);
     acache *a = tr_open();
     tr_wait_live(a, 1, 3000);
     tr_node x;
@@ -1351,7 +1314,7 @@ Test(cluster, tracking_follows_a_primary_added_then_removed)
                   m.n, TR_P99_LIMIT, m.worst);
     cr_assert_geq(subs_on_new, 1, "A has no subscriber on the new primary");
     cr_assert_gt(mid.live, before.live, "the L1 was never bypassed for the new node");
-    tr_reap(&ch);
+    th_reap(&ch);
     acache_close(a);
 }
 
@@ -1426,7 +1389,7 @@ Test(cluster, tracking_stays_exact_through_a_manual_failover)
     int p = owner[slot];
     char pid_[64];
     node_id(p, pid_);
-    tr_child ch = tr_spawn();
+    th_child ch = th_spawn(tr_writer);
     acache *a = tr_open();
     tr_wait_live(a, 1, 3000);
     m.a = a;
@@ -1486,6 +1449,6 @@ Test(cluster, tracking_stays_exact_through_a_manual_failover)
     cr_assert_leq(m.slow, m.n / 20,
                   "%d of %d switches seen after more than %.0f ms (worst %.1f)", m.slow,
                   m.n, TR_P99_LIMIT, m.worst);
-    tr_reap(&ch);
+    th_reap(&ch);
     acache_close(a);
 }

@@ -142,46 +142,13 @@ static void writer(int in, int out)
     _exit(0);
 }
 
-typedef struct child {
-    pid_t pid;
-    int to, from;
-} child;
-
-static child spawn_writer(void)
+static th_child spawn_writer(void)
 {
     th_store_uri(); /* the server exists before the fork */
-    int a[2], b[2];
-    cr_assert_eq(pipe(a), 0);
-    cr_assert_eq(pipe(b), 0);
-    child ch;
-    ch.pid = fork();
-    cr_assert(ch.pid >= 0);
-    if (ch.pid == 0) {
-        close(a[1]);
-        close(b[0]);
-        writer(a[0], b[1]);
-    }
-    close(a[0]);
-    close(b[1]);
-    ch.to = a[1];
-    ch.from = b[0];
-    return ch;
+    return th_spawn(writer);
 }
 
-static void reap(child *ch)
-{
-    close(ch->to);
-    close(ch->from);
-    int st;
-    waitpid(ch->pid, &st, 0);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-}
-
-/* Ask B for a write and poll A's get until it shows `want`; the staleness
- * is the time from B's write returning to A's get showing it (0 when A
- * already saw it as B returned). -1: still stale after 2.5 s (the L1 TTL is
- * 3 s, so that is the time-based L1, not an invalidation). */
-static double one_round(acache *a, child *ch, char cmd, const char *want)
+static double one_round(acache *a, th_child *ch, char cmd, const char *want)
 {
     cr_assert_eq(write(ch->to, &cmd, 1), 1);
     double start = mono_ms(), at = -1.0;
@@ -234,7 +201,7 @@ static void staleness(char cmd)
 {
     if (on_cluster())
         cr_skip_test("single node only (Cluster tracking: cluster_redis.c)");
-    child ch = spawn_writer();
+    th_child ch = spawn_writer();
     acache *a = open_tracking();
     double v[ROUNDS];
     int stale_runs = 0;
@@ -256,7 +223,7 @@ static void staleness(char cmd)
         if (v[i] < 0)
             stale_runs++;
     }
-    reap(&ch);
+    th_reap(&ch);
     acache__l1_tracking info;
     acache__l1_tracking_info(a, &info);
     acache_close(a);
@@ -308,7 +275,7 @@ Test(tracking, subscriber_lost_bypasses_l1_until_resubscribed)
 {
     if (on_cluster())
         cr_skip_test("single node only (Cluster tracking: cluster_redis.c)");
-    child ch = spawn_writer();
+    th_child ch = spawn_writer();
     acache *a = open_tracking();
     redisContext *adm = admin();
     char got[64], want[32];
@@ -346,7 +313,7 @@ Test(tracking, subscriber_lost_bypasses_l1_until_resubscribed)
     cr_assert(t >= 0 && t <= P99_LIMIT_MS, "after a kill: %.1f ms", t);
     wait_for(a, 0, 3, 3000);
     redisFree(adm);
-    reap(&ch);
+    th_reap(&ch);
     acache_close(a);
 }
 

@@ -1,6 +1,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
@@ -182,4 +184,34 @@ void th_load_jsonl(acache *c, const char *path)
         json_decref(o);
     }
     fclose(f);
+}
+
+th_child th_spawn(void (*fn)(int in, int out))
+{
+    int a[2], b[2];
+    cr_assert_eq(pipe(a), 0);
+    cr_assert_eq(pipe(b), 0);
+    th_child ch;
+    ch.pid = fork();
+    cr_assert(ch.pid >= 0);
+    if (ch.pid == 0) {
+        close(a[1]);
+        close(b[0]);
+        fn(a[0], b[1]);
+        _exit(0);
+    }
+    close(a[0]);
+    close(b[1]);
+    ch.to = a[1];
+    ch.from = b[0];
+    return ch;
+}
+
+void th_reap(th_child *ch)
+{
+    close(ch->to);
+    close(ch->from);
+    int st;
+    waitpid(ch->pid, &st, 0);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }

@@ -4,6 +4,8 @@
 #ifndef ACACHE_TEST_HARNESS_H
 #define ACACHE_TEST_HARNESS_H
 
+#include <sys/types.h>
+
 #include <aether_cache/aether_cache.h>
 #include <aether_cache/sys/store.h>
 
@@ -45,6 +47,18 @@ acache *th_open(acache_options *opts);
 /* Load one line of ../shared/testdata/aether-redis jsonl-style data
  * ({"key","value","ttl"}) into the handle's store with a raw SET. */
 void th_load_jsonl(acache *c, const char *path);
+
+/* A forked helper process talking to the test over two pipes: the test
+ * writes requests to `to` and reads answers from `from`. */
+typedef struct th_child {
+    pid_t pid;
+    int to, from;
+} th_child;
+
+/* Fork; the child runs fn(read end, write end) and must _exit. Asserts. */
+th_child th_spawn(void (*fn)(int in, int out));
+/* Close both pipes, reap the child and expect a clean exit 0. */
+void th_reap(th_child *ch);
 
 /* Shared test-data path (ACACHE_SHARED_DIR "/testdata/..."). */
 #define TH_TESTDATA(rel) ACACHE_SHARED_DIR "/testdata/" rel
