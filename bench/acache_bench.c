@@ -933,8 +933,10 @@ static double server_touch_usec(redisContext *r, long n, long *evals)
     long calls[2] = {0, 0};
     const char *names[2] = {"cmdstat_evalsha:", "cmdstat_set:"};
     for (int i = 0; i < 2; i++) {
-        const char *q = rep->type == REDIS_REPLY_STRING ? strstr(rep->str, names[i]) : NULL;
-        if (q && sscanf(q + strlen(names[i]), "calls=%ld,usec=%lf", &calls[i], &usec[i]) != 2)
+        const char *q =
+            rep->type == REDIS_REPLY_STRING ? strstr(rep->str, names[i]) : NULL;
+        if (q &&
+            sscanf(q + strlen(names[i]), "calls=%ld,usec=%lf", &calls[i], &usec[i]) != 2)
             calls[i] = 0, usec[i] = 0;
     }
     freeReplyObject(rep);

@@ -1061,6 +1061,8 @@ static int select_by_keyword(ctx *x, const char *kw, int *selected)
     if (rc < 0)
         return rc;
     x->t[T_USERS].fetched = 1;
+    if (x->t[T_USERS].n == 0) /* a user row without an id selects no pin */
+        return ACACHE_OK;
     const user_row *ur = x->t[T_USERS].v[0];
     l->matched_user_id = ur->id;
     *selected = 1;

@@ -231,8 +231,8 @@ acache_affinity *acache__l1_get(acache__l1 *l1, const char *key, size_t klen);
 /* Epoch of `key`'s stripe: read it before the store, pass it to put, which
  * drops the fill if a remove/clear of that stripe happened since (l1.c). */
 uint64_t acache__l1_epoch(acache__l1 *l1, const char *key, size_t klen);
-void acache__l1_put(acache__l1 *l1, const char *key, size_t klen, const acache_affinity *a,
-                    uint64_t epoch);
+void acache__l1_put(acache__l1 *l1, const char *key, size_t klen,
+                    const acache_affinity *a, uint64_t epoch);
 void acache__l1_remove(acache__l1 *l1, const char *key);
 void acache__l1_clear(acache__l1 *l1);
 /* Server-assisted invalidation (options.l1_invalidation, lib/core/l1.c):
