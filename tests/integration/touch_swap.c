@@ -10,11 +10,13 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -404,20 +406,34 @@ static int run_proc(int id, int mode)
     return errors != 0;
 }
 
-static void race(int mode)
+/* Fork before this process starts any thread of its own: a child forked
+ * while another thread holds the (ASan) allocator's lock deadlocks. */
+static void race_start(int mode, pid_t *pid)
 {
-    pid_t pid[PROCS];
     for (int p = 0; p < PROCS; p++) {
         pid[p] = fork();
         cr_assert(pid[p] >= 0);
-        if (pid[p] == 0)
+        if (pid[p] == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL); /* a timed-out test takes it along */
             _exit(run_proc(p, mode));
+        }
     }
+}
+
+static void race_wait(const pid_t *pid)
+{
     for (int p = 0; p < PROCS; p++) {
         int st = 0;
         cr_assert_eq(waitpid(pid[p], &st, 0), pid[p]);
         cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "process %d: errors", p);
     }
+}
+
+static void race(int mode)
+{
+    pid_t pid[PROCS];
+    race_start(mode, pid);
+    race_wait(pid);
 }
 
 Test(touch_swap, two_processes_eight_threads_lose_no_count)
@@ -489,9 +505,11 @@ static void *delete_loop(void *p)
 Test(touch_swap, deletes_racing_swaps_never_leave_an_untouched_target)
 {
     deleter d = {0, 0};
+    pid_t pid[PROCS];
+    race_start(1, pid);
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, delete_loop, &d), 0);
-    race(1);
+    race_wait(pid);
     __atomic_store_n(&d.stop, 1, __ATOMIC_RELEASE);
     pthread_join(th, NULL);
     cr_expect_gt(d.deletes, 10);

@@ -1,6 +1,8 @@
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -195,6 +197,7 @@ th_child th_spawn(void (*fn)(int in, int out))
     ch.pid = fork();
     cr_assert(ch.pid >= 0);
     if (ch.pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a timed-out test takes it along */
         close(a[1]);
         close(b[0]);
         fn(a[0], b[1]);
