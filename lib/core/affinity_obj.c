@@ -94,6 +94,17 @@ const char *acache__affinity_field(const acache_affinity *a, int field, size_t *
     return v[field];
 }
 
+int acache__affinity_refresh(acache_affinity *a, double expire_at, int64_t count)
+{
+    /* Only its sole owner may change a record: every other holder was
+     * promised an immutable one (acache__affinity_dup). */
+    if (atomic_load_explicit(&a->refs, memory_order_acquire) != 1)
+        return 0;
+    a->expire_at = expire_at;
+    a->request_count = count;
+    return 1;
+}
+
 acache_affinity *acache__affinity_dup(const acache_affinity *a)
 {
     /* Immutable: one more reference instead of a copy (an L1 hit used to be

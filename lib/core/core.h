@@ -200,6 +200,9 @@ acache_affinity *acache__affinity_from_record(const acache_record *rec, const ch
 
 /* Another reference to `a` (immutable, reference counted): never fails. */
 acache_affinity *acache__affinity_dup(const acache_affinity *a);
+/* A refresh in place (new expire_at and request_count) of a record nobody
+ * else references: 1 done, 0 shared (make a new one). */
+int acache__affinity_refresh(acache_affinity *a, double expire_at, int64_t count);
 
 /* The string fields of an acache_affinity, in storage order. */
 enum {

@@ -225,6 +225,18 @@ static int m_affinity_touch(acache_store *self, const acache_touch_req *req, int
     /* The key's entry is rewritten in place (a touch leaves no raw bytes and
      * no failure count): a refresh allocates only the new record. */
     int rc = ACACHE_OK;
+    if (pp && *result == ACACHE_TOUCH_REFRESHED && !(*pp)->raw &&
+        acache__affinity_refresh((*pp)->rec, rec.expire_at, rec.request_count)) {
+        /* the hot case: same target, a record only this entry holds */
+        entry *e = *pp;
+        e->failures = 0;
+        e->deadline_ms =
+            req->ttl_s ? acache__monotonic_ms() + (int64_t)req->ttl_s * 1000 : 0;
+        pthread_mutex_unlock(&s->lock);
+        if (cb)
+            cb(&rec, payload);
+        return ACACHE_OK;
+    }
     acache_affinity *nrec = acache__affinity_from_record(&rec, req->key, len);
     if (!nrec) {
         rc = ACACHE_ENOMEM;
