@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "bench.h"
+#include "redis_server.h" /* test_free_port */
 
 /* ---- timing ---- */
 
@@ -143,25 +144,6 @@ static void on_exit_stop(void)
         bench_redis_stop(atexit_target);
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 redisContext *bench_redis_connect(const bench_redis *r)
 {
     struct timeval tv = {5, 0};
@@ -224,7 +206,7 @@ int bench_redis_start(bench_redis *r)
         atexit(on_exit_stop);
 
     for (int attempt = 0; attempt < 5; attempt++) {
-        r->port = free_port();
+        r->port = test_free_port();
         if (r->port <= 0)
             continue;
         char port[16];

@@ -861,22 +861,29 @@ static void tr_mig_step(void *p)
     }
 }
 
+/* TR_MIG pins in one slot, found among the tr<i> keys from `from` on:
+ * their indexes go to m->keys; returns the slot. */
+static unsigned tr_one_slot(tr_mig *m, int from)
+{
+    unsigned slot = 0;
+    int found = 0;
+    for (int i = from; found < TR_MIG; i++) {
+        char key[64];
+        tr_storage_key(i, key, sizeof key);
+        unsigned sl = acache__redis_key_slot(key, strlen(key));
+        if (found == 0)
+            slot = sl;
+        if (sl == slot)
+            m->keys[found++] = i;
+    }
+    return slot;
+}
+
 Test(cluster, tracking_stays_exact_through_a_slot_migration)
 {
     need_cluster();
-    /* TR_MIG pins in one slot, found among tr<i> keys. */
     tr_mig m = {0};
-    unsigned slot = 0;
-    int found = 0;
-    for (int i = 100; found < TR_MIG; i++) {
-        char key[64];
-        tr_storage_key(i, key, sizeof key);
-        unsigned s = acache__redis_key_slot(key, strlen(key));
-        if (found == 0)
-            slot = s;
-        if (s == slot)
-            m.keys[found++] = i;
-    }
+    unsigned slot = tr_one_slot(&m, 100);
     static int owner[16384];
     slot_map(ports[0], owner);
     int src = owner[slot], dst = src == ports[0] ? ports[1] : ports[0];
@@ -1179,17 +1186,7 @@ typedef struct tr_node {
 static int tr_free_port(void)
 {
     for (;;) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a;
-        memset(&a, 0, sizeof a);
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof a;
-        int port = -1;
-        if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-            getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-            port = ntohs(a.sin_port);
-        close(fd);
+        int port = test_free_port();
         if (port > 0 && port < 55000) /* the bus port is port + 10000 */
             return port;
     }
@@ -1379,17 +1376,7 @@ Test(cluster, tracking_stays_exact_through_a_manual_failover)
 {
     need_cluster();
     tr_mig m = {0};
-    unsigned slot = 0;
-    int found = 0;
-    for (int i = 500; found < TR_MIG; i++) {
-        char key[64];
-        tr_storage_key(i, key, sizeof key);
-        unsigned sl = acache__redis_key_slot(key, strlen(key));
-        if (found == 0)
-            slot = sl;
-        if (sl == slot)
-            m.keys[found++] = i;
-    }
+    unsigned slot = tr_one_slot(&m, 500);
     static int owner[16384];
     slot_map(ports[0], owner);
     int p = owner[slot];

@@ -31,7 +31,7 @@ static void sleep_ms(long ms)
 
 /* Ask the kernel for a free loopback port (released again at once: the
  * server binds it a moment later; start() retries if someone was faster). */
-static int free_port(void)
+int test_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -237,7 +237,7 @@ static void set_uri(test_redis *r)
 static int start(test_redis *r)
 {
     for (int attempt = 0; attempt < 5; attempt++) {
-        r->port = free_port();
+        r->port = test_free_port();
         if (r->port <= 0) {
             fprintf(stderr, "test_redis: no free port: %s\n", strerror(errno));
             return -1;
@@ -411,7 +411,7 @@ static int start_replica(test_redis *r, int primary_port)
         snprintf(r->dir, sizeof r->dir, "/tmp/acache-replica-XXXXXX");
         if (!mkdtemp(r->dir))
             return -1;
-        r->port = free_port();
+        r->port = test_free_port();
         char port[16], pport[16], log[300];
         snprintf(port, sizeof port, "%d", r->port);
         snprintf(pport, sizeof pport, "%d", primary_port);
@@ -459,7 +459,7 @@ static int start_sentinel(test_redis *r, int primary_port)
         snprintf(r->dir, sizeof r->dir, "/tmp/acache-sentinel-XXXXXX");
         if (!mkdtemp(r->dir))
             return -1;
-        r->port = free_port();
+        r->port = test_free_port();
         char conf[300];
         snprintf(conf, sizeof conf, "%s/sentinel.conf", r->dir);
         FILE *f = fopen(conf, "w");
@@ -615,7 +615,7 @@ int test_redis_cluster_start(test_redis_cluster *c, int n)
         c->node[i].cluster = 1;
         int ok = -1;
         for (int attempt = 0; attempt < 5 && ok != 0; attempt++) {
-            c->node[i].port = free_port();
+            c->node[i].port = test_free_port();
             ok = spawn(&c->node[i]);
             if (ok < 0)
                 break;

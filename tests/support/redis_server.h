@@ -27,6 +27,10 @@ typedef struct test_redis {
     char ca[300], other_ca[300], client_cert[300], client_key[300];
 } test_redis;
 
+/* A free loopback port (asked of the kernel and released at once: a server
+ * binds it a moment later; the starters retry if someone was faster), or -1. */
+int test_free_port(void);
+
 /* Start a server and wait until it answers PING. Returns 0, or -1 with a
  * message on stderr. */
 int test_redis_start(test_redis *r);
