@@ -459,19 +459,6 @@ Test(cluster, node_death_mid_pipeline_fails_cleanly)
 #define TR_P99_LIMIT 50.0  /* this loaded 2-core machine; the target is 10 ms */
 #define TR_STALE_MS 2500.0 /* the L1 TTL is 3 s: slower is the time-based L1 */
 
-static double tr_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static void tr_nap_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    nanosleep(&ts, NULL);
-}
-
 static void tr_ak(int i, char *out, size_t n)
 {
     snprintf(out, n, "tr%d", i);
@@ -516,13 +503,13 @@ static int tr_in_l1(acache *h, int i)
 static void tr_fill(acache *h, int i)
 {
     char got[64];
-    double end = tr_ms() + 3000;
+    double end = th_ms() + 3000;
     for (;;) {
         tr_seen(h, i, got, sizeof got);
         if (tr_in_l1(h, i))
             return;
-        cr_assert(tr_ms() < end, "pin %d never stayed in the L1", i);
-        tr_nap_us(1000);
+        cr_assert(th_ms() < end, "pin %d never stayed in the L1", i);
+        th_nap_us(1000);
     }
 }
 
@@ -537,16 +524,16 @@ static acache *tr_open(void)
 
 static void tr_wait_live(acache *a, uint64_t min_live, double ms)
 {
-    double end = tr_ms() + ms;
+    double end = th_ms() + ms;
     acache__l1_tracking info;
     for (;;) {
         acache__l1_tracking_info(a, &info);
         if (!info.bypass && info.live >= min_live)
             return;
-        cr_assert(tr_ms() < end, "tracking: bypass %d live %llu (wanted live >= %llu)",
+        cr_assert(th_ms() < end, "tracking: bypass %d live %llu (wanted live >= %llu)",
                   info.bypass, (unsigned long long)info.live,
                   (unsigned long long)min_live);
-        tr_nap_us(1000);
+        th_nap_us(1000);
     }
 }
 
@@ -577,7 +564,7 @@ static void tr_writer(int in, int out)
             rc = tr_pin(h, cmd.key, "k-old");
         else
             rc = acache_affinity_invalidate(h, ak, "claude", "m", NULL, NULL, NULL);
-        double t = rc == ACACHE_OK ? tr_ms() : -1.0;
+        double t = rc == ACACHE_OK ? th_ms() : -1.0;
         if (write(out, &t, sizeof t) != (ssize_t)sizeof t)
             break;
     }
@@ -589,17 +576,17 @@ static double tr_round(acache *a, th_child *ch, char op, int key, int n, const c
 {
     tr_cmd cmd = {op, key, n};
     cr_assert_eq(write(ch->to, &cmd, sizeof cmd), (ssize_t)sizeof cmd);
-    double start = tr_ms(), at = -1.0;
+    double start = th_ms(), at = -1.0;
     char got[64];
     for (;;) {
         tr_seen(a, key, got, sizeof got);
         if (strcmp(got, want) == 0) {
-            at = tr_ms();
+            at = th_ms();
             break;
         }
-        if (tr_ms() - start > TR_STALE_MS)
+        if (th_ms() - start > TR_STALE_MS)
             break;
-        tr_nap_us(50);
+        th_nap_us(50);
     }
     double done;
     cr_assert_eq(read(ch->from, &done, sizeof done), (ssize_t)sizeof done);
@@ -607,17 +594,6 @@ static double tr_round(acache *a, th_child *ch, char op, int key, int n, const c
     if (at < 0)
         return -1.0;
     return at > done ? at - done : 0.0;
-}
-
-static int tr_cmp(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
-static double tr_pct(const double *v, int n, double p)
-{
-    return v[(int)(p * (n - 1) + 0.5)];
 }
 
 /* Port of the primary that owns pin i now. */
@@ -667,13 +643,13 @@ Test(cluster, tracking_sees_switches_and_deletes_on_every_primary_within_ms)
         }
         cr_assert_eq(stale, 0, "%d of %d rounds still stale after %.0f ms", stale,
                      TR_ROUNDS, TR_STALE_MS);
-        qsort(v, TR_ROUNDS, sizeof v[0], tr_cmp);
-        double p99 = tr_pct(v, TR_ROUNDS, 0.99);
+        th_sort_doubles(v, TR_ROUNDS);
+        double p99 = th_pct(v, TR_ROUNDS, 0.99);
         fprintf(stderr,
                 "cluster tracking %s staleness over %d rounds, %d primaries (ms): p50 "
                 "%.3f p90 %.3f p99 %.3f max %.3f\n",
-                kind ? "delete" : "switch", TR_ROUNDS, nports, tr_pct(v, TR_ROUNDS, 0.5),
-                tr_pct(v, TR_ROUNDS, 0.9), p99, v[TR_ROUNDS - 1]);
+                kind ? "delete" : "switch", TR_ROUNDS, nports, th_pct(v, TR_ROUNDS, 0.5),
+                th_pct(v, TR_ROUNDS, 0.9), p99, v[TR_ROUNDS - 1]);
         cr_assert(p99 <= TR_P99_LIMIT, "p99 %.3f ms > %.0f ms", p99, TR_P99_LIMIT);
     }
     acache__l1_tracking_info(a, &info);
@@ -716,12 +692,12 @@ Test(cluster, tracking_subscriber_killed_on_one_node_bypasses_the_l1_until_back)
     ok_reply(redisCommand(adm, "ACL SETUSER default -client"), "ACL -client");
     ok_reply(redisCommand(adm, "CLIENT KILL TYPE pubsub"), "CLIENT KILL");
     int bypassed = 0, filled = 0, slow = 0, wrong = 0;
-    double end = tr_ms() + 2000;
+    double end = th_ms() + 2000;
     acache__l1_tracking info;
-    while (tr_ms() < end && !bypassed) {
+    while (th_ms() < end && !bypassed) {
         acache__l1_tracking_info(a, &info);
         bypassed = info.bypass;
-        tr_nap_us(1000);
+        th_nap_us(1000);
     }
     for (int i = 0; bypassed && i < TR_KEYS; i++)
         filled += tr_in_l1(a, i);
@@ -897,7 +873,7 @@ Test(cluster, tracking_stays_exact_through_a_slot_migration)
     uint64_t redirects0 = acache__redis_cluster_redirects(acache_handle_store(a));
     tr_migrate(slot, src, dst, 2, tr_mig_step, &m);
     /* And once more after the map settled on the new owner. */
-    tr_nap_us(300000);
+    th_nap_us(300000);
     tr_mig_step(&m);
     fprintf(stderr,
             "cluster tracking through a migration: %d steps, %d switches, worst %.3f "
@@ -932,7 +908,7 @@ static acache *fl_open(const char *id)
 
 static double fl_s(void)
 {
-    return tr_ms() / 1e3;
+    return th_ms() / 1e3;
 }
 
 /* Child `proc`: FL_HITS hits and FL_MISSES misses on its own pin, then waits
@@ -1143,7 +1119,7 @@ static int tr_count(redisContext *r, const char *cmd, const char *needle)
  * learnt every slot's owner first). */
 static void tr_wait_nodes(int extra, int want)
 {
-    double end = tr_ms() + 15000;
+    double end = th_ms() + 15000;
     for (;;) {
         int ok = 1;
         for (int i = 0; i <= nports && ok; i++) {
@@ -1158,7 +1134,7 @@ static void tr_wait_nodes(int extra, int want)
         }
         if (ok)
             return;
-        if (tr_ms() >= end)
+        if (th_ms() >= end)
             for (int i = 0; i <= nports; i++) {
                 if (i == nports && !extra)
                     break;
@@ -1170,8 +1146,8 @@ static void tr_wait_nodes(int extra, int want)
                     freeReplyObject(x);
                 redisFree(r);
             }
-        cr_assert(tr_ms() < end, "the cluster did not converge on %d nodes", want);
-        tr_nap_us(50000);
+        cr_assert(th_ms() < end, "the cluster did not converge on %d nodes", want);
+        th_nap_us(50000);
     }
 }
 
@@ -1214,7 +1190,7 @@ static void tr_node_start(tr_node *n)
               (char *)NULL);
         _exit(127);
     }
-    double end = tr_ms() + 5000;
+    double end = th_ms() + 5000;
     for (;;) {
         redisContext *r = redisConnect("127.0.0.1", n->port);
         redisReply *x = r && !r->err ? redisCommand(r, "PING") : NULL;
@@ -1225,8 +1201,8 @@ static void tr_node_start(tr_node *n)
             redisFree(r);
         if (up)
             return;
-        cr_assert(tr_ms() < end, "the extra node did not start");
-        tr_nap_us(20000);
+        cr_assert(th_ms() < end, "the extra node did not start");
+        th_nap_us(20000);
     }
 }
 
@@ -1282,7 +1258,7 @@ Test(cluster, tracking_follows_a_primary_added_then_removed)
     acache__l1_tracking before;
     acache__l1_tracking_info(a, &before);
     tr_migrate(slot, src, x.port, 2, tr_mig_step, &m);
-    tr_nap_us(300000);
+    th_nap_us(300000);
     tr_mig_step(&m);
     redisContext *rx = node(x.port);
     int subs_on_new = tr_count(rx, "CLIENT LIST TYPE pubsub", "sub=1");
@@ -1302,7 +1278,7 @@ Test(cluster, tracking_follows_a_primary_added_then_removed)
     tr_extra_port = 0;
     tr_node_stop(&x);
     tr_wait_nodes(0, nports);
-    tr_nap_us(300000);
+    th_nap_us(300000);
     tr_mig_step(&m); /* exact after the node went */
     fprintf(stderr,
             "cluster tracking with a primary added and removed: %d steps, %d switches, "
@@ -1333,9 +1309,9 @@ static int tr_info_has(int port, const char *cmd, const char *needle)
 
 static void tr_wait_cond(int port, const char *cmd, const char *needle, const char *what)
 {
-    double end = tr_ms() + 15000;
+    double end = th_ms() + 15000;
     while (!tr_info_has(port, cmd, needle)) {
-        if (tr_ms() >= end) {
+        if (th_ms() >= end) {
             redisContext *r = node(port);
             redisReply *x = redisCommand(r, "INFO replication");
             fprintf(stderr, "%d: %s\n", port, x ? x->str : "?");
@@ -1345,8 +1321,8 @@ static void tr_wait_cond(int port, const char *cmd, const char *needle, const ch
             freeReplyObject(x);
             redisFree(r);
         }
-        cr_assert(tr_ms() < end, "%s: %d never showed %s", what, port, needle);
-        tr_nap_us(50000);
+        cr_assert(th_ms() < end, "%s: %d never showed %s", what, port, needle);
+        th_nap_us(50000);
     }
 }
 
@@ -1407,15 +1383,15 @@ Test(cluster, tracking_stays_exact_through_a_manual_failover)
     acache__l1_tracking before;
     acache__l1_tracking_info(a, &before);
     tr_failover(x.port, p);
-    double t_over = tr_ms();
+    double t_over = th_ms();
     tr_mig_step(&m);
     tr_mig_step(&m);
     acache__l1_tracking mid;
     acache__l1_tracking_info(a, &mid);
     /* And back, once the primaries may vote again for this slot range
      * (twice cluster-node-timeout after their last vote). */
-    while (tr_ms() - t_over < 4500)
-        tr_nap_us(100000);
+    while (th_ms() - t_over < 4500)
+        th_nap_us(100000);
     tr_failover(p, x.port);
     tr_mig_step(&m);
     tr_mig_step(&m);
@@ -1429,7 +1405,7 @@ Test(cluster, tracking_stays_exact_through_a_manual_failover)
     }
     tr_node_stop(&x);
     tr_wait_nodes(0, nports);
-    tr_nap_us(300000);
+    th_nap_us(300000);
     tr_mig_step(&m);
     fprintf(stderr,
             "cluster tracking through a manual failover and back: %d steps, %d "

@@ -21,19 +21,6 @@
 #define ROUNDS 200
 #define P99_LIMIT_MS 50.0 /* this loaded 2-core machine; the target is 10 ms */
 
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static void nap_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    nanosleep(&ts, NULL);
-}
-
 static int on_cluster(void)
 {
     return getenv("ACACHE_TEST_CLUSTER_URI") != NULL;
@@ -96,13 +83,13 @@ static int in_l1(acache *h)
  * created it arrives asynchronously and may drop the first fill (no NOLOOP). */
 static void fill_l1(acache *h, char *out, size_t n)
 {
-    double end = mono_ms() + 2000;
+    double end = th_ms() + 2000;
     for (;;) {
         seen(h, out, n);
         if (in_l1(h))
             return;
-        cr_assert(mono_ms() < end, "the pin never stayed in the L1");
-        nap_us(1000);
+        cr_assert(th_ms() < end, "the pin never stayed in the L1");
+        th_nap_us(1000);
     }
 }
 
@@ -134,7 +121,7 @@ static void writer(int in, int out)
         } else {
             rc = acache_affinity_invalidate(h, "ak", "claude", "m", NULL, NULL, NULL);
         }
-        double t = rc == ACACHE_OK ? mono_ms() : -1.0;
+        double t = rc == ACACHE_OK ? th_ms() : -1.0;
         if (write(out, &t, sizeof t) != (ssize_t)sizeof t)
             break;
     }
@@ -151,17 +138,17 @@ static th_child spawn_writer(void)
 static double one_round(acache *a, th_child *ch, char cmd, const char *want)
 {
     cr_assert_eq(write(ch->to, &cmd, 1), 1);
-    double start = mono_ms(), at = -1.0;
+    double start = th_ms(), at = -1.0;
     char got[64];
     for (;;) {
         seen(a, got, sizeof got);
         if (strcmp(got, want) == 0) {
-            at = mono_ms();
+            at = th_ms();
             break;
         }
-        if (mono_ms() - start > 2500.0)
+        if (th_ms() - start > 2500.0)
             break;
-        nap_us(50);
+        th_nap_us(50);
     }
     double done;
     cr_assert_eq(read(ch->from, &done, sizeof done), (ssize_t)sizeof done);
@@ -171,29 +158,17 @@ static double one_round(acache *a, th_child *ch, char cmd, const char *want)
     return at > done ? at - done : 0.0;
 }
 
-static int cmp_d(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
-static double pct(double *v, int n, double p)
-{
-    int i = (int)(p * (n - 1) + 0.5);
-    return v[i];
-}
-
 /* Wait until A has received `n` key invalidations (B's writes so far), so
  * that no message is in flight when A fills its L1. */
 static void drain(acache *a, uint64_t n)
 {
-    double end = mono_ms() + 2000;
+    double end = th_ms() + 2000;
     acache__l1_tracking info;
     for (acache__l1_tracking_info(a, &info); info.keys < n;
          acache__l1_tracking_info(a, &info)) {
-        cr_assert(mono_ms() < end, "%llu of %llu invalidations arrived",
+        cr_assert(th_ms() < end, "%llu of %llu invalidations arrived",
                   (unsigned long long)info.keys, (unsigned long long)n);
-        nap_us(100);
+        th_nap_us(100);
     }
 }
 
@@ -229,12 +204,12 @@ static void staleness(char cmd)
     acache_close(a);
     cr_assert_eq(stale_runs, 0, "%d of %d rounds still stale after 2.5 s", stale_runs,
                  ROUNDS);
-    qsort(v, ROUNDS, sizeof v[0], cmp_d);
-    double p50 = pct(v, ROUNDS, 0.5), p99 = pct(v, ROUNDS, 0.99);
+    th_sort_doubles(v, ROUNDS);
+    double p50 = th_pct(v, ROUNDS, 0.5), p99 = th_pct(v, ROUNDS, 0.99);
     fprintf(stderr,
             "tracking %s staleness over %d rounds (ms): p50 %.3f p90 %.3f p99 %.3f max "
             "%.3f (keys invalidated %llu)\n",
-            cmd == 'd' ? "delete" : "switch", ROUNDS, p50, pct(v, ROUNDS, 0.9), p99,
+            cmd == 'd' ? "delete" : "switch", ROUNDS, p50, th_pct(v, ROUNDS, 0.9), p99,
             v[ROUNDS - 1], (unsigned long long)info.keys);
     cr_assert(info.keys > 0);
     cr_assert(p99 <= P99_LIMIT_MS, "p99 %.3f ms > %.0f ms", p99, P99_LIMIT_MS);
@@ -254,16 +229,16 @@ Test(tracking, delete_by_another_process_is_seen_within_milliseconds)
 
 static void wait_for(acache *a, int bypass, uint64_t min_live, double ms)
 {
-    double end = mono_ms() + ms;
+    double end = th_ms() + ms;
     acache__l1_tracking info;
     for (;;) {
         acache__l1_tracking_info(a, &info);
         if (info.bypass == bypass && info.live >= min_live)
             return;
-        cr_assert(mono_ms() < end,
-                  "tracking state: bypass %d live %llu (wanted %d, %llu)", info.bypass,
-                  (unsigned long long)info.live, bypass, (unsigned long long)min_live);
-        nap_us(1000);
+        cr_assert(th_ms() < end, "tracking state: bypass %d live %llu (wanted %d, %llu)",
+                  info.bypass, (unsigned long long)info.live, bypass,
+                  (unsigned long long)min_live);
+        th_nap_us(1000);
     }
 }
 
@@ -328,9 +303,9 @@ Test(tracking, flushdb_clears_the_l1)
     fill_l1(a, got, sizeof got);
     redisContext *adm = admin();
     admin_cmd(adm, "FLUSHDB");
-    double end = mono_ms() + 1000;
-    while (in_l1(a) && mono_ms() < end)
-        nap_us(200);
+    double end = th_ms() + 1000;
+    while (in_l1(a) && th_ms() < end)
+        th_nap_us(200);
     cr_assert(!in_l1(a));
     seen(a, got, sizeof got);
     cr_assert_str_eq(got, "");
@@ -370,7 +345,7 @@ Test(tracking, server_without_tracking_falls_back_to_the_ttl)
     cr_assert(in_l1(a));
     acache *b = open_tracking();
     cr_assert_eq(pin(b, "k1"), ACACHE_OK);
-    nap_us(50000);
+    th_nap_us(50000);
     seen(a, got, sizeof got);
     cr_assert_str_eq(got, "k0",
                      "time-based L1: another handle's switch is seen after the TTL");

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -217,4 +218,33 @@ void th_reap(th_child *ch)
     int st;
     waitpid(ch->pid, &st, 0);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+double th_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+void th_nap_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+void th_sort_doubles(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof v[0], cmp_double);
+}
+
+double th_pct(const double *v, int n, double p)
+{
+    return v[(int)(p * (n - 1) + 0.5)];
 }

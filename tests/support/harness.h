@@ -48,6 +48,13 @@ acache *th_open(acache_options *opts);
  * ({"key","value","ttl"}) into the handle's store with a raw SET. */
 void th_load_jsonl(acache *c, const char *path);
 
+/* Monotonic milliseconds; a nap of `us` microseconds. */
+double th_ms(void);
+void th_nap_us(long us);
+/* Sort `v` ascending; th_pct: the p-quantile (0..1) of a sorted `v`. */
+void th_sort_doubles(double *v, int n);
+double th_pct(const double *v, int n, double p);
+
 /* A forked helper process talking to the test over two pipes: the test
  * writes requests to `to` and reads answers from `from`. */
 typedef struct th_child {
