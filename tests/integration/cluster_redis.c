@@ -309,6 +309,82 @@ static void ok_reply(redisReply *rep, const char *what)
     freeReplyObject(rep);
 }
 
+static int tr_extra_port; /* a node added by a test, told SETSLOT NODE too */
+
+/* Migrate `slot` from src to dst: MIGRATE keys `step` at a time, calling
+ * between(ctx) after each batch, then SETSLOT NODE on every node. */
+static void tr_migrate(unsigned slot, int src, int dst, int step, void (*between)(void *),
+                       void *ctx)
+{
+    char src_id[64], dst_id[64];
+    node_id(src, src_id);
+    node_id(dst, dst_id);
+    redisContext *s = node(src), *d = node(dst);
+    ok_reply(redisCommand(d, "CLUSTER SETSLOT %u IMPORTING %s", slot, src_id),
+             "IMPORTING");
+    ok_reply(redisCommand(s, "CLUSTER SETSLOT %u MIGRATING %s", slot, dst_id),
+             "MIGRATING");
+    between(ctx);
+    for (;;) {
+        redisReply *keys = redisCommand(s, "CLUSTER GETKEYSINSLOT %u %d", slot, step);
+        cr_assert(keys && keys->type == REDIS_REPLY_ARRAY);
+        if (keys->elements == 0) {
+            freeReplyObject(keys);
+            break;
+        }
+        const char *argv[16];
+        size_t lens[16];
+        char portbuf[16];
+        snprintf(portbuf, sizeof portbuf, "%d", dst);
+        const char *head[] = {"MIGRATE", "127.0.0.1", portbuf, "", "0", "5000", "KEYS"};
+        int argc = 0;
+        for (int i = 0; i < 7; i++, argc++) {
+            argv[argc] = head[i];
+            lens[argc] = strlen(head[i]);
+        }
+        for (size_t i = 0; i < keys->elements && argc < 16; i++, argc++) {
+            argv[argc] = keys->element[i]->str;
+            lens[argc] = keys->element[i]->len;
+        }
+        ok_reply(redisCommandArgv(s, argc, argv, lens), "MIGRATE");
+        freeReplyObject(keys);
+        between(ctx);
+    }
+    /* SETSLOT NODE to the new owner, the old one, then the rest (the order
+     * Redis documents: an old owner that lost its last slot turns into a
+     * replica of the new one and refuses SETSLOT afterwards). */
+    int order[TEST_CLUSTER_MAX + 3], n_order = 0;
+    order[n_order++] = dst;
+    order[n_order++] = src;
+    for (int i = 0; i < nports; i++)
+        if (ports[i] != src && ports[i] != dst)
+            order[n_order++] = ports[i];
+    if (tr_extra_port && tr_extra_port != src && tr_extra_port != dst)
+        order[n_order++] = tr_extra_port;
+    for (int i = 0; i < n_order; i++) {
+        redisContext *n = node(order[i]);
+        redisReply *x = redisCommand(n, "CLUSTER SETSLOT %u NODE %s", slot, dst_id);
+        /* An old owner that lost its last slot may have turned into a
+         * replica already (gossip from the new owner): it follows it. */
+        int replica =
+            x && x->type == REDIS_REPLY_ERROR && strstr(x->str, "only with masters");
+        cr_assert(x && (x->type != REDIS_REPLY_ERROR || replica),
+                  "SETSLOT %u NODE %d on %d: %s", slot, dst, order[i],
+                  x ? x->str : "no reply");
+        freeReplyObject(x);
+        redisFree(n);
+    }
+    redisFree(s);
+    redisFree(d);
+    between(ctx);
+}
+
+static void nap_30ms(void *ctx)
+{
+    (void)ctx;
+    sleep_ms(30);
+}
+
 Test(cluster, slot_migration_loses_no_touch)
 {
     need_cluster();
@@ -329,9 +405,6 @@ Test(cluster, slot_migration_loses_no_touch)
     static int owner[16384];
     slot_map(ports[0], owner);
     int src = owner[slot], dst = src == ports[0] ? ports[1] : ports[0];
-    char src_id[64], dst_id[64];
-    node_id(src, src_id);
-    node_id(dst, dst_id);
 
     mig_c = open_uri(th_store_uri());
     uint64_t redirects0 = acache__redis_cluster_redirects(acache_handle_store(mig_c));
@@ -339,50 +412,12 @@ Test(cluster, slot_migration_loses_no_touch)
     for (int t = 0; t < NTHREADS; t++)
         pthread_create(&th[t], NULL, toucher, (void *)(intptr_t)t);
     sleep_ms(150);
-    redisContext *s = node(src), *d = node(dst);
-    ok_reply(redisCommand(d, "CLUSTER SETSLOT %u IMPORTING %s", slot, src_id),
-             "IMPORTING");
-    ok_reply(redisCommand(s, "CLUSTER SETSLOT %u MIGRATING %s", slot, dst_id),
-             "MIGRATING");
     /* A few keys at a time, so that touches meet a half-moved slot (ASK). */
-    for (;;) {
-        redisReply *keys = redisCommand(s, "CLUSTER GETKEYSINSLOT %u 3", slot);
-        cr_assert(keys && keys->type == REDIS_REPLY_ARRAY);
-        if (keys->elements == 0) {
-            freeReplyObject(keys);
-            break;
-        }
-        const char *argv[16];
-        size_t lens[16];
-        char portbuf[16];
-        snprintf(portbuf, sizeof portbuf, "%d", dst);
-        const char *head[] = {"MIGRATE", "127.0.0.1", portbuf, "", "0", "5000", "KEYS"};
-        int argc = 0;
-        for (int i = 0; i < 7; i++, argc++) {
-            argv[argc] = head[i];
-            lens[argc] = strlen(head[i]);
-        }
-        for (size_t i = 0; i < keys->elements; i++, argc++) {
-            argv[argc] = keys->element[i]->str;
-            lens[argc] = keys->element[i]->len;
-        }
-        ok_reply(redisCommandArgv(s, argc, argv, lens), "MIGRATE");
-        freeReplyObject(keys);
-        sleep_ms(30);
-    }
-    sleep_ms(50);
-    for (int i = 0; i < nports; i++) {
-        redisContext *n = node(ports[i]);
-        ok_reply(redisCommand(n, "CLUSTER SETSLOT %u NODE %s", slot, dst_id),
-                 "SETSLOT NODE");
-        redisFree(n);
-    }
+    tr_migrate(slot, src, dst, 3, nap_30ms, NULL);
     sleep_ms(200); /* touches after the move: MOVED */
     atomic_store(&mig_stop, 1);
     for (int t = 0; t < NTHREADS; t++)
         pthread_join(th[t], NULL);
-    redisFree(s);
-    redisFree(d);
 
     cr_assert_eq(atomic_load(&mig_err), 0, "%d touches failed: %s", atomic_load(&mig_err),
                  acache_last_error());
@@ -737,76 +772,6 @@ Test(cluster, tracking_subscriber_killed_on_one_node_bypasses_the_l1_until_back)
                   TR_P99_LIMIT);
     th_reap(&ch);
     acache_close(a);
-}
-
-static int tr_extra_port; /* a node added by a test, told SETSLOT NODE too */
-
-/* Migrate `slot` from src to dst: MIGRATE keys `step` at a time, calling
- * between(ctx) after each batch, then SETSLOT NODE on every node. */
-static void tr_migrate(unsigned slot, int src, int dst, int step, void (*between)(void *),
-                       void *ctx)
-{
-    char src_id[64], dst_id[64];
-    node_id(src, src_id);
-    node_id(dst, dst_id);
-    redisContext *s = node(src), *d = node(dst);
-    ok_reply(redisCommand(d, "CLUSTER SETSLOT %u IMPORTING %s", slot, src_id),
-             "IMPORTING");
-    ok_reply(redisCommand(s, "CLUSTER SETSLOT %u MIGRATING %s", slot, dst_id),
-             "MIGRATING");
-    between(ctx);
-    for (;;) {
-        redisReply *keys = redisCommand(s, "CLUSTER GETKEYSINSLOT %u %d", slot, step);
-        cr_assert(keys && keys->type == REDIS_REPLY_ARRAY);
-        if (keys->elements == 0) {
-            freeReplyObject(keys);
-            break;
-        }
-        const char *argv[16];
-        size_t lens[16];
-        char portbuf[16];
-        snprintf(portbuf, sizeof portbuf, "%d", dst);
-        const char *head[] = {"MIGRATE", "127.0.0.1", portbuf, "", "0", "5000", "KEYS"};
-        int argc = 0;
-        for (int i = 0; i < 7; i++, argc++) {
-            argv[argc] = head[i];
-            lens[argc] = strlen(head[i]);
-        }
-        for (size_t i = 0; i < keys->elements && argc < 16; i++, argc++) {
-            argv[argc] = keys->element[i]->str;
-            lens[argc] = keys->element[i]->len;
-        }
-        ok_reply(redisCommandArgv(s, argc, argv, lens), "MIGRATE");
-        freeReplyObject(keys);
-        between(ctx);
-    }
-    /* SETSLOT NODE to the new owner, the old one, then the rest (the order
-     * Redis documents: an old owner that lost its last slot turns into a
-     * replica of the new one and refuses SETSLOT afterwards). */
-    int order[TEST_CLUSTER_MAX + 3], n_order = 0;
-    order[n_order++] = dst;
-    order[n_order++] = src;
-    for (int i = 0; i < nports; i++)
-        if (ports[i] != src && ports[i] != dst)
-            order[n_order++] = ports[i];
-    if (tr_extra_port && tr_extra_port != src && tr_extra_port != dst)
-        order[n_order++] = tr_extra_port;
-    for (int i = 0; i < n_order; i++) {
-        redisContext *n = node(order[i]);
-        redisReply *x = redisCommand(n, "CLUSTER SETSLOT %u NODE %s", slot, dst_id);
-        /* An old owner that lost its last slot may have turned into a
-         * replica already (gossip from the new owner): it follows it. */
-        int replica =
-            x && x->type == REDIS_REPLY_ERROR && strstr(x->str, "only with masters");
-        cr_assert(x && (x->type != REDIS_REPLY_ERROR || replica),
-                  "SETSLOT %u NODE %d on %d: %s", slot, dst, order[i],
-                  x ? x->str : "no reply");
-        freeReplyObject(x);
-        redisFree(n);
-    }
-    redisFree(s);
-    redisFree(d);
-    between(ctx);
 }
 
 #define TR_MIG 6
